@@ -1,0 +1,94 @@
+"""Shared building blocks: patch aggregation of backbone maps, anomaly maps, device choice."""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import scipy.ndimage as ndimage
+import torch
+import torch.nn.functional as F
+
+LOGGER = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A command-line value that cannot work (one-line message naming the flag and the fix)."""
+
+
+#: Gaussian smoothing of the upsampled patch-score map (GLASS's RescaleSegmentor).
+MAP_SIGMA = 4.0
+
+
+def patchify(feature_map: torch.Tensor, patchsize: int) -> torch.Tensor:
+    """Gathers each position's patchsize x patchsize neighbourhood: (B,C,H,W) -> (B,C*p*p,H,W)."""
+    batch, _, height, width = feature_map.shape
+    padding = (patchsize - 1) // 2
+    patches = F.unfold(feature_map, kernel_size=patchsize, padding=padding, stride=1)
+    return patches.reshape(batch, -1, height, width)
+
+
+def _pool_vectors(vectors: torch.Tensor, dim: int) -> torch.Tensor:
+    """Average-pools every row vector (N, L) to length dim (1-D adaptive average pooling)."""
+    return F.adaptive_avg_pool1d(vectors.unsqueeze(1), dim).squeeze(1)
+
+
+def aggregate_patch_features(
+    maps: Sequence[torch.Tensor], patchsize: int, pretrain_dim: int, target_dim: int
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Turns backbone maps into one target_dim feature per position of the first map's grid.
+
+    Returns (features of shape (B*H*W, target_dim), (H, W)).
+    Each layer's neighbourhood vectors are pooled to pretrain_dim, the coarser layers are
+    bilinearly resized to the first layer's grid, then the stacked layer vectors are pooled
+    to target_dim. Pooling acts on the channel axis and resizing on the spatial axes; both
+    are linear, so they commute: pooling before resizing gives the reference's numbers with
+    a quarter of the work on a stride-16 layer.
+    """
+    batch = maps[0].shape[0]
+    grid = (int(maps[0].shape[-2]), int(maps[0].shape[-1]))
+    per_layer = []
+    for feature_map in maps:
+        patches = patchify(feature_map, patchsize)
+        _, length, height, width = patches.shape
+        rows = patches.permute(0, 2, 3, 1).reshape(-1, length)
+        pooled = _pool_vectors(rows, pretrain_dim)
+        if (height, width) != grid:
+            pooled = pooled.reshape(batch, height, width, pretrain_dim).permute(0, 3, 1, 2)
+            pooled = F.interpolate(pooled, size=grid, mode="bilinear", align_corners=False)
+            pooled = pooled.permute(0, 2, 3, 1).reshape(-1, pretrain_dim)
+        per_layer.append(pooled)
+    stacked = torch.stack(per_layer, dim=1).reshape(batch * grid[0] * grid[1], -1)
+    return _pool_vectors(stacked, target_dim), grid
+
+
+def upsample_scores(patch_scores: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resizes patch-score grids (B,h,w) to image size (B,H,W)."""
+    return F.interpolate(
+        patch_scores.unsqueeze(1).float(), size=size, mode="bilinear", align_corners=False
+    ).squeeze(1)
+
+
+def anomaly_maps(
+    patch_scores: torch.Tensor | np.ndarray, size: int | tuple[int, int], sigma: float = MAP_SIGMA
+) -> np.ndarray:
+    """Patch-score grids (B,h,w) -> smoothed anomaly maps (B,H,W) as GLASS builds them."""
+    scores = torch.as_tensor(patch_scores).detach().cpu()
+    upsampled = upsample_scores(scores, size).numpy()
+    # scipy's gaussian_filter (mode "reflect", truncate 4) is the reference's smoothing;
+    # torch has no half-sample-symmetric padding, so we keep scipy for identical maps.
+    return np.stack([ndimage.gaussian_filter(m, sigma=sigma) for m in upsampled]).astype(np.float32)
+
+
+def select_device(gpu_ids: Sequence[int]) -> torch.device:
+    """Picks the first requested CUDA device, or the CPU (said once) when CUDA is missing."""
+    if gpu_ids and torch.cuda.is_available():
+        index = int(gpu_ids[0])
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"--gpu {index}: only {torch.cuda.device_count()} CUDA device(s) present; pass --gpu 0"
+            )
+        return torch.device(f"cuda:{index}")
+    if gpu_ids:
+        LOGGER.info("CUDA is not available: running on CPU")
+    return torch.device("cpu")

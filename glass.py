@@ -1,0 +1,486 @@
+"""GLASS training and testing logic (GAS + LAS), resumable, with honest model selection."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import tqdm
+from torch.utils.tensorboard import SummaryWriter
+
+import metrics
+import utils
+from loss import FocalLoss
+from model import (
+    CHECKPOINT_FORMAT,
+    LATEST_NAME,
+    CheckpointError,
+    GlassModel,
+    final_checkpoint_path,
+    load_checkpoint,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+SELECTION_RULES = ("last", "test-best")
+ASCENT_STEP_SIZE = 0.001
+PROJECTION_EVERY = 5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters of the `net` command (reference defaults)."""
+
+    meta_epochs: int = 640
+    eval_epochs: int = 1
+    dsc_margin: float = 0.5
+    train_backbone: bool = False
+    mining: int = 1
+    noise: float = 0.015
+    radius: float = 0.75
+    p: float = 0.5
+    lr: float = 1e-4
+    svd: int = 0
+    step: int = 20
+    limit: int = 392
+    select: str = "last"
+
+
+@dataclass
+class EvalResult:
+    """Predictions and metrics on a test set."""
+
+    metrics: dict[str, float]
+    scores: np.ndarray
+    labels: np.ndarray
+    maps: np.ndarray
+    masks: np.ndarray
+    images: list[np.ndarray]
+    paths: list[str]
+
+
+def truncate_offsets(points: torch.Tensor, anchors: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
+    """Rescales each point's offset from its anchor so that its norm lies in [low, high]."""
+    offset = points - anchors
+    norm = offset.norm(dim=1, keepdim=True)
+    clamped = torch.clamp(norm, low, high)
+    return anchors + offset * (clamped / (norm + 1e-10))
+
+
+class GLASS:
+    """Trains one class's projection and discriminator, and tests the selected model."""
+
+    def __init__(
+        self,
+        model: GlassModel,
+        cfg: TrainConfig,
+        device: torch.device,
+        class_dir: Path,
+        svd: int,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.cfg = cfg
+        self.device = device
+        self.class_dir = Path(class_dir)
+        self.svd = int(svd)
+        self.meta = dict(meta or {})
+        self.focal_loss = FocalLoss()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {
+            "discriminator": torch.optim.AdamW(model.discriminator.parameters(), lr=cfg.lr * 2)
+        }
+        if model.pre_projection is not None:
+            self.optimizers["pre_projection"] = torch.optim.Adam(
+                model.pre_projection.parameters(), lr=cfg.lr, weight_decay=1e-5
+            )
+        if cfg.train_backbone:
+            for param in model.extractor.parameters():
+                param.requires_grad_(True)
+            self.optimizers["backbone"] = torch.optim.AdamW(model.extractor.parameters(), lr=cfg.lr)
+        self.global_step = 0
+        self.writer: SummaryWriter | None = None
+        self.timings: dict[str, float] = {}
+        self.epoch_seconds: list[float] = []
+
+    # ------------------------------------------------------------------ features
+    def _embed(self, images: torch.Tensor, with_grad: bool) -> torch.Tensor:
+        """Aggregated patch features of a batch; gradients only when the backbone trains."""
+        images = images.to(self.device, non_blocking=True)
+        with torch.set_grad_enabled(with_grad and self.cfg.train_backbone):
+            self.model.extractor.train(self.cfg.train_backbone and with_grad)
+            return self.model.embed(images)[0]
+
+    @torch.no_grad()
+    def cache_clean_features(self, clean_loader: torch.utils.data.DataLoader) -> torch.Tensor:
+        """Aggregated features of every clean training image (N, h*w, dim), computed once."""
+        chunks: dict[int, torch.Tensor] = {}
+        start = time.perf_counter()
+        for batch in tqdm.tqdm(clean_loader, desc="clean features", unit="batch", leave=False):
+            features = self._embed(batch["image"], with_grad=False)
+            features = features.reshape(len(batch["idx"]), -1, features.shape[-1])
+            for idx, feature in zip(batch["idx"].tolist(), features):
+                chunks[idx] = feature
+        self._add_time("backbone (clean, once)", time.perf_counter() - start)
+        return torch.stack([chunks[i] for i in range(len(chunks))])
+
+    @torch.no_grad()
+    def compute_centre(self, clean: torch.Tensor | None, clean_loader: torch.utils.data.DataLoader) -> torch.Tensor:
+        """Centre c: mean projected clean feature per grid position (h*w, dim)."""
+        self.model.eval()
+        if clean is not None:
+            # The projection is affine (linear layers, no activation), so the mean of the
+            # projected features is the projection of the mean feature: one small pass.
+            return self.model.project(clean.mean(dim=0))
+        total, count = None, 0
+        for batch in clean_loader:
+            feats = self.model.project(self._embed(batch["image"], with_grad=False))
+            feats = feats.reshape(len(batch["idx"]), -1, feats.shape[-1])
+            total = feats.sum(0) if total is None else total + feats.sum(0)
+            count += feats.shape[0]
+        return total / count
+
+    # ------------------------------------------------------------------ losses
+    def _global_synthesis(
+        self, true: torch.Tensor, centre: torch.Tensor, r_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+        """GAS: gradient ascent from Gaussian-perturbed true features; returns (bce, true s, gaus s, r_g)."""
+        disc = self.model.discriminator
+        gaus = (true + torch.randn_like(true) * self.cfg.noise).detach()
+        if self.cfg.mining:
+            gaus = self._gradient_ascent(true.detach(), gaus, centre, r_t)
+        r_g = float(torch.quantile((gaus - centre).norm(dim=1), self.cfg.radius))
+        # The synthesized offsets are constants; the base point follows the projection,
+        # so the projection gets the same gradient from both halves of the batch.
+        gaus = true + (gaus - true).detach()
+        scores = disc(torch.cat([true, gaus]))
+        true_scores, gaus_scores = scores[: len(true)], scores[len(true):]
+        bce = F.binary_cross_entropy(true_scores, torch.zeros_like(true_scores)) + F.binary_cross_entropy(
+            gaus_scores, torch.ones_like(gaus_scores)
+        )
+        return bce, true_scores.detach(), gaus_scores.detach(), r_g
+
+    def _gradient_ascent(
+        self, true: torch.Tensor, gaus: torch.Tensor, centre: torch.Tensor, r_t: torch.Tensor
+    ) -> torch.Tensor:
+        """Moves gaus features up the discriminator's anomaly loss, with truncated projection."""
+        disc = self.model.discriminator
+        first = disc.first_linear
+        # The true half of [true; gaus] does not change during the ascent: its first-layer
+        # output is computed once (the batch-norm statistics still see both halves).
+        true_hidden = first(true) if first is not None else None
+        for step in range(self.cfg.step):
+            gaus.requires_grad_(True)
+            if first is not None:
+                scores = disc.forward_from_first(torch.cat([true_hidden, first(gaus)]))
+            else:
+                scores = disc(torch.cat([true, gaus]))
+            gaus_scores = scores[len(true):]
+            gaus_loss = F.binary_cross_entropy(gaus_scores, torch.ones_like(gaus_scores))
+            (grad,) = torch.autograd.grad(gaus_loss, [gaus])
+            with torch.no_grad():
+                gaus = gaus + ASCENT_STEP_SIZE * grad / (grad.norm(dim=1, keepdim=True) + 1e-10)
+                if (step + 1) % PROJECTION_EVERY == 0:
+                    if self.svd == 1:
+                        gaus = truncate_offsets(gaus, centre, r_t, 2 * r_t)
+                    else:
+                        gaus = truncate_offsets(gaus, true, 0.5, 1.0)
+        return gaus.detach()
+
+    def _local_synthesis(
+        self, fake: torch.Tensor, mask: torch.Tensor, centre: torch.Tensor, r_t: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """LAS: focal loss on the LAS features (hard half when p > 0); returns (loss, scores, r_f)."""
+        anomalous = mask[:, 0] == 1
+        r_f = 0.0
+        if anomalous.any():
+            r_f = float(torch.quantile((fake[anomalous] - centre[anomalous]).detach().norm(dim=1), self.cfg.radius))
+        if self.svd == 1 and anomalous.any():
+            pushed = truncate_offsets(fake, centre, 2 * r_t, 4 * r_t)
+            fake = torch.where(anomalous[:, None], pushed, fake)
+        scores = self.model.discriminator(fake)
+        chosen_scores, chosen_mask = scores, mask
+        if self.cfg.p > 0:
+            hardness = (scores - mask) ** 2
+            keep = (hardness >= torch.quantile(hardness.detach(), self.cfg.p))[:, 0]
+            chosen_scores, chosen_mask = scores[keep], mask[keep]
+        loss = self.focal_loss(torch.cat([1 - chosen_scores, chosen_scores], dim=1), chosen_mask)
+        return loss, scores.detach(), r_f
+
+    def _train_step(self, batch: dict[str, Any], clean: torch.Tensor | None, centre: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch (GAS + LAS)."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        start = time.perf_counter()
+        if clean is not None:
+            true_raw = clean[batch["idx"].to(clean.device)].reshape(-1, clean.shape[-1])
+        else:
+            true_raw = self._embed(batch["image"], with_grad=True)
+        fake_raw = self._embed(batch["aug"], with_grad=True)
+        self._add_time("backbone (LAS images)", time.perf_counter() - start)
+
+        true = self.model.project(true_raw)
+        fake = self.model.project(fake_raw)
+        mask = batch["mask_s"].to(self.device).reshape(-1, 1).float()
+        centre_rows = centre.repeat(len(batch["idx"]), 1)
+
+        with torch.no_grad():
+            normal = torch.cat([fake[mask[:, 0] == 0], true])
+            normal_centre = torch.cat([centre_rows[mask[:, 0] == 0], centre_rows])
+            r_t = torch.quantile((normal - normal_centre).norm(dim=1), self.cfg.radius)
+
+        start = time.perf_counter()
+        bce, true_scores, gaus_scores, r_g = self._global_synthesis(true, centre_rows, r_t)
+        self._add_time("GAS (gradient ascent)", time.perf_counter() - start)
+        start = time.perf_counter()
+        focal, fake_scores, r_f = self._local_synthesis(fake, mask, centre_rows, r_t)
+        loss = bce + focal
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+        self._add_time("LAS + backward + step", time.perf_counter() - start)
+
+        margin = self.cfg.dsc_margin
+        normal_scores = torch.cat([fake_scores[mask == 0], true_scores.flatten()])
+        anomalous_scores = torch.cat([fake_scores[mask == 1], gaus_scores.flatten()])
+        return {
+            "loss": float(loss.detach()),
+            "p_true": float((normal_scores < margin).float().mean()),
+            "p_fake": float((anomalous_scores >= margin).float().mean()),
+            "r_t": float(r_t),
+            "r_g": r_g,
+            "r_f": r_f,
+        }
+
+    # ------------------------------------------------------------------ training loop
+    def train(
+        self,
+        train_loader: torch.utils.data.DataLoader,
+        clean_loader: torch.utils.data.DataLoader,
+        test_loader: torch.utils.data.DataLoader,
+        cache_features: bool,
+        after_epoch: Callable[[int], None] | None = None,
+    ) -> None:
+        """Trains (or resumes) until meta_epochs, writing ckpt.pth every epoch and the selected model."""
+        latest = self.class_dir / LATEST_NAME
+        loader_generator = train_loader.generator
+        state = self._resume(latest, loader_generator)
+        if state.get("finished") and final_checkpoint_path(self.class_dir) is not None:
+            LOGGER.info("%s: training finished earlier, skipping to test", self.class_dir.name)
+            return
+        start_epoch = int(state.get("epoch", 0))
+        best = state.get("best")
+        self.writer = SummaryWriter(log_dir=str(self.class_dir / "tb"), purge_step=self.global_step or None)
+        clean = self.cache_clean_features(clean_loader) if cache_features else None
+        bar = tqdm.trange(start_epoch, self.cfg.meta_epochs, unit="epoch", desc=self.class_dir.name,
+                          initial=start_epoch, total=self.cfg.meta_epochs)
+        for epoch in bar:
+            start = time.perf_counter()
+            centre = self.compute_centre(clean, clean_loader)
+            self._add_time("centre", time.perf_counter() - start)
+            stats = self._train_epoch(train_loader, clean, centre, epoch)
+            self.epoch_seconds.append(time.perf_counter() - start)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items()} | {"svd": self.svd})
+            if (epoch + 1) % self.cfg.eval_epochs == 0 or epoch + 1 == self.cfg.meta_epochs:
+                best = self._evaluate_epoch(test_loader, epoch, best, clean_loader, clean)
+            self._save_latest(latest, epoch + 1, best, loader_generator, finished=False)
+            if after_epoch is not None:
+                after_epoch(epoch)
+        if self.cfg.select == "last":
+            self._save_final(self.cfg.meta_epochs - 1, clean_loader, clean, None)
+        self._save_latest(latest, self.cfg.meta_epochs, best, loader_generator, finished=True)
+        self.writer.close()
+
+    def _train_epoch(
+        self, loader: torch.utils.data.DataLoader, clean: torch.Tensor | None, centre: torch.Tensor, epoch: int
+    ) -> dict[str, float]:
+        """Iterates batches until more than `limit` images were seen; returns mean statistics."""
+        loader.dataset.set_epoch(epoch)
+        self.model.train()
+        self.model.extractor.eval()
+        history: list[dict[str, float]] = []
+        seen = 0
+        fetch_start = time.perf_counter()
+        for batch in loader:
+            self._add_time("data loading", time.perf_counter() - fetch_start)
+            stats = self._train_step(batch, clean, centre)
+            for key, value in stats.items():
+                self.writer.add_scalar(key, value, self.global_step)
+            self.global_step += 1
+            history.append(stats)
+            seen += len(batch["idx"])
+            fetch_start = time.perf_counter()
+            if seen > self.cfg.limit:
+                break
+        return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+
+    def _evaluate_epoch(
+        self, test_loader: torch.utils.data.DataLoader, epoch: int, best: dict[str, Any] | None,
+        clean_loader: torch.utils.data.DataLoader, clean: torch.Tensor | None,
+    ) -> dict[str, Any] | None:
+        """Test-set metrics for TensorBoard; with select=test-best also keeps the best epoch's model."""
+        start = time.perf_counter()
+        result = self.evaluate(test_loader, keep_images=False)
+        self._add_time("evaluation", time.perf_counter() - start)
+        for name, value in result.metrics.items():
+            self.writer.add_scalar(name, value, epoch)
+        if self.cfg.select != "test-best":
+            return best
+        score = result.metrics["image_auroc"] + result.metrics["pixel_auroc"]
+        if best is None or score > best["score"]:
+            previous = final_checkpoint_path(self.class_dir)
+            self._save_final(epoch, clean_loader, clean, result.metrics)
+            if previous is not None and previous != final_checkpoint_path(self.class_dir):
+                previous.unlink()
+            best = {"epoch": epoch, "score": score}
+        return best
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_header(self) -> dict[str, Any]:
+        """Fields shared by ckpt.pth and ckpt_best_<epoch>.pth."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "net": self.model.cfg.to_dict(),
+            "train": dataclasses.asdict(self.cfg),
+            "svd": self.svd,
+            "meta": self.meta,
+        }
+
+    def _weights(self) -> dict[str, Any]:
+        """Trained weights (plus the backbone when it is trained)."""
+        weights = self.model.head_state()
+        if self.cfg.train_backbone:
+            weights["backbone"] = {k: v.detach().cpu() for k, v in self.model.extractor.state_dict().items()}
+        return weights
+
+    def _save_latest(
+        self, path: Path, epoch: int, best: dict[str, Any] | None, generator: torch.Generator, finished: bool
+    ) -> None:
+        """ckpt.pth: everything needed to resume after `epoch` completed epochs."""
+        state = {
+            **self._checkpoint_header(),
+            "epoch": epoch,
+            "finished": finished,
+            "weights": self._weights(),
+            "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
+            "rng": utils.capture_rng_state(generator),
+            "global_step": self.global_step,
+            "best": best,
+        }
+        utils.atomic_torch_save(state, path)
+
+    def _save_final(
+        self, epoch: int, clean_loader: torch.utils.data.DataLoader, clean: torch.Tensor | None,
+        test_metrics: dict[str, float] | None,
+    ) -> None:
+        """ckpt_best_<epoch>.pth: the selected model, its config and its training-image scores."""
+        state = {
+            **self._checkpoint_header(),
+            "epoch": epoch,
+            "selection": self.cfg.select,
+            "weights": self._weights(),
+            "train_scores": torch.from_numpy(self.training_scores(clean_loader, clean)),
+            "test_metrics_at_selection": test_metrics,
+        }
+        utils.atomic_torch_save(state, self.class_dir / f"ckpt_best_{epoch}.pth")
+
+    def _resume(self, latest: Path, generator: torch.Generator) -> dict[str, Any]:
+        """Restores ckpt.pth when it matches this run's settings; returns its state ({} when fresh)."""
+        if not latest.exists():
+            return {}
+        state = load_checkpoint(latest)
+        header = self._checkpoint_header()
+        for key in ("net", "train", "svd"):
+            if state.get(key) != header[key]:
+                raise CheckpointError(
+                    f"{latest}: was trained with different '{key}' settings; use the same flags, "
+                    f"or delete {self.class_dir} to start over"
+                )
+        if state.get("finished"):
+            return state
+        self.model.load_head_state(state["weights"], str(latest))
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        utils.restore_rng_state(state["rng"], generator)
+        self.global_step = int(state["global_step"])
+        LOGGER.info("%s: resuming after epoch %d", self.class_dir.name, state["epoch"])
+        return state
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def training_scores(self, clean_loader: torch.utils.data.DataLoader, clean: torch.Tensor | None) -> np.ndarray:
+        """Image scores of the clean training images (stored for thresholds)."""
+        self.model.eval()
+        scores = []
+        if clean is not None:
+            for chunk in clean.split(8):
+                patch = self.model.discriminator(self.model.project(chunk.reshape(-1, chunk.shape[-1])))
+                scores.append(patch.reshape(len(chunk), -1).max(dim=1).values.cpu())
+        else:
+            for batch in clean_loader:
+                scores.append(torch.as_tensor(self.model.predict(batch["image"].to(self.device))[0]))
+        return torch.cat(scores).numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def evaluate(self, test_loader: torch.utils.data.DataLoader, keep_images: bool = True) -> EvalResult:
+        """Scores the test set and computes image/pixel AUROC, AP and PRO."""
+        scores, labels, maps, masks, images, paths = [], [], [], [], [], []
+        cfg = self.model.cfg
+        for batch in tqdm.tqdm(test_loader, desc="testing", unit="batch", leave=False):
+            image_scores, batch_maps, _ = self.model.predict(batch["image"].to(self.device))
+            scores.append(image_scores)
+            maps.append(batch_maps)
+            labels.append(batch["is_anomaly"].numpy())
+            masks.append(batch["mask_gt"].numpy()[:, 0] > 0.5)
+            paths.extend(batch["image_path"])
+            if keep_images:
+                images.extend(utils.denormalise(img, cfg.mean, cfg.std) for img in batch["image"].numpy())
+        result = EvalResult({}, np.concatenate(scores), np.concatenate(labels).astype(int), np.concatenate(maps),
+                            np.concatenate(masks), images, paths)
+        result.metrics = self._metrics(result)
+        return result
+
+    @staticmethod
+    def _metrics(result: EvalResult) -> dict[str, float]:
+        """Image AUROC/AP, pixel AUROC/AP and PRO (nan where undefined, e.g. no defect pixels)."""
+        out = {name: math.nan for name in utils.METRIC_NAMES}
+        if len(np.unique(result.labels)) == 2:
+            image = metrics.image_metrics(result.scores, result.labels)
+            out["image_auroc"], out["image_ap"] = image["auroc"], image["ap"]
+        if result.masks.any() and not result.masks.all():
+            pixel = metrics.pixel_metrics(result.maps, result.masks)
+            out["pixel_auroc"], out["pixel_ap"] = pixel["auroc"], pixel["ap"]
+            out["pixel_pro"] = metrics.compute_pro(result.masks, result.maps)
+        return out
+
+    def test(self, test_loader: torch.utils.data.DataLoader, vis_dir: Path | None) -> tuple[dict[str, float], int, str]:
+        """Loads the selected model, evaluates it and writes visualisations; returns (metrics, epoch, rule)."""
+        path = final_checkpoint_path(self.class_dir)
+        if path is None:
+            raise CheckpointError(f"{self.class_dir}: no ckpt_best_*.pth to test; train first with --test ckpt")
+        data = load_checkpoint(path)
+        self.model.load_head_state(data["weights"], str(path))
+        self.svd = int(data.get("svd", self.svd))
+        result = self.evaluate(test_loader, keep_images=vis_dir is not None)
+        if vis_dir is not None:
+            self._write_visualisations(result, vis_dir)
+        return result.metrics, int(data["epoch"]), str(data.get("selection", "last"))
+
+    @staticmethod
+    def _write_visualisations(result: EvalResult, vis_dir: Path) -> None:
+        """image | ground truth | heatmap per test image, heatmaps on one shared scale."""
+        vmin, vmax = float(result.maps.min()), float(result.maps.max())
+        for i, (image, mask, amap) in enumerate(zip(result.images, result.masks, result.maps)):
+            name = Path(result.paths[i])
+            out = vis_dir / f"{i + 1:03d}_{name.parent.name}_{name.stem}.png"
+            utils.save_visualisation(out, image, mask.astype(np.float32), utils.heatmap(amap, vmin, vmax))
+
+    def _add_time(self, stage: str, seconds: float) -> None:
+        """Accumulates wall time per stage (printed by benchmarks/bench_train.py)."""
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds

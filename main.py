@@ -1,0 +1,362 @@
+"""GLASS command line, as the official repository's: main [global opts] net [...] dataset [...].
+
+    python main.py --gpu 0 --seed 0 --test ckpt net -b wideresnet50 -le layer2 -le layer3 \
+        dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
+    python main.py --test test dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import torch
+
+import backbones
+import common
+import utils
+from datasets import base as data
+from datasets import distribution
+from glass import GLASS, SELECTION_RULES, TrainConfig
+from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
+
+LOGGER = logging.getLogger("glass")
+USER_ERRORS = (common.ConfigError, backbones.BackboneError, data.DatasetError, CheckpointError)
+
+
+@dataclass(frozen=True)
+class NetOptions:
+    """The `net` command: one architecture per backbone plus the training settings."""
+
+    backbones: tuple[str, ...]
+    layers: tuple[str, ...]
+    pretrain_embed_dimension: int
+    target_embed_dimension: int
+    patchsize: int
+    dsc_layers: int
+    dsc_hidden: int
+    pre_proj: int
+    train: TrainConfig
+
+    def net_config(self, backbone: str, dataset: data.DatasetConfig) -> NetConfig:
+        """The model configuration of one backbone for a dataset's image size."""
+        info = backbones.backbone_info(backbone)
+        return NetConfig(
+            backbone=backbone,
+            layers=tuple(self.layers) or info.default_layers,
+            pretrain_embed_dimension=self.pretrain_embed_dimension,
+            target_embed_dimension=self.target_embed_dimension,
+            patchsize=self.patchsize,
+            dsc_layers=self.dsc_layers,
+            dsc_hidden=self.dsc_hidden,
+            pre_proj=self.pre_proj,
+            imagesize=dataset.imagesize,
+            resize=dataset.resize,
+            mean=tuple(info.mean),
+            std=tuple(info.std),
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Global options."""
+
+    results_path: Path
+    gpu: tuple[int, ...]
+    seed: int
+    log_group: str
+    log_project: str
+    run_name: str
+    test: str
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback: the value must be > 0."""
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
+def _fraction(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback: the value must lie in [0, 1]."""
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise click.BadParameter(f"must be in [0, 1], got {value}")
+    return value
+
+
+@click.group(chain=True)
+@click.option("--results_path", type=str, default="results", show_default=True)
+@click.option("--gpu", type=int, default=[0], multiple=True, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--log_group", type=str, default="group")
+@click.option("--log_project", type=str, default="project")
+@click.option("--run_name", type=str, default="test")
+@click.option("--test", type=click.Choice(["ckpt", "test"]), default="ckpt", show_default=True,
+              help="ckpt: train (or resume) then test; test: load each class's model and test.")
+def main(**kwargs: Any) -> None:
+    """GLASS: train and test per-class anomaly detectors."""
+
+
+@main.command("net")
+@click.option("--dsc_margin", type=float, default=0.5, show_default=True)
+@click.option("--train_backbone", is_flag=True)
+@click.option("--backbone_names", "-b", type=str, multiple=True, default=["wideresnet50"], show_default=True)
+@click.option("--layers_to_extract_from", "-le", type=str, multiple=True, default=[],
+              help="Default: the backbone's stride-8 and stride-16 stages (layer2, layer3 for ResNets).")
+@click.option("--pretrain_embed_dimension", type=int, default=1024, show_default=True, callback=_positive)
+@click.option("--target_embed_dimension", type=int, default=1024, show_default=True, callback=_positive)
+@click.option("--patchsize", type=int, default=3, show_default=True, callback=_positive)
+@click.option("--meta_epochs", type=int, default=640, show_default=True, callback=_positive)
+@click.option("--eval_epochs", type=int, default=1, show_default=True, callback=_positive)
+@click.option("--dsc_layers", type=int, default=2, show_default=True, callback=_positive)
+@click.option("--dsc_hidden", type=int, default=1024, show_default=True, callback=_positive)
+@click.option("--pre_proj", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--mining", type=click.IntRange(0, 1), default=1, show_default=True)
+@click.option("--noise", type=float, default=0.015, show_default=True, callback=_positive)
+@click.option("--radius", type=float, default=0.75, show_default=True, callback=_fraction)
+@click.option("--p", type=float, default=0.5, show_default=True, callback=_fraction)
+@click.option("--lr", type=float, default=0.0001, show_default=True, callback=_positive)
+@click.option("--svd", type=click.IntRange(0, 1), default=0, show_default=True)
+@click.option("--step", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--limit", type=int, default=392, show_default=True, callback=_positive)
+@click.option("--select", type=click.Choice(SELECTION_RULES), default="last", show_default=True,
+              help="Model kept per class: the last epoch (honest) or the epoch with the best test AUROC "
+                   "(the reference's rule; labelled as such in results.csv).")
+def net(**kw: Any) -> tuple[str, NetOptions]:
+    """Backbone, patch features, projection, discriminator and training settings."""
+    names = tuple(kw["backbone_names"])
+    if kw["patchsize"] % 2 == 0:
+        raise click.BadParameter("must be odd (3 as the paper)", param_hint="--patchsize")
+    for name in names:  # unknown backbone or layer names stop here, before any work
+        valid = backbones.layer_names(name)
+        for layer in kw["layers_to_extract_from"]:
+            if layer not in valid:
+                raise backbones.BackboneError(
+                    f"-le {layer}: not a layer of {name}; valid: {', '.join(valid)}"
+                )
+    train = TrainConfig(**{f.name: kw[f.name] for f in dataclasses.fields(TrainConfig)})
+    return "net", NetOptions(
+        backbones=names,
+        layers=tuple(kw["layers_to_extract_from"]),
+        pretrain_embed_dimension=kw["pretrain_embed_dimension"],
+        target_embed_dimension=kw["target_embed_dimension"],
+        patchsize=kw["patchsize"],
+        dsc_layers=kw["dsc_layers"],
+        dsc_hidden=kw["dsc_hidden"],
+        pre_proj=kw["pre_proj"],
+        train=train,
+    )
+
+
+@main.command("dataset")
+@click.argument("name", type=click.Choice(data.DATASET_NAMES))
+@click.argument("data_path", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("aug_path", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--subdatasets", "-d", multiple=True, type=str, required=True)
+@click.option("--batch_size", default=8, type=int, show_default=True, callback=_positive)
+@click.option("--num_workers", default=data.default_num_workers(), type=click.IntRange(min=0), show_default=True)
+@click.option("--resize", default=288, type=int, show_default=True, callback=_positive)
+@click.option("--imagesize", default=288, type=int, show_default=True, callback=_positive)
+@click.option("--rotate_degrees", default=0, type=int)
+@click.option("--translate", default=0, type=float)
+@click.option("--scale", default=0.0, type=float)
+@click.option("--brightness", default=0.0, type=float)
+@click.option("--contrast", default=0.0, type=float)
+@click.option("--saturation", default=0.0, type=float)
+@click.option("--gray", default=0.0, type=float, callback=_fraction)
+@click.option("--hflip", default=0.0, type=float, callback=_fraction)
+@click.option("--vflip", default=0.0, type=float, callback=_fraction)
+@click.option("--distribution", default=0, type=click.IntRange(0, 4), show_default=True,
+              help="0 table, 1 judge now (and save), 2 manifold, 3 hypersphere, 4 opposite of table.")
+@click.option("--mean", default=0.5, type=float, show_default=True)
+@click.option("--std", default=0.1, type=float, show_default=True)
+@click.option("--fg", default=1, type=click.IntRange(0, 1), show_default=True)
+@click.option("--rand_aug", default=1, type=click.IntRange(0, 1), show_default=True)
+@click.option("--downsampling", default=8, type=int, show_default=True, callback=_positive)
+@click.option("--augment", is_flag=True)
+def dataset(**kw: Any) -> tuple[str, data.DatasetConfig]:
+    """Dataset NAME at DATA_PATH with LAS textures from AUG_PATH (DTD's images folder)."""
+    explicit = {name for name in ("resize", "imagesize")
+                if click.get_current_context().get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    kw["subdatasets"] = tuple(kw["subdatasets"])
+    return "dataset", (data.DatasetConfig(**kw), explicit)
+
+
+@main.result_callback()
+def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
+    """Runs every requested class: train (or resume) and test, or test only."""
+    opts = RunOptions(**{**global_options, "results_path": Path(global_options["results_path"]),
+                         "gpu": tuple(global_options["gpu"])})
+    parts = dict(methods)
+    if "dataset" not in parts:
+        raise common.ConfigError("the 'dataset' command is required: ... dataset -d CLASS NAME DATA_PATH AUG_PATH")
+    dataset_cfg, explicit = parts["dataset"]
+    net_opts: NetOptions | None = parts.get("net")
+    if opts.test == "ckpt" and net_opts is None:
+        raise common.ConfigError("--test ckpt trains a model and needs the 'net' command (or use --test test)")
+    device = common.select_device(opts.gpu)
+    jobs = plan_jobs(opts, net_opts, dataset_cfg, explicit)
+    rows = []
+    for job in jobs:
+        row = run_job(job, opts, dataset_cfg, device)
+        rows.append(row)
+        utils.write_results_csv(opts.results_path / "results.csv", rows, selection=_selection(rows))
+    click.echo(utils.format_table(rows))
+    click.echo(f"results: {opts.results_path / 'results.csv'}")
+
+
+def _selection(rows: Sequence[dict[str, Any]]) -> str:
+    """The selection rule of a results table (mixed when classes differ)."""
+    rules = {r["selection"] for r in rows}
+    return rules.pop() if len(rules) == 1 else "mixed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (backbone, class) unit of work."""
+
+    index: int
+    classname: str
+    class_dir: Path
+    net: NetConfig
+    train: TrainConfig | None
+
+
+def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.DatasetConfig,
+              explicit: set[str]) -> list[Job]:
+    """Validates everything (backbones, layers, sizes, folders, checkpoints) before any work starts."""
+    models_dir = opts.results_path / "models"
+    jobs = []
+    for classname in dataset_cfg.subdatasets:
+        key = f"{dataset_cfg.name}_{classname}"
+        if net_opts is not None and opts.test == "ckpt":
+            for i, backbone in enumerate(net_opts.backbones):
+                cfg = net_opts.net_config(backbone, dataset_cfg)
+                _check_geometry(cfg, dataset_cfg)
+                jobs.append(Job(i, classname, models_dir / f"backbone_{i}" / key, cfg, net_opts.train))
+        else:
+            jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit))
+    for classname in dataset_cfg.subdatasets:  # folder layout errors surface here, before training
+        data.build_dataset(dataset_cfg, classname, "test", (0.5,) * 3, (0.5,) * 3, seed=0, las=False)
+        if opts.test == "ckpt":
+            data.build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
+    return jobs
+
+
+def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.DatasetConfig,
+                 explicit: set[str]) -> list[Job]:
+    """Test-only jobs from the model directories of a class (configuration read from checkpoints)."""
+    class_dirs = sorted(models_dir.glob(f"backbone_*/{key}"))
+    class_dirs = [d for d in class_dirs if final_checkpoint_path(d) is not None]
+    if not class_dirs:
+        raise CheckpointError(f"{models_dir}/backbone_*/{key}: no trained model; train it first with --test ckpt "
+                              "or pass the --results_path it was trained in")
+    jobs = []
+    for class_dir in class_dirs:
+        stored = load_checkpoint(final_checkpoint_path(class_dir))
+        cfg = NetConfig.from_dict(stored["net"])
+        for name in sorted(explicit):
+            if getattr(dataset_cfg, name) != getattr(cfg, name):
+                raise common.ConfigError(
+                    f"--{name} {getattr(dataset_cfg, name)} conflicts with {class_dir} trained at "
+                    f"{getattr(cfg, name)}; drop --{name} (the checkpoint's value is used)"
+                )
+        index = int(class_dir.parent.name.split("_")[-1])
+        jobs.append(Job(index, classname, class_dir, cfg, None))
+    return jobs
+
+
+def _check_geometry(cfg: NetConfig, dataset_cfg: data.DatasetConfig) -> None:
+    """Image size and LAS downsampling must match the backbone's feature grid."""
+    info = backbones.backbone_info(cfg.backbone)
+    strides = backbones.layer_strides(cfg.backbone, cfg.layers)
+    largest = max(strides)
+    if cfg.imagesize % largest:
+        raise common.ConfigError(
+            f"--imagesize {cfg.imagesize} is not divisible by {largest}, the stride of {info.name}'s layer "
+            f"{cfg.layers[strides.index(largest)]}; use e.g. {cfg.imagesize // largest * largest or largest}"
+        )
+    if dataset_cfg.downsampling != strides[0]:
+        raise common.ConfigError(
+            f"--downsampling {dataset_cfg.downsampling} does not match stride {strides[0]} of the first layer "
+            f"{cfg.layers[0]}; pass --downsampling {strides[0]}"
+        )
+    if cfg.resize < cfg.imagesize:
+        raise common.ConfigError(f"--resize {cfg.resize} is smaller than --imagesize {cfg.imagesize}; "
+                                 "resize must be >= imagesize (centre crop)")
+
+
+def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device: torch.device) -> dict[str, Any]:
+    """Trains (when asked) and tests one class with one backbone; returns its results row."""
+    utils.fix_seeds(opts.seed)
+    key = f"{dataset_cfg.name}_{job.classname}"
+    LOGGER.info("class %s, backbone_%d (%s)", key, job.index, job.net.backbone)
+    norm = (job.net.mean, job.net.std)
+    sized = dataclasses.replace(dataset_cfg, imagesize=job.net.imagesize, resize=job.net.resize)
+    test_set = data.build_dataset(sized, job.classname, "test", *norm, seed=opts.seed, las=False)
+    test_loader = data.build_dataloader(test_set, sized, opts.seed, shuffle=False, pin_memory=device.type == "cuda")
+    model = GlassModel.build(job.net)
+    job.class_dir.mkdir(parents=True, exist_ok=True)
+    if job.train is not None:
+        train_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
+        clean_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
+        svd, how = decide_svd(opts, sized, job, clean_set)
+        LOGGER.info("%s: %s (svd=%d)", key, how, svd)
+        trainer = GLASS(model, job.train, device, job.class_dir, svd,
+                        meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set)})
+        pin = device.type == "cuda"
+        trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),
+                      data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
+                      test_loader,
+                      cache_features=not (sized.augments_clean_images or job.train.train_backbone))
+    else:
+        trainer = GLASS(model, TrainConfig(), device, job.class_dir, svd=0)
+    vis_dir = opts.results_path / "eval" / f"backbone_{job.index}" / key
+    scores, epoch, rule = trainer.test(test_loader, vis_dir)
+    return {"class": key if job.index == 0 else f"{key}/backbone_{job.index}", **scores, "epoch": epoch,
+            "selection": rule}
+
+
+def decide_svd(opts: RunOptions, cfg: data.DatasetConfig, job: Job, clean_set: Any) -> tuple[int, str]:
+    """Manifold (0) or hypersphere (1) for a class, by --distribution mode (table beside the results)."""
+    table = opts.results_path / f"{cfg.name}_distribution.csv"
+    key = f"{cfg.name}_{job.classname}"
+
+    def judge() -> int:
+        """Spectral judge of the mean training image, recorded in the table."""
+        svd = distribution.judge_distribution(distribution.mean_training_image(clean_set.image_paths))
+        rows = distribution.read_table(table) if table.exists() else {}
+        rows[key] = svd
+        distribution.write_table(table, rows)
+        return svd
+
+    return distribution.resolve_svd(cfg.distribution, table, key, judge)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point: bad input ends with a one-line error and exit code 2, never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    LOGGER.info("command line: %s", " ".join(sys.argv if argv is None else ["main.py", *argv]))
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except click.Abort:
+        return 130
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        return 2
+    except USER_ERRORS as err:
+        # loader_error_message drops the worker traceback torch prepends to errors raised in workers.
+        click.echo(f"error: {data.loader_error_message(err)}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,240 @@
+"""The GLASS torch model: frozen backbone -> patch features -> projection -> discriminator.
+
+Also the checkpoint format, so that a model directory alone is enough to load a model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import backbones
+import common
+
+CHECKPOINT_FORMAT = "glass-toolkit/1"
+FINAL_PATTERN = "ckpt_best_*.pth"
+LATEST_NAME = "ckpt.pth"
+
+
+class CheckpointError(ValueError):
+    """A model directory or checkpoint file that cannot be used (one-line message)."""
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Everything needed to rebuild a trained model's forward pass."""
+
+    backbone: str = "wideresnet50"
+    layers: tuple[str, ...] = ("layer2", "layer3")
+    pretrain_embed_dimension: int = 1024
+    target_embed_dimension: int = 1024
+    patchsize: int = 3
+    dsc_layers: int = 2
+    dsc_hidden: int = 1024
+    pre_proj: int = 1
+    imagesize: int = 288
+    resize: int = 288
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for checkpoints (lists instead of tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "NetConfig":
+        """Inverse of to_dict; unknown keys are an error."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise CheckpointError(f"checkpoint config has unknown fields {sorted(unknown)}: written by a newer toolkit?")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def init_weight(module: nn.Module) -> None:
+    """Xavier-normal init for linear layers (as GLASS)."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_normal_(module.weight)
+
+
+class Projection(nn.Module):
+    """Stack of linear layers adapting pretrained features to the target domain."""
+
+    def __init__(self, dim: int, n_layers: int = 1) -> None:
+        super().__init__()
+        self.layers = nn.Sequential()
+        for i in range(n_layers):
+            self.layers.add_module(f"{i}fc", nn.Linear(dim, dim))
+        self.apply(init_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projects (N, dim) features."""
+        return self.layers(x)
+
+
+class Discriminator(nn.Module):
+    """Patch discriminator: [Linear-BN-LeakyReLU] x (n_layers-1), Linear(no bias), Sigmoid; 1 = anomalous."""
+
+    def __init__(self, dim: int, n_layers: int = 2, hidden: int = 1024) -> None:
+        super().__init__()
+        self.body = nn.Sequential()
+        width = dim
+        for i in range(n_layers - 1):
+            self.body.add_module(
+                f"block{i + 1}",
+                nn.Sequential(nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2)),
+            )
+            width = hidden
+        self.tail = nn.Sequential(nn.Linear(width, 1, bias=False), nn.Sigmoid())
+        self.apply(init_weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores (N, dim) features -> (N, 1) in [0, 1]."""
+        return self.tail(self.body(x))
+
+    @property
+    def first_linear(self) -> nn.Linear | None:
+        """The input layer, when there is a hidden block (used to reuse its output during GAS)."""
+        return self.body[0][0] if len(self.body) else None
+
+    def forward_from_first(self, first_out: torch.Tensor) -> torch.Tensor:
+        """Finishes the forward pass from the first linear layer's output."""
+        x = first_out
+        for i, block in enumerate(self.body):
+            x = block[1:](x) if i == 0 else block(x)
+        return self.tail(x)
+
+
+class GlassModel(nn.Module):
+    """Backbone features -> aggregated patch features -> projection -> discriminator."""
+
+    def __init__(self, cfg: NetConfig, extractor: backbones.FeatureExtractor) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.extractor = extractor
+        dim = cfg.target_embed_dimension
+        self.pre_projection = Projection(dim, cfg.pre_proj) if cfg.pre_proj > 0 else None
+        self.discriminator = Discriminator(dim, cfg.dsc_layers, cfg.dsc_hidden)
+
+    @classmethod
+    def build(cls, cfg: NetConfig, pretrained: bool = True) -> "GlassModel":
+        """Creates the model with the backbone's (pretrained) weights."""
+        return cls(cfg, backbones.load(cfg.backbone, cfg.layers, pretrained=pretrained))
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Aggregated (not yet projected) patch features (B*h*w, dim) and the grid (h, w)."""
+        maps = self.extractor(images)
+        return common.aggregate_patch_features(
+            maps, self.cfg.patchsize, self.cfg.pretrain_embed_dimension, self.cfg.target_embed_dimension
+        )
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """Applies the projection (identity when pre_proj is 0)."""
+        return features if self.pre_projection is None else self.pre_projection(features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch-score grids (B, h, w) in [0, 1] for normalised images (B, 3, S, S)."""
+        features, grid = self.embed(images)
+        scores = self.discriminator(self.project(features))
+        return scores.reshape(images.shape[0], *grid)
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image scores (B,), anomaly maps (B,S,S), patch scores (B,h,w)) in eval mode."""
+        self.eval()
+        patch_scores = self(images)
+        image_scores = patch_scores.flatten(1).max(dim=1).values
+        maps = common.anomaly_maps(patch_scores, images.shape[-2:])
+        return image_scores.cpu().numpy(), maps, patch_scores.cpu().numpy()
+
+    def head_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The trained parts' weights, on CPU."""
+        state = {"discriminator": _cpu_state(self.discriminator)}
+        if self.pre_projection is not None:
+            state["pre_projection"] = _cpu_state(self.pre_projection)
+        return state
+
+    def load_head_state(self, state: dict[str, Any], source: str) -> None:
+        """Loads trained weights; a shape or key mismatch names the source file."""
+        try:
+            self.discriminator.load_state_dict(state["discriminator"])
+            if self.pre_projection is not None:
+                self.pre_projection.load_state_dict(state["pre_projection"])
+            if "backbone" in state:
+                self.extractor.load_state_dict(state["backbone"])
+        except (KeyError, RuntimeError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise CheckpointError(f"{source}: weights do not fit the stored configuration ({first})") from None
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's state dict."""
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads a checkpoint safely (weights_only) and checks its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; train the class first (--test ckpt)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files; all mean "unreadable"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}); delete it and retrain") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (official GLASS checkpoints lack the model "
+            "configuration); retrain with this toolkit"
+        )
+    return data
+
+
+def final_checkpoint_path(class_dir: str | os.PathLike) -> Path | None:
+    """The selected model file ckpt_best_<epoch>.pth of a class directory, if any."""
+    found = sorted(glob.glob(os.path.join(os.fspath(class_dir), FINAL_PATTERN)), key=_epoch_of)
+    return Path(found[-1]) if found else None
+
+
+def _epoch_of(path: str) -> int:
+    """Epoch number in a ckpt_best_<epoch>.pth file name."""
+    match = re.search(r"ckpt_best_(\d+)\.pth$", path)
+    return int(match.group(1)) if match else -1
+
+
+def resolve_class_dir(model_path: str | os.PathLike, class_name: str | None = None) -> Path:
+    """Finds a class model directory from a backbone folder + class name, or the class folder itself."""
+    root = Path(model_path)
+    candidate = root / class_name if class_name else root
+    if final_checkpoint_path(candidate) is not None:
+        return candidate
+    if not root.is_dir():
+        raise CheckpointError(f"{root}: model directory not found; pass --model_path results/models/backbone_0/")
+    classes = sorted(p.name for p in root.iterdir() if final_checkpoint_path(p) is not None)
+    if class_name:
+        raise CheckpointError(
+            f"{candidate}: no trained model (ckpt_best_*.pth) for class '{class_name}'; "
+            f"trained classes here: {', '.join(classes) or 'none'}"
+        )
+    raise CheckpointError(f"{root}: no ckpt_best_*.pth here; pass --class_name, one of: {', '.join(classes) or 'none'}")
+
+
+def load_trained_model(
+    class_dir: str | os.PathLike, device: torch.device | str = "cpu", pretrained_backbone: bool = True
+) -> tuple[GlassModel, dict[str, Any]]:
+    """Loads the selected model of a class directory; returns (model in eval mode, checkpoint data)."""
+    path = final_checkpoint_path(class_dir)
+    if path is None:
+        raise CheckpointError(f"{class_dir}: no ckpt_best_*.pth; train this class first (--test ckpt)")
+    data = load_checkpoint(path)
+    cfg = NetConfig.from_dict(data["net"])
+    model = GlassModel.build(cfg, pretrained=pretrained_backbone)
+    model.load_head_state(data["weights"], str(path))
+    return model.to(device).eval(), data

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny datasets written into tmp_path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+
+def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A smooth random colour texture (uint8 HxWx3)."""
+    noise = rng.normal(0.5, 0.15, (size // 4, size // 4, 3)).astype(np.float32)
+    image = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def write_tiny_mvtec(root: Path, classes=("toy",), n_train=6, n_good=3, n_bad=3, size=64, seed=0) -> tuple[Path, Path]:
+    """Writes an MVTec-layout dataset (dark square defects) and a DTD-style texture folder."""
+    rng = np.random.default_rng(seed)
+    data = root / "mvtec"
+    for cls in classes:
+        for i in range(n_train):
+            _write(data / cls / "train" / "good" / f"{i:03d}.png", _texture(rng, size))
+        for i in range(n_good):
+            _write(data / cls / "test" / "good" / f"{i:03d}.png", _texture(rng, size))
+        for i in range(n_bad):
+            image = _texture(rng, size)
+            mask = np.zeros((size, size), np.uint8)
+            y, x = rng.integers(8, size - 24, 2)
+            image[y:y + 14, x:x + 14] = (20, 20, 200)
+            mask[y:y + 14, x:x + 14] = 255
+            _write(data / cls / "test" / "blob" / f"{i:03d}.png", image)
+            _write(data / cls / "ground_truth" / "blob" / f"{i:03d}_mask.png", mask)
+    aug = root / "dtd" / "images"
+    for category in ("a", "b"):
+        for i in range(2):
+            _write(aug / category / f"{category}_{i}.jpg", _texture(rng, size))
+    return data, aug
+
+
+def _write(path: Path, image: np.ndarray) -> None:
+    """Writes an RGB or gray uint8 image, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    assert cv2.imwrite(str(path), image)
+
+
+@pytest.fixture
+def tiny_mvtec(tmp_path: Path) -> tuple[Path, Path]:
+    """(data_path, aug_path) of a one-class MVTec-layout dataset with 64 px images."""
+    return write_tiny_mvtec(tmp_path)

@@ -1,0 +1,469 @@
+"""Tests for the MVTec/VisA datasets, LAS synthesis and dataset errors (tiny data in tmp_path)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from datasets.base import (
+    DATASET_NAMES,
+    DatasetConfig,
+    DatasetError,
+    build_dataloader,
+    build_dataset,
+    loader_error_message,
+    worker_init_fn,
+)
+from perlin import max_pool_mask
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+RESIZE, SIZE, DOWN = 36, 32, 8
+GRID = SIZE // DOWN
+CLASS = "bottle"
+GOOD_COLOUR = (255, 0, 128)
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    """Write an image, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PIL.Image.fromarray(array).save(path)
+    return path
+
+
+def _noise(rng: np.random.Generator, height: int = 40, width: int = 48) -> np.ndarray:
+    """Random RGB image."""
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def _defect_mask() -> np.ndarray:
+    """40x48 mask with a defect block in the middle (value 255)."""
+    mask = np.zeros((40, 48), np.uint8)
+    mask[10:30, 14:34] = 255
+    return mask
+
+
+def _fg_left() -> np.ndarray:
+    """40x48 foreground mask covering the left 24 columns."""
+    fg = np.zeros((40, 48), np.uint8)
+    fg[:, :24] = 255
+    return fg
+
+
+def make_mvtec(root: Path, n_train: int = 4) -> Path:
+    """Tiny MVTec-layout dataset with one class, fg masks and one defect type."""
+    rng = np.random.default_rng(0)
+    for i in range(n_train):
+        _save(root / CLASS / "train" / "good" / f"{i:03d}.png", _noise(rng))
+        _save(root / "fg_mask" / CLASS / f"{i:03d}.png", _fg_left())
+    _save(root / CLASS / "test" / "good" / "000.png", np.full((40, 48, 3), GOOD_COLOUR, np.uint8))
+    _save(root / CLASS / "test" / "crack" / "000.png", _noise(rng))
+    _save(root / CLASS / "ground_truth" / "crack" / "000_mask.png", _defect_mask())
+    return root
+
+
+def make_textures(aug: Path) -> Path:
+    """Three texture images in two DTD-style category folders (jpg and png)."""
+    rng = np.random.default_rng(1)
+    _save(aug / "banded" / "banded_0001.jpg", _noise(rng, 50, 60))
+    _save(aug / "banded" / "banded_0002.jpg", _noise(rng, 64, 64))
+    _save(aug / "dotted" / "dotted_0001.png", _noise(rng, 45, 45))
+    return aug
+
+
+def make_visa(root: Path) -> Path:
+    """Tiny VisA-layout dataset: two classes, label-valued masks (1 where defective)."""
+    rng = np.random.default_rng(2)
+    rows = ["object,split,label,image,mask"]
+    for obj in ("candle", "pcb1"):
+        for i in range(3):
+            rel = f"{obj}/Data/Images/Normal/{i:03d}.JPG"
+            _save(root / rel, _noise(rng))
+            rows.append(f"{obj},train,normal,{rel},")
+        rel = f"{obj}/Data/Images/Normal/100.JPG"
+        _save(root / rel, _noise(rng))
+        rows.append(f"{obj},test,normal,{rel},")
+        rel, mask = f"{obj}/Data/Images/Anomaly/000.JPG", f"{obj}/Data/Masks/Anomaly/000.png"
+        _save(root / rel, _noise(rng))
+        _save(root / mask, (_defect_mask() > 0).astype(np.uint8))  # values 0/1 like label maps
+        rows.append(f"{obj},test,anomaly,{rel},{mask}")
+    (root / "split_csv").mkdir(parents=True)
+    (root / "split_csv" / "1cls.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def config(root: Path, aug: Path, name: str = "mvtec", **kwargs) -> DatasetConfig:
+    """Small-image config for the tiny datasets."""
+    base = {"resize": RESIZE, "imagesize": SIZE, "downsampling": DOWN, "num_workers": 0}
+    base.update(kwargs)
+    return DatasetConfig(name, root, aug, (CLASS,), **base)
+
+
+@pytest.fixture()
+def mvtec(tmp_path: Path) -> tuple[Path, Path]:
+    return make_mvtec(tmp_path / "mvtec"), make_textures(tmp_path / "dtd")
+
+
+def _assert_one_line_error(info: pytest.ExceptionInfo, path: Path) -> None:
+    """The DatasetError names `path` and is one line."""
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+
+
+# ---- items -----------------------------------------------------------------------------------
+
+
+def test_train_item_shapes_types_ranges(mvtec: tuple[Path, Path]) -> None:
+    ds = build_dataset(config(*mvtec), CLASS, "train", MEAN, STD, seed=0)
+    assert len(ds) == 4
+    item = ds[1]
+    assert set(item) == {"image", "aug", "mask_s", "is_anomaly", "image_path", "idx"}
+    assert item["image"].shape == item["aug"].shape == (3, SIZE, SIZE)
+    assert item["image"].dtype == item["aug"].dtype == item["mask_s"].dtype == torch.float32
+    assert item["mask_s"].shape == (GRID, GRID)
+    assert set(item["mask_s"].unique().tolist()) <= {0.0, 1.0} and item["mask_s"].max() == 1
+    assert item["is_anomaly"] == 0 and item["idx"] == 1
+    assert item["image_path"].endswith("001.png")
+    raw = item["image"] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
+    assert raw.min() >= -1e-5 and raw.max() <= 1 + 1e-5
+
+
+def test_las_mask_pooling_and_clean_outside_mask(mvtec: tuple[Path, Path]) -> None:
+    ds = build_dataset(config(*mvtec, fg=0), CLASS, "train", MEAN, STD, seed=3)
+    rng = np.random.default_rng(0)
+    clean = ds[0]["image"].numpy()
+    for _ in range(5):
+        aug, mask, pooled = ds.synthesize(clean, None, rng)
+        np.testing.assert_array_equal(pooled, max_pool_mask(mask, DOWN))
+        assert pooled.max() == 1
+        outside = np.broadcast_to(mask == 0, aug.shape)
+        np.testing.assert_array_equal(aug[outside], clean[outside])
+        assert not np.allclose(aug[~outside], clean[~outside])
+    for idx in range(len(ds)):  # through __getitem__: the changed pixels pool to mask_s
+        item = ds[idx]
+        changed = (item["aug"] != item["image"]).any(dim=0).numpy().astype(np.float32)
+        np.testing.assert_array_equal(max_pool_mask(changed, DOWN), item["mask_s"].numpy())
+
+
+def test_las_blend_factor_within_beta_range(mvtec: tuple[Path, Path]) -> None:
+    """aug = img + (1 - beta) * (texture - img) on the mask, with beta clipped to [0.2, 0.8]."""
+    # rand_aug=0 and no augmentation flags: the texture depends only on the generator's pick.
+    ds = build_dataset(config(*mvtec, fg=0, std=5.0, rand_aug=0), CLASS, "train", MEAN, STD, seed=0)
+    clean = ds[0]["image"].numpy()
+    for seed in range(6):
+        texture = ds._texture(np.random.default_rng(seed))
+        aug, mask, _ = ds.synthesize(clean, None, np.random.default_rng(seed))
+        on = np.broadcast_to(mask == 1, aug.shape) & (np.abs(texture - clean) > 0.5)
+        weight = (aug[on] - clean[on]) / (texture[on] - clean[on])
+        assert np.ptp(weight) < 1e-4
+        assert 0.2 - 1e-4 <= weight.mean() <= 0.8 + 1e-4
+
+
+def test_foreground_mask_restricts_las(mvtec: tuple[Path, Path]) -> None:
+    ds = build_dataset(config(*mvtec), CLASS, "train", MEAN, STD, seed=0)
+    # Left 24 of 48 columns; after resize to 36x43 and crop to 32: columns < ~14.5 are foreground.
+    for idx in range(len(ds)):
+        for _ in range(3):
+            item = ds[idx]
+            changed = (item["aug"] != item["image"]).any(dim=0)
+            assert changed[:, 16:].sum() == 0
+            assert item["mask_s"][:, 2:].sum() == 0
+            assert item["mask_s"].sum() > 0
+
+
+def test_same_seed_same_items_new_draw_each_epoch(mvtec: tuple[Path, Path]) -> None:
+    cfg = config(*mvtec)
+    first = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=11)
+    second = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=11)
+    other = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=12)
+    a, b, c = first[0], second[0], other[0]
+    for key in ("image", "aug", "mask_s"):
+        assert torch.equal(a[key], b[key])
+    assert torch.equal(a["image"], c["image"])
+    assert not torch.equal(a["aug"], c["aug"])
+    assert torch.equal(first[0]["aug"], a["aug"])  # same epoch, same draw
+    first.set_epoch(1)  # the next epoch draws a fresh LAS for the same image
+    again = first[0]
+    assert torch.equal(again["image"], a["image"])
+    assert not torch.equal(again["aug"], a["aug"])
+
+
+def test_global_rng_not_consumed(mvtec: tuple[Path, Path]) -> None:
+    ds = build_dataset(config(*mvtec, rand_aug=1, hflip=0.5), CLASS, "train", MEAN, STD, seed=0)
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    expected_torch, expected_np = torch.rand(1), np.random.rand()  # noqa: NPY002
+    torch.manual_seed(123)
+    np.random.seed(123)  # noqa: NPY002
+    ds[0]
+    assert torch.equal(torch.rand(1), expected_torch) and np.random.rand() == expected_np  # noqa: NPY002
+
+
+def test_dataloader_with_workers_is_reproducible(mvtec: tuple[Path, Path]) -> None:
+    cfg = config(*mvtec, num_workers=2, batch_size=2)
+    ds = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=5)
+    runs = []
+    for _ in range(2):
+        loader = build_dataloader(ds, cfg, seed=5, shuffle=True)
+        runs.append([(b["idx"].clone(), b["aug"].clone(), b["mask_s"].clone()) for b in loader])
+    assert len(runs[0]) == 2
+    for (idx_a, aug_a, m_a), (idx_b, aug_b, m_b) in zip(*runs):
+        assert torch.equal(idx_a, idx_b) and torch.equal(aug_a, aug_b) and torch.equal(m_a, m_b)
+
+
+def test_worker_init_fn_seeds_numpy_from_torch() -> None:
+    torch.manual_seed(42)
+    worker_init_fn(0)
+    assert np.random.rand() == np.random.RandomState(42).rand()  # noqa: NPY002
+
+
+def test_clean_only_items_match_las_items(mvtec: tuple[Path, Path]) -> None:
+    cfg = config(*mvtec)
+    clean = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=0, las=False)
+    las = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=1)
+    item = clean[2]
+    assert set(item) == {"image", "is_anomaly", "image_path", "idx"}
+    assert torch.equal(item["image"], las[2]["image"])
+    assert torch.equal(item["image"], clean[2]["image"])
+
+
+def test_hflip_flips_image_and_foreground(mvtec: tuple[Path, Path]) -> None:
+    plain = build_dataset(config(*mvtec), CLASS, "train", MEAN, STD, seed=0)
+    flipped = build_dataset(config(*mvtec, hflip=1.0), CLASS, "train", MEAN, STD, seed=0)
+    item = flipped[0]
+    # Flip before the centre crop (as the reference): 43 -> 32 columns crops 6 left / 5 right,
+    # so the flipped crop is the mirrored plain crop shifted by one column.
+    assert torch.equal(item["image"][..., :-1], plain[0]["image"].flip(-1)[..., 1:])
+    changed = (item["aug"] != item["image"]).any(dim=0)
+    assert changed[:, :14].sum() == 0  # the foreground (left half) is now on the right
+    assert changed.sum() > 0
+
+
+def test_augments_clean_images_flag(mvtec: tuple[Path, Path]) -> None:
+    assert not config(*mvtec).augments_clean_images
+    assert not config(*mvtec, augment=True).augments_clean_images  # unused by the reference
+    for flag in ("rotate_degrees", "translate", "scale", "brightness", "contrast", "saturation",
+                 "gray", "hflip", "vflip"):
+        assert config(*mvtec, **{flag: 0.2 if flag != "rotate_degrees" else 10}).augments_clean_images
+
+
+def test_augmented_training_still_valid(mvtec: tuple[Path, Path]) -> None:
+    cfg = config(*mvtec, rotate_degrees=30, translate=0.1, scale=0.1, brightness=0.3, contrast=0.3,
+                 saturation=0.3, gray=0.5, vflip=0.5, rand_aug=0)
+    ds = build_dataset(cfg, CLASS, "train", MEAN, STD, seed=0)
+    a = ds[0]
+    ds.set_epoch(1)
+    b = ds[0]
+    assert a["image"].shape == (3, SIZE, SIZE) and a["mask_s"].max() == 1
+    assert not torch.equal(a["image"], b["image"])
+
+
+def test_test_items(mvtec: tuple[Path, Path]) -> None:
+    ds = build_dataset(config(*mvtec), CLASS, "test", MEAN, STD, seed=0)
+    items = [ds[i] for i in range(len(ds))]
+    assert [it["anomaly_type"] for it in items] == ["crack", "good"]  # sorted defect types
+    assert [it["is_anomaly"] for it in items] == [1, 0]
+    for it in items:
+        assert set(it) == {"image", "mask_gt", "is_anomaly", "anomaly_type", "image_path", "idx"}
+        assert it["mask_gt"].shape == (1, SIZE, SIZE) and it["mask_gt"].dtype == torch.float32
+        assert set(it["mask_gt"].unique().tolist()) <= {0.0, 1.0}
+    assert items[1]["mask_gt"].sum() == 0
+    # Defect block rows 10:30, cols 14:34 of 40x48 -> x0.9 scale, crop offset (2, 5): rows 7-25, cols 8-26.
+    gt = items[0]["mask_gt"][0]
+    assert gt[16, 17] == 1 and gt[2, 2] == 0 and gt[30, 30] == 0
+    assert 300 < gt.sum() < 360
+    expected = (torch.tensor(GOOD_COLOUR) / 255.0 - torch.tensor(MEAN)) / torch.tensor(STD)
+    torch.testing.assert_close(items[1]["image"][:, 5, 5], expected, atol=1e-5, rtol=0)
+
+
+def test_visa_dataset(tmp_path: Path) -> None:
+    root, aug = make_visa(tmp_path / "visa"), make_textures(tmp_path / "dtd")
+    cfg = DatasetConfig("visa", root, aug, ("candle",), resize=RESIZE, imagesize=SIZE, fg=0, num_workers=0)
+    train = build_dataset(cfg, "candle", "train", MEAN, STD, seed=0)
+    assert len(train) == 3
+    item = train[0]
+    assert item["aug"].shape == (3, SIZE, SIZE) and item["mask_s"].shape == (GRID, GRID)
+    assert item["mask_s"].max() == 1
+    test = build_dataset(cfg, "candle", "test", MEAN, STD, seed=0)
+    items = [test[i] for i in range(len(test))]
+    assert [(it["is_anomaly"], it["anomaly_type"]) for it in items] == [(1, "anomaly"), (0, "good")]
+    assert items[0]["mask_gt"].max() == 1 and items[0]["mask_gt"][0, 16, 17] == 1  # 0/1 label masks
+    assert items[1]["mask_gt"].sum() == 0
+    assert "candle" in items[0]["image_path"] and "pcb1" not in items[0]["image_path"]
+
+
+# ---- errors ----------------------------------------------------------------------------------
+
+
+def test_missing_data_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(DatasetError) as info:
+        build_dataset(config(missing, tmp_path), CLASS, "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, missing)
+
+
+def test_unknown_class_lists_found(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    with pytest.raises(DatasetError, match="classes found in .*: bottle") as info:
+        build_dataset(config(root, aug), "cable", "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "cable")
+
+
+def test_missing_train_good(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    (root / "carpet" / "test").mkdir(parents=True)
+    with pytest.raises(DatasetError) as info:
+        build_dataset(config(root, aug), "carpet", "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "carpet" / "train" / "good")
+
+
+def test_empty_train_folder(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    (root / "carpet" / "train" / "good").mkdir(parents=True)
+    (root / "carpet" / "train" / "good" / "notes.txt").write_text("no images")
+    with pytest.raises(DatasetError, match="no images") as info:
+        build_dataset(config(root, aug), "carpet", "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "carpet" / "train" / "good")
+
+
+def test_missing_test_folder(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    _save(root / "carpet" / "train" / "good" / "000.png", _noise(np.random.default_rng(0)))
+    with pytest.raises(DatasetError) as info:
+        build_dataset(config(root, aug), "carpet", "test", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "carpet" / "test")
+
+
+def test_missing_ground_truth(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    (root / CLASS / "ground_truth" / "crack" / "000_mask.png").unlink()
+    with pytest.raises(DatasetError) as info:
+        build_dataset(config(root, aug), CLASS, "test", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / CLASS / "ground_truth" / "crack" / "000_mask.png")
+
+
+def test_missing_visa_csv(tmp_path: Path) -> None:
+    root = tmp_path / "visa"
+    root.mkdir()
+    cfg = DatasetConfig("visa", root, tmp_path, ("candle",), num_workers=0)
+    with pytest.raises(DatasetError, match="1cls.csv") as info:
+        build_dataset(cfg, "candle", "test", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "split_csv" / "1cls.csv")
+
+
+def test_visa_unknown_class_and_bad_csv(tmp_path: Path) -> None:
+    root, aug = make_visa(tmp_path / "visa"), make_textures(tmp_path / "dtd")
+    cfg = DatasetConfig("visa", root, aug, ("candle",), fg=0, num_workers=0)
+    with pytest.raises(DatasetError, match=re.escape("classes found: candle, pcb1")):
+        build_dataset(cfg, "capsules", "train", MEAN, STD, seed=0)
+    (root / "split_csv" / "1cls.csv").write_text("object,split,image\ncandle,train,x.png\n")
+    with pytest.raises(DatasetError, match="lacks column"):
+        build_dataset(cfg, "candle", "train", MEAN, STD, seed=0)
+
+
+@pytest.mark.parametrize("layout", ["missing", "empty", "nested"])
+def test_missing_textures(mvtec: tuple[Path, Path], tmp_path: Path, layout: str) -> None:
+    root, _ = mvtec
+    aug = tmp_path / "textures"
+    if layout == "empty":
+        (aug / "banded").mkdir(parents=True)
+    elif layout == "nested":  # DTD root given instead of DTD/images
+        make_textures(aug / "images")
+    with pytest.raises(DatasetError) as info:
+        build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, aug)
+    if layout == "nested":
+        assert "did you mean" in str(info.value)
+    build_dataset(config(root, aug), CLASS, "test", MEAN, STD, seed=0)  # textures are not needed to test
+    build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0, las=False)
+
+
+def test_missing_fg_masks(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    (root / "fg_mask" / CLASS / "002.png").unlink()
+    with pytest.raises(DatasetError, match="--fg 0") as info:
+        build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "fg_mask" / CLASS / "002.png")
+    for path in (root / "fg_mask" / CLASS).iterdir():
+        path.unlink()
+    (root / "fg_mask" / CLASS).rmdir()
+    with pytest.raises(DatasetError, match="--fg 0") as info:
+        build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, root / "fg_mask" / CLASS)
+    assert len(build_dataset(config(root, aug, fg=0), CLASS, "train", MEAN, STD, seed=0)) == 4
+
+
+def test_corrupt_image_named_at_build(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    bad = root / CLASS / "train" / "good" / "001.png"
+    bad.write_bytes(b"\x00garbage, not a png")
+    with pytest.raises(DatasetError, match="cannot read image") as info:
+        build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
+    _assert_one_line_error(info, bad)
+
+
+def test_truncated_image_named_when_loaded(mvtec: tuple[Path, Path]) -> None:
+    root, aug = mvtec
+    bad = root / CLASS / "train" / "good" / "003.png"
+    bad.write_bytes(bad.read_bytes()[:200])  # valid header, data cut short
+    ds = build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
+    with pytest.raises(DatasetError, match="cannot read image") as info:
+        ds[3]
+    _assert_one_line_error(info, bad)
+
+
+def test_worker_error_summarised_to_one_line(tmp_path: Path) -> None:
+    """torch re-raises worker errors with the worker traceback prepended; the helper recovers our line."""
+    from torch._utils import ExceptionWrapper  # the wrapper DataLoader workers use
+
+    bad = tmp_path / "bad.png"
+    try:
+        raise DatasetError(f"cannot read image {bad} (truncated); replace or remove the file")
+    except DatasetError:
+        wrapper = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(DatasetError) as info:
+        wrapper.reraise()
+    assert "\n" in str(info.value)
+    message = loader_error_message(info.value)
+    assert message == f"cannot read image {bad} (truncated); replace or remove the file"
+    assert loader_error_message(DatasetError("plain one line")) == "plain one line"
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"name": "mvtec2"}, ", ".join(DATASET_NAMES)),
+    ({"imagesize": 30}, "not divisible by --downsampling 8"),
+    ({"resize": 16}, "smaller than --imagesize"),
+    ({"fg": 2}, "--fg must be 0"),
+    ({"hflip": 1.5}, "--hflip"),
+    ({"distribution": 7}, "--distribution"),
+    ({"subdatasets": ()}, "--subdatasets"),
+])
+def test_config_validation(tmp_path: Path, changes: dict, match: str) -> None:
+    fields = {"name": "mvtec", "data_path": tmp_path, "aug_path": tmp_path, "subdatasets": (CLASS,)}
+    fields.update(changes)
+    with pytest.raises(DatasetError, match=re.escape(match)) as info:
+        DatasetConfig(**fields)
+    assert "\n" not in str(info.value)
+
+
+def test_config_defaults_mirror_reference(tmp_path: Path) -> None:
+    cfg = DatasetConfig("mvtec", str(tmp_path), str(tmp_path), ["bottle", "cable"])
+    assert isinstance(cfg.data_path, Path) and cfg.subdatasets == ("bottle", "cable")
+    assert (cfg.batch_size, cfg.resize, cfg.imagesize, cfg.downsampling) == (8, 288, 288, 8)
+    assert (cfg.mean, cfg.std, cfg.fg, cfg.rand_aug, cfg.distribution) == (0.5, 0.1, 1, 1, 0)
+    assert 1 <= cfg.num_workers <= 8
+    assert cfg.feature_size == 36
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.resize = 1  # type: ignore[misc]
+
+
+def test_bad_split(mvtec: tuple[Path, Path]) -> None:
+    with pytest.raises(DatasetError, match="unknown split 'val'"):
+        build_dataset(config(*mvtec), CLASS, "val", MEAN, STD, seed=0)

@@ -1,0 +1,152 @@
+"""Small utilities: atomic writes, seeds and RNG state, results table, visualisations."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+LOGGER = logging.getLogger(__name__)
+
+METRIC_NAMES = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_pro")
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Writes a file so that readers see the old or the new content, never half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through a temporary file and a rename."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Writes text atomically (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def fix_seeds(seed: int) -> None:
+    """Seeds python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng_state(loader_generator: torch.Generator | None = None) -> dict[str, Any]:
+    """All random states a resumed run needs, in weights_only-loadable form."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    if loader_generator is not None:
+        state["loader"] = loader_generator.get_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], loader_generator: torch.Generator | None = None) -> None:
+    """Inverse of capture_rng_state."""
+    random.setstate(_as_tuple(state["python"]))
+    np_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+         np_state["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if loader_generator is not None and "loader" in state:
+        loader_generator.set_state(state["loader"])
+
+
+def _as_tuple(value: Any) -> Any:
+    """Turns nested lists back into tuples (random.setstate needs tuples)."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def write_results_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], selection: str) -> None:
+    """results.csv: a row per class, a Mean row, and the model-selection rule of every number."""
+    fields = ["class", *METRIC_NAMES, "epoch", "selection"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{k: _fmt(row.get(k)) for k in fields}, "selection": row.get("selection", selection)})
+    if rows:
+        mean = {name: _fmt(float(np.mean([r[name] for r in rows]))) for name in METRIC_NAMES}
+        writer.writerow({"class": "Mean", **mean, "epoch": "", "selection": selection})
+    atomic_write_text(path, out.getvalue())
+
+
+def _fmt(value: Any) -> Any:
+    """Rounds floats for the CSV."""
+    return f"{value:.4f}" if isinstance(value, float) else value
+
+
+def format_table(rows: Iterable[dict[str, Any]]) -> str:
+    """Plain-text table of results rows (percentages) for the terminal."""
+    rows = list(rows)
+    header = f"{'class':<24}" + "".join(f"{n:>13}" for n in METRIC_NAMES) + f"{'epoch':>7}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        values = "".join(f"{100 * row[n]:>13.2f}" for n in METRIC_NAMES)
+        lines.append(f"{row['class']:<24}{values}{row.get('epoch', ''):>7}")
+    if rows:
+        values = "".join(f"{100 * np.mean([r[n] for r in rows]):>13.2f}" for n in METRIC_NAMES)
+        lines.append(f"{'Mean':<24}{values}")
+    return "\n".join(lines)
+
+
+def denormalise(image: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Normalised CHW tensor -> uint8 HWC RGB image."""
+    array = np.asarray(image, dtype=np.float32)
+    array = array * np.asarray(std, np.float32)[:, None, None] + np.asarray(mean, np.float32)[:, None, None]
+    return (np.clip(array.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
+
+
+def heatmap(anomaly_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
+    """Anomaly map -> uint8 RGB JET heatmap with a fixed value range."""
+    scaled = np.clip((anomaly_map - vmin) / max(vmax - vmin, 1e-10), 0, 1)
+    coloured = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
+
+
+def save_visualisation(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray, heat: np.ndarray) -> None:
+    """Writes image | ground truth | heatmap side by side as a PNG (atomically)."""
+    mask_rgb = np.repeat((np.clip(mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
+    panel = np.hstack([image, mask_rgb, heat])
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    atomic_write_bytes(path, encoded.tobytes())
