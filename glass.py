@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import tqdm
+from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 import metrics
@@ -72,6 +73,81 @@ def truncate_offsets(points: torch.Tensor, anchors: torch.Tensor, low: Any, high
     norm = offset.norm(dim=1, keepdim=True)
     clamped = torch.clamp(norm, low, high)
     return anchors + offset * (clamped / (norm + 1e-10))
+
+
+def ascend_features(
+    disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int
+) -> torch.Tensor:
+    """GAS gradient ascent, literally: move gaus up the anomaly BCE by normalised-gradient steps;
+    every PROJECTION_EVERY steps rescale each offset from its anchor to a norm in [low, high]."""
+    n_true = len(true)
+    for step in range(steps):
+        gaus = gaus.detach().requires_grad_(True)
+        scores = disc(torch.cat([true, gaus]))[n_true:]
+        loss = F.binary_cross_entropy(scores, torch.ones_like(scores))
+        (grad,) = torch.autograd.grad(loss, [gaus])
+        with torch.no_grad():
+            gaus = gaus + ASCENT_STEP_SIZE * grad / (grad.norm(dim=1, keepdim=True) + 1e-10)
+            if (step + 1) % PROJECTION_EVERY == 0:
+                gaus = truncate_offsets(gaus, anchor, low, high)
+    return gaus.detach()
+
+
+def ascend_in_hidden_space(
+    disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int
+) -> torch.Tensor:
+    """ascend_features, computed in the discriminator's hidden space (same result, far fewer FLOPs).
+
+    With W the first layer's weight and delta = dLoss/dh at its output h = g W^T + b, the step on g
+    is delta W / |delta W|, so h moves by delta (W W^T) / |delta W|, and |delta W|^2 is a row dot of
+    delta (W W^T) and delta. Tracking h, the squared offset norm q = |g - anchor|^2 and the
+    accumulated move A (g = anchor + sigma (g0 - anchor) + A W) replaces the two N x D x H products
+    of every step by one N x H x H product; g itself is formed once at the end. The true rows'
+    hidden outputs never change, so the discriminator sees them through their batch-norm
+    statistics only (same statistics, same running-statistics update as scoring [true; gaus]).
+    """
+    first = disc.first_linear
+    single_block = len(disc.body) == 1
+    with torch.no_grad():
+        weight = first.weight.detach()
+        gram = weight @ weight.T
+        true_hidden = first(true)
+        companion = (*torch.var_mean(true_hidden, dim=0, unbiased=False), len(true_hidden))
+        hidden = first(gaus)
+        anchor_hidden = true_hidden if anchor is true else first(anchor)
+        offset = gaus - anchor
+        sq_dist = offset.pow(2).sum(dim=1)
+        scale = torch.ones_like(sq_dist)
+        moved = torch.zeros_like(hidden)
+    for step in range(steps):
+        leaf = hidden.detach().requires_grad_(True)
+        if single_block:
+            scores = disc.score_beside(leaf, companion)
+        else:
+            scores = disc.forward_from_first(torch.cat([true_hidden, leaf]))[len(true):]
+        loss = F.binary_cross_entropy(scores, torch.ones_like(scores))
+        (delta,) = torch.autograd.grad(loss, [leaf])
+        with torch.no_grad():
+            delta_gram = delta @ gram
+            grad_norm = _row_dot(delta_gram, delta).clamp_min(0).sqrt()
+            coef = ASCENT_STEP_SIZE / (grad_norm + 1e-10)
+            towards = _row_dot(hidden, delta) - _row_dot(anchor_hidden, delta)
+            sq_dist = sq_dist + 2 * coef * towards + (coef * grad_norm) ** 2
+            hidden = torch.addcmul(hidden, coef[:, None], delta_gram)
+            moved.addcmul_(coef[:, None], delta)
+            if (step + 1) % PROJECTION_EVERY == 0:
+                dist = sq_dist.clamp_min(0).sqrt()
+                factor = (torch.clamp(dist, low, high) / (dist + 1e-10))[:, None]
+                hidden = torch.addcmul(anchor_hidden, factor, hidden - anchor_hidden)
+                moved.mul_(factor)
+                scale, sq_dist = factor[:, 0] * scale, (factor[:, 0] * dist) ** 2
+    with torch.no_grad():
+        return torch.addmm(anchor + scale[:, None] * offset, moved, weight)
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise dot products of two (N, K) matrices, without an (N, K) temporary."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
 
 
 class GLASS:
@@ -154,7 +230,13 @@ class GLASS:
         disc = self.model.discriminator
         gaus = (true + torch.randn_like(true) * self.cfg.noise).detach()
         if self.cfg.mining:
-            gaus = self._gradient_ascent(true.detach(), gaus, centre, r_t)
+            fixed = true.detach()
+            if self.svd == 1:
+                anchor, low, high = centre, r_t, 2 * r_t
+            else:
+                anchor, low, high = fixed, 0.5, 1.0
+            ascend = ascend_in_hidden_space if disc.first_linear is not None else ascend_features
+            gaus = ascend(disc, fixed, gaus, anchor, low, high, self.cfg.step)
         r_g = float(torch.quantile((gaus - centre).norm(dim=1), self.cfg.radius))
         # The synthesized offsets are constants; the base point follows the projection,
         # so the projection gets the same gradient from both halves of the batch.
@@ -165,33 +247,6 @@ class GLASS:
             gaus_scores, torch.ones_like(gaus_scores)
         )
         return bce, true_scores.detach(), gaus_scores.detach(), r_g
-
-    def _gradient_ascent(
-        self, true: torch.Tensor, gaus: torch.Tensor, centre: torch.Tensor, r_t: torch.Tensor
-    ) -> torch.Tensor:
-        """Moves gaus features up the discriminator's anomaly loss, with truncated projection."""
-        disc = self.model.discriminator
-        first = disc.first_linear
-        # The true half of [true; gaus] does not change during the ascent: its first-layer
-        # output is computed once (the batch-norm statistics still see both halves).
-        true_hidden = first(true) if first is not None else None
-        for step in range(self.cfg.step):
-            gaus.requires_grad_(True)
-            if first is not None:
-                scores = disc.forward_from_first(torch.cat([true_hidden, first(gaus)]))
-            else:
-                scores = disc(torch.cat([true, gaus]))
-            gaus_scores = scores[len(true):]
-            gaus_loss = F.binary_cross_entropy(gaus_scores, torch.ones_like(gaus_scores))
-            (grad,) = torch.autograd.grad(gaus_loss, [gaus])
-            with torch.no_grad():
-                gaus = gaus + ASCENT_STEP_SIZE * grad / (grad.norm(dim=1, keepdim=True) + 1e-10)
-                if (step + 1) % PROJECTION_EVERY == 0:
-                    if self.svd == 1:
-                        gaus = truncate_offsets(gaus, centre, r_t, 2 * r_t)
-                    else:
-                        gaus = truncate_offsets(gaus, true, 0.5, 1.0)
-        return gaus.detach()
 
     def _local_synthesis(
         self, fake: torch.Tensor, mask: torch.Tensor, centre: torch.Tensor, r_t: torch.Tensor

@@ -341,6 +341,7 @@ def decide_svd(opts: RunOptions, cfg: data.DatasetConfig, job: Job, clean_set: A
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with a one-line error and exit code 2, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    common.keep_freed_memory()
     LOGGER.info("command line: %s", " ".join(sys.argv if argv is None else ["main.py", *argv]))
     try:
         main.main(args=list(argv) if argv is not None else None, standalone_mode=False)

@@ -105,6 +105,28 @@ class Discriminator(nn.Module):
         """The input layer, when there is a hidden block (used to reuse its output during GAS)."""
         return self.body[0][0] if len(self.body) else None
 
+    def score_beside(self, hidden: torch.Tensor, companion: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
+        """Scores rows given their first-layer outputs as if [companion rows; these rows] formed one
+        training-mode batch (same batch-norm statistics and running-statistics update), from the
+        companion rows' (variance, mean, count) alone. Needs exactly one hidden block."""
+        block = self.body[0]
+        norm, act = block[1], block[2]
+        comp_var, comp_mean, comp_count = companion
+        var, mean = torch.var_mean(hidden, dim=0, unbiased=False)
+        count = comp_count + len(hidden)
+        w_comp, w_own = comp_count / count, len(hidden) / count
+        batch_mean = w_comp * comp_mean + w_own * mean
+        batch_var = w_comp * comp_var + w_own * var + w_comp * w_own * (comp_mean - mean) ** 2
+        if norm.training and norm.track_running_stats:
+            with torch.no_grad():
+                norm.num_batches_tracked += 1
+                momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+                norm.running_mean.lerp_(batch_mean.detach(), momentum)
+                norm.running_var.lerp_(batch_var.detach() * count / (count - 1), momentum)
+        gain = norm.weight / torch.sqrt(batch_var + norm.eps)
+        normalised = torch.addcmul(norm.bias - batch_mean * gain, hidden, gain)
+        return self.tail(act(normalised))
+
     def forward_from_first(self, first_out: torch.Tensor) -> torch.Tensor:
         """Finishes the forward pass from the first linear layer's output."""
         x = first_out

@@ -23,6 +23,7 @@ from datasets import base as data
 from glass import GLASS, TrainConfig
 from model import GlassModel, NetConfig
 import backbones
+import common
 from preprocessing.make_demo_dataset import DemoDatasetConfig, build_demo_dataset
 
 
@@ -76,6 +77,7 @@ def time_inference(model: GlassModel, images: torch.Tensor, repeats: int = 3) ->
 def main(argv: list[str] | None = None) -> int:
     """Runs the benchmark and prints the table."""
     logging.basicConfig(level=logging.WARNING)
+    common.keep_freed_memory()
     args = parse_args(argv)
     device = torch.device(args.device)
     with tempfile.TemporaryDirectory() as tmp:

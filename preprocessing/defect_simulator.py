@@ -7,15 +7,20 @@ OpenCV so that a demo test set measures generalisation rather than memorisation.
 
 Every function takes and returns uint8 RGB images; the returned mask (uint8 0/255)
 is the support of the defect, and no pixel outside it is changed.
+
+Drawing (anti-aliased lines and polygons, blurs, distance transforms) is OpenCV's; the
+defect geometry itself (irregular blobs, jagged random walks, shading) is generated here
+because no library offers defect-shaped primitives.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -232,6 +237,20 @@ def _outward_normal(mask: np.ndarray, sigma: float) -> np.ndarray:
     return np.stack([-gx / norm, -gy / norm], axis=-1)
 
 
+def _cavity_colour(image: np.ndarray, cavity: np.ndarray, facing: np.ndarray, radius: float,
+                   depth: float, rng: np.random.Generator) -> np.ndarray:
+    """Inside of a hole: a dark grainy floor, darkest mid-way, and a lit crescent of inner wall."""
+    inside = cv2.distanceTransform((cavity > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+    depth_profile = np.clip(inside / (0.7 * radius), 0, 1)
+    grain = 0.8 + 0.4 * _smooth_noise(cavity.shape, max(1.0, 0.1 * radius), rng)
+    floor_level = (1 - depth) * 80 * (1 - 0.6 * depth_profile) * grain
+    floor = 0.08 * image + floor_level[..., None]  # a trace of the surface texture remains
+    # The inner wall whose inside faces the light (the side away from the lit rim) is lit.
+    wall_band = np.clip(1 - inside / (0.25 * radius), 0, 1) * (cavity > 0.5)
+    wall_light = np.clip(-facing, 0, 1) * wall_band
+    return floor + (image * 0.7 - floor) * (0.5 * wall_light)[..., None]
+
+
 def _hole(image: np.ndarray, rng: np.random.Generator, params: DefectParams) -> tuple[np.ndarray, np.ndarray]:
     """A dark irregular cavity: shadowed floor, a lit far wall, and a lit/shaded raised rim."""
     shape = image.shape[:2]
@@ -246,17 +265,7 @@ def _hole(image: np.ndarray, rng: np.random.Generator, params: DefectParams) -> 
     light = rng.uniform(0, 2 * np.pi)
     light_dir = np.array([np.cos(light), np.sin(light)], np.float32)
     facing = _outward_normal(cavity, 0.3 * radius) @ light_dir  # +1: outer side faces the light
-    # Floor: dark, darkest in the middle, a trace of the surface texture and some grain.
-    inside = cv2.distanceTransform((cavity > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
-    depth_profile = np.clip(inside / (0.7 * radius), 0, 1)
-    depth = _uniform(rng, params.hole_depth)
-    grain = 0.8 + 0.4 * _smooth_noise(shape, max(1.0, 0.1 * radius), rng)
-    floor_level = (1 - depth) * 80 * (1 - 0.6 * depth_profile) * grain
-    floor = 0.08 * image + floor_level[..., None]
-    # Inner wall: a crescent near the edge; the part whose inside faces the light is lit.
-    wall_band = np.clip(1 - inside / (0.25 * radius), 0, 1) * (cavity > 0.5)
-    wall_light = np.clip(-facing, 0, 1) * wall_band
-    cavity_colour = floor + (image * 0.7 - floor) * (0.5 * wall_light)[..., None]
+    cavity_colour = _cavity_colour(image, cavity, facing, radius, _uniform(rng, params.hole_depth), rng)
     rim_colour = np.clip(image * (1 + 0.5 * facing)[..., None] + 25 * facing[..., None], 0, 255)
     target = np.where((cavity >= rim)[..., None], cavity_colour, rim_colour)
     alpha = np.maximum(cavity, 0.85 * rim)
@@ -333,13 +342,15 @@ def _contamination(image: np.ndarray, rng: np.random.Generator,
     return target, (alpha > 0).astype(np.float32)
 
 
-_GENERATORS: dict[str, Callable[[np.ndarray, np.random.Generator, DefectParams], tuple[np.ndarray, np.ndarray]]] = {
+_Generator = Callable[[np.ndarray, np.random.Generator, DefectParams], tuple[np.ndarray, np.ndarray]]
+# Each generator returns (target colours, alpha): the defect is `image + (target - image) * alpha`.
+_GENERATORS: Mapping[str, _Generator] = MappingProxyType({
     "scratch": _scratch,
     "crack": _crack,
     "hole": _hole,
     "stain": _stain,
     "contamination": _contamination,
-}
+})
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

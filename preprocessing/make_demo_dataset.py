@@ -30,10 +30,10 @@ import os
 import shutil
 import sys
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -175,6 +175,7 @@ def _build_class(output: Path, name: str, config: DemoDatasetConfig) -> list[str
     written: list[str] = []
 
     def view() -> np.ndarray:
+        """The next random view of the class photo."""
         return _random_view(photo, config.size, config.crop_fraction, config.brightness_jitter, rng)
 
     for index in range(config.n_train):
