@@ -119,6 +119,7 @@ def ascend_in_hidden_space(
         sq_dist = offset.pow(2).sum(dim=1)
         scale = torch.ones_like(sq_dist)
         moved = torch.zeros_like(hidden)
+        delta_gram = torch.empty_like(hidden)
     for step in range(steps):
         leaf = hidden.detach().requires_grad_(True)
         if single_block:
@@ -128,17 +129,17 @@ def ascend_in_hidden_space(
         loss = F.binary_cross_entropy(scores, torch.ones_like(scores))
         (delta,) = torch.autograd.grad(loss, [leaf])
         with torch.no_grad():
-            delta_gram = delta @ gram
+            torch.mm(delta, gram, out=delta_gram)
             grad_norm = _row_dot(delta_gram, delta).clamp_min(0).sqrt()
             coef = ASCENT_STEP_SIZE / (grad_norm + 1e-10)
             towards = _row_dot(hidden, delta) - _row_dot(anchor_hidden, delta)
             sq_dist = sq_dist + 2 * coef * towards + (coef * grad_norm) ** 2
-            hidden = torch.addcmul(hidden, coef[:, None], delta_gram)
+            hidden.addcmul_(coef[:, None], delta_gram)
             moved.addcmul_(coef[:, None], delta)
             if (step + 1) % PROJECTION_EVERY == 0:
                 dist = sq_dist.clamp_min(0).sqrt()
                 factor = (torch.clamp(dist, low, high) / (dist + 1e-10))[:, None]
-                hidden = torch.addcmul(anchor_hidden, factor, hidden - anchor_hidden)
+                hidden.sub_(anchor_hidden).mul_(factor).add_(anchor_hidden)
                 moved.mul_(factor)
                 scale, sq_dist = factor[:, 0] * scale, (factor[:, 0] * dist) ** 2
     with torch.no_grad():

@@ -106,11 +106,10 @@ class Discriminator(nn.Module):
         return self.body[0][0] if len(self.body) else None
 
     def score_beside(self, hidden: torch.Tensor, companion: tuple[torch.Tensor, torch.Tensor, int]) -> torch.Tensor:
-        """Scores rows given their first-layer outputs as if [companion rows; these rows] formed one
-        training-mode batch (same batch-norm statistics and running-statistics update), from the
-        companion rows' (variance, mean, count) alone. Needs exactly one hidden block."""
-        block = self.body[0]
-        norm, act = block[1], block[2]
+        """Scores rows from their first-layer outputs as if [companion rows; these rows] formed one
+        training-mode batch (same batch-norm statistics and running-statistics update), knowing only
+        the companion rows' (variance, mean, count). Needs exactly one hidden block."""
+        norm, act = self.body[0][1], self.body[0][2]
         comp_var, comp_mean, comp_count = companion
         var, mean = torch.var_mean(hidden, dim=0, unbiased=False)
         count = comp_count + len(hidden)
@@ -124,8 +123,7 @@ class Discriminator(nn.Module):
                 norm.running_mean.lerp_(batch_mean.detach(), momentum)
                 norm.running_var.lerp_(batch_var.detach() * count / (count - 1), momentum)
         gain = norm.weight / torch.sqrt(batch_var + norm.eps)
-        normalised = torch.addcmul(norm.bias - batch_mean * gain, hidden, gain)
-        return self.tail(act(normalised))
+        return self.tail(act(torch.addcmul(norm.bias - batch_mean * gain, hidden, gain)))
 
     def forward_from_first(self, first_out: torch.Tensor) -> torch.Tensor:
         """Finishes the forward pass from the first linear layer's output."""

@@ -4,19 +4,21 @@
 #      plus a DTD-style texture folder for LAS); skipped when already complete;
 #   2. train and test GLASS with the efficientnet_lite0 backbone on every demo class;
 #   3. print results/demo/results.csv.
-# Usage: bash shell/run-demo.sh      (PYTHON=/path/to/python to pick an interpreter)
+# Usage: bash shell/run-demo.sh      (PYTHON=/path/to/python to pick an interpreter;
+#        DEMO_ROOT=dir and RESULTS=dir to put the data and the results elsewhere)
 set -euo pipefail
 
-datapath=demo_data/mvtec
-augpath=demo_data/dtd/images
+demo_root=${DEMO_ROOT:-demo_data}      # where the demo dataset is built
+datapath=$demo_root/mvtec
+augpath=$demo_root/dtd/images
 classes=('brick' 'gravel' 'grass')
-results=results/demo
+results=${RESULTS:-results/demo}
 python=${PYTHON:-python}
 flags=()
 for class in "${classes[@]}"; do flags+=(-d "$class"); done
 
 cd "$(dirname "$0")/.."
-"$python" preprocessing/make_demo_dataset.py --output demo_data --classes "${classes[@]}"
+"$python" preprocessing/make_demo_dataset.py --output "$demo_root" --classes "${classes[@]}"
 
 "$python" main.py \
     --gpu 0 \
@@ -30,8 +32,8 @@ cd "$(dirname "$0")/.."
     --pretrain_embed_dimension 512 \
     --target_embed_dimension 512 \
     --patchsize 3 \
-    --meta_epochs 10 \
-    --eval_epochs 1 \
+    --meta_epochs 15 \
+    --eval_epochs 5 \
     --dsc_layers 2 \
     --dsc_hidden 512 \
     --pre_proj 1 \
@@ -41,6 +43,7 @@ cd "$(dirname "$0")/.."
     --p 0.5 \
     --step 20 \
     --limit 392 \
+    --lr 0.0005 \
     --select last \
   dataset \
     --distribution 1 \

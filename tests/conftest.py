@@ -7,6 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+import common
+
+common.keep_freed_memory()  # as the CLI does: large CPU temporaries are reused, not page-faulted again
+
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random colour texture (uint8 HxWx3)."""

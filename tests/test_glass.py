@@ -35,11 +35,11 @@ def test_truncated_projection_hypersphere_keeps_distance_to_centre_in_r_to_2r():
         assert norms.min() >= low - 1e-4 and norms.max() <= high + 1e-4
 
 
-@pytest.mark.parametrize("svd", [0, 1])
-def test_hidden_space_ascent_equals_literal_ascent(svd):
+@pytest.mark.parametrize("svd,layers", [(0, 2), (1, 2), (0, 3), (1, 3)])
+def test_hidden_space_ascent_equals_literal_ascent(svd, layers):
     torch.manual_seed(2)
     dim, hidden, n = 24, 16, 64
-    disc = Discriminator(dim, n_layers=2, hidden=hidden).double().train()
+    disc = Discriminator(dim, n_layers=layers, hidden=hidden).double().train()
     true = torch.randn(n, dim, dtype=torch.float64)
     gaus = true + 0.3 * torch.randn(n, dim, dtype=torch.float64)
     centre = true.mean(0, keepdim=True).repeat(n, 1)
