@@ -162,6 +162,7 @@ class GLASS:
         class_dir: Path,
         svd: int,
         meta: dict[str, Any] | None = None,
+        hidden_space_ascent: bool = True,
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
@@ -169,6 +170,7 @@ class GLASS:
         self.class_dir = Path(class_dir)
         self.svd = int(svd)
         self.meta = dict(meta or {})
+        self.hidden_space_ascent = hidden_space_ascent  # False: the literal ascent (benchmarks compare both)
         self.focal_loss = FocalLoss()
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "discriminator": torch.optim.AdamW(model.discriminator.parameters(), lr=cfg.lr * 2)
@@ -236,7 +238,8 @@ class GLASS:
                 anchor, low, high = centre, r_t, 2 * r_t
             else:
                 anchor, low, high = fixed, 0.5, 1.0
-            ascend = ascend_in_hidden_space if disc.first_linear is not None else ascend_features
+            fast = self.hidden_space_ascent and disc.first_linear is not None
+            ascend = ascend_in_hidden_space if fast else ascend_features
             gaus = ascend(disc, fixed, gaus, anchor, low, high, self.cfg.step)
         r_g = float(torch.quantile((gaus - centre).norm(dim=1), self.cfg.radius))
         # The synthesized offsets are constants; the base point follows the projection,

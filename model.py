@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import backbones
@@ -143,6 +144,7 @@ class GlassModel(nn.Module):
         dim = cfg.target_embed_dimension
         self.pre_projection = Projection(dim, cfg.pre_proj) if cfg.pre_proj > 0 else None
         self.discriminator = Discriminator(dim, cfg.dsc_layers, cfg.dsc_hidden)
+        self._folded: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def build(cls, cfg: NetConfig, pretrained: bool = True) -> "GlassModel":
@@ -163,8 +165,47 @@ class GlassModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Patch-score grids (B, h, w) in [0, 1] for normalised images (B, 3, S, S)."""
         features, grid = self.embed(images)
-        scores = self.discriminator(self.project(features))
+        scores = self.score_features(features)
         return scores.reshape(images.shape[0], *grid)
+
+    def score_features(self, features: torch.Tensor) -> torch.Tensor:
+        """Discriminator scores (N, 1) of aggregated features; in eval mode through the folded head."""
+        if self.training:
+            return self.discriminator(self.project(features))
+        if self._folded is None:
+            self._folded = self._fold_affine_head()
+        x = F.linear(features, *self._folded)
+        body = self.discriminator.body
+        if not len(body):
+            return torch.sigmoid(x)
+        x = body[0][2](x)
+        for block in body[1:]:
+            x = block(x)
+        return self.discriminator.tail(x)
+
+    @torch.no_grad()
+    def _fold_affine_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Multiplies out projection -> first linear -> eval batch norm (all affine) into one
+        (weight, bias): same scores, and 1536x1024 instead of 1536x1536 + 1536x1024 per patch."""
+        dim = self.cfg.target_embed_dimension
+        weight = torch.eye(dim, device=self.discriminator.tail[0].weight.device)
+        bias = torch.zeros(dim, device=weight.device)
+        for layer in self.pre_projection.layers if self.pre_projection is not None else ():
+            weight, bias = layer.weight @ weight, layer.weight @ bias + layer.bias
+        body = self.discriminator.body
+        if not len(body):
+            tail = self.discriminator.tail[0].weight
+            return tail @ weight, tail @ bias
+        linear, norm = body[0][0], body[0][1]
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        weight, bias = linear.weight @ weight, linear.weight @ bias + linear.bias
+        return scale[:, None] * weight, scale * (bias - norm.running_mean) + norm.bias
+
+    def train(self, mode: bool = True) -> "GlassModel":
+        """Switches mode; entering training drops the folded head (the weights will change)."""
+        if mode:
+            self._folded = None
+        return super().train(mode)
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,6 +225,7 @@ class GlassModel(nn.Module):
 
     def load_head_state(self, state: dict[str, Any], source: str) -> None:
         """Loads trained weights; a shape or key mismatch names the source file."""
+        self._folded = None
         try:
             self.discriminator.load_state_dict(state["discriminator"])
             if self.pre_projection is not None:

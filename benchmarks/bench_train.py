@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--step", type=int, default=20)
     parser.add_argument("--svd", type=int, default=0)
     parser.add_argument("--num_workers", type=int, default=data.default_num_workers())
+    parser.add_argument("--literal", action="store_true",
+                        help="reference-style path: clean features recomputed every batch, literal gradient ascent")
     parser.add_argument("--random_weights", action="store_true", help="random backbone weights (no download needed)")
     parser.add_argument("--data_path", type=Path, help="MVTec-layout root (default: demo data)")
     parser.add_argument("--aug_path", type=Path, help="DTD images folder (default: demo textures)")
@@ -101,10 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         loaders = {name: data.build_dataloader(ds, dcfg, 0, shuffle=name == "train") for name, ds in sets.items()}
         model = GlassModel.build(cfg, pretrained=not args.random_weights)
         train_cfg = TrainConfig(meta_epochs=args.epochs, eval_epochs=10**6, step=args.step, limit=args.limit)
-        trainer = GLASS(model, train_cfg, device, root / "model", svd=args.svd)
+        trainer = GLASS(model, train_cfg, device, root / "model", svd=args.svd, hidden_space_ascent=not args.literal)
         start = time.perf_counter()
         trainer.train(loaders["train"], data.build_dataloader(clean, dcfg, 0, shuffle=False), loaders["test"],
-                      cache_features=True)
+                      cache_features=not args.literal)
         total = time.perf_counter() - start
         images = torch.stack([sets["test"][i]["image"] for i in range(min(args.batch_size, len(sets["test"])))])
         forward_ms, full_ms = time_inference(model, images.to(device))
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.pretrain_embed_dimension}/{args.target_embed_dimension}, hidden {args.dsc_hidden}, "
           f"batch {args.batch_size}, {len(sets['train'])} training images, step {args.step}, "
           f"{'random' if args.random_weights else 'pretrained'} weights, {device}, "
+          f"{'literal (reference-style) path' if args.literal else 'optimised path'}, "
           f"{torch.get_num_threads()} threads, {args.num_workers} workers")
     print(f"{'measure':<38}{'value':>12}")
     print("-" * 50)

@@ -170,3 +170,16 @@ def test_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("error:")
+
+
+def test_train_backbone_and_hypersphere_run_and_reload(tmp_path, tiny_mvtec):
+    results = tmp_path / "tb"
+    code = main.cli(["--results_path", str(results), *net_args(1, "--train_backbone"),
+                     *dataset_args(*tiny_mvtec, "--distribution", "3")])  # the later value wins
+    assert code == 0
+    stored = load_checkpoint(results / "models/backbone_0/mvtec_toy/ckpt_best_0.pth")
+    assert stored["svd"] == 1 and "backbone" in stored["weights"]
+    first = read_results(results)["mvtec_toy"]
+    assert main.cli(["--results_path", str(results), "--test", "test", "dataset", "--num_workers", "0", "--fg", "0",
+                     "-d", "toy", "mvtec", str(tiny_mvtec[0]), str(tiny_mvtec[1])]) == 0
+    assert read_results(results)["mvtec_toy"] == first
