@@ -479,11 +479,11 @@ class GLASS:
         scores = []
         if clean is not None:
             for chunk in clean.split(8):
-                patch = self.model.discriminator(self.model.project(chunk.reshape(-1, chunk.shape[-1])))
+                patch = self.model.score_features(chunk.reshape(-1, chunk.shape[-1]))
                 scores.append(patch.reshape(len(chunk), -1).max(dim=1).values.cpu())
-        else:
+        else:  # no anomaly maps needed: the image score is the largest patch score
             for batch in clean_loader:
-                scores.append(torch.as_tensor(self.model.predict(batch["image"].to(self.device))[0]))
+                scores.append(self.model(batch["image"].to(self.device)).flatten(1).max(dim=1).values.cpu())
         return torch.cat(scores).numpy().astype(np.float32)
 
     @torch.no_grad()

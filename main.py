@@ -356,6 +356,10 @@ def cli(argv: Sequence[str] | None = None) -> int:
         # loader_error_message drops the worker traceback torch prepends to errors raised in workers.
         click.echo(f"error: {data.loader_error_message(err)}", err=True)
         return 2
+    except OSError as err:  # e.g. an output folder that cannot be created or written
+        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable --results_path",
+                   err=True)
+        return 2
     return 0
 
 

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 import glass
 import main
-from model import load_checkpoint
+from model import load_checkpoint, load_trained_model, resolve_class_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,3 +184,22 @@ def test_train_backbone_and_hypersphere_run_and_reload(tmp_path, tiny_mvtec):
     assert main.cli(["--results_path", str(results), "--test", "test", "dataset", "--num_workers", "0", "--fg", "0",
                      "-d", "toy", "mvtec", str(tiny_mvtec[0]), str(tiny_mvtec[1])]) == 0
     assert read_results(results)["mvtec_toy"] == first
+
+
+def test_model_directory_loads_for_inference(tmp_path, tiny_mvtec):
+    results = train(tmp_path, tiny_mvtec, "run")
+    class_dir = resolve_class_dir(results / "models" / "backbone_0", "mvtec_toy")
+    model, stored = load_trained_model(class_dir)
+    assert stored["epoch"] == 1 and not model.training
+    scores, maps, patches = model.predict(torch.zeros(2, 3, 64, 64))
+    assert scores.shape == (2,) and maps.shape == (2, 64, 64) and patches.shape == (2, 8, 8)
+    assert 0.0 <= scores.min() <= scores.max() <= 1.0
+
+
+def test_unwritable_results_path_exits_2(tmp_path, tiny_mvtec, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main.cli(["--results_path", str(blocker), *net_args(1), *dataset_args(*tiny_mvtec)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--results_path" in err[0]
+    assert blocker.read_text() == "not a folder"
