@@ -1,6 +1,7 @@
 """Shared fixtures: tiny datasets written into tmp_path."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -55,3 +56,33 @@ def _write(path: Path, image: np.ndarray) -> None:
 def tiny_mvtec(tmp_path: Path) -> tuple[Path, Path]:
     """(data_path, aug_path) of a one-class MVTec-layout dataset with 64 px images."""
     return write_tiny_mvtec(tmp_path)
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """A trained tiny model directory as the video and export commands take it."""
+
+    model_path: Path  # results/models/backbone_0
+    class_name: str  # mvtec_toy
+    class_dir: Path
+    data_path: Path  # the MVTec-layout data it was trained on
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
+    """A tiny efficientnet_lite0 GLASS model (64 px, dims 64, 2 epochs), trained once per session."""
+    import main  # imported here: the fixture module stays light for tests that do not train
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    data, aug = write_tiny_mvtec(root)
+    results = root / "results"
+    code = main.cli([
+        "--results_path", str(results), "--seed", "3",
+        "net", "-b", "efficientnet_lite0", "--pretrain_embed_dimension", "64", "--target_embed_dimension", "64",
+        "--dsc_hidden", "32", "--meta_epochs", "2", "--step", "2",
+        "dataset", "--batch_size", "4", "--num_workers", "0", "--resize", "64", "--imagesize", "64",
+        "--fg", "0", "--distribution", "2", "-d", "toy", "mvtec", str(data), str(aug),
+    ])
+    assert code == 0
+    model_path = results / "models" / "backbone_0"
+    return TinyModel(model_path, "mvtec_toy", model_path / "mvtec_toy", data)

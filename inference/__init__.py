@@ -1,0 +1,1 @@
+"""Inference on images and video: one engine, thin scripts that draw or save."""
