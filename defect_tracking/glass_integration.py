@@ -1,0 +1,278 @@
+"""GLASS anomaly maps -> defect regions (size analyzer) -> tracks on the moving surface.
+
+`GLASSDefectTracker.update(frame_index, frame, anomaly_map)` per frame: estimates the surface
+motion from the frame, segments the map into measured defect regions with
+`size_analyzer.DefectSizeAnalyzer`, uses each region's maximum map score as its detection
+confidence, updates `FabricByteTracker`, and keeps one `TrackedDefectSummary` per track
+(life span, scores, largest area, representative frame). `report()` is the JSON-ready result;
+`draw_tracks` annotates a frame for the tracking video and the saved defect frames.
+"""
+from __future__ import annotations
+
+import colorsys
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from defect_tracking.fabric_bytetrack import FabricByteTracker, TrackerConfig, TrackingError
+from defect_tracking.motion_estimation import FabricMotionEstimator
+
+LOGGER = logging.getLogger(__name__)
+
+
+class _SizeAnalyzer(Protocol):
+    """What the tracker needs of `size_analyzer.DefectSizeAnalyzer`."""
+
+    pixel_size: float
+    physical_unit: str
+
+    def analyze_defects(self, anomaly_map: np.ndarray, threshold: float = 0.5,
+                        use_morphology: bool = True) -> Any:
+        """DefectMetrics of one map (bounding_boxes, max_scores, defect_areas_pixels/_physical)."""
+
+
+@dataclass(frozen=True)
+class FrameTrack:
+    """A confirmed track's detection in one frame."""
+
+    track_id: int
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in frame pixels, x2/y2 exclusive
+    score: float  # maximum anomaly-map score inside the region
+    area_pixels: int
+    area_physical: float  # unit^2
+
+
+@dataclass(frozen=True)
+class FrameTracks:
+    """What tracking found in one frame."""
+
+    frame_index: int
+    tracks: list[FrameTrack]  # confirmed tracks detected in this frame, by track id
+    motion: tuple[float, float]  # surface displacement (dx, dy) from the previous frame, px
+    new_representative: set[int]  # tracks whose representative frame is now this one
+    num_regions: int  # defect regions found in the map (tracked or not yet confirmed)
+    metrics: Any = field(default=None, repr=False, compare=False)  # the frame's DefectMetrics
+
+
+@dataclass(frozen=True)
+class TrackedDefectSummary:
+    """Life cycle and measurements of one tracked defect."""
+
+    track_id: int
+    first_frame: int
+    last_frame: int
+    duration_frames: int
+    duration_seconds: float
+    hits: int  # frames in which the defect was detected
+    max_score: float
+    mean_score: float
+    max_area_pixels: int
+    max_area_physical: float
+    physical_unit: str
+    bbox: tuple[int, int, int, int]  # at the largest area, x1 y1 x2 y2 (exclusive), frame px
+    representative_frame: int  # highest score; ties -> larger area
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data = asdict(self)
+        data["bbox"] = list(self.bbox)
+        return data
+
+
+@dataclass
+class _TrackState:
+    """Running statistics of one track."""
+
+    first_frame: int
+    last_frame: int
+    hits: int = 0
+    score_sum: float = 0.0
+    max_score: float = -math.inf
+    max_area_pixels: int = -1
+    max_area_physical: float = 0.0
+    bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
+    representative_frame: int = -1
+    representative_area: int = -1
+
+    def add(self, frame_index: int, detection: FrameTrack) -> bool:
+        """Adds one detection; True when this frame becomes the representative one."""
+        self.last_frame = frame_index
+        self.hits += 1
+        self.score_sum += detection.score
+        if detection.area_pixels > self.max_area_pixels:
+            self.max_area_pixels = detection.area_pixels
+            self.max_area_physical = detection.area_physical
+            self.bbox = detection.box
+        better = (detection.score > self.max_score
+                  or (detection.score == self.max_score and detection.area_pixels > self.representative_area))
+        if better:
+            self.max_score = detection.score
+            self.representative_frame = frame_index
+            self.representative_area = detection.area_pixels
+        return better
+
+
+class GLASSDefectTracker:
+    """Tracks GLASS defect regions across the frames of one video."""
+
+    def __init__(self, analyzer: _SizeAnalyzer, tracker_config: TrackerConfig | None = None, *,
+                 threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
+                 fps: float = 25.0, motion_downscale: int | None = None) -> None:
+        """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps."""
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+            raise TrackingError(f"threshold must be a finite number, got {threshold!r}")
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise TrackingError(f"fps must be a positive number, got {fps!r}")
+        config = tracker_config if tracker_config is not None else TrackerConfig.for_map_threshold(
+            min(max(float(threshold), 0.0), 1.0))
+        # One source of truth for the video rate: the tracker's lost-track buffer scales with it.
+        self.config = replace(config, frame_rate=float(fps))
+        self.analyzer = analyzer
+        self.threshold = float(threshold)
+        self.use_morphology = bool(use_morphology)
+        self.fps = float(fps)
+        self.motion_method = motion_method
+        self.estimator = (FabricMotionEstimator(motion_method, motion_downscale)
+                          if motion_method is not None else None)
+        self.tracker = FabricByteTracker(self.config)
+        self.stage_seconds = {"motion": 0.0, "analysis": 0.0, "tracking": 0.0}
+        self._states: dict[int, _TrackState] = {}
+        self._motion_sum = np.zeros(2)
+        self._frames = 0
+        self._last_index: int | None = None
+
+    def reset(self) -> None:
+        """Forgets tracks, motion and statistics (call between videos)."""
+        if self.estimator is not None:
+            self.estimator.reset()
+        self.tracker.reset()
+        self.stage_seconds = dict.fromkeys(self.stage_seconds, 0.0)
+        self._states.clear()
+        self._motion_sum[:] = 0.0
+        self._frames = 0
+        self._last_index = None
+
+    def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray) -> FrameTracks:
+        """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution)."""
+        self._check_frame(frame_index, frame, anomaly_map)
+        # The map is analysed first: a map the analyzer rejects leaves the motion state untouched.
+        started = time.perf_counter()
+        metrics = self.analyzer.analyze_defects(anomaly_map, self.threshold, self.use_morphology)
+        analysed = time.perf_counter()
+        motion = self.estimator.estimate(frame) if self.estimator is not None else (0.0, 0.0)
+        measured = time.perf_counter()
+        boxes = np.asarray(metrics.bounding_boxes, dtype=np.float64).reshape(-1, 4)
+        scores = np.asarray(metrics.max_scores, dtype=np.float64)
+        tracked = self.tracker.update(boxes, scores, motion)
+        detections = sorted(
+            (FrameTrack(item.track_id, tuple(int(v) for v in metrics.bounding_boxes[item.detection_index]),
+                        item.score, int(metrics.defect_areas_pixels[item.detection_index]),
+                        float(metrics.defect_areas_physical[item.detection_index]))
+             for item in tracked),
+            key=lambda item: item.track_id)
+        new_representative = set()
+        for detection in detections:
+            state = self._states.get(detection.track_id)
+            if state is None:
+                LOGGER.debug("frame %d: new defect track %d at %s", frame_index, detection.track_id, detection.box)
+                state = self._states[detection.track_id] = _TrackState(frame_index, frame_index)
+            if state.add(frame_index, detection):
+                new_representative.add(detection.track_id)
+        self._motion_sum += motion
+        self._frames += 1
+        self._last_index = frame_index
+        finished = time.perf_counter()
+        self.stage_seconds["analysis"] += analysed - started
+        self.stage_seconds["motion"] += measured - analysed
+        self.stage_seconds["tracking"] += finished - measured
+        return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
+                           new_representative, int(metrics.num_defects), metrics)
+
+    def summaries(self) -> list[TrackedDefectSummary]:
+        """One summary per track seen so far, by track id."""
+        unit = self.analyzer.physical_unit
+        result = []
+        for track_id in sorted(self._states):
+            state = self._states[track_id]
+            duration = state.last_frame - state.first_frame + 1
+            result.append(TrackedDefectSummary(
+                track_id=track_id, first_frame=state.first_frame, last_frame=state.last_frame,
+                duration_frames=duration, duration_seconds=duration / self.fps, hits=state.hits,
+                max_score=state.max_score, mean_score=state.score_sum / state.hits,
+                max_area_pixels=state.max_area_pixels, max_area_physical=state.max_area_physical,
+                physical_unit=unit, bbox=state.bbox, representative_frame=state.representative_frame))
+        return result
+
+    def report(self, fabric_speed: float | None = None) -> dict[str, Any]:
+        """JSON-ready tracks and totals; fabric_speed (as the user gave it) is echoed in the totals."""
+        if fabric_speed is not None and (isinstance(fabric_speed, bool) or not isinstance(fabric_speed, (int, float))
+                                         or not math.isfinite(fabric_speed) or fabric_speed < 0):
+            raise TrackingError(f"fabric_speed must be a number >= 0, got {fabric_speed!r}")
+        mean_dx, mean_dy = (self._motion_sum / self._frames).tolist() if self._frames else (0.0, 0.0)
+        speed_px = math.hypot(mean_dx, mean_dy)
+        totals: dict[str, Any] = {
+            "num_tracks": len(self._states),
+            "total_frames": self._frames,
+            "fps": self.fps,
+            "mean_motion_px_per_frame": [mean_dx, mean_dy],
+            "mean_speed_px_per_frame": speed_px,
+            "mean_speed_per_second": speed_px * self.analyzer.pixel_size * self.fps,
+            "speed_unit": f"{self.analyzer.physical_unit}/s",
+        }
+        if fabric_speed is not None:
+            totals["fabric_speed"] = float(fabric_speed)
+        return {"tracks": [summary.to_dict() for summary in self.summaries()], "totals": totals}
+
+    def settings(self) -> dict[str, Any]:
+        """JSON-ready tracking settings, for a run report."""
+        return {"threshold": self.threshold, "use_morphology": self.use_morphology,
+                "motion_method": self.motion_method, "fps": self.fps,
+                "pixel_size": self.analyzer.pixel_size, "physical_unit": self.analyzer.physical_unit,
+                "tracker": asdict(self.config)}
+
+    def _check_frame(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray) -> None:
+        """One-line TrackingError for a bad frame index, frame or map."""
+        if isinstance(frame_index, bool) or not isinstance(frame_index, (int, np.integer)):
+            raise TrackingError(f"frame_index must be an integer, got {frame_index!r}")
+        if self._last_index is not None and frame_index <= self._last_index:
+            raise TrackingError(
+                f"frame_index {frame_index} does not follow {self._last_index}: pass frames in order or reset()")
+        if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0:
+            raise TrackingError("frame must be a non-empty (H,W,3) BGR or (H,W) gray numpy array")
+        map_shape = np.shape(anomaly_map)
+        if map_shape != frame.shape[:2]:
+            raise TrackingError(
+                f"anomaly map shape {map_shape} differs from the frame's {frame.shape[:2]}: "
+                "pass the map at frame resolution")
+
+
+def track_colour(track_id: int) -> tuple[int, int, int]:
+    """A distinct, stable BGR colour per track id (golden-ratio hue steps)."""
+    hue = (track_id * 0.618033988749895) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(blue * 255), int(green * 255), int(red * 255)
+
+
+def draw_tracks(frame: np.ndarray, frame_tracks: FrameTracks, unit: str) -> np.ndarray:
+    """Copy of the frame with each track's box and 'ID n, score, area unit^2' label."""
+    canvas = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
+    height, width = canvas.shape[:2]
+    font_scale = max(0.35, min(height, width) / 700.0)
+    thickness = max(1, int(round(font_scale * 2)))
+    for track in frame_tracks.tracks:
+        colour = track_colour(track.track_id)
+        x1, y1, x2, y2 = track.box
+        cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness)
+        label = f"ID {track.track_id} {track.score:.2f} {track.area_physical:.1f} {unit}^2"
+        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        top = y1 - text_h - baseline - 2 if y1 - text_h - baseline - 2 >= 0 else min(y2 + 1, height - text_h - baseline)
+        left = min(max(0, x1), max(0, width - text_w))
+        cv2.rectangle(canvas, (left, top), (left + text_w, top + text_h + baseline), colour, cv2.FILLED)
+        cv2.putText(canvas, label, (left, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (0, 0, 0), thickness, cv2.LINE_AA)
+    return canvas

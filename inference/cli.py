@@ -1,0 +1,151 @@
+"""Command-line pieces shared by the video scripts: Click options, config building, error handling.
+
+A video script is a Click command decorated with `model_options` and `video_options` (plus its
+own flags) whose body calls `run_inference(options, mode, make_renderer)`, and a
+`cli(argv) -> int` that calls `run_cli(command, argv)`. User errors end as one line on stderr,
+`error: <message>`, with exit code 2; Ctrl-C ends with 130. Nothing is written before the input
+(model directory, class, video, output folder) has been checked.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import click
+
+import backbones
+import common
+import model as glass_model
+import video_io
+from size_analyzer import SizeAnalysisError
+from inference import runner
+from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_MODEL_PATH = "results/models/backbone_0/"
+DEFAULT_OUTPUT_ROOT = "output"
+
+# Every error a user can cause with a flag or a file; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    glass_model.CheckpointError, EngineError, video_io.VideoError, runner.RunError, common.ConfigError,
+    backbones.BackboneError, SizeAnalysisError,
+)
+
+MODEL_OPTION_NAMES = ("model_path", "class_name", "device", "backend", "onnx_path", "batch_size", "threshold")
+VIDEO_OPTION_NAMES = ("video_path", "output_path", "display", "max_frames")
+
+
+def _apply(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
+    """Applies Click option decorators so that --help lists them in the given order."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--model_path --class_name --device --backend --onnx_path --batch_size --threshold."""
+    return _apply(command, [
+        click.option("--model_path", default=DEFAULT_MODEL_PATH, show_default=True,
+                     help="Backbone folder of trained classes (results/models/backbone_<i>/) or one class folder."),
+        click.option("--class_name", default=None, help="Trained class, <dataset>_<class> (e.g. mvtec_grid)."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+                     help="torch (the checkpoint) or onnx (its ONNX export, run by ONNX Runtime)."),
+        click.option("--onnx_path", default=None, help="ONNX file for --backend onnx (default: exported on demand)."),
+        click.option("--batch_size", type=int, default=8, show_default=True, help="Frames scored per batch."),
+        click.option("--threshold", type=float, default=None,
+                     help="Frame decision threshold in [0, 1] (default: from the model's training-image scores)."),
+    ])
+
+
+def video_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--video_path --output_path --display/--no_display --max_frames."""
+    return _apply(command, [
+        click.option("--video_path", required=True, help="Input video (any format OpenCV/FFmpeg decodes)."),
+        click.option("--output_path", default=None,
+                     help="Output .mp4 (default: output/<class_name>/<video stem>_<mode>.mp4)."),
+        click.option("--display/--no_display", default=False, show_default=True,
+                     help="Show a preview window while processing (q quits, keeping what was done)."),
+        click.option("--max_frames", type=int, default=None, help="Process at most this many frames."),
+    ])
+
+
+def engine_config(options: Mapping[str, Any]) -> EngineConfig:
+    """The engine configuration from the model options (validated by EngineConfig)."""
+    return EngineConfig(**{name: options[name] for name in MODEL_OPTION_NAMES})
+
+
+def default_output_path(class_name: str, video_path: str | os.PathLike, mode: str) -> Path:
+    """output/<class_name>/<video stem>_<mode>.mp4 (relative to the working directory)."""
+    return Path(DEFAULT_OUTPUT_ROOT) / class_name / f"{Path(video_path).stem}_{mode}{video_io.VIDEO_SUFFIX}"
+
+
+def run_config(options: Mapping[str, Any], class_name: str, mode: str) -> runner.RunConfig:
+    """The run configuration from the video options, with the default output path filled in."""
+    output = options["output_path"] or default_output_path(class_name, options["video_path"], mode)
+    return runner.RunConfig(
+        video_path=options["video_path"], output_path=output, display=options["display"],
+        max_frames=options["max_frames"],
+    )
+
+
+def prepare(options: Mapping[str, Any], mode: str) -> tuple[EngineConfig, runner.RunConfig]:
+    """Validates every input (flags, model directory, class, video, output folder) before any work."""
+    engine_cfg = engine_config(options)
+    class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
+    run_cfg = run_config(options, class_dir.name, mode)
+    runner.check_run(run_cfg)
+    return engine_cfg, run_cfg
+
+
+def run_inference(
+    options: Mapping[str, Any], mode: str, make_renderer: Callable[[InferenceEngine], runner.FrameRenderer]
+) -> runner.RunSummary:
+    """Checks the input, loads the engine, runs the renderer over the video and prints the summary."""
+    engine_cfg, run_cfg = prepare(options, mode)
+    tick = time.perf_counter()
+    engine = InferenceEngine.from_config(engine_cfg)
+    LOGGER.info("model %s ready in %.1f s (threshold %.4f)", engine.info.class_name, time.perf_counter() - tick,
+                engine.threshold)
+    summary = runner.run_video(engine, make_renderer(engine), run_cfg)
+    click.echo(summary.report())
+    return summary
+
+
+def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
+    """Runs a Click command; user errors -> 'error: <one line>' on stderr and 2, Ctrl-C -> 130."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # Without standalone mode Click returns (not raises) the code of click.exceptions.Exit.
+        result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as err:
+        click.echo(f"error: {_one_line(err.format_message())}", err=True)
+        return 2
+    except USER_ERRORS as err:
+        click.echo(f"error: {_one_line(str(err))}", err=True)
+        return 2
+    except OSError as err:  # e.g. disk full or a permission change while writing
+        where = f"{err.filename}: " if err.filename else ""
+        click.echo(f"error: {where}{err.strerror or err}; check the path and its permissions", err=True)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def _one_line(message: str) -> str:
+    """Joins a multi-line message into one line."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+__all__ = [
+    "DEFAULT_MODEL_PATH", "USER_ERRORS", "default_output_path", "engine_config", "model_options",
+    "prepare", "run_cli", "run_config", "run_inference", "video_options",
+]

@@ -1,0 +1,756 @@
+"""ONNX export of a trained GLASS class model and an ONNX Runtime backend for the inference engine.
+
+The exported graph computes exactly `GlassModel.forward` in eval mode: normalised images
+(B,3,S,S) -> patch scores (B,h,w) in [0, 1]. Between the backbone maps and the discriminator's
+first nonlinearity everything is linear (3x3 neighbourhood gather, adaptive channel pooling,
+bilinear resize, stacked-layer pooling, projection, first discriminator layer, eval batch
+norm), so the head can be written in one of two exact forms:
+
+- "pool": the model's own sequence; a layer's 3x3 neighbourhood gather + adaptive pooling is one
+  grouped convolution (groups = gcd(channels, dim): no pooling window crosses a group), the
+  stacked-layer pooling a reshape+mean where the length divides (ONNX has no adaptive pooling;
+  a dense averaging matrix would cost dim*L multiply-adds per position, the grouped form 1/groups);
+- "fold": per backbone layer ONE 3x3 convolution straight to the discriminator's hidden width
+  (weights = folded head @ stacked-pool block @ layer-pool matrix), run at the layer's own
+  resolution; resizing commutes with per-position linear maps, so the coarser layers' outputs
+  are resized, summed and given the folded bias.
+
+`auto` picks the cheaper form: multiply-adds plus weighted memory-bound work (`form_costs`);
+efficientnet_lite0 gets "fold", wideresnet50 (512/1024 channels) "pool". Every export is
+checked against the PyTorch model (and the written graph against it in onnxruntime) first.
+
+Fixed-batch files are fed transparently: `OnnxBackend.patch_scores` splits a larger batch into
+the file's batch size and zero-pads the last chunk (padding rows are dropped from the result).
+"""
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import model as glass_model
+import utils
+from inference.engine import ONNX_FILE_NAME, EngineError, ModelInfo
+
+LOGGER = logging.getLogger(__name__)
+
+FORMS = ("auto", "fold", "pool")
+PROVIDERS = ("cpu", "cuda")
+EXPORT_FORMAT = "glass-onnx/1"
+INPUT_NAME = "images"
+OUTPUT_NAME = "patch_scores"
+MIN_OPSET = 13
+MAX_OPSET = 20  # the TorchScript exporter's limit (torch.onnx.export(..., dynamo=False))
+# Largest |export module - GlassModel| accepted before writing a file; the two forms only
+# reorder float32 sums, which moves scores by ~1e-6.
+EXPORT_TOLERANCE = 1e-4
+# ONNX Runtime's profiler on this 2-core CPU (lite0, 256 px): a conv multiply-add ~0.11 ns, an
+# element of pad/slice/concat/resize/reduce work ~0.8 ns; weigh moved elements accordingly.
+ELEMENT_COST = 8
+# "auto" keeps fold unless pool is clearly cheaper: fold runs fewer, larger kernels, and on lite0
+# with dims 512 (model: pool 3.5 % cheaper) an interleaved A/B measured fold as fast or faster.
+FOLD_MARGIN = 1.1
+VERIFY_SEED = 0
+VERIFY_BATCH = 2
+
+
+class OnnxModelError(EngineError):
+    """A missing, corrupt or inconsistent ONNX model or export request (one-line message with the fix)."""
+
+
+# ----------------------------------------------------------------------------------------
+# Exact, export-friendly pieces of the GLASS head.
+# ----------------------------------------------------------------------------------------
+
+def pool_windows(length: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) of each output of 1-D adaptive average pooling from `length` to `size` (PyTorch's rule)."""
+    return [((i * length) // size, -(-((i + 1) * length) // size)) for i in range(size)]
+
+
+def pool_matrix(length: int, size: int) -> np.ndarray:
+    """Adaptive average pooling as a (size, length) float64 averaging matrix."""
+    matrix = np.zeros((size, length))
+    for row, (start, end) in enumerate(pool_windows(length, size)):
+        matrix[row, start:end] = 1.0 / (end - start)
+    return matrix
+
+
+def pool_groups(length: int, size: int, patch_area: int = 1) -> int:
+    """Groups of the pooling conv: gcd(channels, size). A group boundary at channel k*C/g is element
+    k*L/g, which adaptive pooling maps exactly onto output k*size/g, so no window crosses it."""
+    return math.gcd(length // patch_area, size)
+
+
+def pooling_conv(channels: int, patchsize: int, size: int) -> nn.Conv2d:
+    """Adaptive average pooling of every position's zero-padded (c, ki, kj) neighbourhood vector
+    (F.unfold order) to `size` values, as ONE grouped convolution (patchsize 1: plain channel pooling).
+
+    Hand-written because ONNX has no adaptive 1-D pooling; a dense (size, L) averaging matrix would
+    cost size*L multiply-adds per position, the grouped form size*L/groups.
+    """
+    area = patchsize ** 2
+    length = channels * area
+    groups = pool_groups(length, size, area)
+    per_group, outputs = length // groups, size // groups
+    weight = torch.zeros(size, per_group, dtype=torch.float64)
+    for row, (start, end) in enumerate(pool_windows(length, size)):
+        offset = (row // outputs) * per_group
+        if start < offset or end > offset + per_group:
+            raise AssertionError(f"pooling window {start}:{end} crosses group {row // outputs}")
+        weight[row, start - offset:end - offset] = 1.0 / (end - start)
+    conv = nn.Conv2d(channels, size, patchsize, padding=(patchsize - 1) // 2, groups=groups, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(weight.reshape(size, channels // groups, patchsize, patchsize))
+    return conv
+
+
+class MeanPool(nn.Module):
+    """Adaptive average pooling of the channel axis when the length divides: reshape + mean."""
+
+    def __init__(self, length: int, size: int) -> None:
+        super().__init__()
+        self.size, self.window = size, length // size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,L,H,W) -> (B,size,H,W)."""
+        height, width = x.shape[-2:]
+        return x.reshape(-1, self.size, self.window, height, width).mean(dim=2)
+
+
+def channel_pool(length: int, size: int) -> nn.Module:
+    """Exact, exportable adaptive average pooling of the channel axis of (B,L,H,W) maps to `size`."""
+    return MeanPool(length, size) if length % size == 0 else pooling_conv(length, 1, size)
+
+
+def channel_pool_cost(length: int, size: int) -> tuple[int, int]:
+    """(multiply-adds, elements moved) per position of `channel_pool`."""
+    if length % size == 0:
+        return 0, length
+    return size * length // pool_groups(length, size), 0
+
+
+def _conv1x1(linear: nn.Linear) -> nn.Conv2d:
+    """A Linear layer as the equal 1x1 convolution on (B,C,H,W) maps."""
+    conv = nn.Conv2d(linear.in_features, linear.out_features, 1, bias=linear.bias is not None)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.reshape(*linear.weight.shape, 1, 1))
+        if linear.bias is not None:
+            conv.bias.copy_(linear.bias)
+    return conv
+
+
+def _batchnorm2d(norm: nn.BatchNorm1d) -> nn.BatchNorm2d:
+    """An eval BatchNorm1d as the equal BatchNorm2d on (B,C,H,W) maps."""
+    out = nn.BatchNorm2d(norm.num_features, eps=norm.eps, affine=norm.affine)
+    out.load_state_dict(norm.state_dict())
+    return out.eval()
+
+
+class DiscriminatorTail(nn.Module):
+    """The discriminator after its folded affine head, on (B,hidden,h,w) maps -> (B,h,w) scores."""
+
+    def __init__(self, discriminator: glass_model.Discriminator) -> None:
+        super().__init__()
+        body = discriminator.body
+        layers: list[nn.Module] = []
+        if len(body):
+            layers.append(body[0][2])
+            for block in body[1:]:
+                layers += [_conv1x1(block[0]), _batchnorm2d(block[1]), block[2]]
+            layers.append(_conv1x1(discriminator.tail[0]))
+        # Without a hidden block the folded head already ends in the tail's linear layer.
+        layers.append(nn.Sigmoid())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of folded-head outputs."""
+        return self.layers(hidden)[:, 0]
+
+
+@dataclass(frozen=True)
+class HeadGeometry:
+    """Shapes the head forms depend on: per-layer channels and map sizes, grid, dims."""
+
+    channels: tuple[int, ...]
+    sizes: tuple[tuple[int, int], ...]
+    patchsize: int
+    pretrain_dim: int
+    target_dim: int
+    head_width: int  # outputs of the folded affine head: dsc_hidden, or 1 without hidden layers
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """The patch-score grid: the first layer's map size."""
+        return self.sizes[0]
+
+
+@dataclass(frozen=True)
+class FormCost:
+    """Work per image of one head form: multiply-adds and elements moved by memory-bound ops."""
+
+    macs: int
+    elements: int
+
+    @property
+    def total(self) -> int:
+        """MAC-equivalents: an element of concat/resize/reduce work costs ELEMENT_COST MACs."""
+        return self.macs + ELEMENT_COST * self.elements
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-ready numbers."""
+        return {"macs": self.macs, "elements": self.elements, "cost": self.total}
+
+
+def form_costs(geometry: HeadGeometry) -> dict[str, FormCost]:
+    """Work per image of both head forms up to the first nonlinearity (backbone and the rest of
+    the discriminator are common to both)."""
+    grid = geometry.grid[0] * geometry.grid[1]
+    area = geometry.patchsize ** 2
+    width, dim = geometry.head_width, geometry.pretrain_dim
+    pool_macs = pool_moved = fold_macs = fold_moved = 0
+    for channels, (height, wide) in zip(geometry.channels, geometry.sizes):
+        positions, length = height * wide, channels * area
+        pool_macs += positions * dim * length // pool_groups(length, dim, area)
+        fold_macs += positions * length * width
+        if (height, wide) != geometry.grid:
+            pool_moved += 4 * dim * grid
+            fold_moved += 4 * width * grid
+    stacked = len(geometry.channels) * dim
+    stack_macs, stack_moved = channel_pool_cost(stacked, geometry.target_dim)
+    pool_macs += grid * (stack_macs + geometry.target_dim * width)
+    pool_moved += grid * (stacked + stack_moved)  # concatenation + pooling
+    fold_moved += grid * width * len(geometry.channels)  # sums and the bias
+    return {"pool": FormCost(pool_macs, pool_moved), "fold": FormCost(fold_macs, fold_moved)}
+
+
+class PoolHead(nn.Module):
+    """Form "pool": the model's own order of operations; neighbourhood gather + adaptive pooling of
+    each layer is one grouped convolution, the stacked-layer pooling a mean (or grouped 1x1 conv)."""
+
+    def __init__(self, geometry: HeadGeometry, folded: tuple[torch.Tensor, torch.Tensor],
+                 discriminator: glass_model.Discriminator) -> None:
+        super().__init__()
+        self.geometry = geometry
+        self.layer_pools = nn.ModuleList(
+            pooling_conv(channels, geometry.patchsize, geometry.pretrain_dim) for channels in geometry.channels)
+        self.stack_pool = channel_pool(len(geometry.channels) * geometry.pretrain_dim, geometry.target_dim)
+        weight, bias = folded
+        self.affine = nn.Conv2d(geometry.target_dim, geometry.head_width, 1)
+        with torch.no_grad():
+            self.affine.weight.copy_(weight.reshape(*weight.shape, 1, 1))
+            self.affine.bias.copy_(bias)
+        self.tail = DiscriminatorTail(discriminator)
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Backbone maps -> patch scores (B,h,w)."""
+        pooled = []
+        for feature_map, pool, size in zip(maps, self.layer_pools, self.geometry.sizes):
+            layer = pool(feature_map)
+            if size != self.geometry.grid:
+                layer = F.interpolate(layer, size=self.geometry.grid, mode="bilinear", align_corners=False)
+            pooled.append(layer)
+        features = self.stack_pool(torch.cat(pooled, dim=1))
+        return self.tail(self.affine(features))
+
+
+class FoldHead(nn.Module):
+    """Form "fold": one 3x3 convolution per layer to the hidden width, resized and summed."""
+
+    def __init__(self, geometry: HeadGeometry, folded: tuple[torch.Tensor, torch.Tensor],
+                 discriminator: glass_model.Discriminator) -> None:
+        super().__init__()
+        self.geometry = geometry
+        weights = fold_weights(geometry, folded[0])
+        pad = (geometry.patchsize - 1) // 2
+        self.convs = nn.ModuleList()
+        for weight in weights:
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], geometry.patchsize, padding=pad, bias=False)
+            with torch.no_grad():
+                conv.weight.copy_(weight)
+            self.convs.append(conv)
+        self.register_buffer("bias", folded[1].detach().reshape(1, -1, 1, 1).clone())
+        self.tail = DiscriminatorTail(discriminator)
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Backbone maps -> patch scores (B,h,w)."""
+        total = None
+        for feature_map, conv, size in zip(maps, self.convs, self.geometry.sizes):
+            layer = conv(feature_map)
+            if size != self.geometry.grid:
+                layer = F.interpolate(layer, size=self.geometry.grid, mode="bilinear", align_corners=False)
+            total = layer if total is None else total + layer
+        return self.tail(total + self.bias)
+
+
+def fold_weights(geometry: HeadGeometry, head_weight: torch.Tensor) -> list[torch.Tensor]:
+    """Per-layer conv weights (head_width, C, p, p) = folded head @ stacked-pool block @ layer pool."""
+    dim = geometry.pretrain_dim
+    head = head_weight.detach().double().cpu().numpy()
+    stack = pool_matrix(len(geometry.channels) * dim, geometry.target_dim)
+    combined = head @ stack  # (width, layers * dim), computed in float64 then rounded once
+    area = geometry.patchsize ** 2
+    weights = []
+    for index, channels in enumerate(geometry.channels):
+        block = combined[:, index * dim:(index + 1) * dim] @ pool_matrix(channels * area, dim)
+        shape = (geometry.head_width, channels, geometry.patchsize, geometry.patchsize)
+        weights.append(torch.from_numpy(block.reshape(shape)).float())
+    return weights
+
+
+class _ConstantPad(torch.autograd.Function):
+    """Zero padding of the last two axes that exports as ONE ONNX Pad with constant pads.
+
+    torch's exporter writes F.pad's pads through reversing Slices that it cannot constant-fold,
+    and onnxruntime fuses a Pad into the following Conv only when its pads are constants.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+        """F.pad with (left, right, top, bottom)."""
+        return F.pad(x, pads)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, pads: tuple[int, int, int, int]) -> Any:
+        """ONNX Pad (opset >= 11 layout: all begins, then all ends, over N, C, H, W)."""
+        left, right, top, bottom = pads
+        onnx_pads = g.op("Constant", value_t=torch.tensor([0, 0, top, left, 0, 0, bottom, right], dtype=torch.int64))
+        return g.op("Pad", x, onnx_pads, mode_s="constant")
+
+
+class StaticPadConv(nn.Module):
+    """A TF-"same" convolution with its padding fixed for one input size: constant zero padding
+    (asymmetric where needed) + a plain convolution. timm's Conv2dSame computes its padding from
+    the input shape at run time, which traces to shape arithmetic and a dynamic Pad that keeps
+    onnxruntime from fusing the Pad into the Conv; the result is the same numbers."""
+
+    def __init__(self, conv: nn.Conv2d, pads: tuple[int, int, int, int]) -> None:
+        super().__init__()
+        left, right, top, bottom = pads
+        symmetric = left == right and top == bottom
+        self.pads = None if symmetric else pads
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              (top, left) if symmetric else 0, conv.dilation, conv.groups, conv.bias is not None)
+        self.conv.weight = conv.weight
+        if conv.bias is not None:
+            self.conv.bias = conv.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pads (when asymmetric) and convolves."""
+        return self.conv(x if self.pads is None else _ConstantPad.apply(x, self.pads))
+
+
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TF "same" padding (before, after) of one axis, as timm's pad_same computes it."""
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def with_static_padding(extractor: nn.Module, imagesize: int) -> nn.Module:
+    """A copy of the extractor whose dynamic "same" convolutions have padding fixed for `imagesize`
+    (the extractor itself when it has none)."""
+    same = [name for name, module in extractor.named_modules() if type(module).__name__ == "Conv2dSame"]
+    if not same:
+        return extractor
+    extractor = copy.deepcopy(extractor)
+    modules = dict(extractor.named_modules())
+    sizes: dict[str, tuple[int, int]] = {}
+    hooks = [modules[name].register_forward_pre_hook(
+        lambda module, args, name=name: sizes.__setitem__(name, tuple(args[0].shape[-2:]))) for name in same]
+    with torch.no_grad():
+        extractor(torch.zeros(1, 3, imagesize, imagesize))
+    for hook in hooks:
+        hook.remove()
+    for name in same:
+        conv = modules[name]
+        top, bottom = _same_pads(sizes[name][0], conv.kernel_size[0], conv.stride[0], conv.dilation[0])
+        left, right = _same_pads(sizes[name][1], conv.kernel_size[1], conv.stride[1], conv.dilation[1])
+        parent_name, _, child = name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else extractor, child,
+                StaticPadConv(conv, (left, right, top, bottom)))
+    return extractor
+
+
+class PatchScoreNet(nn.Module):
+    """Backbone (the model's truncated extractor) + one exact head form: images -> patch scores."""
+
+    def __init__(self, extractor: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images (B,3,S,S) -> patch scores (B,h,w) in [0, 1]."""
+        return self.head(self.extractor(images))
+
+
+def head_geometry(net: glass_model.GlassModel) -> HeadGeometry:
+    """Reads the head's shapes from the model (one dummy backbone pass at its input size)."""
+    cfg = net.cfg
+    if cfg.patchsize % 2 == 0:
+        raise OnnxModelError(f"patchsize {cfg.patchsize}: only odd patch sizes keep the grid; "
+                             "retrain with --patchsize 3")
+    with torch.no_grad():
+        maps = net.extractor(torch.zeros(1, 3, cfg.imagesize, cfg.imagesize))
+    body = net.discriminator.body
+    return HeadGeometry(
+        channels=tuple(int(m.shape[1]) for m in maps),
+        sizes=tuple((int(m.shape[-2]), int(m.shape[-1])) for m in maps),
+        patchsize=cfg.patchsize, pretrain_dim=cfg.pretrain_embed_dimension, target_dim=cfg.target_embed_dimension,
+        head_width=body[0][0].out_features if len(body) else 1,
+    )
+
+
+def choose_form(geometry: HeadGeometry, form: str = "auto") -> str:
+    """The requested form, or for "auto" the cheaper one (multiply-adds + weighted memory traffic)."""
+    if form not in FORMS:
+        raise OnnxModelError(f"--form {form}: unknown head form; use one of {', '.join(FORMS)}")
+    if form != "auto":
+        return form
+    costs = form_costs(geometry)
+    return "fold" if costs["fold"].total <= FOLD_MARGIN * costs["pool"].total else "pool"
+
+
+def build_export_module(net: glass_model.GlassModel, form: str = "auto", geometry: HeadGeometry | None = None
+                        ) -> tuple[PatchScoreNet, str, HeadGeometry]:
+    """The export-friendly equivalent of an eval GlassModel (on CPU), its form and head geometry."""
+    net = net.cpu().eval()
+    geometry = geometry or head_geometry(net)
+    chosen = choose_form(geometry, form)
+    folded = net._fold_affine_head()  # the exact affine head GlassModel.forward uses in eval mode
+    head_class = FoldHead if chosen == "fold" else PoolHead
+    head = head_class(geometry, folded, net.discriminator)
+    extractor = with_static_padding(net.extractor, net.cfg.imagesize)
+    return PatchScoreNet(extractor, head).eval(), chosen, geometry
+
+
+def verification_batch(imagesize: int, batch: int = VERIFY_BATCH) -> torch.Tensor:
+    """A fixed, seeded normalised batch used to compare an export with the PyTorch model."""
+    generator = torch.Generator().manual_seed(VERIFY_SEED)
+    return torch.randn(batch, 3, imagesize, imagesize, generator=generator)
+
+
+@torch.no_grad()
+def max_difference(module: nn.Module, net: glass_model.GlassModel, images: torch.Tensor) -> float:
+    """Largest |module(images) - net(images)| over all patch scores."""
+    return float((module(images) - net(images)).abs().max())
+
+
+# ----------------------------------------------------------------------------------------
+# Export.
+# ----------------------------------------------------------------------------------------
+
+def sidecar_path(onnx_path: str | os.PathLike) -> Path:
+    """The JSON description beside an ONNX file: `<file>.json`."""
+    path = Path(onnx_path)
+    return path.with_name(path.name + ".json")
+
+
+def _check_export_request(opset: int, batch: int, form: str) -> None:
+    """Validates export options before any work."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise OnnxModelError(f"--opset {opset}: unsupported; use an opset from {MIN_OPSET} to {MAX_OPSET} (default 17)")
+    if batch < 1:
+        raise OnnxModelError(f"--batch {batch}: must be at least 1 (or use --dynamic_batch)")
+    if form not in FORMS:
+        raise OnnxModelError(f"--form {form}: unknown head form; use one of {', '.join(FORMS)}")
+
+
+def _check_writable(target: Path) -> None:
+    """Fails early (one line) when the output file's folder cannot be created or written."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OnnxModelError(f"{target}: cannot create its folder ({err.strerror}); "
+                             "choose a writable --output") from None
+    if target.is_dir():
+        raise OnnxModelError(f"{target}: is a folder; pass a file name such as {target / ONNX_FILE_NAME}")
+    try:
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as err:
+        raise OnnxModelError(f"{target.parent}: cannot write there ({err.strerror}); "
+                             "choose a writable --output") from None
+
+
+def _to_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
+    """Traces the module to ONNX (TorchScript exporter) and returns the serialised model."""
+    buffer = io.BytesIO()
+    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    with torch.no_grad(), warnings.catch_warnings():
+        # The TorchScript exporter is chosen on purpose (adaptive pooling and timm's dynamic
+        # "same" padding trace there); its deprecation and constant-folding notes are noise.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
+        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset,
+                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
+                          do_constant_folding=True)
+    return buffer.getvalue()
+
+
+def _simplified(model_proto: Any) -> tuple[Any, bool]:
+    """Runs onnxsim when it is installed; returns (model, whether it was simplified)."""
+    try:
+        import onnxsim
+    except ImportError:
+        LOGGER.warning("--simplify: onnxsim is not installed (pip install onnxsim); writing the unsimplified model")
+        return model_proto, False
+    simplified, ok = onnxsim.simplify(model_proto)
+    if not ok:
+        LOGGER.warning("--simplify: onnxsim could not validate its result; writing the unsimplified model")
+        return model_proto, False
+    return simplified, True
+
+
+def _run_onnx_bytes(payload: bytes, images: np.ndarray) -> np.ndarray:
+    """Runs a serialised model once on CPU (export check)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+
+
+@dataclass(frozen=True)
+class ExportSettings:
+    """How to export: opset, fixed batch size or dynamic batch, onnxsim, head form."""
+
+    opset: int = 17
+    batch: int = 1
+    dynamic_batch: bool = False
+    simplify: bool = False
+    form: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_export_request(self.opset, self.batch, self.form)
+
+
+def export_onnx(class_dir: str | os.PathLike, output: Path | None = None, opset: int = 17, batch: int = 1,
+                dynamic_batch: bool = False, simplify: bool = False, form: str = "auto") -> tuple[Path, Path]:
+    """Exports a class model's scoring path to ONNX (+ JSON sidecar); returns (onnx path, json path)."""
+    settings = ExportSettings(opset=opset, batch=batch, dynamic_batch=dynamic_batch, simplify=simplify, form=form)
+    class_dir = Path(class_dir)
+    target = Path(output) if output is not None else class_dir / ONNX_FILE_NAME
+    _check_writable(target)
+    net, data = glass_model.load_trained_model(class_dir, "cpu")
+    checkpoint = glass_model.final_checkpoint_path(class_dir)
+    geometry = head_geometry(net)
+    info = ModelInfo.from_checkpoint(data, class_dir.name, geometry.grid)
+    return export_model(net, info, target, settings, {"source_checkpoint": checkpoint.name}, geometry)
+
+
+def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, settings: ExportSettings,
+                 extra: dict[str, Any] | None = None, geometry: HeadGeometry | None = None) -> tuple[Path, Path]:
+    """Exports a loaded model to `target` (+ `<target>.json`), checked against the model first."""
+    started = time.perf_counter()
+    module, chosen, geometry = build_export_module(net, settings.form, geometry)
+    payload, simplified, difference = _verified_payload(net, module, settings)
+    utils.atomic_write_bytes(target, payload)
+    seconds = time.perf_counter() - started
+    description = {
+        **info.to_dict(), **_export_facts(settings, info), "form": chosen,
+        "form_costs": {name: cost.to_dict() for name, cost in form_costs(geometry).items()},
+        "simplified": simplified, "max_abs_diff_vs_torch": difference, "export_seconds": round(seconds, 3),
+        "torch_version": torch.__version__, **(extra or {}),
+    }
+    json_path = sidecar_path(target)
+    utils.atomic_write_text(json_path, json.dumps(description, indent=2) + "\n")
+    LOGGER.info("exported %s (%s form, max |onnx - torch| %.1e) in %.1f s", target, chosen, difference, seconds)
+    return target, json_path
+
+
+def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: ExportSettings
+                      ) -> tuple[bytes, bool, float]:
+    """(serialised ONNX model, simplified?, max |onnxruntime - GlassModel|), each step checked."""
+    import onnx
+
+    images = verification_batch(net.cfg.imagesize)
+    torch_diff = max_difference(module, net, images)
+    if torch_diff > EXPORT_TOLERANCE:
+        raise RuntimeError(f"export module differs from the model by {torch_diff:.2e}; this is a bug")
+    fixed = images[:1].expand(settings.batch, -1, -1, -1).contiguous()
+    payload = _to_onnx_bytes(module, fixed, settings.opset, settings.dynamic_batch)
+    model_proto = onnx.load_from_string(payload)
+    onnx.checker.check_model(model_proto)
+    simplified = False
+    if settings.simplify:
+        model_proto, simplified = _simplified(model_proto)
+        payload = model_proto.SerializeToString()
+    check_images = images if settings.dynamic_batch else fixed
+    with torch.no_grad():
+        expected = net(check_images).numpy()
+    onnx_diff = float(np.abs(_run_onnx_bytes(payload, check_images.numpy()) - expected).max())
+    if onnx_diff > EXPORT_TOLERANCE:
+        raise RuntimeError(f"ONNX export differs from the model by {onnx_diff:.2e}; this is a bug")
+    return payload, simplified, onnx_diff
+
+
+def _export_facts(settings: ExportSettings, info: ModelInfo) -> dict[str, Any]:
+    """Format, opset, batch and tensor names/shapes for the sidecar."""
+    leading: int | str = "batch" if settings.dynamic_batch else settings.batch
+    return {
+        "format": EXPORT_FORMAT, "opset": settings.opset,
+        "batch": "dynamic" if settings.dynamic_batch else settings.batch,
+        "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
+        "input_shape": [leading, 3, info.imagesize, info.imagesize], "output_shape": [leading, *info.grid],
+    }
+
+
+def _is_fresh(onnx_path: Path, checkpoint: Path) -> bool:
+    """True when an existing export belongs to the current checkpoint and is not older than it."""
+    json_path = sidecar_path(onnx_path)
+    if not (onnx_path.is_file() and json_path.is_file()):
+        return False
+    if onnx_path.stat().st_mtime < checkpoint.stat().st_mtime:
+        return False
+    try:
+        return json.loads(json_path.read_text(encoding="utf-8")).get("source_checkpoint") == checkpoint.name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def cached_export(class_dir: str | os.PathLike) -> Path:
+    """The class directory's glass.onnx (dynamic batch), exported when missing or older than the checkpoint."""
+    class_dir = Path(class_dir)
+    checkpoint = glass_model.final_checkpoint_path(class_dir)
+    if checkpoint is None:
+        raise glass_model.CheckpointError(f"{class_dir}: no ckpt_best_*.pth; train this class first (--test ckpt)")
+    onnx_path = class_dir / ONNX_FILE_NAME
+    if not _is_fresh(onnx_path, checkpoint):
+        LOGGER.info("exporting %s to ONNX (missing or older than %s)", class_dir, checkpoint.name)
+        export_onnx(class_dir, onnx_path, dynamic_batch=True)
+    return onnx_path
+
+
+# ----------------------------------------------------------------------------------------
+# Runtime.
+# ----------------------------------------------------------------------------------------
+
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads counted once)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = set()
+    for cpu in cpus:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            cores.add((package, (topology / "core_id").read_text().strip()))
+        except OSError:  # no sysfs topology (containers, other OSes): count logical CPUs
+            return max(1, len(cpus))
+    return max(1, len(cores))
+
+
+def read_sidecar(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dict[str, Any]]:
+    """(ModelInfo, whole description) from `<file>.json`; missing or invalid -> OnnxModelError."""
+    json_path = sidecar_path(onnx_path)
+    fix = "export the model again with python onnx/pth2onnx.py --model_path ... --class_name ..."
+    try:
+        data = json.loads(json_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise OnnxModelError(f"{json_path}: model description missing beside the ONNX file; {fix}") from None
+    except (OSError, ValueError) as err:
+        raise OnnxModelError(f"{json_path}: unreadable model description ({type(err).__name__}); {fix}") from None
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise OnnxModelError(f"{json_path}: not a {EXPORT_FORMAT} model description; {fix}")
+    try:
+        info = ModelInfo.from_dict(data, str(json_path))
+    except EngineError as err:
+        raise OnnxModelError(str(err)) from None
+    return info, data
+
+
+def _providers(provider: str) -> list[str]:
+    """onnxruntime provider list for 'cpu' or 'cuda' (checked against this installation)."""
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise OnnxModelError(f"--provider {provider}: unknown provider; use cpu or cuda")
+    if provider == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise OnnxModelError("--provider cuda: this onnxruntime has no CUDA support (pip install onnxruntime-gpu); "
+                             "use --provider cpu")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def open_session(onnx_path: Path, provider: str = "cpu", threads: int | None = None) -> Any:
+    """An optimised onnxruntime InferenceSession; a missing or corrupt file -> OnnxModelError."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    providers = _providers(provider)
+    if threads is not None and threads < 1:
+        raise OnnxModelError(f"threads {threads}: must be at least 1")
+    if not onnx_path.is_file():
+        raise OnnxModelError(f"{onnx_path}: ONNX model not found; export it with python onnx/pth2onnx.py "
+                             "--model_path ... --class_name ...")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1
+    load_errors = (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.NoModel,
+                   ort_errors.NotImplemented, ort_errors.RuntimeException, ort_errors.InvalidArgument)
+    try:
+        return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+    except load_errors as err:
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise OnnxModelError(f"{onnx_path}: not a loadable ONNX model ({reason}); export it again with "
+                             "python onnx/pth2onnx.py") from None
+
+
+class OnnxBackend:
+    """An exported GLASS model in onnxruntime; implements the engine's Backend protocol."""
+
+    def __init__(self, onnx_path: str | os.PathLike, provider: str = "cpu", threads: int | None = None) -> None:
+        self.path = Path(onnx_path)
+        self.info, self.description = read_sidecar(self.path)
+        self.session = open_session(self.path, provider, threads)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or outputs[0].name != OUTPUT_NAME:
+            raise OnnxModelError(f"{self.path}: inputs/outputs are not '{INPUT_NAME}' -> '{OUTPUT_NAME}' "
+                                 "(not a GLASS export); export it with python onnx/pth2onnx.py")
+        shape = inputs[0].shape
+        if [int(v) if isinstance(v, int) else None for v in shape[1:]] != [3, self.info.imagesize, self.info.imagesize]:
+            raise OnnxModelError(f"{self.path}: input shape {shape} does not match its description "
+                                 f"({self.info.imagesize} px); export the model again")
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.provider = provider
+        LOGGER.info("ONNX model %s on %s (batch %s, %s form)", self.path, self.session.get_providers()[0],
+                    self.fixed_batch or "dynamic", self.description.get("form"))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """One session run."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+
+    def patch_scores(self, batch: np.ndarray) -> np.ndarray:
+        """Patch scores (B,h,w) for a normalised float32 batch (B,3,S,S); any B, also for fixed-batch files."""
+        size = self.info.imagesize
+        if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
+            raise OnnxModelError(f"input batch of shape {batch.shape}: this model takes (B, 3, {size}, {size})")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        count = len(batch)
+        if count == 0:
+            return np.empty((0, *self.info.grid), np.float32)
+        if self.fixed_batch is None or count == self.fixed_batch:
+            return self._run(batch)
+        step = self.fixed_batch
+        chunks = []
+        for start in range(0, count, step):
+            chunk = batch[start:start + step]
+            if len(chunk) < step:
+                chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
+            chunks.append(self._run(chunk))
+        return np.concatenate(chunks)[:count]

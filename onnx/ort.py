@@ -1,0 +1,197 @@
+"""Run an exported GLASS model with ONNX Runtime on one image or a folder of images.
+
+    python onnx/ort.py --onnx results/models/backbone_0/mvtec_bottle/glass.onnx --image broken.png
+    python onnx/ort.py --onnx glass.onnx --image test_images/ --output heatmaps/ --provider cpu
+
+Anomaly maps are built exactly as the PyTorch path builds them (the shared inference engine:
+bilinear resize of the patch scores, Gaussian sigma 4). Writes per image a PNG panel
+(original | heatmap overlay, with score and decision) and a CSV of image scores and decisions:
+for one image beside --output (default heatmap.png, heatmap.csv), for a folder inside --output
+(default heatmaps/, scores.csv there; sub-folders mirrored).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import click
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+import utils
+from inference.engine import EngineError, FrameResult, InferenceEngine
+from inference.onnx_backend import OnnxBackend
+
+LOGGER = logging.getLogger("ort")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+OVERLAY_ALPHA = 0.5
+CSV_FIELDS = ("image", "score", "threshold", "is_defect", "heatmap")
+
+
+class InputError(ValueError):
+    """A missing or unreadable --image / --output (one-line message with the fix)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to score and where its heatmap goes."""
+
+    source: Path
+    name: str  # as written in the CSV (relative to the input folder)
+    heatmap: Path
+
+
+def plan_jobs(image: Path, output: Path | None) -> tuple[list[Job], Path]:
+    """The images to score, their heatmap paths and the CSV path (validated, nothing written)."""
+    if image.is_file():
+        target = output or Path("heatmap.png")
+        if target.suffix.lower() != ".png":
+            raise InputError(f"--output {target}: for one image give a .png file name (e.g. heatmap.png)")
+        return [Job(image, image.name, target)], target.with_suffix(".csv")
+    if not image.is_dir():
+        raise InputError(f"--image {image}: no such image or folder; pass an image file or a folder of images")
+    folder = output or Path("heatmaps")
+    if folder.suffix.lower() == ".png":
+        raise InputError(f"--output {folder}: for a folder of images give an output folder, not a .png file")
+    sources = sorted(p for p in image.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not sources:
+        raise InputError(f"--image {image}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    jobs = []
+    for source in sources:
+        relative = source.relative_to(image)
+        jobs.append(Job(source, relative.as_posix(), folder / relative.parent / f"{relative.stem}_heatmap.png"))
+    return jobs, folder / "scores.csv"
+
+
+def check_writable(folder: Path) -> None:
+    """Creates the output folder and fails early (one line) when files cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise InputError(f"--output {folder}: cannot write there ({err.strerror}); "
+                         "choose a writable --output") from None
+
+
+def read_bgr(path: Path) -> np.ndarray | None:
+    """BGR uint8 image, or None when OpenCV cannot read it."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
+def overlay_panel(frame: np.ndarray, result: FrameResult, threshold: float) -> np.ndarray:
+    """BGR panel: original | JET heatmap (fixed range 0..1) blended over it, with score and decision."""
+    heat = cv2.cvtColor(utils.heatmap(result.anomaly_map, 0.0, 1.0), cv2.COLOR_RGB2BGR)
+    blended = cv2.addWeighted(frame, 1.0 - OVERLAY_ALPHA, heat, OVERLAY_ALPHA, 0.0)
+    label = f"{result.score:.3f} {'DEFECT' if result.is_defect else 'ok'} (thr {threshold:.3f})"
+    scale = max(0.4, frame.shape[1] / 500)
+    thickness = max(1, round(scale * 1.5))
+    (width, height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.rectangle(blended, (0, 0), (width + 8, height + base + 8), (0, 0, 0), cv2.FILLED)
+    colour = (0, 0, 255) if result.is_defect else (0, 220, 0)
+    cv2.putText(blended, label, (4, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    return np.hstack([frame, blended])
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """PNG through a temporary file and a rename."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    utils.atomic_write_bytes(path, encoded.tobytes())
+
+
+def batches(jobs: Sequence[Job], size: int) -> Iterator[list[tuple[Job, np.ndarray]]]:
+    """Readable images in batches; unreadable ones are skipped with a warning."""
+    batch: list[tuple[Job, np.ndarray]] = []
+    for job in jobs:
+        frame = read_bgr(job.source)
+        if frame is None:
+            LOGGER.warning("%s: not a readable image, skipped", job.source)
+            continue
+        batch.append((job, frame))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run(engine: InferenceEngine, jobs: Sequence[Job], csv_path: Path, progress: bool) -> list[dict[str, object]]:
+    """Scores every job, writes heatmaps, then the CSV; returns the CSV rows."""
+    rows: list[dict[str, object]] = []
+    with tqdm(total=len(jobs), unit="img", disable=not progress) as bar:
+        for batch in batches(jobs, engine.batch_size):
+            results = engine.predict([frame for _, frame in batch])
+            for (job, frame), result in zip(batch, results):
+                write_png(job.heatmap, overlay_panel(frame, result, engine.threshold))
+                rows.append({"image": job.name, "score": f"{result.score:.6f}", "threshold": f"{engine.threshold:.6f}",
+                             "is_defect": int(result.is_defect),
+                             "heatmap": os.path.relpath(job.heatmap, csv_path.parent)})
+            bar.update(len(batch))
+    if not rows:
+        raise InputError(f"{jobs[0].source}: no readable image among the inputs; pass PNG/JPEG images")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    utils.atomic_write_text(csv_path, out.getvalue())
+    return rows
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--onnx", "onnx_path", required=True, type=click.Path(path_type=Path),
+              help="Exported model (python onnx/pth2onnx.py); its .json must lie beside it.")
+@click.option("--image", required=True, type=click.Path(path_type=Path), help="An image or a folder of images.")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Heatmap PNG for one image (default heatmap.png) or a folder for many (default heatmaps/).")
+@click.option("--provider", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Decision threshold on the image score (default: the model's, from its training scores).")
+@click.option("--batch_size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: physical cores).")
+def main(onnx_path: Path, image: Path, output: Path | None, provider: str, threshold: float | None,
+         batch_size: int, threads: int | None) -> None:
+    """Score images with an ONNX GLASS model; write heatmaps and a CSV of scores."""
+    jobs, csv_path = plan_jobs(image, output)
+    check_writable(csv_path.parent)
+    backend = OnnxBackend(onnx_path, provider=provider, threads=threads)
+    engine = InferenceEngine(backend, backend.info, threshold=threshold, batch_size=batch_size)
+    rows = run(engine, jobs, csv_path, progress=len(jobs) > 1)
+    defects = sum(int(row["is_defect"]) for row in rows)
+    LOGGER.info("%d image(s) scored, %d above threshold %.4f; scores in %s", len(rows), defects, engine.threshold,
+                csv_path)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point: bad input ends with `error: <one line>` and exit code 2, never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except click.Abort:
+        return 130
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        return 2
+    except (EngineError, InputError) as err:
+        click.echo(f"error: {err}", err=True)
+        return 2
+    except OSError as err:  # e.g. an output folder that cannot be written
+        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable --output", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

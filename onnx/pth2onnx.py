@@ -1,0 +1,74 @@
+"""Export a trained GLASS class model to ONNX (whole scoring path: images -> patch-score grid).
+
+    python onnx/pth2onnx.py --model_path results/models/backbone_0/ --class_name mvtec_bottle
+    python onnx/pth2onnx.py --model_path results/models/backbone_0/mvtec_bottle --dynamic_batch --output glass.onnx
+
+Writes <class_dir>/glass.onnx (or --output) and beside it <file>.json with what a runtime
+needs (input size, normalisation, grid, smoothing sigma, threshold, export facts).
+This folder is a script folder: it has no __init__.py (it would shadow the onnx package).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import click
+
+import backbones
+import common
+import model as glass_model
+from inference import onnx_backend
+from inference.engine import EngineError
+
+LOGGER = logging.getLogger("pth2onnx")
+USER_ERRORS = (EngineError, glass_model.CheckpointError, backbones.BackboneError, common.ConfigError)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--model_path", required=True, type=str,
+              help="Backbone folder (results/models/backbone_0/) or a class folder.")
+@click.option("--class_name", type=str, default=None, help="Class folder name, e.g. mvtec_bottle.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ONNX file to write (default: <class_dir>/glass.onnx).")
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--batch", type=int, default=None, help="Fixed batch size of the graph (default 1).")
+@click.option("--dynamic_batch", is_flag=True, help="Batch axis of any size.")
+@click.option("--simplify", is_flag=True, help="Run onnxsim on the graph when it is installed.")
+@click.option("--form", type=click.Choice(onnx_backend.FORMS), default="auto", show_default=True,
+              help="Head form: fold (3x3 convolutions) or pool (the model's own pooling); auto picks the cheaper.")
+def main(model_path: str, class_name: str | None, output: Path | None, opset: int, batch: int | None,
+         dynamic_batch: bool, simplify: bool, form: str) -> None:
+    """Export a trained class model to ONNX, checked against PyTorch."""
+    if batch is not None and dynamic_batch:
+        raise common.ConfigError("--batch and --dynamic_batch exclude each other; pass one of them")
+    class_dir = glass_model.resolve_class_dir(model_path, class_name)
+    onnx_path, json_path = onnx_backend.export_onnx(
+        class_dir, output, opset=opset, batch=batch or 1, dynamic_batch=dynamic_batch, simplify=simplify, form=form)
+    LOGGER.info("wrote %s and %s", onnx_path, json_path)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point: bad input ends with `error: <one line>` and exit code 2, never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except click.Abort:
+        return 130
+    except click.ClickException as err:
+        click.echo(f"error: {err.format_message()}", err=True)
+        return 2
+    except USER_ERRORS as err:
+        click.echo(f"error: {err}", err=True)
+        return 2
+    except OSError as err:  # e.g. an output folder that cannot be written
+        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable --output", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,224 @@
+"""GLASSDefectTracker on a synthetic conveyor video: a texture photo moving a known number of
+pixels per frame with painted defects of known area; ground-truth maps stand in for GLASS."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from defect_tracking import (
+    METHODS,
+    FrameTracks,
+    GLASSDefectTracker,
+    TrackerConfig,
+    TrackingError,
+    draw_tracks,
+)
+from size_analyzer import DefectSizeAnalyzer
+
+FRAME = 128  # frame side, px
+FRAMES = 60
+PIXEL_SIZE = 0.2  # mm per pixel
+
+
+@dataclass(frozen=True)
+class Conveyor:
+    """Frames, ground-truth maps (1 inside the defects), per-frame defect label images, truth."""
+
+    frames: list[np.ndarray]
+    maps: list[np.ndarray]
+    labels: list[np.ndarray]  # 0 background, i + 1 inside defect i (frame coordinates)
+    areas: list[int]  # true pixel area of each defect
+    speed: int  # px/frame; content moves to -x
+
+
+def defect_layout(speed: int) -> list[tuple[str, int, int, int, int]]:
+    """(shape, x at frame 0 in view coordinates, y, size a, size b): some in view at the start,
+    some entering and leaving; all narrower than 25 px along the motion."""
+    if speed <= 5:
+        return [("disc", 30, 30, 9, 0), ("rect", 95, 80, 18, 8), ("disc", 170, 100, 6, 0), ("rect", 230, 45, 12, 16)]
+    return [("disc", 100, 30, 9, 0), ("rect", 400, 80, 18, 8), ("disc", 800, 100, 6, 0), ("rect", 1250, 45, 12, 16)]
+
+
+def make_conveyor(speed: int, frames: int = FRAMES, seed: int = 0) -> Conveyor:
+    """Builds the video: a mirrored-tile strip of skimage's gravel photo with painted defects."""
+    photo = data.gravel()[100:100 + FRAME]
+    tiles = (speed * frames + 2 * FRAME) // photo.shape[1] + 2
+    strip = np.concatenate([photo if i % 2 == 0 else photo[:, ::-1] for i in range(tiles)], axis=1).copy()
+    label_strip = np.zeros(strip.shape, np.uint8)
+    areas = []
+    for index, (shape, x, y, a, b) in enumerate(defect_layout(speed)):
+        mask = np.zeros(strip.shape, np.uint8)
+        if shape == "disc":
+            cv2.circle(mask, (x, y), a, 1, cv2.FILLED)
+        else:
+            cv2.rectangle(mask, (x, y), (x + a - 1, y + b - 1), 1, cv2.FILLED)
+        strip[mask > 0] = 40 if index % 2 == 0 else 230  # dark stain / bright spot
+        label_strip[mask > 0] = index + 1
+        areas.append(int(mask.sum()))
+    rng = np.random.default_rng(seed)
+    video = Conveyor([], [], [], areas, speed)
+    for t in range(frames):
+        left = speed * t  # the view moves right over the strip: content moves -speed px/frame
+        gray = strip[:, left:left + FRAME].astype(np.float64) + rng.normal(0.0, 2.0, (FRAME, FRAME))
+        video.frames.append(cv2.cvtColor(np.clip(gray, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
+        labels = label_strip[:, left:left + FRAME].copy()
+        video.labels.append(labels)
+        video.maps.append((labels > 0).astype(np.float32))
+    return video
+
+
+def run_tracker(video: Conveyor, motion_method: str | None = "phase",
+                config: TrackerConfig | None = None) -> tuple[GLASSDefectTracker, list[FrameTracks]]:
+    """Feeds the whole video; returns the tracker and every frame's result."""
+    analyzer = DefectSizeAnalyzer(pixel_size=PIXEL_SIZE, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, config, threshold=0.5, motion_method=motion_method, fps=25.0)
+    results = [tracker.update(i, frame, anomaly_map)
+               for i, (frame, anomaly_map) in enumerate(zip(video.frames, video.maps))]
+    return tracker, results
+
+
+def defects_under_tracks(video: Conveyor, results: list[FrameTracks]) -> dict[int, set[int]]:
+    """Track id -> defects (label values) its boxes overlap, over all frames."""
+    overlap: dict[int, set[int]] = {}
+    for result in results:
+        labels = video.labels[result.frame_index]
+        for track in result.tracks:
+            x1, y1, x2, y2 = track.box
+            inside = set(np.unique(labels[y1:y2, x1:x2]).tolist()) - {0}
+            overlap.setdefault(track.track_id, set()).update(inside)
+    return overlap
+
+
+@pytest.fixture(scope="module", params=[3, 25], ids=["3px", "25px"])
+def conveyor(request: pytest.FixtureRequest) -> Conveyor:
+    """The synthetic video at 3 and at 25 px/frame."""
+    return make_conveyor(request.param)
+
+
+def test_one_track_per_defect_with_true_area(conveyor: Conveyor) -> None:
+    tracker, results = run_tracker(conveyor)
+    summaries = tracker.summaries()
+    overlap = defects_under_tracks(conveyor, results)
+    # No merging: every track covers exactly one defect; no fragmentation: one track per defect.
+    assert all(len(defects) == 1 for defects in overlap.values()), overlap
+    owners = sorted(next(iter(defects)) for defects in overlap.values())
+    assert owners == [1, 2, 3, 4]
+    assert [s.track_id for s in summaries] == [1, 2, 3, 4]
+    for summary in summaries:
+        defect = next(iter(overlap[summary.track_id]))
+        true_area = conveyor.areas[defect - 1]
+        assert abs(summary.max_area_pixels - true_area) <= 0.15 * true_area
+        assert summary.max_area_physical == pytest.approx(summary.max_area_pixels * PIXEL_SIZE ** 2)
+        visible = [t for t, labels in enumerate(conveyor.labels) if (labels == defect).sum() >= 10]
+        # Reported from its second visible frame (confirmation) to its last one, without gaps.
+        assert summary.first_frame == visible[1] and summary.last_frame == visible[-1]
+        assert summary.hits == summary.duration_frames == len(visible) - 1
+        assert summary.duration_seconds == pytest.approx(summary.duration_frames / 25.0)
+        assert summary.max_score == summary.mean_score == 1.0
+        assert summary.physical_unit == "mm"
+
+
+def test_motion_estimates_match_the_belt_speed(conveyor: Conveyor) -> None:
+    for method in METHODS:
+        _, results = run_tracker(conveyor, method)
+        motion = np.array([r.motion for r in results[1:]])
+        assert np.abs(np.median(motion, axis=0) - (-conveyor.speed, 0.0)).max() <= 0.5, method
+        assert np.abs(motion - (-conveyor.speed, 0.0)).max() <= 1.0, method
+
+
+def test_report_is_json_and_deterministic(conveyor: Conveyor) -> None:
+    first, _ = run_tracker(conveyor)
+    second, _ = run_tracker(conveyor)
+    report = first.report(fabric_speed=5.0)
+    assert report == second.report(fabric_speed=5.0)
+    assert json.loads(json.dumps(report)) == report
+    totals = report["totals"]
+    assert totals["num_tracks"] == len(report["tracks"]) == 4
+    assert totals["total_frames"] == FRAMES and totals["fabric_speed"] == 5.0
+    dx, dy = totals["mean_motion_px_per_frame"]
+    expected_dx = -conveyor.speed * (FRAMES - 1) / FRAMES  # the first frame has no motion
+    assert abs(dx - expected_dx) <= 0.2 and abs(dy) <= 0.2
+    assert totals["mean_speed_per_second"] == pytest.approx(totals["mean_speed_px_per_frame"] * PIXEL_SIZE * 25.0)
+    assert totals["speed_unit"] == "mm/s"
+    assert "fabric_speed" not in first.report()["totals"]
+    assert set(report["tracks"][0]) >= {"track_id", "first_frame", "last_frame", "duration_frames", "duration_seconds",
+                                        "hits", "max_score", "mean_score", "max_area_pixels", "max_area_physical",
+                                        "physical_unit", "bbox", "representative_frame"}
+
+
+def test_without_motion_compensation_fast_belt_fragments() -> None:
+    video = make_conveyor(25)
+    tracker, results = run_tracker(video, motion_method=None)
+    overlap = defects_under_tracks(video, results)
+    per_defect = {d: [t for t, defects in overlap.items() if d in defects] for d in (1, 2, 3, 4)}
+    # Each frame's box overlaps nothing of the previous one: no defect is followed by one id
+    # (the same video with the estimated motion gives exactly one track per defect, test above).
+    assert all(len(tracks) != 1 for tracks in per_defect.values()), per_defect
+
+
+def test_representative_frame_is_the_highest_score_then_largest_area() -> None:
+    # A static view; one disc whose score and size change frame by frame.
+    frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
+    plan = [(0.7, 6), (0.8, 6), (0.95, 6), (0.9, 7), (0.95, 8), (0.6, 8)]  # (score, radius)
+    analyzer = DefectSizeAnalyzer(pixel_size=0.5, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5, motion_method=None, fps=10.0)
+    new_representative = []
+    for index, (score, radius) in enumerate(plan):
+        anomaly_map = np.zeros((96, 96), np.float32)
+        cv2.circle(anomaly_map, (48, 48), radius, score, cv2.FILLED)
+        new_representative.append(tracker.update(index * 2, frame, anomaly_map).new_representative)
+    assert new_representative == [set(), {1}, {1}, set(), {1}, set()]
+    (summary,) = tracker.summaries()
+    largest = analyzer.analyze_defects(anomaly_map, 0.5)
+    assert summary.representative_frame == 8 and summary.max_score == pytest.approx(0.95)
+    assert summary.first_frame == 2 and summary.last_frame == 10 and summary.hits == 5
+    assert summary.duration_frames == 9 and summary.duration_seconds == pytest.approx(0.9)
+    assert summary.mean_score == pytest.approx(np.mean([0.8, 0.95, 0.9, 0.95, 0.6]))
+    assert summary.max_area_pixels == largest.defect_areas_pixels[0]
+    assert summary.bbox == largest.bounding_boxes[0]
+    assert summary.max_area_physical == pytest.approx(largest.defect_areas_pixels[0] * 0.25)
+
+
+def test_draw_tracks_labels_each_box() -> None:
+    video = make_conveyor(3, frames=4)
+    _, results = run_tracker(video)
+    frame, result = video.frames[3], results[3]
+    assert len(result.tracks) >= 2
+    before = frame.copy()
+    drawn = draw_tracks(frame, result, "mm")
+    assert np.array_equal(frame, before) and drawn.shape == frame.shape
+    for track in result.tracks:
+        x1, y1, x2, y2 = track.box
+        assert not np.array_equal(drawn[y1, x1:x2], frame[y1, x1:x2])  # the box outline is drawn
+    gray = draw_tracks(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), result, "mm")
+    assert gray.shape == frame.shape
+
+
+def test_bad_inputs_raise_one_line() -> None:
+    analyzer = DefectSizeAnalyzer()
+    frame = np.zeros((32, 32, 3), np.uint8)
+    checks = [
+        (lambda: GLASSDefectTracker(analyzer, threshold=float("nan")), "threshold"),
+        (lambda: GLASSDefectTracker(analyzer, threshold=0.5, fps=0), "fps"),
+        (lambda: GLASSDefectTracker(analyzer, threshold=0.5, motion_method="sift"), "unknown motion method"),
+    ]
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5)
+    checks += [
+        (lambda: tracker.update(0, frame, np.zeros((16, 16))), "at frame resolution"),
+        (lambda: tracker.update(0, None, np.zeros((32, 32))), "frame must be"),
+        (lambda: tracker.report(fabric_speed=-1.0), "fabric_speed"),
+    ]
+    for action, fragment in checks:
+        with pytest.raises(ValueError, match=fragment) as error:
+            action()
+        assert "\n" not in str(error.value)
+    tracker.update(3, frame, np.zeros((32, 32)))
+    with pytest.raises(TrackingError, match="does not follow 3"):
+        tracker.update(3, frame, np.zeros((32, 32)))
+    tracker.reset()
+    assert tracker.update(0, frame, np.zeros((32, 32))).tracks == []

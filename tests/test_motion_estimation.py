@@ -1,0 +1,142 @@
+"""FabricMotionEstimator: known shifts of real texture photos, every method, errors."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from defect_tracking.motion_estimation import METHODS, FabricMotionEstimator, MotionEstimationError
+
+
+def texture_strip(name: str = "gravel", tiles: int = 6) -> np.ndarray:
+    """A long gray strip of a skimage texture photo, mirrored tile after tile (seamless)."""
+    photo = getattr(data, name)()
+    return np.concatenate([photo if i % 2 == 0 else photo[:, ::-1] for i in range(tiles)], axis=1)
+
+
+def moving_frames(strip: np.ndarray, velocity: tuple[float, float], count: int, size: int = 128,
+                  noise: float = 2.0, seed: int = 0) -> list[np.ndarray]:
+    """BGR frames of a camera over a surface moving `velocity` px/frame (content moves by it)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for t in range(count):
+        # The view window moves by -velocity over the surface, so the content moves by +velocity.
+        centre_x = 40 + size / 2 - velocity[0] * t + (count * max(0.0, velocity[0]))
+        centre_y = 40 + size / 2 - velocity[1] * t + (count * max(0.0, velocity[1]))
+        gray = cv2.getRectSubPix(strip.astype(np.float32), (size, size), (centre_x, centre_y))
+        gray = np.clip(gray + rng.normal(0.0, noise, gray.shape), 0, 255).astype(np.uint8)
+        frames.append(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    return frames
+
+
+def estimates(method: str, frames: list[np.ndarray], **kwargs: int) -> np.ndarray:
+    """(count-1, 2) estimates after the first frame; asserts the first one is (0, 0)."""
+    estimator = FabricMotionEstimator(method, **kwargs)
+    values = [estimator.estimate(frame) for frame in frames]
+    assert values[0] == (0.0, 0.0)
+    assert estimator.unreliable_count == 0 and estimator.reliable
+    return np.array(values[1:])
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("velocity", [(-3.0, 0.0), (-25.0, 0.0), (7.5, -4.25)])
+def test_known_motion_is_recovered(method: str, velocity: tuple[float, float]) -> None:
+    strip = texture_strip("gravel")
+    frames = moving_frames(strip, velocity, count=20)
+    values = estimates(method, frames)
+    median = np.median(values, axis=0)
+    assert np.abs(median - velocity).max() <= 0.5
+    worst = np.abs(values - velocity).max()
+    assert worst <= 1.0, f"{method}: worst frame off by {worst:.2f} px"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_periodic_texture_at_high_speed(method: str) -> None:
+    # Bricks repeat every ~35 px: a local method alone would lock onto the wrong period.
+    frames = moving_frames(texture_strip("brick"), (-25.0, 0.0), count=12)
+    values = estimates(method, frames)
+    assert np.abs(values - (-25.0, 0.0)).max() <= 1.0
+
+
+def test_downscale_scales_back_to_frame_pixels() -> None:
+    frames = moving_frames(texture_strip("grass"), (-12.0, 2.0), count=10, size=256)
+    for method in METHODS:
+        values = estimates(method, frames, downscale=2)
+        assert np.abs(np.median(values, axis=0) - (-12.0, 2.0)).max() <= 0.5, method
+
+
+def test_auto_downscale_and_gray_input() -> None:
+    estimator = FabricMotionEstimator("flow")
+    assert estimator.factor_for((128, 128)) == 2
+    assert FabricMotionEstimator("phase").factor_for((256, 256)) == 1
+    assert FabricMotionEstimator("phase").factor_for((1080, 1920)) == 8
+    frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in moving_frames(texture_strip(), (-5.0, 0.0), 6)]
+    values = estimates("phase", frames)
+    assert np.abs(values - (-5.0, 0.0)).max() <= 0.5
+
+
+def test_reset_starts_over_and_same_input_same_output() -> None:
+    frames = moving_frames(texture_strip(), (-9.0, 1.0), count=8)
+    estimator = FabricMotionEstimator("template")
+    first = [estimator.estimate(frame) for frame in frames]
+    estimator.reset()
+    second = [estimator.estimate(frame) for frame in frames]
+    assert first == second
+    assert first[0] == (0.0, 0.0) and first[1] != (0.0, 0.0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_stored_frame_is_not_altered_between_calls(method: str) -> None:
+    # OpenCV 5.0's phaseCorrelate writes its window into its inputs: a frame kept as "previous"
+    # must not be changed by the estimate it took part in, so the estimate (f1 -> f2) is the
+    # same whether or not f1 was first compared with f0.
+    frames = moving_frames(texture_strip(), (-4.0, 1.0), count=3)
+    chained = FabricMotionEstimator(method)
+    chained_values = [chained.estimate(frame) for frame in frames]
+    fresh = FabricMotionEstimator(method)
+    fresh_values = [fresh.estimate(frame) for frame in frames[1:]]
+    assert chained_values[2] == fresh_values[1]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_flat_or_unrelated_frames_keep_the_last_reliable_motion(method: str) -> None:
+    frames = moving_frames(texture_strip(), (-7.0, 0.0), count=8)
+    flat = np.full_like(frames[0], 120)
+    unrelated = moving_frames(texture_strip("grass"), (0.0, 0.0), count=1, seed=5)[0]
+    estimator = FabricMotionEstimator(method)
+    values = [estimator.estimate(frame) for frame in frames[:4]]
+    assert estimator.reliable and estimator.confidence >= 0.5
+    last = values[-1]
+    for odd in (flat, flat, unrelated):  # flat -> flat -> scene cut
+        assert estimator.estimate(odd) == last
+        assert not estimator.reliable
+    assert estimator.estimate(frames[4]) == last  # unrelated -> texture: still a cut
+    assert estimator.unreliable_count == 4
+    resumed = estimator.estimate(frames[5])
+    assert estimator.reliable and abs(resumed[0] + 7.0) <= 0.5
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"method": "optical"}, "unknown motion method"),
+    ({"method": "phase", "downscale": 0}, "downscale"),
+    ({"method": "phase", "downscale": 1.5}, "downscale"),
+    ({"method": "template", "template_fraction": 0.95}, "template_fraction"),
+])
+def test_bad_settings_raise_one_line(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(MotionEstimationError, match=fragment) as error:
+        FabricMotionEstimator(**kwargs)
+    assert isinstance(error.value, ValueError) and "\n" not in str(error.value)
+
+
+def test_bad_frames_raise_one_line() -> None:
+    estimator = FabricMotionEstimator("phase")
+    with pytest.raises(MotionEstimationError, match="shape"):
+        estimator.estimate(np.zeros((32, 32, 2), np.uint8))
+    with pytest.raises(MotionEstimationError, match="non-empty"):
+        estimator.estimate(np.zeros((0, 0), np.uint8))
+    estimator.estimate(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(MotionEstimationError, match="frame size changed from 64x64 to 48x64"):
+        estimator.estimate(np.zeros((64, 48, 3), np.uint8))
+    with pytest.raises(MotionEstimationError, match="smaller than 16 px"):
+        FabricMotionEstimator("phase", downscale=8).estimate(np.zeros((64, 64), np.uint8))
