@@ -146,6 +146,16 @@ class GLASSDefectTracker:
         self._frames = 0
         self._last_index: int | None = None
 
+    @property
+    def num_tracks(self) -> int:
+        """Confirmed tracks so far."""
+        return len(self._states)
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames passed to update() since the start (or the last reset)."""
+        return self._frames
+
     def reset(self) -> None:
         """Forgets tracks, motion and statistics (call between videos)."""
         if self.estimator is not None:
@@ -213,7 +223,9 @@ class GLASSDefectTracker:
         if fabric_speed is not None and (isinstance(fabric_speed, bool) or not isinstance(fabric_speed, (int, float))
                                          or not math.isfinite(fabric_speed) or fabric_speed < 0):
             raise TrackingError(f"fabric_speed must be a number >= 0, got {fabric_speed!r}")
-        mean_dx, mean_dy = (self._motion_sum / self._frames).tolist() if self._frames else (0.0, 0.0)
+        # The first frame has no predecessor: the mean is over the frame pairs.
+        pairs = self._frames - 1
+        mean_dx, mean_dy = (self._motion_sum / pairs).tolist() if pairs > 0 else (0.0, 0.0)
         speed_px = math.hypot(mean_dx, mean_dy)
         totals: dict[str, Any] = {
             "num_tracks": len(self._states),

@@ -130,6 +130,19 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _onnx_provider(requested: str, device: torch.device) -> str:
+    """ONNX Runtime provider for a device: 'auto' uses CUDA only when this onnxruntime has it."""
+    if device.type != "cuda":
+        return "cpu"
+    if requested == "auto":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            LOGGER.info("onnxruntime has no CUDA provider (pip install onnxruntime-gpu): running ONNX on CPU")
+            return "cpu"
+    return "cuda"
+
+
 class Backend(Protocol):
     """Anything that turns a normalised batch (B,3,S,S) into patch-score grids (B,h,w)."""
 
@@ -183,7 +196,7 @@ class InferenceEngine:
             from inference import onnx_backend  # onnxruntime is imported only when asked for
 
             onnx_path = Path(cfg.onnx_path) if cfg.onnx_path else onnx_backend.cached_export(class_dir)
-            backend = onnx_backend.OnnxBackend(onnx_path, provider="cuda" if device.type == "cuda" else "cpu")
+            backend = onnx_backend.OnnxBackend(onnx_path, provider=_onnx_provider(cfg.device, device))
             return cls(backend, backend.info, cfg.threshold, cfg.batch_size)
         net, data = glass_model.load_trained_model(class_dir, device)
         grid = _grid_of(net)

@@ -92,8 +92,8 @@ class FrameRenderer(Protocol):
     def finish(self) -> dict[str, Any]:
         """Extra report data once every frame was rendered (shown in the summary)."""
 
-    def artifacts(self, output_path: Path) -> dict[Path, str | bytes]:
-        """Extra files to save beside the output video (path -> content), written atomically."""
+    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, str | bytes]:
+        """Extra files to save (path -> content), written atomically once the run succeeded."""
 
 
 class BaseRenderer:
@@ -107,7 +107,7 @@ class BaseRenderer:
         """No extra report data."""
         return {}
 
-    def artifacts(self, output_path: Path) -> dict[Path, str | bytes]:
+    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, str | bytes]:
         """No extra files."""
         return {}
 
@@ -271,7 +271,7 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig) -> RunSummar
                 summary.csv_path: frames_csv(records),
                 summary.timeline_path: timeline_png(records, engine.threshold, info.fps or FALLBACK_FPS),
             }
-            extra_files = renderer.artifacts(output)
+            extra_files = renderer.artifacts(output, summary)
             files.update(extra_files)
             summary.artifacts = list(extra_files)
             for path, payload in files.items():

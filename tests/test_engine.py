@@ -120,3 +120,18 @@ def test_bad_frames_are_refused(engine):
         engine.predict([np.zeros((64, 64, 3), np.float32)])
     with pytest.raises(EngineError, match="shape"):
         engine.predict([np.zeros((64, 64, 4), np.uint8)])
+
+
+def test_onnx_provider_auto_falls_back_to_cpu_without_cuda_provider(monkeypatch):
+    """--device auto on a CUDA machine with CPU-only onnxruntime runs ONNX on CPU; cuda asks for CUDA."""
+    import onnxruntime
+
+    from inference.engine import _onnx_provider
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert _onnx_provider("auto", torch.device("cuda")) == "cpu"
+    assert _onnx_provider("cuda", torch.device("cuda")) == "cuda"  # OnnxBackend then says how to get it
+    assert _onnx_provider("cpu", torch.device("cpu")) == "cpu"
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert _onnx_provider("auto", torch.device("cuda")) == "cuda"

@@ -1,0 +1,296 @@
+"""Video inference with defect tracking: each defect found once, followed across frames, measured.
+
+    python inference/video_inference_with_tracking.py --model_path results/models/backbone_0/ \
+        --class_name mvtec_grid --video_path input_video.mp4 --pixel_size 0.1 --fabric_speed 5.0
+
+Every frame's anomaly map goes through `defect_tracking.GLASSDefectTracker` (defect regions from
+the size analyzer, surface motion, ByteTrack). By default a run writes a folder of its own:
+
+    output/<class_name>/<timestamp>/
+        output-video/   <video stem>_tracking.mp4 (+ _frames.csv, _timeline.png)
+        defects/        track_<id>_frame_<n>.png: one annotated frame per track (ID, score, area)
+        report/         tracking_report.json: per track first/last frame, duration, max/mean score,
+                        largest area (px and unit^2), bbox; totals; run settings; measured FPS
+
+With `--no_organized_output` the video goes to `--output_path` (default
+output/<class_name>/<video stem>_tracking.mp4), the report beside it (`<stem>_report.json`) and
+the defect frames only with `--save_defect_frames` (to `--defect_frames_dir`, default
+`<stem>_defects/`). Everything is written only once the whole video went through.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import cv2
+import numpy as np
+
+import model as glass_model
+import video_io
+from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
+from inference import cli as shared
+from inference import runner
+from inference.engine import FrameResult, InferenceEngine
+from size_analyzer import DefectSizeAnalyzer
+
+LOGGER = logging.getLogger(__name__)
+
+MODE = "tracking"
+UNITS = ("mm", "cm", "inch")
+TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
+OVERLAY_INTENSITY = 0.35  # lighter than the plain overlay: the track boxes must stay readable
+SPEED_TOLERANCE = 0.2  # warn when the measured surface speed is off --fabric_speed by more than this
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # defect frames are encoded while the video runs
+
+
+@dataclass(frozen=True)
+class TrackingOutput:
+    """Where one tracking run writes its video, defect frames (None: not saved) and report."""
+
+    video: Path
+    defects_dir: Path | None
+    report: Path
+    run_dir: Path | None = None  # the organized run folder, None for --no_organized_output
+
+
+def organized_output(class_name: str, video_path: str, output_name: str | None, defect_frames_dir: str | None,
+                     now: dt.datetime, root: Path = Path(shared.DEFAULT_OUTPUT_ROOT)) -> TrackingOutput:
+    """output/<class>/<timestamp>/{output-video,defects,report}/ (a new folder per run)."""
+    stamp = now.strftime(TIMESTAMP_FORMAT)
+    run_dir = root / class_name / stamp
+    suffix = 1
+    while run_dir.exists():  # two runs within one second get separate folders
+        run_dir = root / class_name / f"{stamp}_{suffix}"
+        suffix += 1
+    name = output_name or f"{Path(video_path).stem}_{MODE}{video_io.VIDEO_SUFFIX}"
+    defects = Path(defect_frames_dir) if defect_frames_dir else run_dir / "defects"
+    return TrackingOutput(run_dir / "output-video" / name, defects, run_dir / "report" / "tracking_report.json",
+                          run_dir)
+
+
+def flat_output(class_name: str, video_path: str, output_path: str | None, save_defect_frames: bool,
+                defect_frames_dir: str | None) -> TrackingOutput:
+    """The video at --output_path, the report beside it, defect frames only when asked for."""
+    video = Path(output_path) if output_path else shared.default_output_path(class_name, video_path, MODE)
+    defects = None
+    if save_defect_frames:
+        defects = Path(defect_frames_dir) if defect_frames_dir else video.with_name(f"{video.stem}_defects")
+    return TrackingOutput(video, defects, runner.side_path(video, "report.json"))
+
+
+def create_folder(folder: Path, flag: str) -> list[Path]:
+    """Creates a writable folder (one-line RunError naming the flag otherwise); returns the folders it made."""
+    if folder.exists() and not folder.is_dir():
+        raise runner.RunError(f"{flag} {folder}: is a file, not a folder; choose a folder")
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise runner.RunError(f"{flag} {folder}: cannot create it ({err.strerror}); choose a writable folder") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise runner.RunError(f"{flag} {folder}: not writable; choose a writable folder")
+    return missing
+
+
+def representative_frame(frame: np.ndarray, frame_tracks: FrameTracks, track_id: int, unit: str) -> np.ndarray:
+    """The original frame with one track's box and 'ID n score area' label, plus its frame number."""
+    only = replace(frame_tracks, tracks=[t for t in frame_tracks.tracks if t.track_id == track_id])
+    canvas = draw_tracks(frame, only, unit)
+    scale = runner.text_scale(canvas)
+    runner.put_text(canvas, f"frame {frame_tracks.frame_index}", (6, canvas.shape[0] - int(12 * scale) - 2),
+                    (255, 255, 255), scale)
+    return canvas
+
+
+class TrackingRenderer(runner.BaseRenderer):
+    """Overlay + track boxes and labels + verdict; keeps each track's best frame; writes the report."""
+
+    def __init__(self, tracker: GLASSDefectTracker, engine: InferenceEngine, layout: TrackingOutput,
+                 settings: dict[str, Any], fabric_speed: float | None = None) -> None:
+        self.tracker = tracker
+        self.engine = engine
+        self.layout = layout
+        self.settings = settings
+        self.fabric_speed = fabric_speed
+        self.defect_frames: dict[int, tuple[int, bytes]] = {}  # track id -> (frame index, PNG)
+
+    @property
+    def unit(self) -> str:
+        """The physical unit of areas."""
+        return self.tracker.analyzer.physical_unit
+
+    def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
+        """Tracks the frame's defects and draws them over the heatmap overlay."""
+        tracks = self.tracker.update(index, frame, result.anomaly_map)
+        if self.layout.defects_dir is not None:
+            for track_id in tracks.new_representative:
+                ok, png = cv2.imencode(".png", representative_frame(frame, tracks, track_id, self.unit), PNG_FAST)
+                if ok:
+                    self.defect_frames[track_id] = (index, png.tobytes())
+        canvas = draw_tracks(runner.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
+        runner.draw_verdict(canvas, result, self.engine.threshold)
+        scale = runner.text_scale(canvas)
+        dx, dy = tracks.motion
+        status = f"tracks {len(tracks.tracks)} in view, {self.tracker.num_tracks} total | motion {dx:+.1f},{dy:+.1f} px"
+        runner.put_text(canvas, status, (6, canvas.shape[0] - int(12 * scale) - 2), (255, 255, 255), scale)
+        return canvas
+
+    def finish(self) -> dict[str, Any]:
+        """Track count and tracking stage timings for the terminal summary."""
+        frames = max(self.tracker.frames_seen, 1)
+        ms = {name: round(1000.0 * secs / frames, 3) for name, secs in self.tracker.stage_seconds.items()}
+        return {"tracks": f"{self.tracker.num_tracks} defect track(s)", "tracking_ms_per_frame": ms}
+
+    def artifacts(self, output_path: Path, summary: runner.RunSummary) -> dict[Path, str | bytes]:
+        """The defect frames and the JSON report."""
+        files: dict[Path, str | bytes] = {}
+        frame_files: dict[int, str] = {}
+        if self.layout.defects_dir is not None:
+            for track_id, (index, png) in sorted(self.defect_frames.items()):
+                path = self.layout.defects_dir / f"track_{track_id:04d}_frame_{index:06d}.png"
+                files[path] = png
+                frame_files[track_id] = str(path)
+        report = self.report(summary, frame_files)
+        files[self.layout.report] = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        return files
+
+    def report(self, summary: runner.RunSummary, frame_files: dict[int, str]) -> dict[str, Any]:
+        """Tracks, totals, settings and measured speed, JSON-ready."""
+        tracking = self.tracker.report(self.fabric_speed)
+        for track in tracking["tracks"]:
+            track["defect_frame"] = frame_files.get(track["track_id"])
+        totals = tracking["totals"]
+        totals["defect_frames"] = summary.defect_frames
+        totals["largest_area_pixels"] = max((t["max_area_pixels"] for t in tracking["tracks"]), default=0)
+        totals["largest_area_physical"] = max((t["max_area_physical"] for t in tracking["tracks"]), default=0.0)
+        totals["area_unit"] = f"{self.unit}^2"
+        speed_check = check_speed(totals["mean_speed_per_second"], self.fabric_speed, totals["speed_unit"])
+        if speed_check is not None:
+            totals["fabric_speed_check"] = speed_check
+        run = summary.to_dict()
+        return {
+            "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "video": str(summary.video_path),
+            "output_video": str(summary.output_path),
+            "model": self.engine.info.to_dict(),
+            "settings": {**self.settings, "threshold": self.engine.threshold, **self.tracker.settings()},
+            "tracks": tracking["tracks"],
+            "totals": totals,
+            "performance": {
+                "frames": summary.frames, "wall_seconds": round(summary.wall_seconds, 3),
+                "measured_fps": run["measured_fps"], "stage_ms_per_frame": run["stage_ms_per_frame"],
+                "tracking_ms_per_frame": self.finish()["tracking_ms_per_frame"],
+            },
+            "frame_accuracy": summary.accuracy, "frame_auroc": summary.auroc,
+            "files": run["files"] + ([str(self.layout.report)]),
+        }
+
+
+def check_speed(measured: float, expected: float | None, unit: str) -> dict[str, Any] | None:
+    """Compares the measured surface speed with --fabric_speed; warns when they disagree."""
+    if expected is None:
+        return None
+    ratio = measured / expected if expected > 0 else math.inf if measured > 0 else 1.0
+    agrees = abs(ratio - 1.0) <= SPEED_TOLERANCE
+    if not agrees:
+        LOGGER.warning("measured surface speed %.3f %s differs from --fabric_speed %.3f %s: check --pixel_size "
+                       "and --fabric_speed", measured, unit, expected, unit)
+    return {"expected": expected, "measured": measured, "unit": unit,
+            "ratio": ratio if math.isfinite(ratio) else None, "agrees": agrees}
+
+
+def plan_output(options: dict[str, Any], class_name: str, now: dt.datetime) -> TrackingOutput:
+    """The output layout the flags ask for (nothing created yet)."""
+    if options["no_organized_output"]:
+        return flat_output(class_name, options["video_path"], options["output_path"],
+                           options["save_defect_frames"], options["defect_frames_dir"])
+    name = Path(options["output_path"]).name if options["output_path"] else None
+    return organized_output(class_name, options["video_path"], name, options["defect_frames_dir"], now)
+
+
+def create_output_folders(layout: TrackingOutput, created: list[Path]) -> None:
+    """Creates the layout's folders (checked writable), adding each new one to `created`."""
+    if layout.defects_dir is not None:
+        created += create_folder(layout.defects_dir, "--defect_frames_dir")
+    created += create_folder(layout.report.parent, "--output_path")
+    created += create_folder(layout.video.parent, "--output_path")
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Removes those of the folders (made by this run) that are still empty, deepest first."""
+    for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tuple[runner.RunSummary, TrackingOutput]:
+    """Checks every input, loads the engine, tracks the video and writes video, frames and report."""
+    analyzer = DefectSizeAnalyzer(options["pixel_size"], options["physical_unit"], options["min_defect_area"])
+    engine_cfg = shared.engine_config(options)
+    class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
+    info = video_io.probe_video(options["video_path"])
+    layout = plan_output(options, class_dir.name, now or dt.datetime.now())
+    created: list[Path] = []
+    try:
+        create_output_folders(layout, created)
+        run_cfg = runner.RunConfig(options["video_path"], layout.video, options["display"], options["max_frames"])
+        runner.check_run(run_cfg)
+        engine = InferenceEngine.from_config(engine_cfg)
+        fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
+        tracker = GLASSDefectTracker(analyzer, threshold=engine.threshold, motion_method=options["motion_method"],
+                                     fps=fps)
+        settings = {
+            "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine_cfg.backend,
+            "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
+            "min_defect_area_pixels": analyzer.min_defect_area, "fabric_speed": options["fabric_speed"],
+            "organized_output": not options["no_organized_output"],
+        }
+        renderer = TrackingRenderer(tracker, engine, layout, settings, options["fabric_speed"])
+        summary = runner.run_video(engine, renderer, run_cfg)
+    except BaseException:
+        remove_empty(created)  # a failed run leaves no files and no empty folders of its own
+        raise
+    click.echo(summary.report())
+    click.echo(f"report         {layout.report}")
+    return summary, layout
+
+
+@click.command(name="video_inference_with_tracking",
+               help="Track defects across video frames; saves the video, one frame per defect and a JSON report.")
+@shared.model_options
+@shared.video_options
+@click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+              help="Side length of one video pixel in --physical_unit.")
+@click.option("--physical_unit", type=click.Choice(UNITS), default="mm", show_default=True)
+@click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Smallest defect kept, in pixels (smaller regions are noise).")
+@click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
+              help="Expected surface speed in --physical_unit per second; the report compares it with the measured one.")
+@click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
+              help="Surface motion estimate: phase correlation, dense optical flow or template matching.")
+@click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,
+              help="With --no_organized_output: save one annotated frame per track (organized output always does).")
+@click.option("--defect_frames_dir", default=None,
+              help="Folder for the defect frames (default: <run>/defects/, or <output stem>_defects/).")
+@click.option("--no_organized_output", is_flag=True, default=False,
+              help="Write to --output_path and beside it instead of output/<class>/<timestamp>/.")
+def main(**options: Any) -> None:
+    """Runs tracking inference over the video."""
+    run_tracking(options)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    return shared.run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,203 @@
+"""Tracking inference script: organized output, report contents, defect frames, flat output, bad input."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import video_io
+from inference import video_inference_with_tracking as tracking
+
+SIZE = 64
+SHIFT = 2  # px per frame the surface moves to the left
+N_FRAMES = 12
+
+
+@pytest.fixture(scope="module")
+def moving_clip(tiny_model, tmp_path_factory) -> Path:
+    """12 frames of one defective test image scrolling left by 2 px per frame (one defect crossing)."""
+    image = cv2.imread(str(tiny_model.data_path / "toy" / "test" / "blob" / "000.png"))
+    path = tmp_path_factory.mktemp("moving") / "moving.mp4"
+    with video_io.AtomicVideoWriter(path, 10.0, (SIZE, SIZE)) as writer:
+        for index in range(N_FRAMES):
+            writer.write(np.ascontiguousarray(np.roll(image, -SHIFT * index, axis=1)))
+    return path
+
+
+def args(tiny_model, video: Path, *extra: str) -> list[str]:
+    """Flags for the tiny model on a video (CPU, threshold 0.5 so the blob forms a region)."""
+    return ["--model_path", str(tiny_model.model_path), "--class_name", tiny_model.class_name, "--device", "cpu",
+            "--video_path", str(video), "--threshold", "0.5", "--min_defect_area", "4", *extra]
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Every file below a folder (empty if it does not exist)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+@pytest.fixture(scope="module")
+def organized_run(tiny_model, moving_clip, tmp_path_factory):
+    """One default (organized) run in a fresh working directory: (cwd, exit code, stdout)."""
+    cwd = tmp_path_factory.mktemp("organized")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        code = tracking.cli(args(tiny_model, moving_clip, "--pixel_size", "0.5", "--fabric_speed", "10"))
+    return cwd, code
+
+
+def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_folder(organized_run, tiny_model):
+    cwd, code = organized_run
+    assert code == 0
+    runs = list((cwd / "output" / tiny_model.class_name).iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    dt.datetime.strptime(run.name, tracking.TIMESTAMP_FORMAT)  # the folder is named by the run's timestamp
+    assert sorted(p.name for p in run.iterdir()) == ["defects", "output-video", "report"]
+    assert sorted(p.name for p in (run / "output-video").iterdir()) == [
+        "moving_tracking.mp4", "moving_tracking_frames.csv", "moving_tracking_timeline.png"]
+    info = video_io.probe_video(run / "output-video" / "moving_tracking.mp4", exact=True)
+    assert (info.frame_count, info.width, info.height) == (N_FRAMES, SIZE, SIZE)
+
+    report = json.loads((run / "report" / "tracking_report.json").read_text())
+    tracks = report["tracks"]
+    assert len(tracks) >= 1
+    frames = sorted((run / "defects").iterdir())
+    assert len(frames) == len(tracks)  # one representative frame per track
+    for track in tracks:
+        assert 0 <= track["first_frame"] <= track["representative_frame"] <= track["last_frame"] < N_FRAMES
+        assert track["duration_frames"] == track["last_frame"] - track["first_frame"] + 1
+        assert track["duration_seconds"] == pytest.approx(track["duration_frames"] / 10.0)
+        assert 0.5 <= track["mean_score"] <= track["max_score"] <= 1.0
+        assert track["max_area_physical"] == pytest.approx(track["max_area_pixels"] * 0.25)
+        x1, y1, x2, y2 = track["bbox"]
+        assert 0 <= x1 < x2 <= SIZE and 0 <= y1 < y2 <= SIZE
+        path = Path(track["defect_frame"])
+        assert path.name == f"track_{track['track_id']:04d}_frame_{track['representative_frame']:06d}.png"
+        image = cv2.imread(str(cwd / path))
+        assert image is not None and image.shape == (SIZE, SIZE, 3)
+    totals = report["totals"]
+    assert totals["num_tracks"] == len(tracks) and totals["total_frames"] == N_FRAMES
+    assert totals["area_unit"] == "mm^2"
+    assert totals["mean_motion_px_per_frame"][0] == pytest.approx(-SHIFT, abs=0.5)
+    # 2 px/frame * 0.5 mm/px * 10 fps = 10 mm/s, as --fabric_speed says
+    assert totals["fabric_speed_check"]["agrees"] is True
+    assert totals["mean_speed_per_second"] == pytest.approx(10.0, rel=0.2)
+    assert report["settings"]["pixel_size"] == 0.5 and report["settings"]["threshold"] == 0.5
+    assert report["settings"]["backend"] == "torch" and report["model"]["class_name"] == tiny_model.class_name
+    perf = report["performance"]
+    assert perf["frames"] == N_FRAMES and perf["measured_fps"] > 0
+    assert set(perf["stage_ms_per_frame"]) == {"decode", "score", "render", "write"}
+    assert set(perf["tracking_ms_per_frame"]) == {"motion", "analysis", "tracking"}
+
+
+def test_no_organized_output_writes_beside_output_path(tiny_model, moving_clip, tmp_path):
+    out = tmp_path / "flat" / "tracked.mp4"
+    assert tracking.cli(args(tiny_model, moving_clip, "--output_path", str(out), "--no_organized_output")) == 0
+    names = sorted(p.name for p in (tmp_path / "flat").iterdir())
+    assert names == ["tracked.mp4", "tracked_frames.csv", "tracked_report.json", "tracked_timeline.png"]
+    report = json.loads((tmp_path / "flat" / "tracked_report.json").read_text())
+    assert all(track["defect_frame"] is None for track in report["tracks"])
+
+    frames_dir = tmp_path / "frames"
+    out2 = tmp_path / "flat2" / "tracked.mp4"
+    assert tracking.cli(args(tiny_model, moving_clip, "--output_path", str(out2), "--no_organized_output",
+                             "--save_defect_frames", "--defect_frames_dir", str(frames_dir))) == 0
+    report2 = json.loads((tmp_path / "flat2" / "tracked_report.json").read_text())
+    assert sorted(p.name for p in frames_dir.iterdir()) == sorted(
+        Path(t["defect_frame"]).name for t in report2["tracks"])
+    # same input, same settings: the same tracks (deterministic)
+    strip = ("defect_frame",)
+    assert [{k: v for k, v in t.items() if k not in strip} for t in report["tracks"]] == [
+        {k: v for k, v in t.items() if k not in strip} for t in report2["tracks"]]
+
+
+def test_organized_output_takes_the_video_name_from_output_path(tiny_model, moving_clip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    options = {"no_organized_output": False, "video_path": str(moving_clip), "output_path": "x/belt.mp4",
+               "defect_frames_dir": None, "save_defect_frames": False}
+    first = tracking.plan_output(options, "mvtec_toy", now)
+    assert first.video == Path("output/mvtec_toy/20260102_030405/output-video/belt.mp4")
+    assert first.defects_dir == Path("output/mvtec_toy/20260102_030405/defects")
+    assert first.report == Path("output/mvtec_toy/20260102_030405/report/tracking_report.json")
+    first.run_dir.mkdir(parents=True)
+    second = tracking.plan_output(options, "mvtec_toy", now)  # same second: a folder of its own
+    assert second.run_dir == Path("output/mvtec_toy/20260102_030405_1")
+
+
+def write_unreadable(folder: Path) -> Path:
+    """A file named .mp4 holding no video."""
+    path = folder / "broken.mp4"
+    path.write_bytes(b"not a video at all" * 100)
+    return path
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("unreadable video", "broken.mp4"),
+    ("empty video", "empty.mp4"),
+    ("missing model directory", "model directory not found"),
+    ("wrong class name", "mvtec_nope"),
+    ("unwritable output folder", "--output_path"),
+    ("defect frames dir is a file", "--defect_frames_dir"),
+    ("bad pixel size", "--pixel_size"),
+    ("bad fabric speed", "--fabric_speed"),
+    ("bad motion method", "--motion_method"),
+])
+def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_clip, tmp_path, monkeypatch, capsys,
+                                                            case, needle):
+    monkeypatch.chdir(tmp_path)
+    video, extra = moving_clip, []
+    model = ["--model_path", str(tiny_model.model_path), "--class_name", tiny_model.class_name]
+    if case == "unreadable video":
+        video = write_unreadable(tmp_path)
+    elif case == "empty video":
+        video = tmp_path / "empty.mp4"
+        video.write_bytes(b"")
+    elif case == "missing model directory":
+        model = ["--model_path", str(tmp_path / "no_models"), "--class_name", "mvtec_toy"]
+    elif case == "wrong class name":
+        model = ["--model_path", str(tiny_model.model_path), "--class_name", "mvtec_nope"]
+    elif case == "unwritable output folder":
+        (tmp_path / "a_file").write_text("")
+        extra = ["--no_organized_output", "--output_path", str(tmp_path / "a_file" / "out.mp4")]
+    elif case == "defect frames dir is a file":
+        (tmp_path / "frames").write_text("")
+        extra = ["--defect_frames_dir", str(tmp_path / "frames")]
+    elif case == "bad pixel size":
+        extra = ["--pixel_size", "-1"]
+    elif case == "bad fabric speed":
+        extra = ["--fabric_speed", "-3"]
+    elif case == "bad motion method":
+        extra = ["--motion_method", "psychic"]
+    before = files_under(tmp_path)
+    code = tracking.cli([*model, "--device", "cpu", "--video_path", str(video), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+    assert files_under(tmp_path) == before
+    assert not (tmp_path / "output").exists()  # no empty run folder either
+
+
+def test_failure_mid_run_leaves_no_file_and_no_run_folder(tiny_model, moving_clip, tmp_path, monkeypatch):
+    def fail(self, frame, result, index):
+        if index == 5:
+            raise KeyboardInterrupt
+        return frame
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tracking.TrackingRenderer, "render", fail)
+    assert tracking.cli(args(tiny_model, moving_clip)) == 130
+    assert files_under(tmp_path) == [] and not (tmp_path / "output").exists()
+
+
+def test_speed_check_compares_measured_and_expected():
+    assert tracking.check_speed(10.0, None, "mm/s") is None
+    good = tracking.check_speed(10.5, 10.0, "mm/s")
+    assert good["agrees"] is True and good["ratio"] == pytest.approx(1.05)
+    bad = tracking.check_speed(5.0, 10.0, "mm/s")
+    assert bad["agrees"] is False and bad["ratio"] == pytest.approx(0.5)
+    assert tracking.check_speed(0.0, 0.0, "mm/s")["agrees"] is True
