@@ -167,6 +167,31 @@ def _read_batches(path: Path, batch_size: int) -> Iterator[list[np.ndarray]]:
         capture.release()
 
 
+def sample_frames(path: str | os.PathLike, count: int) -> list[tuple[int, np.ndarray]]:
+    """Up to `count` frames spread evenly over the whole video, as (frame index, BGR frame)."""
+    if count < 1:
+        raise VideoError(f"sample count {count}: must be at least 1")
+    path = Path(path)
+    total = probe_video(path).frame_count  # the container's count: one decoding pass, not two
+    wanted = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+    samples: list[tuple[int, np.ndarray]] = []
+    capture = _open_capture(path)
+    try:
+        for index in range(total):
+            # grab() skips a frame without converting it; retrieve() only for the sampled ones
+            if not capture.grab():
+                break
+            if index in wanted:
+                ok, frame = capture.retrieve()
+                if ok and frame is not None:
+                    samples.append((index, frame))
+    finally:
+        capture.release()
+    if not samples:
+        raise VideoError(f"video {path}: no frame could be decoded; check the file")
+    return samples
+
+
 def _check_size(path: Path, size: Sequence[int]) -> tuple[int, int]:
     """(width, height) as positive ints; VideoError otherwise."""
     try:

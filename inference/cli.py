@@ -39,7 +39,7 @@ MODEL_OPTION_NAMES = ("model_path", "class_name", "device", "backend", "onnx_pat
 VIDEO_OPTION_NAMES = ("video_path", "output_path", "display", "max_frames")
 
 
-def _apply(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
+def apply_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
     """Applies Click option decorators so that --help lists them in the given order."""
     for option in reversed(options):
         command = option(command)
@@ -48,7 +48,7 @@ def _apply(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]])
 
 def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--model_path --class_name --device --backend --onnx_path --batch_size --threshold."""
-    return _apply(command, [
+    return apply_options(command, [
         click.option("--model_path", default=DEFAULT_MODEL_PATH, show_default=True,
                      help="Backbone folder of trained classes (results/models/backbone_<i>/) or one class folder."),
         click.option("--class_name", default=None, help="Trained class, <dataset>_<class> (e.g. mvtec_grid)."),
@@ -64,7 +64,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def video_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """--video_path --output_path --display/--no_display --max_frames."""
-    return _apply(command, [
+    return apply_options(command, [
         click.option("--video_path", required=True, help="Input video (any format OpenCV/FFmpeg decodes)."),
         click.option("--output_path", default=None,
                      help="Output .mp4 (default: output/<class_name>/<video stem>_<mode>.mp4)."),

@@ -225,6 +225,10 @@ class InferenceEngine:
         ]
         return np.concatenate(grids) if grids else np.empty((0, *self.info.grid), np.float32)
 
+    def image_scores(self, frames: Sequence[np.ndarray]) -> list[float]:
+        """The image score of every frame (no anomaly maps: cheaper than predict)."""
+        return [image_score(grid) for grid in self.patch_scores(frames)] if len(frames) else []
+
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameResult]:
         """Image score, anomaly map (frame resolution) and decision for every frame."""
         grids = self.patch_scores(frames)
@@ -234,9 +238,14 @@ class InferenceEngine:
             height, width = frame.shape[:2]
             if amap.shape != (height, width):
                 amap = cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR)
-            score = float(grid.max())
+            score = image_score(grid)
             results.append(FrameResult(score, amap, score >= self.threshold))
         return results
+
+
+def image_score(grid: np.ndarray) -> float:
+    """A frame's anomaly score: its highest patch score (as in GLASS evaluation)."""
+    return float(grid.max())
 
 
 def _as_bgr(frame: np.ndarray) -> np.ndarray:

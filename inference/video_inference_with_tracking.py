@@ -27,7 +27,7 @@ import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 import cv2
@@ -263,25 +263,32 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tup
     return summary, layout
 
 
+def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The tracking flags (size calibration, motion, defect frames, output layout)."""
+    return shared.apply_options(command, [
+        click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+                     help="Side length of one video pixel in --physical_unit."),
+        click.option("--physical_unit", type=click.Choice(UNITS), default="mm", show_default=True),
+        click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
+                     help="Smallest defect kept, in pixels (smaller regions are noise)."),
+        click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
+                     help="Expected surface speed in --physical_unit per second; the report compares it with the measured one."),
+        click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
+                     help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
+        click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,
+                     help="With --no_organized_output: save one annotated frame per track (organized output always does)."),
+        click.option("--defect_frames_dir", default=None,
+                     help="Folder for the defect frames (default: <run>/defects/, or <output stem>_defects/)."),
+        click.option("--no_organized_output", is_flag=True, default=False,
+                     help="Write to --output_path and beside it instead of output/<class>/<timestamp>/."),
+    ])
+
+
 @click.command(name="video_inference_with_tracking",
                help="Track defects across video frames; saves the video, one frame per defect and a JSON report.")
 @shared.model_options
 @shared.video_options
-@click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
-              help="Side length of one video pixel in --physical_unit.")
-@click.option("--physical_unit", type=click.Choice(UNITS), default="mm", show_default=True)
-@click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Smallest defect kept, in pixels (smaller regions are noise).")
-@click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
-              help="Expected surface speed in --physical_unit per second; the report compares it with the measured one.")
-@click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
-              help="Surface motion estimate: phase correlation, dense optical flow or template matching.")
-@click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,
-              help="With --no_organized_output: save one annotated frame per track (organized output always does).")
-@click.option("--defect_frames_dir", default=None,
-              help="Folder for the defect frames (default: <run>/defects/, or <output stem>_defects/).")
-@click.option("--no_organized_output", is_flag=True, default=False,
-              help="Write to --output_path and beside it instead of output/<class>/<timestamp>/.")
+@tracking_options
 def main(**options: Any) -> None:
     """Runs tracking inference over the video."""
     run_tracking(options)

@@ -1,0 +1,207 @@
+"""Automatic model choice: score sample frames with every trained model, track with the best fit.
+
+    python inference/inference_orchestrator.py --video_path input_video.mp4
+    python inference/inference_orchestrator.py --list_models
+    python inference/inference_orchestrator.py --video_path input_video.mp4 --sample_frames 50 --device cuda:0
+
+Every class model under `--results_path` (`**/backbone_*/<class>/ckpt_best_*.pth`) scores the
+same `--sample_frames` frames, spread evenly over the video. GLASS models are trained on
+defect-free images of one product, so the model whose normal appearance fits the video best
+gives the lowest scores: the lowest mean sample score wins (ties: the lower maximum). The
+ranking is printed, then `video_inference_with_tracking.py` runs with the winner and every
+tracking flag given here; the ranking is saved beside the tracking report
+(`model_selection.json`). A model that cannot be loaded (corrupt checkpoint, backbone weights
+not on this machine) is skipped with a warning and listed as such.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import numpy as np
+
+import backbones
+import model as glass_model
+import utils
+import video_io
+from inference import cli as shared
+from inference import runner
+from inference import video_inference_with_tracking as tracking
+from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_RESULTS_PATH = "results"
+MODEL_GLOB = f"**/backbone_*/*/{glass_model.FINAL_PATTERN}"
+LOAD_ERRORS = (glass_model.CheckpointError, backbones.BackboneError, EngineError)
+
+
+class SelectionError(runner.RunError):
+    """No model to choose from; the message names the flag and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelScore:
+    """How one trained model scored the sample frames (error set when it could not run)."""
+
+    class_name: str
+    class_dir: str
+    mean_score: float | None = None
+    max_score: float | None = None
+    threshold: float | None = None
+    flagged_fraction: float | None = None  # sample frames at or above the model's threshold
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the model scored the frames."""
+        return self.error is None
+
+
+def find_models(results_path: str | Path) -> list[Path]:
+    """Every trained class directory under the results folder, sorted by path."""
+    root = Path(results_path)
+    if not root.is_dir():
+        raise SelectionError(f"--results_path {root}: folder not found; train a model first or point to the results "
+                             f"folder (e.g. --results_path results/demo)")
+    found = {path.parent for path in root.glob(MODEL_GLOB)}
+    return sorted(found)
+
+
+def describe(class_dir: Path) -> dict[str, Any]:
+    """Class name, backbone, image size and checkpoint of a model directory (for --list_models)."""
+    path = glass_model.final_checkpoint_path(class_dir)
+    row: dict[str, Any] = {"class_name": class_dir.name, "class_dir": str(class_dir), "checkpoint": path.name}
+    try:
+        net = glass_model.NetConfig.from_dict(glass_model.load_checkpoint(path)["net"])
+        row.update(backbone=net.backbone, imagesize=net.imagesize)
+    except (glass_model.CheckpointError, KeyError, TypeError, ValueError) as err:
+        row.update(backbone="?", imagesize="?", error=str(err))
+    return row
+
+
+def score_model(class_dir: Path, samples: list[np.ndarray], options: dict[str, Any]) -> ModelScore:
+    """Loads one model and scores the sample frames with it."""
+    tick = time.perf_counter()
+    cfg = EngineConfig(str(class_dir), None, options["device"], options["backend"], None, options["batch_size"])
+    try:
+        engine = InferenceEngine.from_config(cfg)
+    except LOAD_ERRORS as err:
+        LOGGER.warning("skipping %s: %s", class_dir, err)
+        return ModelScore(class_dir.name, str(class_dir), error=str(err))
+    scores = np.asarray([score for start in range(0, len(samples), engine.batch_size)
+                         for score in engine.image_scores(samples[start:start + engine.batch_size])])
+    return ModelScore(class_dir.name, str(class_dir), float(scores.mean()), float(scores.max()), engine.threshold,
+                      float((scores >= engine.threshold).mean()), time.perf_counter() - tick)
+
+
+def rank(scores: Sequence[ModelScore]) -> list[ModelScore]:
+    """Usable models by mean sample score, lowest (best fit) first; then the ones that failed."""
+    usable = sorted((s for s in scores if s.ok), key=lambda s: (s.mean_score, s.max_score, s.class_dir))
+    return usable + [s for s in scores if not s.ok]
+
+
+def ranking_table(ranking: Sequence[ModelScore]) -> str:
+    """The ranking as a plain-text table."""
+    lines = [f"{'rank':>4}  {'class':<24} {'mean':>7} {'max':>7} {'thresh':>7} {'flagged':>8}  model directory"]
+    for position, score in enumerate(ranking, start=1):
+        if score.ok:
+            lines.append(f"{position:>4}  {score.class_name:<24} {score.mean_score:>7.4f} {score.max_score:>7.4f} "
+                         f"{score.threshold:>7.4f} {score.flagged_fraction:>8.0%}  {score.class_dir}")
+        else:
+            lines.append(f"{'-':>4}  {score.class_name:<24} {'skipped: ' + score.error}")
+    return "\n".join(lines)
+
+
+def select_model(options: dict[str, Any]) -> tuple[list[ModelScore], list[int]]:
+    """Scores evenly spaced sample frames with every model; returns the ranking and the sampled frame indices."""
+    models = find_models(options["results_path"])
+    if not models:
+        raise SelectionError(f"--results_path {options['results_path']}: no trained model (backbone_*/<class>/"
+                             f"{glass_model.FINAL_PATTERN}) found; train one first")
+    samples = video_io.sample_frames(options["video_path"], options["sample_frames"])
+    LOGGER.info("scoring %d sample frames with %d model(s)", len(samples), len(models))
+    frames = [frame for _, frame in samples]
+    ranking = rank([score_model(class_dir, frames, options) for class_dir in models])
+    if not ranking[0].ok:
+        raise SelectionError(f"--results_path {options['results_path']}: none of the {len(models)} model(s) could be "
+                             f"loaded ({ranking[0].error})")
+    return ranking, [index for index, _ in samples]
+
+
+def selection_report_path(layout: tracking.TrackingOutput) -> Path:
+    """report/model_selection.json in an organized run, else <output stem>_selection.json."""
+    if layout.run_dir is not None:
+        return layout.report.parent / "model_selection.json"
+    return runner.side_path(layout.video, "selection.json")
+
+
+def print_models(results_path: str) -> None:
+    """Prints every trained model found under the results folder."""
+    models = find_models(results_path)
+    if not models:
+        click.echo(f"no trained model under {results_path} (looked for {MODEL_GLOB})")
+        return
+    click.echo(f"{'class':<24} {'backbone':<20} {'size':>5}  checkpoint")
+    for row in map(describe, models):
+        click.echo(f"{row['class_name']:<24} {row['backbone']:<20} {row['imagesize']!s:>5}  "
+                   f"{Path(row['class_dir']) / row['checkpoint']}" + (f"  ({row['error']})" if "error" in row else ""))
+
+
+@click.command(name="inference_orchestrator",
+               help="Pick the best-fitting trained model for a video, then run tracking inference with it.")
+@click.option("--video_path", default=None, help="Input video (required unless --list_models).")
+@click.option("--results_path", default=DEFAULT_RESULTS_PATH, show_default=True,
+              help="Folder searched for trained models (backbone_*/<class>/ckpt_best_*.pth).")
+@click.option("--sample_frames", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Frames, evenly spaced over the video, scored by every model.")
+@click.option("--list_models", is_flag=True, default=False, help="List the trained models found and stop.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
+              help="torch (the checkpoint) or onnx (its ONNX export, run by ONNX Runtime).")
+@click.option("--batch_size", type=click.IntRange(min=1), default=8, show_default=True, help="Frames scored per batch.")
+@click.option("--threshold", type=float, default=None,
+              help="Frame decision threshold for the tracking run (default: the chosen model's own).")
+@click.option("--output_path", default=None, help="Output .mp4 name (see video_inference_with_tracking.py).")
+@click.option("--display/--no_display", default=False, show_default=True, help="Show a preview window.")
+@click.option("--max_frames", type=int, default=None, help="Track at most this many frames.")
+@tracking.tracking_options
+def main(list_models: bool, results_path: str, sample_frames: int, **options: Any) -> None:
+    """Lists models, or ranks them on sample frames and tracks the video with the best one."""
+    if list_models:
+        print_models(results_path)
+        return
+    if not options["video_path"]:
+        raise click.UsageError("--video_path is required (or pass --list_models)")
+    shared.engine_config({**options, "model_path": results_path, "class_name": None, "onnx_path": None})
+    video_io.probe_video(options["video_path"])  # a bad video fails before any model loads
+    ranking, indices = select_model({**options, "results_path": results_path, "sample_frames": sample_frames})
+    best = ranking[0]
+    click.echo(f"model ranking on {len(indices)} sample frames (lowest mean score fits best):")
+    click.echo(ranking_table(ranking))
+    click.echo(f"selected {best.class_name} ({best.class_dir})")
+    run_options = {**options, "model_path": best.class_dir, "class_name": None, "onnx_path": None}
+    _, layout = tracking.run_tracking(run_options, dt.datetime.now())
+    report = {"video": options["video_path"], "results_path": results_path, "sample_frames": indices,
+              "criterion": "lowest mean image score on the sample frames",
+              "selected": asdict(best), "ranking": [asdict(score) for score in ranking]}
+    path = selection_report_path(layout)
+    utils.atomic_write_text(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    click.echo(f"selection      {path}")
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    return shared.run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
