@@ -117,11 +117,16 @@ def torch_runner(net: GlassModel) -> Callable[[np.ndarray], object]:
     return run
 
 
-def export(net: GlassModel, spec: BenchModel, folder: Path, form: str) -> tuple[Path, dict, float]:
-    """Dynamic-batch ONNX export of the net; (path, description, seconds)."""
-    info = ModelInfo(class_name=spec.key, backbone=spec.backbone, imagesize=spec.imagesize,
+def model_info(net: GlassModel, spec: BenchModel) -> ModelInfo:
+    """What an engine needs to know of the benchmark model (threshold 0.5: no training scores)."""
+    return ModelInfo(class_name=spec.key, backbone=spec.backbone, imagesize=spec.imagesize,
                      mean=tuple(net.cfg.mean), std=tuple(net.cfg.std),
                      grid=onnx_backend.head_geometry(net).grid, sigma=common.MAP_SIGMA, threshold=0.5)
+
+
+def export(net: GlassModel, spec: BenchModel, folder: Path, form: str) -> tuple[Path, dict, float]:
+    """Dynamic-batch ONNX export of the net; (path, description, seconds)."""
+    info = model_info(net, spec)
     start = time.perf_counter()
     path, _ = onnx_backend.export_model(net, info, folder / f"{spec.key}-{form}.onnx",
                                         onnx_backend.ExportSettings(dynamic_batch=True, form=form))

@@ -75,7 +75,7 @@ class TrackedDefectSummary:
     max_area_physical: float
     physical_unit: str
     bbox: tuple[int, int, int, int]  # at the largest area, x1 y1 x2 y2 (exclusive), frame px
-    representative_frame: int  # highest score; ties -> larger area
+    representative_frame: int  # largest area; ties -> higher score
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -98,6 +98,7 @@ class _TrackState:
     bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
     representative_frame: int = -1
     representative_area: int = -1
+    representative_score: float = -math.inf
 
     def add(self, frame_index: int, detection: FrameTrack) -> bool:
         """Adds one detection; True when this frame becomes the representative one."""
@@ -108,12 +109,14 @@ class _TrackState:
             self.max_area_pixels = detection.area_pixels
             self.max_area_physical = detection.area_physical
             self.bbox = detection.box
-        better = (detection.score > self.max_score
-                  or (detection.score == self.max_score and detection.area_pixels > self.representative_area))
+        self.max_score = max(self.max_score, detection.score)
+        # The frame that shows the defect largest (whole in view, not cut by the frame edge); ties -> higher score.
+        better = (detection.area_pixels > self.representative_area
+                  or (detection.area_pixels == self.representative_area and detection.score > self.representative_score))
         if better:
-            self.max_score = detection.score
             self.representative_frame = frame_index
             self.representative_area = detection.area_pixels
+            self.representative_score = detection.score
         return better
 
 
@@ -122,8 +125,15 @@ class GLASSDefectTracker:
 
     def __init__(self, analyzer: _SizeAnalyzer, tracker_config: TrackerConfig | None = None, *,
                  threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
-                 fps: float = 25.0, motion_downscale: int | None = None) -> None:
-        """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps."""
+                 fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1) -> None:
+        """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
+
+        min_hits: tracks detected in fewer frames are left out of summaries and reports (flicker
+        of the map near the threshold, not a defect that crossed the view).
+        """
+        if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
+            raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
+        self.min_hits = min_hits
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise TrackingError(f"threshold must be a finite number, got {threshold!r}")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
@@ -148,8 +158,8 @@ class GLASSDefectTracker:
 
     @property
     def num_tracks(self) -> int:
-        """Confirmed tracks so far."""
-        return len(self._states)
+        """Confirmed tracks so far with at least min_hits detections."""
+        return sum(state.hits >= self.min_hits for state in self._states.values())
 
     @property
     def frames_seen(self) -> int:
@@ -204,11 +214,13 @@ class GLASSDefectTracker:
                            new_representative, int(metrics.num_defects), metrics)
 
     def summaries(self) -> list[TrackedDefectSummary]:
-        """One summary per track seen so far, by track id."""
+        """One summary per track seen so far with at least min_hits detections, by track id."""
         unit = self.analyzer.physical_unit
         result = []
         for track_id in sorted(self._states):
             state = self._states[track_id]
+            if state.hits < self.min_hits:
+                continue
             duration = state.last_frame - state.first_frame + 1
             result.append(TrackedDefectSummary(
                 track_id=track_id, first_frame=state.first_frame, last_frame=state.last_frame,
@@ -228,7 +240,8 @@ class GLASSDefectTracker:
         mean_dx, mean_dy = (self._motion_sum / pairs).tolist() if pairs > 0 else (0.0, 0.0)
         speed_px = math.hypot(mean_dx, mean_dy)
         totals: dict[str, Any] = {
-            "num_tracks": len(self._states),
+            "num_tracks": self.num_tracks,
+            "short_tracks_left_out": len(self._states) - self.num_tracks,
             "total_frames": self._frames,
             "fps": self.fps,
             "mean_motion_px_per_frame": [mean_dx, mean_dy],
@@ -242,7 +255,7 @@ class GLASSDefectTracker:
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""
-        return {"threshold": self.threshold, "use_morphology": self.use_morphology,
+        return {"threshold": self.threshold, "use_morphology": self.use_morphology, "min_hits": self.min_hits,
                 "motion_method": self.motion_method, "fps": self.fps,
                 "pixel_size": self.analyzer.pixel_size, "physical_unit": self.analyzer.physical_unit,
                 "tracker": asdict(self.config)}

@@ -154,7 +154,10 @@ class TrackingRenderer(runner.BaseRenderer):
         files: dict[Path, str | bytes] = {}
         frame_files: dict[int, str] = {}
         if self.layout.defects_dir is not None:
+            reported = {summary.track_id for summary in self.tracker.summaries()}
             for track_id, (index, png) in sorted(self.defect_frames.items()):
+                if track_id not in reported:
+                    continue
                 path = self.layout.defects_dir / f"track_{track_id:04d}_frame_{index:06d}.png"
                 files[path] = png
                 frame_files[track_id] = str(path)
@@ -246,7 +249,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tup
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
         tracker = GLASSDefectTracker(analyzer, threshold=engine.threshold, motion_method=options["motion_method"],
-                                     fps=fps)
+                                     fps=fps, min_hits=options["min_track_frames"])
         settings = {
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine_cfg.backend,
             "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
@@ -273,6 +276,8 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Smallest defect kept, in pixels (smaller regions are noise)."),
         click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
                      help="Expected surface speed in --physical_unit per second; the report compares it with the measured one."),
+        click.option("--min_track_frames", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Report only tracks detected in at least this many frames (shorter ones are map flicker)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,

@@ -10,6 +10,7 @@ per frame, every defect's area, and which defects each frame shows where.
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -134,6 +135,7 @@ def create_conveyor_video(output: Path, cfg: ConveyorConfig) -> dict:
         "motion_px_per_frame": [-float(cfg.speed), 0.0],
         "defects": [asdict(d) for d in painted],
     }
+    data = json.loads(json.dumps(data))  # as the sidecar holds it (tuples become lists)
     video_io.write_sidecar(output, data)
     LOGGER.info("wrote %s: %d frames, %d defects, %d px/frame", output, len(records), len(painted), cfg.speed)
     return data

@@ -161,7 +161,7 @@ def test_without_motion_compensation_fast_belt_fragments() -> None:
     assert all(len(tracks) != 1 for tracks in per_defect.values()), per_defect
 
 
-def test_representative_frame_is_the_highest_score_then_largest_area() -> None:
+def test_representative_frame_is_the_largest_area_then_highest_score() -> None:
     # A static view; one disc whose score and size change frame by frame.
     frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
     plan = [(0.7, 6), (0.8, 6), (0.95, 6), (0.9, 7), (0.95, 8), (0.6, 8)]  # (score, radius)
@@ -172,7 +172,7 @@ def test_representative_frame_is_the_highest_score_then_largest_area() -> None:
         anomaly_map = np.zeros((96, 96), np.float32)
         cv2.circle(anomaly_map, (48, 48), radius, score, cv2.FILLED)
         new_representative.append(tracker.update(index * 2, frame, anomaly_map).new_representative)
-    assert new_representative == [set(), {1}, {1}, set(), {1}, set()]
+    assert new_representative == [set(), {1}, {1}, {1}, {1}, set()]
     (summary,) = tracker.summaries()
     largest = analyzer.analyze_defects(anomaly_map, 0.5)
     assert summary.representative_frame == 8 and summary.max_score == pytest.approx(0.95)
@@ -222,3 +222,26 @@ def test_bad_inputs_raise_one_line() -> None:
         tracker.update(3, frame, np.zeros((32, 32)))
     tracker.reset()
     assert tracker.update(0, frame, np.zeros((32, 32))).tracks == []
+
+
+def test_tracks_shorter_than_min_hits_are_left_out_of_the_report() -> None:
+    # A blip seen in 2 frames (1 hit after confirmation), then a defect seen in 6 frames.
+    frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
+    analyzer = DefectSizeAnalyzer(pixel_size=1.0, physical_unit="mm", min_defect_area=10)
+    reports = {}
+    for min_hits in (1, 3):
+        tracker = GLASSDefectTracker(analyzer, threshold=0.5, motion_method=None, fps=10.0, min_hits=min_hits)
+        for index in range(10):
+            anomaly_map = np.zeros((96, 96), np.float32)
+            if index < 2:
+                cv2.circle(anomaly_map, (20, 20), 6, 0.9, cv2.FILLED)
+            elif index >= 4:
+                cv2.circle(anomaly_map, (70, 60), 8, 0.9, cv2.FILLED)
+            tracker.update(index, frame, anomaly_map)
+        reports[min_hits] = tracker.report()
+        assert tracker.num_tracks == len(reports[min_hits]["tracks"])
+    assert [t["hits"] for t in reports[1]["tracks"]] == [1, 5]
+    assert [t["hits"] for t in reports[3]["tracks"]] == [5]
+    assert reports[3]["totals"]["short_tracks_left_out"] == 1 and reports[1]["totals"]["short_tracks_left_out"] == 0
+    with pytest.raises(TrackingError, match="min_hits"):
+        GLASSDefectTracker(analyzer, threshold=0.5, min_hits=0)

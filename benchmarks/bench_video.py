@@ -1,0 +1,137 @@
+"""Frames per second of the whole tracking pipeline (decode, score, track, write) and of each stage.
+
+    python benchmarks/bench_video.py                      # demo lite0 model, torch and onnx, + wideresnet50
+    python benchmarks/bench_video.py --models lite0 --backends onnx --frames 300
+
+Runs exactly what `inference/video_inference_with_tracking.py` runs per frame (the runner with
+the tracking renderer: heatmap overlay, size analysis, surface motion, ByteTrack, track boxes,
+defect-frame PNGs, MP4 writing) on a synthetic conveyor video
+(`preprocessing/create_conveyor_video.py`: a real brick photo moving 4 px/frame with painted
+defects), after one warm-up run. Model loading and ONNX export are not timed.
+
+Models: `lite0` is the trained demo model (`bash shell/run-demo.sh`, efficientnet_lite0 at
+256 px); `wrn50` is wideresnet50 at 288 px with the paper's dimensions and random weights
+(pretrained ones when found locally): timing does not depend on weight values. The table also
+says how the tracks compare with the video's painted defects and how close the motion estimate
+is to the true belt speed (meaningful for the trained model only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+import bench_onnx
+import video_io
+from defect_tracking import GLASSDefectTracker
+from inference import onnx_backend, runner
+from inference import video_inference_with_tracking as tracking
+from inference.engine import EngineConfig, InferenceEngine, TorchBackend
+from preprocessing.create_conveyor_video import ConveyorConfig, create_conveyor_video
+from size_analyzer import DefectSizeAnalyzer
+
+LOGGER = logging.getLogger("bench_video")
+DEMO_MODEL = Path("results/demo/models/backbone_0")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Benchmark settings."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=("lite0", "wrn50"), default=["lite0", "wrn50"])
+    parser.add_argument("--backends", nargs="+", choices=("torch", "onnx"), default=["torch", "onnx"])
+    parser.add_argument("--model_path", default=str(DEMO_MODEL), help="backbone folder of the trained lite0 model")
+    parser.add_argument("--class_name", default="mvtec_brick")
+    parser.add_argument("--texture", default="brick", help="conveyor photo (matches the class)")
+    parser.add_argument("--frames", type=int, default=200, help="frames timed per run")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
+    return parser.parse_args(argv)
+
+
+def lite0_engine(args: argparse.Namespace, backend: str) -> InferenceEngine:
+    """The trained demo model with one backend (ONNX exported on demand, cached beside the checkpoint)."""
+    return InferenceEngine.from_config(EngineConfig(args.model_path, args.class_name, "cpu", backend,
+                                                    batch_size=args.batch_size))
+
+
+def wrn50_engine(args: argparse.Namespace, backend: str, folder: Path) -> tuple[InferenceEngine, str]:
+    """wideresnet50 at 288 px (paper dimensions) with one backend; and which backbone weights it has."""
+    spec = bench_onnx.MODELS["wrn50"]
+    net, weights = bench_onnx.build_net(spec)
+    if backend == "onnx":
+        path, _, _ = bench_onnx.export(net, spec, folder, "auto")
+        onnx = onnx_backend.OnnxBackend(path, "cpu", threads=args.threads)
+        return InferenceEngine(onnx, onnx.info, batch_size=args.batch_size), weights
+    bench_onnx.set_channels_last(net, True)
+    info = bench_onnx.model_info(net, spec)
+    return InferenceEngine(TorchBackend(net, torch.device("cpu")), info, batch_size=args.batch_size), weights
+
+
+def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int) -> tuple[runner.RunSummary, dict]:
+    """One tracking run as the script does it; (run summary, tracking report)."""
+    info = video_io.probe_video(video)
+    layout = tracking.TrackingOutput(folder / "out.mp4", folder / "defects", folder / "report.json")
+    tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=engine.threshold, fps=info.fps,
+                                 min_hits=3)
+    renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
+    summary = runner.run_video(engine, renderer, runner.RunConfig(video, layout.video, progress=False,
+                                                                  max_frames=frames))
+    return summary, json.loads(layout.report.read_text())
+
+
+def truth_columns(report: dict, sidecar: dict, frames: int) -> list[str]:
+    """Tracks found vs painted defects in view, and motion estimate vs the true belt motion."""
+    seen = {d["defect_id"] for record in sidecar["frames"][:frames] for d in record["defects"]}
+    true_dx = sidecar["motion_px_per_frame"][0]
+    dx = report["totals"]["mean_motion_px_per_frame"][0]
+    return [f"{report['totals']['num_tracks']} / {len(seen)}", f"{dx:+.2f} / {true_dx:+.1f}"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prints the table."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        video = folder / "conveyor.mp4"
+        sidecar = create_conveyor_video(video, ConveyorConfig(texture=args.texture, size=256, speed=4, defects=4))
+        frames = min(args.frames, len(sidecar["frames"]))
+        for key in args.models:
+            for backend in args.backends:
+                if key == "lite0":
+                    engine, weights, label = lite0_engine(args, backend), "trained demo", "efficientnet_lite0 256"
+                else:
+                    engine, weights = wrn50_engine(args, backend, folder)
+                    label = "wideresnet50 288"
+                run_once(engine, video, folder / f"warm-{key}-{backend}", min(frames, 24))  # warm-up
+                summary, report = run_once(engine, video, folder / f"{key}-{backend}", frames)
+                perf = report["performance"]
+                stages = perf["stage_ms_per_frame"]
+                track_ms = perf["tracking_ms_per_frame"]
+                rows.append([label, weights, backend, str(summary.frames), f"{summary.measured_fps:.1f}",
+                             *(f"{stages[s]:.1f}" for s in runner.STAGES),
+                             f"{sum(track_ms.values()):.1f}", *truth_columns(report, sidecar, frames)])
+                print(f"done: {label} {backend}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
+    header = ["model", "weights", "backend", "frames", "FPS", "decode ms", "score ms", "render ms", "write ms",
+              "(track ms)", "tracks / defects", "dx / true dx"]
+    print(format_table(header, rows))
+    print("render includes tracking (track ms: size analysis + motion + ByteTrack), the overlay and the boxes; "
+          "FPS is end to end with model loading excluded.")
+    return 0
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
