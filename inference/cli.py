@@ -53,8 +53,9 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Backbone folder of trained classes (results/models/backbone_<i>/) or one class folder."),
         click.option("--class_name", default=None, help="Trained class, <dataset>_<class> (e.g. mvtec_grid)."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-                     help="torch (the checkpoint) or onnx (its ONNX export, run by ONNX Runtime)."),
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     help="torch (the checkpoint), onnx (its ONNX export in ONNX Runtime, exported on first use) "
+                          "or auto (onnx on CPU, torch on CUDA)."),
         click.option("--onnx_path", default=None, help="ONNX file for --backend onnx (default: exported on demand)."),
         click.option("--batch_size", type=int, default=8, show_default=True, help="Frames scored per batch."),
         click.option("--threshold", type=float, default=None,
@@ -109,8 +110,8 @@ def run_inference(
     engine_cfg, run_cfg = prepare(options, mode)
     tick = time.perf_counter()
     engine = InferenceEngine.from_config(engine_cfg)
-    LOGGER.info("model %s ready in %.1f s (threshold %.4f)", engine.info.class_name, time.perf_counter() - tick,
-                engine.threshold)
+    LOGGER.info("model %s ready in %.1f s (%s backend, threshold %.4f)", engine.info.class_name,
+                time.perf_counter() - tick, engine.backend_name, engine.threshold)
     summary = runner.run_video(engine, make_renderer(engine), run_cfg)
     click.echo(summary.report())
     return summary

@@ -22,7 +22,7 @@ import model as glass_model
 
 LOGGER = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")  # auto: ONNX Runtime on CPU (fastest there), PyTorch on CUDA
 ONNX_FILE_NAME = "glass.onnx"
 
 # Default decision threshold: the 3-sigma upper control limit of the training-image scores
@@ -153,6 +153,8 @@ class Backend(Protocol):
 class TorchBackend:
     """The trained PyTorch model, eager, channels-last (its fastest CPU layout)."""
 
+    name = "torch"
+
     def __init__(self, net: glass_model.GlassModel, device: torch.device) -> None:
         self.net = net.to(device).eval()
         self.device = device
@@ -187,17 +189,27 @@ class InferenceEngine:
         self._scale = (1.0 / (255.0 * std)).reshape(1, 1, 1, 3)
         self._shift = (-mean / std).reshape(1, 1, 1, 3)
 
+    @property
+    def backend_name(self) -> str:
+        """'torch' or 'onnx': the backend that actually runs."""
+        return getattr(self.backend, "name", type(self.backend).__name__)
+
     @classmethod
     def from_config(cls, cfg: EngineConfig) -> "InferenceEngine":
         """Loads the class model named by the config with the chosen backend."""
         class_dir = glass_model.resolve_class_dir(cfg.model_path, cfg.class_name)
         device = resolve_device(cfg.device)
-        if cfg.backend == "onnx":
+        if cfg.backend == "onnx" or (cfg.backend == "auto" and (device.type == "cpu" or cfg.onnx_path)):
             from inference import onnx_backend  # onnxruntime is imported only when asked for
 
-            onnx_path = Path(cfg.onnx_path) if cfg.onnx_path else onnx_backend.cached_export(class_dir)
-            backend = onnx_backend.OnnxBackend(onnx_path, provider=_onnx_provider(cfg.device, device))
-            return cls(backend, backend.info, cfg.threshold, cfg.batch_size)
+            try:
+                onnx_path = Path(cfg.onnx_path) if cfg.onnx_path else onnx_backend.cached_export(class_dir)
+                backend = onnx_backend.OnnxBackend(onnx_path, provider=_onnx_provider(cfg.device, device))
+                return cls(backend, backend.info, cfg.threshold, cfg.batch_size)
+            except (EngineError, OSError) as err:
+                if cfg.backend == "onnx":
+                    raise
+                LOGGER.warning("ONNX backend unavailable (%s): running the checkpoint in PyTorch", err)
         net, data = glass_model.load_trained_model(class_dir, device)
         grid = _grid_of(net)
         info = ModelInfo.from_checkpoint(data, class_dir.name, grid)

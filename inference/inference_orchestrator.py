@@ -165,8 +165,9 @@ def print_models(results_path: str) -> None:
               help="Frames, evenly spaced over the video, scored by every model.")
 @click.option("--list_models", is_flag=True, default=False, help="List the trained models found and stop.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="torch", show_default=True,
-              help="torch (the checkpoint) or onnx (its ONNX export, run by ONNX Runtime).")
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="torch (the checkpoint), onnx (its ONNX export in ONNX Runtime, exported on first use) "
+                   "or auto (onnx on CPU, torch on CUDA).")
 @click.option("--batch_size", type=click.IntRange(min=1), default=8, show_default=True, help="Frames scored per batch.")
 @click.option("--threshold", type=float, default=None,
               help="Frame decision threshold for the tracking run (default: the chosen model's own).")

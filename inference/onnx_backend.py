@@ -714,6 +714,8 @@ def open_session(onnx_path: Path, provider: str = "cpu", threads: int | None = N
 class OnnxBackend:
     """An exported GLASS model in onnxruntime; implements the engine's Backend protocol."""
 
+    name = "onnx"
+
     def __init__(self, onnx_path: str | os.PathLike, provider: str = "cpu", threads: int | None = None) -> None:
         self.path = Path(onnx_path)
         self.info, self.description = read_sidecar(self.path)

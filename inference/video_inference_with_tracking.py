@@ -251,7 +251,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tup
         tracker = GLASSDefectTracker(analyzer, threshold=engine.threshold, motion_method=options["motion_method"],
                                      fps=fps, min_hits=options["min_track_frames"])
         settings = {
-            "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine_cfg.backend,
+            "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
             "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
             "min_defect_area_pixels": analyzer.min_defect_area, "fabric_speed": options["fabric_speed"],
             "organized_output": not options["no_organized_output"],

@@ -135,3 +135,26 @@ def test_onnx_provider_auto_falls_back_to_cpu_without_cuda_provider(monkeypatch)
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     assert _onnx_provider("auto", torch.device("cuda")) == "cuda"
+
+
+def test_auto_backend_runs_onnx_on_cpu_and_falls_back_to_torch_when_export_fails(tiny_model, monkeypatch, caplog):
+    from inference import onnx_backend
+
+    frames = _test_frames(tiny_model)[:2]
+    cfg = EngineConfig(str(tiny_model.model_path), tiny_model.class_name, device="cpu", backend="auto")
+    auto = InferenceEngine.from_config(cfg)
+    assert auto.backend_name == "onnx"
+    torch_engine = InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name,
+                                                            device="cpu", backend="torch"))
+    assert torch_engine.backend_name == "torch"
+    np.testing.assert_allclose(auto.patch_scores(frames), torch_engine.patch_scores(frames), atol=1e-4)
+
+    def unwritable(class_dir):
+        raise PermissionError(13, "Permission denied", str(class_dir))
+
+    monkeypatch.setattr(onnx_backend, "cached_export", unwritable)
+    fallback = InferenceEngine.from_config(cfg)
+    assert fallback.backend_name == "torch" and "running the checkpoint in PyTorch" in caplog.text
+    with pytest.raises(PermissionError):  # asked for onnx explicitly: no fallback
+        InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name, device="cpu",
+                                                 backend="onnx"))

@@ -87,7 +87,8 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert totals["fabric_speed_check"]["agrees"] is True
     assert totals["mean_speed_per_second"] == pytest.approx(10.0, rel=0.2)
     assert report["settings"]["pixel_size"] == 0.5 and report["settings"]["threshold"] == 0.5
-    assert report["settings"]["backend"] == "torch" and report["model"]["class_name"] == tiny_model.class_name
+    # --backend auto on a CPU runs the ONNX export
+    assert report["settings"]["backend"] == "onnx" and report["model"]["class_name"] == tiny_model.class_name
     perf = report["performance"]
     assert perf["frames"] == N_FRAMES and perf["measured_fps"] > 0
     assert set(perf["stage_ms_per_frame"]) == {"decode", "score", "render", "write"}
