@@ -75,7 +75,7 @@ class TrackedDefectSummary:
     max_area_physical: float
     physical_unit: str
     bbox: tuple[int, int, int, int]  # at the largest area, x1 y1 x2 y2 (exclusive), frame px
-    representative_frame: int  # largest area; ties -> higher score
+    representative_frame: int  # box clear of the frame edges first, then largest area, then highest score
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -97,11 +97,11 @@ class _TrackState:
     max_area_physical: float = 0.0
     bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
     representative_frame: int = -1
-    representative_area: int = -1
-    representative_score: float = -math.inf
+    representative_key: tuple[bool, int, float] = (False, -1, -math.inf)
 
-    def add(self, frame_index: int, detection: FrameTrack) -> bool:
-        """Adds one detection; True when this frame becomes the representative one."""
+    def add(self, frame_index: int, detection: FrameTrack, inside: bool) -> bool:
+        """Adds one detection (inside: its box is clear of the frame edges); True when this frame becomes
+        the representative one."""
         self.last_frame = frame_index
         self.hits += 1
         self.score_sum += detection.score
@@ -110,13 +110,12 @@ class _TrackState:
             self.max_area_physical = detection.area_physical
             self.bbox = detection.box
         self.max_score = max(self.max_score, detection.score)
-        # The frame that shows the defect largest (whole in view, not cut by the frame edge); ties -> higher score.
-        better = (detection.area_pixels > self.representative_area
-                  or (detection.area_pixels == self.representative_area and detection.score > self.representative_score))
+        # The frame that shows the defect whole (box clear of the frame edges) and largest; ties -> higher score.
+        key = (inside, detection.area_pixels, detection.score)
+        better = key > self.representative_key
         if better:
             self.representative_frame = frame_index
-            self.representative_area = detection.area_pixels
-            self.representative_score = detection.score
+            self.representative_key = key
         return better
 
 
@@ -201,7 +200,7 @@ class GLASSDefectTracker:
             if state is None:
                 LOGGER.debug("frame %d: new defect track %d at %s", frame_index, detection.track_id, detection.box)
                 state = self._states[detection.track_id] = _TrackState(frame_index, frame_index)
-            if state.add(frame_index, detection):
+            if state.add(frame_index, detection, _clear_of_edges(detection.box, frame.shape[:2])):
                 new_representative.add(detection.track_id)
         self._motion_sum += motion
         self._frames += 1
@@ -274,6 +273,13 @@ class GLASSDefectTracker:
             raise TrackingError(
                 f"anomaly map shape {map_shape} differs from the frame's {frame.shape[:2]}: "
                 "pass the map at frame resolution")
+
+
+def _clear_of_edges(box: tuple[int, int, int, int], shape: tuple[int, int]) -> bool:
+    """True when a box (x2/y2 exclusive) touches none of the frame's edges."""
+    x1, y1, x2, y2 = box
+    height, width = shape
+    return x1 > 0 and y1 > 0 and x2 < width and y2 < height
 
 
 def track_colour(track_id: int) -> tuple[int, int, int]:

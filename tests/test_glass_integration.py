@@ -245,3 +245,18 @@ def test_tracks_shorter_than_min_hits_are_left_out_of_the_report() -> None:
     assert reports[3]["totals"]["short_tracks_left_out"] == 1 and reports[1]["totals"]["short_tracks_left_out"] == 0
     with pytest.raises(TrackingError, match="min_hits"):
         GLASSDefectTracker(analyzer, threshold=0.5, min_hits=0)
+
+
+def test_representative_frame_prefers_a_defect_whole_in_view() -> None:
+    # The disc is largest while it is cut by the left edge (map bloat at borders), whole but smaller later.
+    frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
+    analyzer = DefectSizeAnalyzer(pixel_size=1.0, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5, motion_method=None, fps=10.0)
+    plan = [(8, 14), (8, 14), (12, 7), (14, 8)]  # (centre x, radius): frames 0-1 touch the edge
+    for index, (x, radius) in enumerate(plan):
+        anomaly_map = np.zeros((96, 96), np.float32)
+        cv2.circle(anomaly_map, (x, 48), radius, 0.9, cv2.FILLED)
+        tracker.update(index, frame, anomaly_map)
+    (summary,) = tracker.summaries()
+    assert summary.bbox[0] == 0  # the largest area is the one at the edge...
+    assert summary.representative_frame == 3  # ...but the frame shown is one with the whole defect
