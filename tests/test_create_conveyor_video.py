@@ -79,3 +79,26 @@ def test_cli_writes_the_default_path(tmp_path, monkeypatch, capsys):
     assert conveyor.cli(["--size", "64", "--defects", "1", "--speed", "16"]) == 0
     path = tmp_path / "test-video" / "conveyor_brick" / "conveyor_brick.mp4"
     assert video_io.probe_video(path).frame_count > 0 and video_io.sidecar_path(path).is_file()
+
+
+def test_tracking_the_encoded_video_with_ground_truth_maps_finds_each_defect_once(tmp_path):
+    """Decoded MP4 frames + the painted masks as maps: one track per defect, true areas, true motion."""
+    from defect_tracking import GLASSDefectTracker
+    from size_analyzer import DefectSizeAnalyzer
+
+    cfg = conveyor.ConveyorConfig(texture="brick", size=128, speed=6, defects=4, seed=2)
+    out = tmp_path / "belt.mp4"
+    truth = conveyor.create_conveyor_video(out, cfg)
+    _, labels, _ = conveyor.paint_defects(conveyor.build_strip(cfg), cfg)
+    tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=0.5, use_morphology=False,
+                                 fps=cfg.fps)
+    frames = [f for batch in video_io.iter_frames(out, 16) for f in batch]
+    assert len(frames) == len(truth["frames"])
+    for record, frame in zip(truth["frames"], frames):
+        window = labels[:, record["offset"]:record["offset"] + cfg.size]
+        tracker.update(record["index"], frame, (window > 0).astype(np.float32))
+    report = tracker.report()
+    assert report["totals"]["num_tracks"] == 4
+    assert report["totals"]["mean_motion_px_per_frame"][0] == pytest.approx(-6.0, abs=0.5)
+    for track, defect in zip(report["tracks"], truth["defects"]):
+        assert track["max_area_pixels"] == pytest.approx(defect["area_pixels"], rel=0.15)
