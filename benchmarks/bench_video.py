@@ -80,8 +80,12 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int) ->
     tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=engine.threshold, fps=info.fps,
                                  min_hits=3)
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
-    summary = runner.run_video(engine, renderer, runner.RunConfig(video, layout.video, progress=False,
-                                                                  max_frames=frames))
+    layout.defects_dir.mkdir(parents=True)
+    try:
+        summary = runner.run_video(engine, renderer, runner.RunConfig(video, layout.video, progress=False,
+                                                                      max_frames=frames))
+    finally:
+        renderer.cleanup()
     return summary, json.loads(layout.report.read_text())
 
 

@@ -47,6 +47,9 @@ OK_COLOUR = (60, 200, 60)  # BGR
 DEFECT_COLOUR = (40, 40, 230)
 
 
+Artifact = str | bytes | Path  # content of an extra output file, or a finished file to move there
+
+
 class RunError(ValueError):
     """A run setting that cannot work; the message is one line naming the flag and the fix."""
 
@@ -92,8 +95,9 @@ class FrameRenderer(Protocol):
     def finish(self) -> dict[str, Any]:
         """Extra report data once every frame was rendered (shown in the summary)."""
 
-    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, str | bytes]:
-        """Extra files to save (path -> content), written atomically once the run succeeded."""
+    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, Artifact]:
+        """Extra files to save once the run succeeded: path -> text or bytes (written atomically), or
+        -> the Path of a finished file on the same file system (moved there)."""
 
 
 class BaseRenderer:
@@ -107,7 +111,7 @@ class BaseRenderer:
         """No extra report data."""
         return {}
 
-    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, str | bytes]:
+    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, Artifact]:
         """No extra files."""
         return {}
 
@@ -267,7 +271,7 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig) -> RunSummar
                                len(truth), len(records))
             summary = _summarise(cfg, info, engine.threshold, records, timings, wall, stopped)
             summary.extra = dict(renderer.finish())
-            files: dict[Path, str | bytes] = {
+            files: dict[Path, Artifact] = {
                 summary.csv_path: frames_csv(records),
                 summary.timeline_path: timeline_png(records, engine.threshold, info.fps or FALLBACK_FPS),
             }
@@ -275,7 +279,7 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig) -> RunSummar
             files.update(extra_files)
             summary.artifacts = list(extra_files)
             for path, payload in files.items():
-                utils.atomic_write_bytes(path, payload.encode("utf-8") if isinstance(payload, str) else payload)
+                save_artifact(path, payload)
                 written.append(path)
         # leaving the ExitStack cleanly renamed the temporary video onto the output path
     except BaseException:
@@ -283,6 +287,15 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig) -> RunSummar
             path.unlink(missing_ok=True)
         raise
     return summary
+
+
+def save_artifact(path: Path, payload: Artifact) -> None:
+    """Writes text or bytes atomically, or moves a finished file (an atomic rename) onto path."""
+    if isinstance(payload, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(payload, path)
+    else:
+        utils.atomic_write_bytes(path, payload.encode("utf-8") if isinstance(payload, str) else payload)
 
 
 def _timed(frames: Iterator[list[np.ndarray]], timings: dict[str, float], stage: str) -> Iterator[list[np.ndarray]]:

@@ -69,7 +69,7 @@ class SizeRenderer(runner.BaseRenderer):
                 f"{unit}^2 (pixel {self.analyzer.pixel_size} {unit})")
         return {"defects": line, "size_summary": stats}
 
-    def artifacts(self, output_path: Path, summary: runner.RunSummary) -> dict[Path, str | bytes]:
+    def artifacts(self, output_path: Path, summary: runner.RunSummary) -> dict[Path, runner.Artifact]:
         """The per-defect CSV and the JSON size report beside the video."""
         return {
             runner.side_path(output_path, "defects.csv"): self.defects_csv(),

@@ -24,7 +24,9 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -120,7 +122,24 @@ class TrackingRenderer(runner.BaseRenderer):
         self.layout = layout
         self.settings = settings
         self.fabric_speed = fabric_speed
-        self.defect_frames: dict[int, tuple[int, bytes]] = {}  # track id -> (frame index, PNG)
+        self.defect_frames: dict[int, int] = {}  # track id -> frame index of its staged representative PNG
+        # Representative frames are staged on disk as they change (memory stays flat on long videos) and
+        # moved into defects/ only when the run succeeded; cleanup() removes what is left.
+        self._staging: Path | None = None
+
+    def _stage(self, track_id: int, image: np.ndarray) -> None:
+        """Writes (or replaces) a track's representative frame in the staging folder."""
+        if self._staging is None:
+            self._staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.layout.defects_dir))
+        path = self._staging / f"track_{track_id:04d}.png"
+        if not cv2.imwrite(str(path), image, PNG_FAST):
+            raise OSError(f"{path}: could not write the defect frame")
+
+    def cleanup(self) -> None:
+        """Removes the staging folder (after the run, whether it succeeded or not)."""
+        if self._staging is not None:
+            shutil.rmtree(self._staging, ignore_errors=True)
+            self._staging = None
 
     @property
     def unit(self) -> str:
@@ -132,9 +151,8 @@ class TrackingRenderer(runner.BaseRenderer):
         tracks = self.tracker.update(index, frame, result.anomaly_map)
         if self.layout.defects_dir is not None:
             for track_id in tracks.new_representative:
-                ok, png = cv2.imencode(".png", representative_frame(frame, tracks, track_id, self.unit), PNG_FAST)
-                if ok:
-                    self.defect_frames[track_id] = (index, png.tobytes())
+                self._stage(track_id, representative_frame(frame, tracks, track_id, self.unit))
+                self.defect_frames[track_id] = index
         canvas = draw_tracks(runner.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
         runner.draw_verdict(canvas, result, self.engine.threshold)
         scale = runner.text_scale(canvas)
@@ -149,17 +167,17 @@ class TrackingRenderer(runner.BaseRenderer):
         ms = {name: round(1000.0 * secs / frames, 3) for name, secs in self.tracker.stage_seconds.items()}
         return {"tracks": f"{self.tracker.num_tracks} defect track(s)", "tracking_ms_per_frame": ms}
 
-    def artifacts(self, output_path: Path, summary: runner.RunSummary) -> dict[Path, str | bytes]:
-        """The defect frames and the JSON report."""
-        files: dict[Path, str | bytes] = {}
+    def artifacts(self, output_path: Path, summary: runner.RunSummary) -> dict[Path, runner.Artifact]:
+        """The defect frames (moved from the staging folder) and the JSON report."""
+        files: dict[Path, runner.Artifact] = {}
         frame_files: dict[int, str] = {}
-        if self.layout.defects_dir is not None:
+        if self.layout.defects_dir is not None and self._staging is not None:
             reported = {summary.track_id for summary in self.tracker.summaries()}
-            for track_id, (index, png) in sorted(self.defect_frames.items()):
+            for track_id, index in sorted(self.defect_frames.items()):
                 if track_id not in reported:
                     continue
                 path = self.layout.defects_dir / f"track_{track_id:04d}_frame_{index:06d}.png"
-                files[path] = png
+                files[path] = self._staging / f"track_{track_id:04d}.png"
                 frame_files[track_id] = str(path)
         report = self.report(summary, frame_files)
         files[self.layout.report] = json.dumps(report, indent=2, allow_nan=False) + "\n"
@@ -257,7 +275,10 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tup
             "organized_output": not options["no_organized_output"],
         }
         renderer = TrackingRenderer(tracker, engine, layout, settings, options["fabric_speed"])
-        summary = runner.run_video(engine, renderer, run_cfg)
+        try:
+            summary = runner.run_video(engine, renderer, run_cfg)
+        finally:
+            renderer.cleanup()
     except BaseException:
         remove_empty(created)  # a failed run leaves no files and no empty folders of its own
         raise
