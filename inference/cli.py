@@ -63,16 +63,22 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
     ])
 
 
-def video_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--video_path --output_path --display/--no_display --max_frames."""
-    return apply_options(command, [
-        click.option("--video_path", required=True, help="Input video (any format OpenCV/FFmpeg decodes)."),
-        click.option("--output_path", default=None,
-                     help="Output .mp4 (default: output/<class_name>/<video stem>_<mode>.mp4)."),
-        click.option("--display/--no_display", default=False, show_default=True,
-                     help="Show a preview window while processing (q quits, keeping what was done)."),
-        click.option("--max_frames", type=int, default=None, help="Process at most this many frames."),
-    ])
+OUTPUT_HELP = "Output .mp4 (default: output/<class_name>/<video stem>_<mode>.mp4)."
+
+
+def video_options(command: Callable[..., Any] | None = None, *, output_help: str = OUTPUT_HELP) -> Any:
+    """--video_path --output_path --display/--no_display --max_frames (as `@video_options` or
+    `@video_options(output_help=...)` for a script whose outputs go elsewhere)."""
+    def apply(target: Callable[..., Any]) -> Callable[..., Any]:
+        return apply_options(target, [
+            click.option("--video_path", required=True, help="Input video (any format OpenCV/FFmpeg decodes)."),
+            click.option("--output_path", default=None, help=output_help),
+            click.option("--display/--no_display", default=False, show_default=True,
+                         help="Show a preview window while processing (q quits, keeping what was done)."),
+            click.option("--max_frames", type=int, default=None, help="Process at most this many frames."),
+        ])
+
+    return apply(command) if command is not None else apply
 
 
 def engine_config(options: Mapping[str, Any]) -> EngineConfig:

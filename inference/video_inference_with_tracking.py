@@ -313,7 +313,8 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.command(name="video_inference_with_tracking",
                help="Track defects across video frames; saves the video, one frame per defect and a JSON report.")
 @shared.model_options
-@shared.video_options
+@shared.video_options(output_help="Output video name, in <run>/output-video/ (with --no_organized_output: the "
+                                  "path; default output/<class_name>/<video stem>_tracking.mp4).")
 @tracking_options
 def main(**options: Any) -> None:
     """Runs tracking inference over the video."""
