@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -343,24 +342,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common.keep_freed_memory()
     LOGGER.info("command line: %s", " ".join(sys.argv if argv is None else ["main.py", *argv]))
-    try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as stop:
-        return stop.exit_code
-    except click.Abort:
-        return 130
-    except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
-        return 2
-    except USER_ERRORS as err:
-        # loader_error_message drops the worker traceback torch prepends to errors raised in workers.
-        click.echo(f"error: {data.loader_error_message(err)}", err=True)
-        return 2
-    except OSError as err:  # e.g. an output folder that cannot be created or written
-        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable --results_path",
-                   err=True)
-        return 2
-    return 0
+    # loader_error_message drops the worker traceback torch prepends to errors raised in workers.
+    return utils.run_command(main, argv, USER_ERRORS, "choose a writable --results_path", data.loader_error_message)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
+import click
 import cv2
 import numpy as np
 import torch
@@ -158,3 +159,38 @@ def save_visualisation(path: str | os.PathLike, image: np.ndarray, mask: np.ndar
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     atomic_write_bytes(path, encoded.tobytes())
+
+
+def run_command(command: click.Command, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...],
+                oserror_hint: str = "check the path and its permissions",
+                message: Callable[[BaseException], str] = str) -> int:
+    """Runs a Click command line: user errors -> `error: <one line>` on stderr and 2, Ctrl-C -> 130.
+
+    user_errors are the exceptions a user can cause with a flag or a file (anything else is a
+    bug and keeps its traceback); `message` turns one into text; an OSError gets `oserror_hint`.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # Without standalone mode Click returns (not raises) the code of click.exceptions.Exit.
+        result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as stop:
+        return stop.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        return 130
+    except click.ClickException as err:
+        click.echo(f"error: {one_line(err.format_message())}", err=True)
+        return 2
+    except user_errors as err:
+        click.echo(f"error: {one_line(message(err))}", err=True)
+        return 2
+    except OSError as err:  # e.g. an output folder that cannot be created, disk full
+        where = f"{err.filename}: " if err.filename else ""
+        click.echo(f"error: {where}{err.strerror or err}; {oserror_hint}", err=True)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def one_line(message: str) -> str:
+    """A message's lines joined into one."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())

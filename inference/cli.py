@@ -19,6 +19,7 @@ import click
 import backbones
 import common
 import model as glass_model
+import utils
 import video_io
 from size_analyzer import SizeAnalysisError
 from inference import runner
@@ -125,31 +126,7 @@ def run_inference(
 
 def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
     """Runs a Click command; user errors -> 'error: <one line>' on stderr and 2, Ctrl-C -> 130."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        # Without standalone mode Click returns (not raises) the code of click.exceptions.Exit.
-        result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as stop:
-        return stop.exit_code
-    except (click.Abort, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
-        return 130
-    except click.ClickException as err:
-        click.echo(f"error: {_one_line(err.format_message())}", err=True)
-        return 2
-    except USER_ERRORS as err:
-        click.echo(f"error: {_one_line(str(err))}", err=True)
-        return 2
-    except OSError as err:  # e.g. disk full or a permission change while writing
-        where = f"{err.filename}: " if err.filename else ""
-        click.echo(f"error: {where}{err.strerror or err}; check the path and its permissions", err=True)
-        return 2
-    return result if isinstance(result, int) else 0
-
-
-def _one_line(message: str) -> str:
-    """Joins a multi-line message into one line."""
-    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return utils.run_command(command, argv, USER_ERRORS)
 
 
 __all__ = [

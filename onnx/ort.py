@@ -174,23 +174,7 @@ def main(onnx_path: Path, image: Path, output: Path | None, provider: str, thres
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with `error: <one line>` and exit code 2, never a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as stop:
-        return stop.exit_code
-    except click.Abort:
-        return 130
-    except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
-        return 2
-    except (EngineError, InputError) as err:
-        click.echo(f"error: {err}", err=True)
-        return 2
-    except OSError as err:  # e.g. an output folder that cannot be written
-        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable --output", err=True)
-        return 2
-    return 0
+    return utils.run_command(main, argv, (EngineError, InputError), "choose a writable --output")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import click
 import backbones
 import common
 import model as glass_model
+import utils
 from inference import onnx_backend
 from inference.engine import EngineError
 
@@ -51,23 +52,7 @@ def main(model_path: str, class_name: str | None, output: Path | None, opset: in
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with `error: <one line>` and exit code 2, never a traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as stop:
-        return stop.exit_code
-    except click.Abort:
-        return 130
-    except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
-        return 2
-    except USER_ERRORS as err:
-        click.echo(f"error: {err}", err=True)
-        return 2
-    except OSError as err:  # e.g. an output folder that cannot be written
-        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable --output", err=True)
-        return 2
-    return 0
+    return utils.run_command(main, argv, USER_ERRORS, "choose a writable --output")
 
 
 if __name__ == "__main__":

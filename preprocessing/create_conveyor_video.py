@@ -21,6 +21,7 @@ import click
 import cv2
 import numpy as np
 
+import utils
 import video_io
 from preprocessing.defect_simulator import DEFECT_TYPES, simulate_defect
 from preprocessing.make_demo_dataset import CLASS_PHOTOS, load_photo
@@ -160,16 +161,7 @@ def _command(texture: str, size: int, speed: int, defects: int, seed: int, fps: 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Runs the command; user errors print one line and return 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        _command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Abort:
-        return 130
-    except (click.ClickException, ValueError, OSError) as err:
-        message = err.format_message() if isinstance(err, click.ClickException) else str(err)
-        click.echo(f"error: {message}", err=True)
-        return 2
-    return 0
+    return utils.run_command(_command, argv, (ConveyorError, video_io.VideoError), "choose a writable --output")
 
 
 if __name__ == "__main__":

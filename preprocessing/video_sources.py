@@ -41,6 +41,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
+import utils
 from datasets.base import GOOD, IMAGE_SUFFIXES, list_images
 from datasets.mvtec import GROUND_TRUTH_DIR
 from video_io import AtomicVideoWriter, FrameRecord, VideoError, make_sidecar, write_sidecar
@@ -395,23 +396,8 @@ def expand_multi_value(args: Sequence[str], flag: str) -> list[str]:
 
 def run_cli(command: click.Command, argv: Sequence[str] | None, multi_value_flags: Sequence[str] = ()) -> int:
     """Runs a Click command: user errors end as `error: <one line>` on stderr with exit code 2, no traceback."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = list(sys.argv[1:] if argv is None else argv)
     for flag in multi_value_flags:
         args = expand_multi_value(args, flag)
-    try:
-        result = command.main(args=args, standalone_mode=False)
-    except click.exceptions.Exit as stop:
-        return stop.exit_code
-    except click.Abort:
-        return 130
-    except click.ClickException as err:
-        click.echo(f"error: {err.format_message()}", err=True)
-        return 2
-    except (SourceError, VideoError) as err:
-        click.echo(f"error: {str(err).strip().splitlines()[0]}", err=True)
-        return 2
-    except OSError as err:  # e.g. an output folder that cannot be created or written
-        click.echo(f"error: {err.filename or ''}: {err.strerror or err}; choose a writable output folder", err=True)
-        return 2
-    return result if isinstance(result, int) else 0
+    return utils.run_command(command, args, (SourceError, VideoError), "choose a writable output folder",
+                             lambda err: str(err).strip().splitlines()[0])
