@@ -68,7 +68,8 @@ class ModelInfo:
                 threshold=float(data["threshold"]),
             )
         except (KeyError, TypeError, ValueError) as err:
-            raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); export the model again") from None
+            raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); "
+                              "export the model again") from None
 
     @classmethod
     def from_checkpoint(cls, data: dict[str, Any], class_name: str, grid: tuple[int, int]) -> "ModelInfo":

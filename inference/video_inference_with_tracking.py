@@ -296,13 +296,15 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
                      help="Smallest defect kept, in pixels (smaller regions are noise)."),
         click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
-                     help="Expected surface speed in --physical_unit per second; the report compares it with the measured one."),
+                     help="Expected surface speed in --physical_unit per second; the report compares it "
+                          "with the measured one."),
         click.option("--min_track_frames", type=click.IntRange(min=1), default=3, show_default=True,
                      help="Report only tracks detected in at least this many frames (shorter ones are map flicker)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,
-                     help="With --no_organized_output: save one annotated frame per track (organized output always does)."),
+                     help="With --no_organized_output: save one annotated frame per track "
+                          "(organized output always does)."),
         click.option("--defect_frames_dir", default=None,
                      help="Folder for the defect frames (default: <run>/defects/, or <output stem>_defects/)."),
         click.option("--no_organized_output", is_flag=True, default=False,

@@ -31,7 +31,7 @@ import click
 
 from preprocessing.video_sources import (
     DEFAULT_FPS, DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, RESIZE_METHODS, FrameConfig, TestType, class_test_dir,
-    ensure_output_folder, format_structure, list_test_types, plan_frame_size, positive, render_video,
+    dataset_options, ensure_output_folder, format_structure, list_test_types, plan_frame_size, positive, render_video,
     resolve_data_path, run_cli, select_types,
 )
 
@@ -92,11 +92,7 @@ def create_dataset_videos(opts: DatasetVideoOptions) -> list[Path]:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dataset", type=str, required=True, help="Dataset name (mvtec, wfdd, custom, ...).")
-@click.option("--class_name", type=str, required=True, help="Class folder inside the dataset.")
-@click.option("--data_path", type=click.Path(path_type=Path), default=None,
-              help="Folder holding the class folders (MVTec layout). Default: datasets/<dataset>.")
-@click.option("--output_dir", type=click.Path(path_type=Path), default=Path(DEFAULT_OUTPUT_DIR), show_default=True)
+@dataset_options
 @click.option("--separate", is_flag=True, help="One video per test type instead of one for all.")
 @click.option("--enhance", is_flag=True, help="Mild CLAHE + unsharp-mask enhancement of every frame.")
 @click.option("--test_types", type=str, multiple=True,

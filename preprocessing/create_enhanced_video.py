@@ -35,8 +35,9 @@ import cv2
 import numpy as np
 
 from preprocessing.video_sources import (
-    DEFAULT_FPS, DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, FrameConfig, SourceError, SourceImage, class_test_dir, even,
-    list_test_types, positive, render_video, replace_folder, resolve_data_path, run_cli, staging_folder,
+    DEFAULT_FPS, DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, FrameConfig, SourceError, SourceImage, class_test_dir,
+    dataset_options, even, list_test_types, positive, render_video, replace_folder, resolve_data_path, run_cli,
+    staging_folder,
 )
 
 LOGGER = logging.getLogger("create_enhanced_video")
@@ -172,11 +173,7 @@ def create_enhanced_video(opts: EnhancedVideoOptions) -> Path:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--dataset", type=str, required=True, help="Dataset name (mvtec, wfdd, custom, ...).")
-@click.option("--class_name", type=str, required=True, help="Class folder inside the dataset.")
-@click.option("--data_path", type=click.Path(path_type=Path), default=None,
-              help="Folder holding the class folders (MVTec layout). Default: datasets/<dataset>.")
-@click.option("--output_dir", type=click.Path(path_type=Path), default=Path(DEFAULT_OUTPUT_DIR), show_default=True)
+@dataset_options
 @click.option("--video_name", type=str, default=None, help="Video (and folder) name. Default: <dataset>_<class>.")
 @click.option("--defect_ratio", type=float, default=0.3, show_default=True,
               help="Share of defect frames, spread evenly over the video.")

@@ -394,6 +394,21 @@ def expand_multi_value(args: Sequence[str], flag: str) -> list[str]:
     return out
 
 
+def dataset_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--dataset --class_name --data_path --output_dir, shared by the dataset video scripts."""
+    options = [
+        click.option("--dataset", type=str, required=True, help="Dataset name (mvtec, wfdd, custom, ...)."),
+        click.option("--class_name", type=str, required=True, help="Class folder inside the dataset."),
+        click.option("--data_path", type=click.Path(path_type=Path), default=None,
+                     help="Folder holding the class folders (MVTec layout). Default: datasets/<dataset>."),
+        click.option("--output_dir", type=click.Path(path_type=Path), default=Path(DEFAULT_OUTPUT_DIR),
+                     show_default=True),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def run_cli(command: click.Command, argv: Sequence[str] | None, multi_value_flags: Sequence[str] = ()) -> int:
     """Runs a Click command: user errors end as `error: <one line>` on stderr with exit code 2, no traceback."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -115,7 +115,8 @@ def test_a_broken_model_is_skipped_and_listed(results, toy_video, tmp_path, monk
     out = capsys.readouterr().out
     assert "selected mvtec_stripes" in out and "skipped" in out
     selection = json.loads((tmp_path / "o_selection.json").read_text())
-    assert selection["ranking"][-1]["class_name"] == "mvtec_toy" and "ckpt_best_1.pth" in selection["ranking"][-1]["error"]
+    skipped = selection["ranking"][-1]
+    assert skipped["class_name"] == "mvtec_toy" and "ckpt_best_1.pth" in skipped["error"]
     assert selection["selected"]["class_name"] == "mvtec_stripes"
 
 
