@@ -426,7 +426,8 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 def colorize(anomaly_map: np.ndarray) -> np.ndarray:
     """Anomaly map -> BGR JET heatmap on the fixed score scale [0, 1] (see module docstring)."""
-    return cv2.cvtColor(utils.heatmap(anomaly_map, 0.0, 1.0), cv2.COLOR_RGB2BGR)
+    # convertScaleAbs scales by 255 and saturates to uint8 in one pass (maps are >= 0: sigmoid scores).
+    return cv2.applyColorMap(cv2.convertScaleAbs(anomaly_map, alpha=255.0), cv2.COLORMAP_JET)
 
 
 def overlay(frame: np.ndarray, anomaly_map: np.ndarray, intensity: float = 0.5) -> np.ndarray:

@@ -123,17 +123,30 @@ class TrackingRenderer(runner.BaseRenderer):
         self.settings = settings
         self.fabric_speed = fabric_speed
         self.defect_frames: dict[int, int] = {}  # track id -> frame index of its staged representative PNG
-        # Representative frames are staged on disk as they change (memory stays flat on long videos) and
-        # moved into defects/ only when the run succeeded; cleanup() removes what is left.
+        # A track's current representative frame is held in memory while the track is in view (it may still
+        # change) and staged on disk as a PNG once the track leaves the view, so memory stays flat on long
+        # videos and each PNG is encoded about once. Staged files move into defects/ only when the run
+        # succeeded; cleanup() removes what is left.
+        self._pending: dict[int, tuple[int, np.ndarray]] = {}
         self._staging: Path | None = None
 
-    def _stage(self, track_id: int, image: np.ndarray) -> None:
-        """Writes (or replaces) a track's representative frame in the staging folder."""
+    def _stage(self, track_id: int) -> None:
+        """Writes a track's pending representative frame to the staging folder."""
+        index, image = self._pending.pop(track_id)
         if self._staging is None:
             self._staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.layout.defects_dir))
         path = self._staging / f"track_{track_id:04d}.png"
         if not cv2.imwrite(str(path), image, PNG_FAST):
             raise OSError(f"{path}: could not write the defect frame")
+        self.defect_frames[track_id] = index
+
+    def _keep_representatives(self, frame: np.ndarray, tracks: FrameTracks, index: int) -> None:
+        """Holds new representative frames; stages those of tracks that left the view."""
+        for track_id in tracks.new_representative:
+            self._pending[track_id] = (index, representative_frame(frame, tracks, track_id, self.unit))
+        in_view = {track.track_id for track in tracks.tracks}
+        for track_id in [t for t in self._pending if t not in in_view]:
+            self._stage(track_id)
 
     def cleanup(self) -> None:
         """Removes the staging folder (after the run, whether it succeeded or not)."""
@@ -150,9 +163,7 @@ class TrackingRenderer(runner.BaseRenderer):
         """Tracks the frame's defects and draws them over the heatmap overlay."""
         tracks = self.tracker.update(index, frame, result.anomaly_map)
         if self.layout.defects_dir is not None:
-            for track_id in tracks.new_representative:
-                self._stage(track_id, representative_frame(frame, tracks, track_id, self.unit))
-                self.defect_frames[track_id] = index
+            self._keep_representatives(frame, tracks, index)
         canvas = draw_tracks(runner.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
         runner.draw_verdict(canvas, result, self.engine.threshold)
         scale = runner.text_scale(canvas)
@@ -171,6 +182,8 @@ class TrackingRenderer(runner.BaseRenderer):
         """The defect frames (moved from the staging folder) and the JSON report."""
         files: dict[Path, runner.Artifact] = {}
         frame_files: dict[int, str] = {}
+        for track_id in list(self._pending):  # tracks still in view at the last frame
+            self._stage(track_id)
         if self.layout.defects_dir is not None and self._staging is not None:
             reported = {summary.track_id for summary in self.tracker.summaries()}
             for track_id, index in sorted(self.defect_frames.items()):
