@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_path", default=str(DEMO_MODEL), help="backbone folder of the trained lite0 model")
     parser.add_argument("--class_name", default="mvtec_brick")
     parser.add_argument("--texture", default="brick", help="conveyor photo (matches the class)")
+    parser.add_argument("--size", type=int, default=256, help="conveyor frame side in pixels (the model input "
+                        "stays the model's size: frames are resized for scoring, maps come back at frame size)")
     parser.add_argument("--frames", type=int, default=None, help="frames timed per run (default: the whole video)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         video = folder / "conveyor.mp4"
-        sidecar = create_conveyor_video(video, ConveyorConfig(texture=args.texture, size=256, speed=4, defects=4))
+        sidecar = create_conveyor_video(video, ConveyorConfig(texture=args.texture, size=args.size, speed=max(1, round(4 * args.size / 256)),
+                                                                 defects=4))
         frames = min(args.frames or len(sidecar["frames"]), len(sidecar["frames"]))
         for key in args.models:
             for backend in args.backends:
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{sum(track_ms.values()):.1f}",
                              *(truth_columns(report, sidecar, frames) if weights != "random" else ["n/a", "n/a"])])
                 print(f"done: {label} {backend}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
-    header = ["model", "weights", "backend", "frames", "FPS", "decode ms", "score ms", "render ms", "write ms",
+    header = ["model", "weights", "backend", f"frames ({args.size}x{args.size})", "FPS", "decode ms", "score ms", "render ms", "write ms",
               "(track ms)", "tracks / defects", "dx / true dx"]
     print(format_table(header, rows))
     print("render includes tracking (track ms: size analysis + motion + ByteTrack), the overlay and the boxes; "
