@@ -199,17 +199,24 @@ def check_run(cfg: RunConfig) -> video_io.VideoInfo:
         raise RunError(f"--output_path {output}: same file as --video_path; choose another name")
     if output.is_dir():
         raise RunError(f"--output_path {output}: is a folder; give a file name such as {output / 'out.mp4'}")
-    folder = output.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunError(f"--output_path {output}: cannot create folder {folder} ({err.strerror}); "
-                       f"choose a writable folder") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise RunError(f"--output_path {output}: folder {folder} is not writable; choose a writable folder")
+    create_folder(output.parent, f"--output_path {output}:")
     if cfg.display and _no_screen():
         raise RunError("--display: no screen available (DISPLAY is not set); run without --display")
     return info
+
+
+def create_folder(folder: Path, flag: str) -> list[Path]:
+    """Creates a writable folder (else a one-line RunError starting with `flag`); returns the folders it made."""
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{flag} {folder} is a file, not a folder; choose a folder")
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"{flag} cannot create folder {folder} ({err.strerror}); choose a writable folder") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise RunError(f"{flag} folder {folder} is not writable; choose a writable folder")
+    return missing
 
 
 def _no_screen() -> bool:

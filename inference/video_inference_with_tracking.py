@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import logging
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -86,20 +85,6 @@ def flat_output(class_name: str, video_path: str, output_path: str | None, save_
     if save_defect_frames:
         defects = Path(defect_frames_dir) if defect_frames_dir else video.with_name(f"{video.stem}_defects")
     return TrackingOutput(video, defects, runner.side_path(video, "report.json"))
-
-
-def create_folder(folder: Path, flag: str) -> list[Path]:
-    """Creates a writable folder (one-line RunError naming the flag otherwise); returns the folders it made."""
-    if folder.exists() and not folder.is_dir():
-        raise runner.RunError(f"{flag} {folder}: is a file, not a folder; choose a folder")
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise runner.RunError(f"{flag} {folder}: cannot create it ({err.strerror}); choose a writable folder") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise runner.RunError(f"{flag} {folder}: not writable; choose a writable folder")
-    return missing
 
 
 def representative_frame(frame: np.ndarray, frame_tracks: FrameTracks, track_id: int, unit: str) -> np.ndarray:
@@ -253,9 +238,9 @@ def plan_output(options: dict[str, Any], class_name: str, now: dt.datetime) -> T
 def create_output_folders(layout: TrackingOutput, created: list[Path]) -> None:
     """Creates the layout's folders (checked writable), adding each new one to `created`."""
     if layout.defects_dir is not None:
-        created += create_folder(layout.defects_dir, "--defect_frames_dir")
-    created += create_folder(layout.report.parent, "--output_path")
-    created += create_folder(layout.video.parent, "--output_path")
+        created += runner.create_folder(layout.defects_dir, "--defect_frames_dir:")
+    created += runner.create_folder(layout.report.parent, "--output_path:")
+    created += runner.create_folder(layout.video.parent, "--output_path:")
 
 
 def remove_empty(folders: list[Path]) -> None:
