@@ -13,6 +13,7 @@ import colorsys
 import logging
 import math
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -68,7 +69,7 @@ class TrackedDefectSummary:
     last_frame: int
     duration_frames: int
     duration_seconds: float
-    hits: int  # frames in which the defect was detected
+    hits: int  # frames in which the defect was detected (confirmation frames included)
     max_score: float
     mean_score: float
     max_area_pixels: int
@@ -91,6 +92,7 @@ class _TrackState:
     first_frame: int
     last_frame: int
     hits: int = 0
+    measured: int = 0  # detections with a region measured (from the confirmation frame on)
     score_sum: float = 0.0
     max_score: float = -math.inf
     max_area_pixels: int = -1
@@ -104,6 +106,7 @@ class _TrackState:
         the representative one."""
         self.last_frame = frame_index
         self.hits += 1
+        self.measured += 1
         self.score_sum += detection.score
         if detection.area_pixels > self.max_area_pixels:
             self.max_area_pixels = detection.area_pixels
@@ -154,6 +157,9 @@ class GLASSDefectTracker:
         self._motion_sum = np.zeros(2)
         self._frames = 0
         self._last_index: int | None = None
+        # The library gives a track its id on its k-th consecutive detection (k = max(minimum_consecutive_frames,
+        # 2), checked in tests): the defect was already detected in the k - 1 updates before, kept here.
+        self._recent: deque[int] = deque(maxlen=max(int(self.config.minimum_consecutive_frames), 2) - 1)
 
     @property
     def num_tracks(self) -> int:
@@ -175,6 +181,7 @@ class GLASSDefectTracker:
         self._motion_sum[:] = 0.0
         self._frames = 0
         self._last_index = None
+        self._recent.clear()
 
     def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray) -> FrameTracks:
         """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution)."""
@@ -199,12 +206,15 @@ class GLASSDefectTracker:
             state = self._states.get(detection.track_id)
             if state is None:
                 LOGGER.debug("frame %d: new defect track %d at %s", frame_index, detection.track_id, detection.box)
-                state = self._states[detection.track_id] = _TrackState(frame_index, frame_index)
+                first = self._recent[0] if len(self._recent) == self._recent.maxlen else frame_index
+                state = self._states[detection.track_id] = _TrackState(first, frame_index,
+                                                                       hits=len(self._recent))
             if state.add(frame_index, detection, _clear_of_edges(detection.box, frame.shape[:2])):
                 new_representative.add(detection.track_id)
         self._motion_sum += motion
         self._frames += 1
         self._last_index = frame_index
+        self._recent.append(frame_index)
         finished = time.perf_counter()
         self.stage_seconds["analysis"] += analysed - started
         self.stage_seconds["motion"] += measured - analysed
@@ -224,7 +234,7 @@ class GLASSDefectTracker:
             result.append(TrackedDefectSummary(
                 track_id=track_id, first_frame=state.first_frame, last_frame=state.last_frame,
                 duration_frames=duration, duration_seconds=duration / self.fps, hits=state.hits,
-                max_score=state.max_score, mean_score=state.score_sum / state.hits,
+                max_score=state.max_score, mean_score=state.score_sum / state.measured,
                 max_area_pixels=state.max_area_pixels, max_area_physical=state.max_area_physical,
                 physical_unit=unit, bbox=state.bbox, representative_frame=state.representative_frame))
         return result

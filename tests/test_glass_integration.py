@@ -115,9 +115,9 @@ def test_one_track_per_defect_with_true_area(conveyor: Conveyor) -> None:
         assert abs(summary.max_area_pixels - true_area) <= 0.15 * true_area
         assert summary.max_area_physical == pytest.approx(summary.max_area_pixels * PIXEL_SIZE ** 2)
         visible = [t for t, labels in enumerate(conveyor.labels) if (labels == defect).sum() >= 10]
-        # Reported from its second visible frame (confirmation) to its last one, without gaps.
-        assert summary.first_frame == visible[1] and summary.last_frame == visible[-1]
-        assert summary.hits == summary.duration_frames == len(visible) - 1
+        # From its first visible frame (before the tracker's confirmation) to its last one, without gaps.
+        assert summary.first_frame == visible[0] and summary.last_frame == visible[-1]
+        assert summary.hits == summary.duration_frames == len(visible)
         assert summary.duration_seconds == pytest.approx(summary.duration_frames / 25.0)
         assert summary.max_score == summary.mean_score == 1.0
         assert summary.physical_unit == "mm"
@@ -176,8 +176,8 @@ def test_representative_frame_is_the_largest_area_then_highest_score() -> None:
     (summary,) = tracker.summaries()
     largest = analyzer.analyze_defects(anomaly_map, 0.5)
     assert summary.representative_frame == 8 and summary.max_score == pytest.approx(0.95)
-    assert summary.first_frame == 2 and summary.last_frame == 10 and summary.hits == 5
-    assert summary.duration_frames == 9 and summary.duration_seconds == pytest.approx(0.9)
+    assert summary.first_frame == 0 and summary.last_frame == 10 and summary.hits == 6
+    assert summary.duration_frames == 11 and summary.duration_seconds == pytest.approx(1.1)
     assert summary.mean_score == pytest.approx(np.mean([0.8, 0.95, 0.9, 0.95, 0.6]))
     assert summary.max_area_pixels == largest.defect_areas_pixels[0]
     assert summary.bbox == largest.bounding_boxes[0]
@@ -225,7 +225,7 @@ def test_bad_inputs_raise_one_line() -> None:
 
 
 def test_tracks_shorter_than_min_hits_are_left_out_of_the_report() -> None:
-    # A blip seen in 2 frames (1 hit after confirmation), then a defect seen in 6 frames.
+    # A blip seen in 2 frames, then a defect seen in 6 frames.
     frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
     analyzer = DefectSizeAnalyzer(pixel_size=1.0, physical_unit="mm", min_defect_area=10)
     reports = {}
@@ -240,8 +240,8 @@ def test_tracks_shorter_than_min_hits_are_left_out_of_the_report() -> None:
             tracker.update(index, frame, anomaly_map)
         reports[min_hits] = tracker.report()
         assert tracker.num_tracks == len(reports[min_hits]["tracks"])
-    assert [t["hits"] for t in reports[1]["tracks"]] == [1, 5]
-    assert [t["hits"] for t in reports[3]["tracks"]] == [5]
+    assert [t["hits"] for t in reports[1]["tracks"]] == [2, 6]
+    assert [t["hits"] for t in reports[3]["tracks"]] == [6]
     assert reports[3]["totals"]["short_tracks_left_out"] == 1 and reports[1]["totals"]["short_tracks_left_out"] == 0
     with pytest.raises(TrackingError, match="min_hits"):
         GLASSDefectTracker(analyzer, threshold=0.5, min_hits=0)
@@ -260,3 +260,22 @@ def test_representative_frame_prefers_a_defect_whole_in_view() -> None:
     (summary,) = tracker.summaries()
     assert summary.bbox[0] == 0  # the largest area is the one at the edge...
     assert summary.representative_frame == 3  # ...but the frame shown is one with the whole defect
+
+
+@pytest.mark.parametrize("consecutive", [1, 2, 3])
+def test_first_frame_is_the_first_detection_whatever_the_confirmation_delay(consecutive: int) -> None:
+    # ByteTrack gives the id on the max(consecutive, 2)-th detection; the report still starts at the first one.
+    frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
+    analyzer = DefectSizeAnalyzer(pixel_size=1.0, physical_unit="mm", min_defect_area=10)
+    config = TrackerConfig.for_map_threshold(0.5, minimum_consecutive_frames=consecutive)
+    tracker = GLASSDefectTracker(analyzer, config, threshold=0.5, motion_method=None, fps=10.0)
+    confirmed_at = None
+    for index in range(10):
+        anomaly_map = np.zeros((96, 96), np.float32)
+        if index >= 3:
+            cv2.circle(anomaly_map, (48, 48), 8, 0.9, cv2.FILLED)
+        if tracker.update(index, frame, anomaly_map).tracks and confirmed_at is None:
+            confirmed_at = index
+    assert confirmed_at == 3 + max(consecutive, 2) - 1
+    (summary,) = tracker.summaries()
+    assert summary.first_frame == 3 and summary.last_frame == 9 and summary.hits == 7
