@@ -182,6 +182,7 @@ def main(list_models: bool, results_path: str, sample_frames: int, **options: An
         return
     if not options["video_path"]:
         raise click.UsageError("--video_path is required (or pass --list_models)")
+    # the engine flags (device, backend, batch size, threshold) are checked before any model loads
     shared.engine_config({**options, "model_path": results_path, "class_name": None, "onnx_path": None})
     video_io.probe_video(options["video_path"])  # a bad video fails before any model loads
     ranking, indices = select_model({**options, "results_path": results_path, "sample_frames": sample_frames})
