@@ -296,13 +296,28 @@ class AtomicVideoWriter:
             if info.frame_count != self.frames_written:
                 LOGGER.warning("video %s: container states %d frames, %d were written",
                                self.path, info.frame_count, self.frames_written)
-            os.replace(self._tmp, self.path)
+            self._publish()
         except BaseException:
             self._discard()
             raise
         self._tmp = None
         LOGGER.info("wrote %s (%d frames, %dx%d, %.3g fps)", self.path, self.frames_written, *self.encoded_size,
                     self.fps)
+
+    def _publish(self) -> None:
+        """Flushes the temporary file to disk and renames it onto path; an older sidecar goes first.
+
+        The sidecar describes the frames of the previous video at this path: removed before the new
+        video appears, a crash in between leaves a video without a sidecar, never with a wrong one.
+        """
+        with open(self._tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        try:
+            sidecar_path(self.path).unlink(missing_ok=True)
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            raise VideoError(f"cannot write video {self.path} ({exc.strerror or exc}); "
+                             f"choose another output path") from exc
 
     def _discard(self) -> None:
         """Deletes the temporary file if it exists."""

@@ -329,10 +329,18 @@ def render_video(sources: Sequence[SourceImage], output: Path, cfg: FrameConfig,
 
 
 def replace_folder(staging: Path, target: Path) -> None:
-    """Moves a finished staging folder onto `target`, replacing an older one."""
+    """Moves a finished staging folder onto `target`, replacing an older one.
+
+    The older folder is renamed aside first and deleted only once the new one is in place, so a
+    crash leaves either folder at `target`, never none.
+    """
+    old = None
     if target.exists():
-        shutil.rmtree(target)
+        old = target.with_name(f".{target.name}.old.{secrets.token_hex(4)}")
+        os.replace(target, old)
     os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def ensure_output_folder(folder: Path) -> Path:

@@ -94,6 +94,27 @@ def test_writer_keeps_old_video_when_a_rewrite_fails(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [target]
 
 
+def test_rewriting_a_video_drops_its_old_sidecar_but_a_failed_rewrite_keeps_it(tmp_path: Path) -> None:
+    target = write_video(tmp_path / "out.mp4", smooth_frames(3))
+    video_io.write_sidecar(target, {"frames": [{"index": i} for i in range(3)]})
+    with pytest.raises(RuntimeError):
+        with AtomicVideoWriter(target, 10, (64, 48)) as writer:
+            writer.write(smooth_frames(1)[0])
+            raise RuntimeError("stop")
+    assert video_io.read_sidecar(target) == {"frames": [{"index": i} for i in range(3)]}
+    write_video(target, smooth_frames(2))  # the old sidecar described 3 frames: it must not outlive them
+    assert video_io.read_sidecar(target) is None and not video_io.sidecar_path(target).exists()
+
+
+def test_writer_onto_an_existing_folder_names_the_path(tmp_path: Path) -> None:
+    target = tmp_path / "taken.mp4"
+    (target / "inside").mkdir(parents=True)
+    with pytest.raises(VideoError) as info:
+        write_video(target, smooth_frames(2))
+    assert_one_line(info.value, str(target))
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.mp4"]  # no temporary file left
+
+
 def test_writer_leaves_no_temp_file_on_success(tmp_path: Path) -> None:
     target = write_video(tmp_path / "sub" / "out.mp4", smooth_frames(2))
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.mp4"]
