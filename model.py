@@ -256,6 +256,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (official GLASS checkpoints lack the model "
             "configuration); retrain with this toolkit"
         )
+    missing = [key for key in ("net", "weights") if not isinstance(data.get(key), dict)]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint is damaged (no {', '.join(missing)}); delete it and retrain")
     return data
 
 

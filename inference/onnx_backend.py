@@ -558,6 +558,10 @@ def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, set
     started = time.perf_counter()
     module, chosen, geometry = build_export_module(net, settings.form, geometry)
     payload, simplified, difference = _verified_payload(net, module, settings)
+    json_path = sidecar_path(target)
+    # The old description goes first: a crash before the new one is written leaves a model without a
+    # description (refused, re-exported by cached_export), never a new model with an old threshold.
+    json_path.unlink(missing_ok=True)
     utils.atomic_write_bytes(target, payload)
     seconds = time.perf_counter() - started
     description = {
@@ -566,7 +570,6 @@ def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, set
         "simplified": simplified, "max_abs_diff_vs_torch": difference, "export_seconds": round(seconds, 3),
         "torch_version": torch.__version__, **(extra or {}),
     }
-    json_path = sidecar_path(target)
     utils.atomic_write_text(json_path, json.dumps(description, indent=2) + "\n")
     LOGGER.info("exported %s (%s form, max |onnx - torch| %.1e) in %.1f s", target, chosen, difference, seconds)
     return target, json_path

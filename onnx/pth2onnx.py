@@ -34,7 +34,7 @@ USER_ERRORS = (EngineError, glass_model.CheckpointError, backbones.BackboneError
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ONNX file to write (default: <class_dir>/glass.onnx).")
 @click.option("--opset", type=int, default=17, show_default=True)
-@click.option("--batch", type=int, default=None, help="Fixed batch size of the graph (default 1).")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="Fixed batch size of the graph (default 1).")
 @click.option("--dynamic_batch", is_flag=True, help="Batch axis of any size.")
 @click.option("--simplify", is_flag=True, help="Run onnxsim on the graph when it is installed.")
 @click.option("--form", type=click.Choice(onnx_backend.FORMS), default="auto", show_default=True,

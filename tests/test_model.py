@@ -66,3 +66,16 @@ def test_checkpoint_errors_are_one_line(tmp_path):
     assert resolve_class_dir(tmp_path) == tmp_path  # a class directory itself
     with pytest.raises(CheckpointError, match="no trained model"):
         resolve_class_dir(tmp_path, "mvtec_nothing")
+
+
+def test_checkpoint_without_configuration_or_weights_is_damaged(tmp_path):
+    from model import CHECKPOINT_FORMAT
+
+    for name, data in [("no_net", {"format": CHECKPOINT_FORMAT, "weights": {}}),
+                       ("bad_net", {"format": CHECKPOINT_FORMAT, "net": "garbage", "weights": {}}),
+                       ("no_weights", {"format": CHECKPOINT_FORMAT, "net": {}})]:
+        path = tmp_path / f"{name}.pth"
+        torch.save(data, path)
+        with pytest.raises(CheckpointError, match="damaged") as err:
+            load_checkpoint(path)
+        assert str(path) in str(err.value)

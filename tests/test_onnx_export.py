@@ -302,6 +302,8 @@ def test_pth2onnx_bad_model_dir_and_options_exit_2(pth2onnx, tiny_model, tmp_pat
     assert "--opset 9" in _one_line_error(capsys)
     assert pth2onnx.cli([*args, "--form", "dense"]) == 2
     _one_line_error(capsys)
+    assert pth2onnx.cli([*args, "--batch", "0", "--output", str(tmp_path / "b0.onnx")]) == 2
+    assert "--batch" in _one_line_error(capsys)
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert pth2onnx.cli([*args, "--output", str(blocker / "m.onnx")]) == 2
