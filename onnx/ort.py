@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 import utils
+from inference import runner
 from inference.engine import EngineError, FrameResult, InferenceEngine
 from inference.onnx_backend import OnnxBackend
 
@@ -89,16 +90,8 @@ def read_bgr(path: Path) -> np.ndarray | None:
 
 
 def overlay_panel(frame: np.ndarray, result: FrameResult, threshold: float) -> np.ndarray:
-    """BGR panel: original | JET heatmap (fixed range 0..1) blended over it, with score and decision."""
-    heat = cv2.cvtColor(utils.heatmap(result.anomaly_map, 0.0, 1.0), cv2.COLOR_RGB2BGR)
-    blended = cv2.addWeighted(frame, 1.0 - OVERLAY_ALPHA, heat, OVERLAY_ALPHA, 0.0)
-    label = f"{result.score:.3f} {'DEFECT' if result.is_defect else 'ok'} (thr {threshold:.3f})"
-    scale = max(0.4, frame.shape[1] / 500)
-    thickness = max(1, round(scale * 1.5))
-    (width, height), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    cv2.rectangle(blended, (0, 0), (width + 8, height + base + 8), (0, 0, 0), cv2.FILLED)
-    colour = (0, 0, 255) if result.is_defect else (0, 220, 0)
-    cv2.putText(blended, label, (4, height + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+    """BGR panel: original | heatmap overlay (fixed range 0..1) with score and decision, as the video scripts draw."""
+    blended = runner.draw_verdict(runner.overlay(frame, result.anomaly_map, OVERLAY_ALPHA), result, threshold)
     return np.hstack([frame, blended])
 
 
@@ -129,6 +122,9 @@ def batches(jobs: Sequence[Job], size: int) -> Iterator[list[tuple[Job, np.ndarr
 def run(engine: InferenceEngine, jobs: Sequence[Job], csv_path: Path, progress: bool) -> list[dict[str, object]]:
     """Scores every job, writes heatmaps, then the CSV; returns the CSV rows."""
     rows: list[dict[str, object]] = []
+    # The CSV indexes the heatmaps: an older one goes first, so a crash part-way leaves heatmaps without an
+    # index, never an index of another run.
+    csv_path.unlink(missing_ok=True)
     with tqdm(total=len(jobs), unit="img", disable=not progress) as bar:
         for batch in batches(jobs, engine.batch_size):
             results = engine.predict([frame for _, frame in batch])
