@@ -134,17 +134,18 @@ def probe_video(path: str | os.PathLike, exact: bool = False) -> VideoInfo:
     return VideoInfo(path=path, fps=fps, frame_count=frame_count, width=int(width), height=int(height))
 
 
-def iter_frames(path: str | os.PathLike, batch_size: int = 1) -> Iterator[list[np.ndarray]]:
+def iter_frames(path: str | os.PathLike, batch_size: int = 1, check: bool = True) -> Iterator[list[np.ndarray]]:
     """Yields the video's frames (BGR uint8, HxWx3) in lists of `batch_size`; the last list may be shorter.
 
     The video is checked (probe_video) when this is called, so a bad file fails before any
-    frame is asked for. Reading goes on until the decoder stops, whatever frame count the
+    frame is asked for (check=False: the caller has probed it already). Reading goes on until the decoder stops, whatever frame count the
     container states.
     """
     if batch_size < 1:
         raise VideoError(f"batch_size {batch_size}: must be at least 1")
     path = Path(path)
-    probe_video(path)
+    if check:
+        probe_video(path)
     return _read_batches(path, batch_size)
 
 

@@ -37,7 +37,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 MODEL_OPTION_NAMES = ("model_path", "class_name", "device", "backend", "onnx_path", "batch_size", "threshold")
-VIDEO_OPTION_NAMES = ("video_path", "output_path", "display", "max_frames")
 
 
 def apply_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
@@ -48,16 +47,23 @@ def apply_options(command: Callable[..., Any], options: Sequence[Callable[[Any],
 
 
 def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--model_path --class_name --device --backend --onnx_path --batch_size --threshold."""
+    """--model_path --class_name, then engine_options, then --onnx_path."""
     return apply_options(command, [
         click.option("--model_path", default=DEFAULT_MODEL_PATH, show_default=True,
                      help="Backbone folder of trained classes (results/models/backbone_<i>/) or one class folder."),
         click.option("--class_name", default=None, help="Trained class, <dataset>_<class> (e.g. mvtec_grid)."),
+        engine_options,
+        click.option("--onnx_path", default=None, help="ONNX file for --backend onnx (default: exported on demand)."),
+    ])
+
+
+def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--device --backend --batch_size --threshold: how any model runs."""
+    return apply_options(command, [
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      help="torch (the checkpoint), onnx (its ONNX export in ONNX Runtime, exported on first use) "
                           "or auto (onnx on CPU, torch on CUDA)."),
-        click.option("--onnx_path", default=None, help="ONNX file for --backend onnx (default: exported on demand)."),
         click.option("--batch_size", type=int, default=8, show_default=True, help="Frames scored per batch."),
         click.option("--threshold", type=float, default=None,
                      help="Frame decision threshold in [0, 1] (default: from the model's training-image scores)."),
@@ -101,25 +107,25 @@ def run_config(options: Mapping[str, Any], class_name: str, mode: str) -> runner
     )
 
 
-def prepare(options: Mapping[str, Any], mode: str) -> tuple[EngineConfig, runner.RunConfig]:
+def prepare(options: Mapping[str, Any], mode: str) -> tuple[EngineConfig, runner.RunConfig, video_io.VideoInfo]:
     """Validates every input (flags, model directory, class, video, output folder) before any work."""
     engine_cfg = engine_config(options)
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     run_cfg = run_config(options, class_dir.name, mode)
-    runner.check_run(run_cfg)
-    return engine_cfg, run_cfg
+    info = runner.check_run(run_cfg)
+    return engine_cfg, run_cfg, info
 
 
 def run_inference(
     options: Mapping[str, Any], mode: str, make_renderer: Callable[[InferenceEngine], runner.FrameRenderer]
 ) -> runner.RunSummary:
     """Checks the input, loads the engine, runs the renderer over the video and prints the summary."""
-    engine_cfg, run_cfg = prepare(options, mode)
+    engine_cfg, run_cfg, info = prepare(options, mode)
     tick = time.perf_counter()
     engine = InferenceEngine.from_config(engine_cfg)
     LOGGER.info("model %s ready in %.1f s (%s backend, threshold %.4f)", engine.info.class_name,
                 time.perf_counter() - tick, engine.backend_name, engine.threshold)
-    summary = runner.run_video(engine, make_renderer(engine), run_cfg)
+    summary = runner.run_video(engine, make_renderer(engine), run_cfg, info)
     click.echo(summary.report())
     return summary
 

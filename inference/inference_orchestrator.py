@@ -16,7 +16,6 @@ not on this machine) is skipped with a warning and listed as such.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import sys
 import time
@@ -29,12 +28,11 @@ import numpy as np
 
 import backbones
 import model as glass_model
-import utils
 import video_io
 from inference import cli as shared
 from inference import runner
 from inference import video_inference_with_tracking as tracking
-from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
+from inference.engine import EngineConfig, EngineError, InferenceEngine
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,8 +95,7 @@ def score_model(class_dir: Path, samples: list[np.ndarray], options: dict[str, A
     except LOAD_ERRORS as err:
         LOGGER.warning("skipping %s: %s", class_dir, err)
         return ModelScore(class_dir.name, str(class_dir), error=str(err))
-    scores = np.asarray([score for start in range(0, len(samples), engine.batch_size)
-                         for score in engine.image_scores(samples[start:start + engine.batch_size])])
+    scores = np.asarray(engine.image_scores(samples))
     return ModelScore(class_dir.name, str(class_dir), float(scores.mean()), float(scores.max()), engine.threshold,
                       float((scores >= engine.threshold).mean()), time.perf_counter() - tick)
 
@@ -137,13 +134,6 @@ def select_model(options: dict[str, Any]) -> tuple[list[ModelScore], list[int]]:
     return ranking, [index for index, _ in samples]
 
 
-def selection_report_path(layout: tracking.TrackingOutput) -> Path:
-    """report/model_selection.json in an organized run, else <output stem>_selection.json."""
-    if layout.run_dir is not None:
-        return layout.report.parent / "model_selection.json"
-    return runner.side_path(layout.video, "selection.json")
-
-
 def print_models(results_path: str) -> None:
     """Prints every trained model found under the results folder."""
     models = find_models(results_path)
@@ -164,13 +154,7 @@ def print_models(results_path: str) -> None:
 @click.option("--sample_frames", type=click.IntRange(min=1), default=50, show_default=True,
               help="Frames, evenly spaced over the video, scored by every model.")
 @click.option("--list_models", is_flag=True, default=False, help="List the trained models found and stop.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
-              help="torch (the checkpoint), onnx (its ONNX export in ONNX Runtime, exported on first use) "
-                   "or auto (onnx on CPU, torch on CUDA).")
-@click.option("--batch_size", type=click.IntRange(min=1), default=8, show_default=True, help="Frames scored per batch.")
-@click.option("--threshold", type=float, default=None,
-              help="Frame decision threshold for the tracking run (default: the chosen model's own).")
+@shared.engine_options
 @click.option("--output_path", default=None, help="Output .mp4 name (see video_inference_with_tracking.py).")
 @click.option("--display/--no_display", default=False, show_default=True, help="Show a preview window.")
 @click.option("--max_frames", type=int, default=None, help="Track at most this many frames.")
@@ -182,22 +166,23 @@ def main(list_models: bool, results_path: str, sample_frames: int, **options: An
         return
     if not options["video_path"]:
         raise click.UsageError("--video_path is required (or pass --list_models)")
-    # the engine flags (device, backend, batch size, threshold) are checked before any model loads
+    # every flag and the video are checked before any model loads
     shared.engine_config({**options, "model_path": results_path, "class_name": None, "onnx_path": None})
-    video_io.probe_video(options["video_path"])  # a bad video fails before any model loads
+    tracking.check_settings(options)
+    video_io.probe_video(options["video_path"])
     ranking, indices = select_model({**options, "results_path": results_path, "sample_frames": sample_frames})
     best = ranking[0]
     click.echo(f"model ranking on {len(indices)} sample frames (lowest mean score fits best):")
     click.echo(ranking_table(ranking))
     click.echo(f"selected {best.class_name} ({best.class_dir})")
+    content = {"video": options["video_path"], "results_path": results_path, "sample_frames": indices,
+                 "criterion": "lowest mean image score on the sample frames",
+                 "selected": asdict(best), "ranking": [asdict(score) for score in ranking]}
     run_options = {**options, "model_path": best.class_dir, "class_name": None, "onnx_path": None}
-    _, layout = tracking.run_tracking(run_options, dt.datetime.now())
-    report = {"video": options["video_path"], "results_path": results_path, "sample_frames": indices,
-              "criterion": "lowest mean image score on the sample frames",
-              "selected": asdict(best), "ranking": [asdict(score) for score in ranking]}
-    path = selection_report_path(layout)
-    utils.atomic_write_text(path, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    click.echo(f"selection      {path}")
+    # the ranking is saved with the tracking report, in the same all-or-nothing step
+    selection = tracking.SideReport("model_selection", "selection.json", content)
+    _, layout = tracking.run_tracking(run_options, dt.datetime.now(), [selection])
+    click.echo(f"selection      {layout.side_report(selection)}")
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

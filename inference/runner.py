@@ -188,21 +188,28 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def check_run(cfg: RunConfig) -> video_io.VideoInfo:
-    """Validates input and output before any work: readable video, usable output path, screen."""
-    info = video_io.probe_video(cfg.video_path)
+def check_run(cfg: RunConfig, info: video_io.VideoInfo | None = None) -> video_io.VideoInfo:
+    """Validates input and output before any work: readable video (unless already probed: info), usable
+    output path, screen."""
+    info = info or video_io.probe_video(cfg.video_path)
+    check_settings(cfg)
     output = Path(cfg.output_path)
-    if output.suffix.lower() != video_io.VIDEO_SUFFIX:
-        suffix = video_io.VIDEO_SUFFIX
-        raise RunError(f"--output_path {output}: only {suffix} output is written; name the file *{suffix}")
     if output.resolve() == Path(cfg.video_path).resolve():
         raise RunError(f"--output_path {output}: same file as --video_path; choose another name")
     if output.is_dir():
         raise RunError(f"--output_path {output}: is a folder; give a file name such as {output / 'out.mp4'}")
     create_folder(output.parent, f"--output_path {output}:")
+    return info
+
+
+def check_settings(cfg: RunConfig) -> None:
+    """The checks that need no file: output name, screen for --display (max_frames: RunConfig itself)."""
+    output = Path(cfg.output_path)
+    if output.suffix.lower() != video_io.VIDEO_SUFFIX:
+        suffix = video_io.VIDEO_SUFFIX
+        raise RunError(f"--output_path {output}: only {suffix} output is written; name the file *{suffix}")
     if cfg.display and _no_screen():
         raise RunError("--display: no screen available (DISPLAY is not set); run without --display")
-    return info
 
 
 def create_folder(folder: Path, flag: str) -> list[Path]:
@@ -224,9 +231,11 @@ def _no_screen() -> bool:
     return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
-def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig) -> RunSummary:
-    """Scores every frame of cfg.video_path, writes the rendered video plus per-frame CSV and timeline."""
-    info = check_run(cfg)
+def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig,
+              info: video_io.VideoInfo | None = None) -> RunSummary:
+    """Scores every frame of cfg.video_path, writes the rendered video plus per-frame CSV and timeline
+    (info: the video's probe, when the caller has it)."""
+    info = check_run(cfg, info)
     sidecar = video_io.read_sidecar(cfg.video_path)
     truth = _truth_by_index(sidecar)
     output = Path(cfg.output_path)
@@ -237,7 +246,8 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig) -> RunSummar
     stopped = False
     try:
         with contextlib.ExitStack() as stack:
-            frames = stack.enter_context(contextlib.closing(video_io.iter_frames(cfg.video_path, engine.batch_size)))
+            frames = stack.enter_context(contextlib.closing(video_io.iter_frames(cfg.video_path, engine.batch_size,
+                                                                                     check=False)))
             progress = stack.enter_context(
                 tqdm.tqdm(total=total, unit="frame", desc=output.name, disable=not cfg.progress, leave=False)
             )

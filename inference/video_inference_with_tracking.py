@@ -61,6 +61,21 @@ class TrackingOutput:
     report: Path
     run_dir: Path | None = None  # the organized run folder, None for --no_organized_output
 
+    def side_report(self, report: SideReport) -> Path:
+        """Where a further JSON report goes: report/<name>.json, or <video stem>_<flat_suffix> beside the video."""
+        if self.run_dir is not None:
+            return self.report.parent / f"{report.name}.json"
+        return runner.side_path(self.video, report.flat_suffix)
+
+
+@dataclass(frozen=True)
+class SideReport:
+    """A further JSON report saved with the tracking report (e.g. the orchestrator's model ranking)."""
+
+    name: str  # organized output: report/<name>.json
+    flat_suffix: str  # --no_organized_output: <video stem>_<flat_suffix>
+    content: dict[str, Any]
+
 
 def organized_output(class_name: str, video_path: str, output_name: str | None, defect_frames_dir: str | None,
                      now: dt.datetime, root: Path = Path(shared.DEFAULT_OUTPUT_ROOT)) -> TrackingOutput:
@@ -101,12 +116,15 @@ class TrackingRenderer(runner.BaseRenderer):
     """Overlay + track boxes and labels + verdict; keeps each track's best frame; writes the report."""
 
     def __init__(self, tracker: GLASSDefectTracker, engine: InferenceEngine, layout: TrackingOutput,
-                 settings: dict[str, Any], fabric_speed: float | None = None) -> None:
+                 settings: dict[str, Any], fabric_speed: float | None = None,
+                 side_reports: Sequence[SideReport] = ()) -> None:
+        """side_reports: further JSON reports saved with the run's report."""
         self.tracker = tracker
         self.engine = engine
         self.layout = layout
         self.settings = settings
         self.fabric_speed = fabric_speed
+        self.side_reports = list(side_reports)
         self.defect_frames: dict[int, int] = {}  # track id -> frame index of its staged representative PNG
         # A track's current representative frame is held in memory while the track is in view (it may still
         # change) and staged on disk as a PNG once the track leaves the view, so memory stays flat on long
@@ -179,6 +197,8 @@ class TrackingRenderer(runner.BaseRenderer):
                 frame_files[track_id] = str(path)
         report = self.report(summary, frame_files)
         files[self.layout.report] = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        for side in self.side_reports:
+            files[self.layout.side_report(side)] = json.dumps(side.content, indent=2, allow_nan=False) + "\n"
         return files
 
     def report(self, summary: runner.RunSummary, frame_files: dict[int, str]) -> dict[str, Any]:
@@ -209,7 +229,8 @@ class TrackingRenderer(runner.BaseRenderer):
                 "tracking_ms_per_frame": self.finish()["tracking_ms_per_frame"],
             },
             "frame_accuracy": summary.accuracy, "frame_auroc": summary.auroc,
-            "files": run["files"] + ([str(self.layout.report)]),
+            "files": run["files"] + [str(self.layout.report)]
+                     + [str(self.layout.side_report(side)) for side in self.side_reports],
         }
 
 
@@ -250,9 +271,18 @@ def remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tuple[runner.RunSummary, TrackingOutput]:
-    """Checks every input, loads the engine, tracks the video and writes video, frames and report."""
+def check_settings(options: dict[str, Any]) -> None:
+    """The tracking flags that need no file (output name, --display, --max_frames), checked before any work."""
+    output_name = Path(options["output_path"]).name if options["output_path"] else f"x{video_io.VIDEO_SUFFIX}"
+    runner.check_settings(runner.RunConfig(options["video_path"], output_name, options["display"],
+                                           options["max_frames"]))
+
+
+def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
+                 side_reports: Sequence[SideReport] = ()) -> tuple[runner.RunSummary, TrackingOutput]:
+    """Checks every input, loads the engine, tracks the video and writes video, frames, report and side reports."""
     analyzer = DefectSizeAnalyzer(options["pixel_size"], options["physical_unit"], options["min_defect_area"])
+    check_settings(options)
     engine_cfg = shared.engine_config(options)
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     info = video_io.probe_video(options["video_path"])
@@ -261,7 +291,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tup
     try:
         create_output_folders(layout, created)
         run_cfg = runner.RunConfig(options["video_path"], layout.video, options["display"], options["max_frames"])
-        runner.check_run(run_cfg)
+        runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
         tracker = GLASSDefectTracker(analyzer, threshold=engine.threshold, motion_method=options["motion_method"],
@@ -272,9 +302,9 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None) -> tup
             "min_defect_area_pixels": analyzer.min_defect_area, "fabric_speed": options["fabric_speed"],
             "organized_output": not options["no_organized_output"],
         }
-        renderer = TrackingRenderer(tracker, engine, layout, settings, options["fabric_speed"])
+        renderer = TrackingRenderer(tracker, engine, layout, settings, options["fabric_speed"], side_reports)
         try:
-            summary = runner.run_video(engine, renderer, run_cfg)
+            summary = runner.run_video(engine, renderer, run_cfg, info)
         finally:
             renderer.cleanup()
     except BaseException:

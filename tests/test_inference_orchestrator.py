@@ -152,3 +152,23 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(results, toy_video, 
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--max_frames", "0"], "--max_frames"),
+    (["--output_path", "out.avi"], "--output_path"),
+    (["--display"], "--display"),
+])
+def test_tracking_flags_are_checked_before_any_model_scores(results, toy_video, tmp_path, monkeypatch, capsys,
+                                                            flags, needle):
+    def never(*args):
+        raise AssertionError("a model was loaded before the flags were checked")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(orchestrator, "score_model", never)
+    code = orchestrator.cli(["--video_path", str(toy_video), "--results_path", str(results), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
