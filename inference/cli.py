@@ -21,7 +21,7 @@ import common
 import model as glass_model
 import utils
 import video_io
-from size_analyzer import SizeAnalysisError
+from size_analyzer import MM_PER_UNIT, SizeAnalysisError
 from inference import runner
 from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
 
@@ -67,6 +67,17 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch_size", type=int, default=8, show_default=True, help="Frames scored per batch."),
         click.option("--threshold", type=float, default=None,
                      help="Frame decision threshold in [0, 1] (default: from the model's training-image scores)."),
+    ])
+
+
+def size_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--pixel_size --physical_unit --min_defect_area: how anomaly-map regions are measured."""
+    return apply_options(command, [
+        click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
+                     help="Side length of one video pixel in --physical_unit."),
+        click.option("--physical_unit", type=click.Choice(tuple(MM_PER_UNIT)), default="mm", show_default=True),
+        click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
+                     help="Smallest defect kept, in pixels (smaller regions are noise)."),
     ])
 
 

@@ -13,8 +13,6 @@ unit^2. Besides the video, the per-frame CSV and the timeline PNG, it writes
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from pathlib import Path
@@ -27,10 +25,9 @@ from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
 from inference.video_inference import OVERLAY_INTENSITY
-from size_analyzer import CSV_COLUMNS, DefectMetrics, DefectSizeAnalyzer, annotate_image
+from size_analyzer import DefectMetrics, DefectSizeAnalyzer, annotate_image, csv_text
 
 MODE = "size"
-UNITS = ("mm", "cm", "inch")
 
 
 class SizeRenderer(runner.BaseRenderer):
@@ -78,12 +75,7 @@ class SizeRenderer(runner.BaseRenderer):
 
     def defects_csv(self) -> str:
         """One row per defect per frame (size_analyzer.CSV_COLUMNS)."""
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for index, metrics in enumerate(self.metrics):
-            writer.writerows(metrics.defect_rows(index))
-        return out.getvalue()
+        return csv_text(self.metrics)
 
     def report(self) -> dict[str, Any]:
         """Settings, totals and the frames that hold defects."""
@@ -102,11 +94,7 @@ class SizeRenderer(runner.BaseRenderer):
 @click.command(name="video_inference_with_size", help="Heatmap overlay with defect boxes and areas in physical units.")
 @shared.model_options
 @shared.video_options
-@click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
-              help="Side length of one video pixel in --physical_unit.")
-@click.option("--physical_unit", type=click.Choice(UNITS), default="mm", show_default=True)
-@click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Smallest defect kept, in pixels (smaller regions are noise).")
+@shared.size_options
 def main(pixel_size: float, physical_unit: str, min_defect_area: int, **options: Any) -> None:
     """Runs the size renderer over the video."""
     analyzer = DefectSizeAnalyzer(pixel_size, physical_unit, min_defect_area)  # checked before the model loads

@@ -45,7 +45,6 @@ from size_analyzer import DefectSizeAnalyzer
 LOGGER = logging.getLogger(__name__)
 
 MODE = "tracking"
-UNITS = ("mm", "cm", "inch")
 TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 OVERLAY_INTENSITY = 0.35  # lighter than the plain overlay: the track boxes must stay readable
 SPEED_TOLERANCE = 0.2  # warn when the measured surface speed is off --fabric_speed by more than this
@@ -318,11 +317,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The tracking flags (size calibration, motion, defect frames, output layout)."""
     return shared.apply_options(command, [
-        click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
-                     help="Side length of one video pixel in --physical_unit."),
-        click.option("--physical_unit", type=click.Choice(UNITS), default="mm", show_default=True),
-        click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
-                     help="Smallest defect kept, in pixels (smaller regions are noise)."),
+        shared.size_options,
         click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
                      help="Expected surface speed in --physical_unit per second; the report compares it "
                           "with the measured one."),

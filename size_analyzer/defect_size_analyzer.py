@@ -619,6 +619,12 @@ def export_csv(
     frame_indices: Sequence[int] | None = None,
 ) -> None:
     """Writes one row per defect (columns `CSV_COLUMNS`) atomically; frames without defects add no row."""
+    atomic_write_text(path, csv_text(metrics_list, frame_indices))
+    LOGGER.info("wrote defect metrics CSV %s", path)
+
+
+def csv_text(metrics_list: DefectMetrics | Sequence[DefectMetrics], frame_indices: Sequence[int] | None = None) -> str:
+    """The CSV of `export_csv` as text (one row per defect, columns `CSV_COLUMNS`)."""
     items = _as_list(metrics_list)
     indices = list(range(len(items))) if frame_indices is None else list(frame_indices)
     if len(indices) != len(items):
@@ -630,8 +636,7 @@ def export_csv(
     writer.writeheader()
     for index, m in zip(indices, items):
         writer.writerows(m.defect_rows(index))
-    atomic_write_text(path, buffer.getvalue())
-    LOGGER.info("wrote defect metrics CSV %s", path)
+    return buffer.getvalue()
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
