@@ -192,10 +192,16 @@ class FabricMotionEstimator:
         return (found_x - left, found_y - top), float(peak)
 
 
+FRAME_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))  # what OpenCV's steps all take
+
+
 def _to_gray(frame: np.ndarray) -> np.ndarray:
     """Gray uint8/float view of a BGR (H,W,3), BGRA (H,W,4) or gray (H,W) frame."""
     if not isinstance(frame, np.ndarray) or frame.size == 0:
         raise MotionEstimationError("frame must be a non-empty numpy array (H,W) or (H,W,3) BGR")
+    if frame.dtype not in FRAME_DTYPES:
+        raise MotionEstimationError(f"frame dtype {frame.dtype} is not supported; pass uint8 (video frames), "
+                                    "uint16 or float32")
     if frame.ndim == 2:
         return frame
     if frame.ndim == 3 and frame.shape[2] == 1:

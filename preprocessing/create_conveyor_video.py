@@ -50,8 +50,8 @@ class ConveyorConfig:
     def __post_init__(self) -> None:
         if self.texture not in CLASS_PHOTOS:
             raise ConveyorError(f"--texture {self.texture}: unknown; use one of {', '.join(CLASS_PHOTOS)}")
-        if self.size < 32:
-            raise ConveyorError(f"--size {self.size}: use at least 32 pixels")
+        if self.size < 32 or self.size % 2:
+            raise ConveyorError(f"--size {self.size}: use an even number of at least 32 pixels (MP4 frames are even)")
         if not 1 <= self.speed <= self.size // 2:
             raise ConveyorError(f"--speed {self.speed}: use 1 to {self.size // 2} pixels per frame")
         if self.defects < 0:
@@ -60,7 +60,7 @@ class ConveyorConfig:
             raise ConveyorError(f"--fps {self.fps}: must be positive")
         unknown = sorted(set(self.defect_types) - set(DEFECT_TYPES))
         if unknown or not self.defect_types:
-            raise ConveyorError(f"--defect_types {','.join(unknown)}: use some of {', '.join(DEFECT_TYPES)}")
+            raise ConveyorError(f"defect_types {','.join(unknown)}: unknown; use some of {', '.join(DEFECT_TYPES)}")
 
 
 @dataclass(frozen=True)

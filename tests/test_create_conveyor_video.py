@@ -64,6 +64,7 @@ def test_same_seed_same_video(tmp_path):
     (["--texture", "marble"], "--texture"),
     (["--speed", "0"], "--speed"),
     (["--size", "16"], "--size"),
+    (["--size", "65"], "--size"),
     (["--defects", "-1"], "--defects"),
     (["--fps", "0"], "--fps"),
 ])

@@ -140,3 +140,10 @@ def test_bad_frames_raise_one_line() -> None:
         estimator.estimate(np.zeros((64, 48, 3), np.uint8))
     with pytest.raises(MotionEstimationError, match="smaller than 16 px"):
         FabricMotionEstimator("phase", downscale=8).estimate(np.zeros((64, 64), np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32, np.bool_])
+def test_unsupported_frame_dtype_is_a_one_line_error(dtype) -> None:
+    frame = np.zeros((32, 32, 3), dtype)
+    with pytest.raises(MotionEstimationError, match=f"dtype {np.dtype(dtype)}"):
+        FabricMotionEstimator("flow").estimate(frame)
