@@ -29,13 +29,21 @@ def class_folder(root: Path, classname: str) -> Path:
     return folder
 
 
-def ground_truth_path(gt_folder: Path, image_path: Path) -> Path:
-    """Ground-truth mask of a defective test image: <stem>_mask.<ext> (or <stem>.<ext>) in `gt_folder`."""
+def find_ground_truth(gt_folder: Path, image_path: Path) -> Path | None:
+    """Ground-truth mask of a defective test image: <stem>_mask.<ext> (or <stem>.<ext>) in `gt_folder`, or None."""
     for stem in (f"{image_path.stem}_mask", image_path.stem):
         for suffix in IMAGE_SUFFIXES:
             candidate = gt_folder / f"{stem}{suffix}"
             if candidate.is_file():
                 return candidate
+    return None
+
+
+def ground_truth_path(gt_folder: Path, image_path: Path) -> Path:
+    """Ground-truth mask of a defective test image (find_ground_truth); DatasetError when there is none."""
+    found = find_ground_truth(gt_folder, image_path)
+    if found is not None:
+        return found
     expected = gt_folder / f"{image_path.stem}_mask.png"
     raise DatasetError(f"ground-truth mask {expected} does not exist for test image {image_path}; "
                        f"add it under <class>/{GROUND_TRUTH_DIR}/<defect>/")

@@ -732,7 +732,6 @@ class OnnxBackend:
             raise OnnxModelError(f"{self.path}: input shape {shape} does not match its description "
                                  f"({self.info.imagesize} px); export the model again")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        self.provider = provider
         LOGGER.info("ONNX model %s on %s (batch %s, %s form)", self.path, self.session.get_providers()[0],
                     self.fixed_batch or "dynamic", self.description.get("form"))
 

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 import utils
 from datasets.base import GOOD, IMAGE_SUFFIXES, list_images
-from datasets.mvtec import GROUND_TRUTH_DIR
+from datasets.mvtec import GROUND_TRUTH_DIR, find_ground_truth
 from video_io import AtomicVideoWriter, FrameRecord, VideoError, make_sidecar, write_sidecar
 
 LOGGER = logging.getLogger(__name__)
@@ -157,16 +157,6 @@ def class_test_dir(data_path: Path, class_name: str) -> Path:
     return folder / TEST_DIR
 
 
-def _mask_of(gt_folder: Path, image: Path) -> Path | None:
-    """Ground-truth mask of a defective image (<stem>_mask.<ext> or <stem>.<ext>), or None."""
-    for stem in (f"{image.stem}_mask", image.stem):
-        for suffix in IMAGE_SUFFIXES:
-            candidate = gt_folder / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _type_order(name: str) -> tuple[int, str]:
     """Sort key: 'good' first, then the defect types by name."""
     return (name != GOOD, name)
@@ -180,7 +170,7 @@ def list_test_types(test_dir: Path) -> list[TestType]:
                          key=lambda p: _type_order(p.name)):
         gt_folder = gt_root / folder.name
         images = tuple(
-            SourceImage(path, folder.name, _mask_of(gt_folder, path) if folder.name != GOOD else None)
+            SourceImage(path, folder.name, find_ground_truth(gt_folder, path) if folder.name != GOOD else None)
             for path in list_images(folder)
         )
         types.append(TestType(folder.name, images))
@@ -206,12 +196,12 @@ def select_types(types: Sequence[TestType], wanted: Sequence[str], flag: str = "
     return chosen
 
 
-def folder_images(folder: Path, label: str | None = None) -> list[SourceImage]:
-    """The images directly inside a folder, labelled with `label` or the folder's name."""
+def folder_images(folder: Path) -> list[SourceImage]:
+    """The images directly inside a folder, labelled with the folder's name."""
     images = list_images(folder)
     if not images:
         raise SourceError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); point to a folder of test images")
-    return [SourceImage(path, label or folder.name) for path in images]
+    return [SourceImage(path, folder.name) for path in images]
 
 
 def format_structure(class_name: str, test_dir: Path, types: Sequence[TestType]) -> str:
