@@ -154,8 +154,6 @@ class GLASSDefectTracker:
         self.tracker = FabricByteTracker(self.config)
         self.stage_seconds = {"motion": 0.0, "analysis": 0.0, "tracking": 0.0}
         self._states: dict[int, _TrackState] = {}
-        self._motion_sum = np.zeros(2)
-        self._frames = 0
         self._last_index: int | None = None
         # The library gives a track its id on its k-th consecutive detection (k = max(minimum_consecutive_frames,
         # 2), checked in tests): the defect was already detected in the k - 1 updates before, kept here.
@@ -169,7 +167,7 @@ class GLASSDefectTracker:
     @property
     def frames_seen(self) -> int:
         """Frames passed to update() since the start (or the last reset)."""
-        return self._frames
+        return self.tracker.frame_count
 
     def reset(self) -> None:
         """Forgets tracks, motion and statistics (call between videos)."""
@@ -178,8 +176,6 @@ class GLASSDefectTracker:
         self.tracker.reset()
         self.stage_seconds = dict.fromkeys(self.stage_seconds, 0.0)
         self._states.clear()
-        self._motion_sum[:] = 0.0
-        self._frames = 0
         self._last_index = None
         self._recent.clear()
 
@@ -211,8 +207,6 @@ class GLASSDefectTracker:
                                                                        hits=len(self._recent))
             if state.add(frame_index, detection, _clear_of_edges(detection.box, frame.shape[:2])):
                 new_representative.add(detection.track_id)
-        self._motion_sum += motion
-        self._frames += 1
         self._last_index = frame_index
         self._recent.append(frame_index)
         finished = time.perf_counter()
@@ -245,13 +239,14 @@ class GLASSDefectTracker:
                                          or not math.isfinite(fabric_speed) or fabric_speed < 0):
             raise TrackingError(f"fabric_speed must be a number >= 0, got {fabric_speed!r}")
         # The first frame has no predecessor: the mean is over the frame pairs.
-        pairs = self._frames - 1
-        mean_dx, mean_dy = (self._motion_sum / pairs).tolist() if pairs > 0 else (0.0, 0.0)
+        # The tracker's accumulated offset is the summed motion; the first frame has no predecessor.
+        pairs = self.tracker.frame_count - 1
+        mean_dx, mean_dy = (np.asarray(self.tracker.offset) / pairs).tolist() if pairs > 0 else (0.0, 0.0)
         speed_px = math.hypot(mean_dx, mean_dy)
         totals: dict[str, Any] = {
             "num_tracks": self.num_tracks,
             "short_tracks_left_out": len(self._states) - self.num_tracks,
-            "total_frames": self._frames,
+            "total_frames": self.tracker.frame_count,
             "fps": self.fps,
             "mean_motion_px_per_frame": [mean_dx, mean_dy],
             "mean_speed_px_per_frame": speed_px,

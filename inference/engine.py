@@ -136,9 +136,9 @@ def _onnx_provider(requested: str, device: torch.device) -> str:
     if device.type != "cuda":
         return "cpu"
     if requested == "auto":
-        import onnxruntime
+        from inference import onnx_backend
 
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        if not onnx_backend.has_cuda():
             LOGGER.info("onnxruntime has no CUDA provider (pip install onnxruntime-gpu): running ONNX on CPU")
             return "cpu"
     return "cuda"

@@ -675,15 +675,20 @@ def read_sidecar(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dict[str, Any
     return info, data
 
 
-def _providers(provider: str) -> list[str]:
-    """onnxruntime provider list for 'cpu' or 'cuda' (checked against this installation)."""
+def has_cuda() -> bool:
+    """True when this onnxruntime installation can run on CUDA (onnxruntime-gpu)."""
     import onnxruntime as ort
 
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _providers(provider: str) -> list[str]:
+    """onnxruntime provider list for 'cpu' or 'cuda' (checked against this installation)."""
     if provider not in PROVIDERS:
         raise OnnxModelError(f"--provider {provider}: unknown provider; use cpu or cuda")
     if provider == "cpu":
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    if not has_cuda():
         raise OnnxModelError("--provider cuda: this onnxruntime has no CUDA support (pip install onnxruntime-gpu); "
                              "use --provider cpu")
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]

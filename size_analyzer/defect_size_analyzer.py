@@ -503,9 +503,10 @@ class DefectSizeAnalyzer:
         """Writes metrics as JSON (see module function `export_json`)."""
         export_json(metrics, path)
 
-    def export_csv(self, metrics_list: DefectMetrics | Sequence[DefectMetrics], path: str | os.PathLike) -> None:
+    def export_csv(self, metrics_list: DefectMetrics | Sequence[DefectMetrics], path: str | os.PathLike,
+                   frame_indices: Sequence[int] | None = None) -> None:
         """Writes one CSV row per defect (see module function `export_csv`)."""
-        export_csv(metrics_list, path)
+        export_csv(metrics_list, path, frame_indices)
 
 
 def _check_threshold(threshold: Any) -> float:
