@@ -37,6 +37,12 @@ _TORCHVISION_COMPATIBLE_PREFIXES = ("resnet", "wide_resnet", "resnext")
 _READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError)
 
 
+# Input normalisation choices (`net --normalization`): the reference normalises every backbone with
+# ImageNet statistics; "backbone" uses the registry's (TF-Lite's for efficientnet_lite0, timm's else).
+NORMALIZATIONS = ("imagenet", "backbone")
+DEFAULT_NORMALIZATION = "imagenet"
+
+
 class BackboneError(ValueError):
     """Bad backbone name, layer name or weights file (one-line message with the fix)."""
 
@@ -124,6 +130,15 @@ def backbone_info(name: str) -> BackboneInfo:
     default = tuple(_last_stage(arch, stride) for stride in (8, 16))
     return BackboneInfo(name, name, default if all(default) else (),
                         _triple(arch.mean), _triple(arch.std))
+
+
+def normalization_stats(info: BackboneInfo, choice: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) of the input normalisation `choice` (one of NORMALIZATIONS) for a backbone."""
+    if choice == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if choice == "backbone":
+        return info.mean, info.std
+    raise BackboneError(f"--normalization {choice!r}: use one of {', '.join(NORMALIZATIONS)}")
 
 
 def _last_stage(arch: _Architecture, stride: int) -> str:

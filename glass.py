@@ -75,11 +75,49 @@ def truncate_offsets(points: torch.Tensor, anchors: torch.Tensor, low: Any, high
     return anchors + offset * (clamped / (norm + 1e-10))
 
 
+def truncation_vjp(offset: torch.Tensor, grad: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
+    """Vector-Jacobian product of the truncation h -> clamp(|h|, low, high) h / (|h| + 1e-10) at `offset`.
+
+    The Jacobian is symmetric: s I + c h h^T with s = a / (|h| + eps), a = clamp(|h|, low, high) and
+    c = (a' / (|h| + eps) - a / (|h| + eps)^2) / |h|, where a' is 1 inside [low, high] and 0 outside
+    (as torch.clamp differentiates). A truncated row keeps only the tangential part of the gradient,
+    scaled by a / |h|; a row inside the band passes it unchanged (up to eps).
+    """
+    norm = offset.norm(dim=1, keepdim=True)
+    clamped = torch.clamp(norm, low, high)
+    inside = ((norm >= low) & (norm <= high)).to(offset.dtype)
+    denom = norm + 1e-10
+    coef = (inside / denom - clamped / denom**2) / norm.clamp_min(1e-30)
+    return grad * (clamped / denom) + offset * (coef * (offset * grad).sum(dim=1, keepdim=True))
+
+
+class _ThroughTruncations(torch.autograd.Function):
+    """Identity on the ascended features whose gradient w.r.t. the clean features goes through the
+    recorded truncations, as autograd does in the reference's loop: its iterates are updated in place
+    under no_grad, so its graph sees gaus = T_k(...T_1(true + noise)) with every truncation T_i
+    evaluated at the actual iterate (hypersphere: offsets from the constant centre)."""
+
+    @staticmethod
+    def forward(ctx: Any, true: torch.Tensor, ascended: torch.Tensor, low: torch.Tensor, high: torch.Tensor,
+                *offsets: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(low, high, *offsets)
+        return ascended.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        low, high, *offsets = ctx.saved_tensors
+        for offset in reversed(offsets):
+            grad = truncation_vjp(offset, grad, low, high)
+        return (grad, None, None, None, *([None] * len(offsets)))
+
+
 def ascend_features(
-    disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int
+    disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int,
+    record: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """GAS gradient ascent, literally: move gaus up the anomaly BCE by normalised-gradient steps;
-    every PROJECTION_EVERY steps rescale each offset from its anchor to a norm in [low, high]."""
+    every PROJECTION_EVERY steps rescale each offset from its anchor to a norm in [low, high].
+    `record` receives each offset just before it is truncated."""
     n_true = len(true)
     for step in range(steps):
         gaus = gaus.detach().requires_grad_(True)
@@ -89,12 +127,15 @@ def ascend_features(
         with torch.no_grad():
             gaus = gaus + ASCENT_STEP_SIZE * grad / (grad.norm(dim=1, keepdim=True) + 1e-10)
             if (step + 1) % PROJECTION_EVERY == 0:
+                if record is not None:
+                    record.append(gaus - anchor)
                 gaus = truncate_offsets(gaus, anchor, low, high)
     return gaus.detach()
 
 
 def ascend_in_hidden_space(
-    disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int
+    disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int,
+    record: list[torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """ascend_features, computed in the discriminator's hidden space (same result, far fewer FLOPs).
 
@@ -105,6 +146,7 @@ def ascend_in_hidden_space(
     of every step by one N x H x H product; g itself is formed once at the end. The true rows'
     hidden outputs never change, so the discriminator sees them through their batch-norm
     statistics only (same statistics, same running-statistics update as scoring [true; gaus]).
+    `record` receives each offset g - anchor just before it is truncated (one N x H x D product each).
     """
     first = disc.first_linear
     single_block = len(disc.body) == 1
@@ -137,6 +179,8 @@ def ascend_in_hidden_space(
             hidden.addcmul_(coef[:, None], delta_gram)
             moved.addcmul_(coef[:, None], delta)
             if (step + 1) % PROJECTION_EVERY == 0:
+                if record is not None:  # the offset g - anchor, formed in input space only when asked
+                    record.append(torch.addmm(scale[:, None] * offset, moved, weight))
                 dist = sq_dist.clamp_min(0).sqrt()
                 factor = (torch.clamp(dist, low, high) / (dist + 1e-10))[:, None]
                 hidden.sub_(anchor_hidden).mul_(factor).add_(anchor_hidden)
@@ -189,16 +233,29 @@ class GLASS:
         self.epoch_seconds: list[float] = []
 
     # ------------------------------------------------------------------ features
+    def _set_backbone_mode(self, training: bool) -> None:
+        """Batch-norm mode of the backbone. FeatureExtractor.train() always stays in eval (it is
+        frozen by default), so a trained backbone is switched by nn.Module.train itself."""
+        nn.Module.train(self.model.extractor, training)
+
     def _embed(self, images: torch.Tensor, with_grad: bool) -> torch.Tensor:
-        """Aggregated patch features of a batch; gradients only when the backbone trains."""
+        """Aggregated patch features of a batch at training time (centre and discriminator passes).
+
+        With --train_backbone, as the reference's _embed(evaluation=False): the backbone in train
+        mode (batch statistics, running statistics updated), with gradients when `with_grad`.
+        Otherwise the frozen backbone in eval mode, without gradients. Test time (model.predict,
+        training_scores) always runs the backbone in eval mode.
+        """
         images = images.to(self.device, non_blocking=True)
+        self._set_backbone_mode(self.cfg.train_backbone)
         with torch.set_grad_enabled(with_grad and self.cfg.train_backbone):
-            self.model.extractor.train(self.cfg.train_backbone and with_grad)
             return self.model.embed(images)[0]
 
     @torch.no_grad()
     def cache_clean_features(self, clean_loader: torch.utils.data.DataLoader) -> torch.Tensor:
-        """Aggregated features of every clean training image (N, h*w, dim), computed once."""
+        """Aggregated features of every clean training image (N, h*w, dim), computed once (frozen backbone only)."""
+        if self.cfg.train_backbone:
+            raise ValueError("clean features cannot be cached while the backbone trains (they change every step)")
         chunks: dict[int, torch.Tensor] = {}
         start = time.perf_counter()
         for batch in tqdm.tqdm(clean_loader, desc="clean features", unit="batch", leave=False):
@@ -210,20 +267,40 @@ class GLASS:
         return torch.stack([chunks[i] for i in range(len(chunks))])
 
     @torch.no_grad()
-    def compute_centre(self, clean: torch.Tensor | None, clean_loader: torch.utils.data.DataLoader) -> torch.Tensor:
-        """Centre c: mean projected clean feature per grid position (h*w, dim)."""
+    def compute_centre(self, clean: torch.Tensor | None, clean_loader: torch.utils.data.DataLoader,
+                       epoch: int = 0) -> torch.Tensor:
+        """Centre c: mean projected clean feature per grid position (h*w, dim).
+
+        From the cached features when given; else from this epoch's clean training images (the
+        images the epoch trains on). With --train_backbone, as the reference: the backbone in train
+        mode (batch statistics; running statistics updated), over shuffled batches (batch statistics
+        depend on which images share a batch; the order is a function of the seed and epoch).
+        """
         self.model.eval()
         if clean is not None:
             # The projection is affine (linear layers, no activation), so the mean of the
             # projected features is the projection of the mean feature: one small pass.
             return self.model.project(clean.mean(dim=0))
+        clean_loader.dataset.set_epoch(epoch)
+        loader = self._shuffled(clean_loader, epoch) if self.cfg.train_backbone else clean_loader
         total, count = None, 0
-        for batch in clean_loader:
+        for batch in loader:
             feats = self.model.project(self._embed(batch["image"], with_grad=False))
             feats = feats.reshape(len(batch["idx"]), -1, feats.shape[-1])
             total = feats.sum(0) if total is None else total + feats.sum(0)
             count += feats.shape[0]
         return total / count
+
+    @staticmethod
+    def _shuffled(loader: torch.utils.data.DataLoader, epoch: int) -> torch.utils.data.DataLoader:
+        """`loader` over the same dataset in an order drawn from (dataset seed, epoch): resumable, and
+        the training loader's own shuffle generator is not consumed."""
+        seed = np.random.SeedSequence([loader.dataset.seed, epoch, 1]).generate_state(1)[0]
+        return torch.utils.data.DataLoader(
+            loader.dataset, batch_size=loader.batch_size, shuffle=True, num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, worker_init_fn=loader.worker_init_fn,
+            generator=torch.Generator().manual_seed(int(seed)),
+        )
 
     # ------------------------------------------------------------------ losses
     def _global_synthesis(
@@ -232,6 +309,7 @@ class GLASS:
         """GAS: gradient ascent from Gaussian-perturbed true features; returns (bce, true s, gaus s, r_g)."""
         disc = self.model.discriminator
         gaus = (true + torch.randn_like(true) * self.cfg.noise).detach()
+        truncations: list[torch.Tensor] = []
         if self.cfg.mining:
             fixed = true.detach()
             if self.svd == 1:
@@ -240,11 +318,18 @@ class GLASS:
                 anchor, low, high = fixed, 0.5, 1.0
             fast = self.hidden_space_ascent and disc.first_linear is not None
             ascend = ascend_in_hidden_space if fast else ascend_features
-            gaus = ascend(disc, fixed, gaus, anchor, low, high, self.cfg.step)
+            gaus = ascend(disc, fixed, gaus, anchor, low, high, self.cfg.step,
+                          record=truncations if self.svd == 1 else None)
         r_g = float(torch.quantile((gaus - centre).norm(dim=1), self.cfg.radius))
-        # The synthesized offsets are constants; the base point follows the projection,
-        # so the projection gets the same gradient from both halves of the batch.
-        gaus = true + (gaus - true).detach()
+        # Gradient to the projection as in the reference, whose loop updates its iterates in place
+        # under no_grad: its graph holds gaus = true + noise followed by the truncations. Manifold:
+        # each offset is taken from `true` itself, so gaus = true + (a constant offset). Hypersphere:
+        # offsets from the constant centre, so the gradient passes through every truncation.
+        if truncations:
+            r_t = torch.as_tensor(r_t, dtype=true.dtype, device=true.device)
+            gaus = _ThroughTruncations.apply(true, gaus, r_t, 2 * r_t, *truncations)
+        else:
+            gaus = true + (gaus - true).detach()
         scores = disc(torch.cat([true, gaus]))
         true_scores, gaus_scores = scores[: len(true)], scores[len(true):]
         bce = F.binary_cross_entropy(true_scores, torch.zeros_like(true_scores)) + F.binary_cross_entropy(
@@ -326,7 +411,11 @@ class GLASS:
         cache_features: bool,
         after_epoch: Callable[[int], None] | None = None,
     ) -> None:
-        """Trains (or resumes) until meta_epochs, writing ckpt.pth every epoch and the selected model."""
+        """Trains (or resumes) until meta_epochs, writing ckpt.pth every epoch and the selected model.
+
+        `cache_features` (clean features computed once) is ignored when the backbone trains.
+        """
+        cache_features = cache_features and not self.cfg.train_backbone
         latest = self.class_dir / LATEST_NAME
         loader_generator = train_loader.generator
         state = self._resume(latest, loader_generator)
@@ -341,7 +430,7 @@ class GLASS:
                           initial=start_epoch, total=self.cfg.meta_epochs)
         for epoch in bar:
             start = time.perf_counter()
-            centre = self.compute_centre(clean, clean_loader)
+            centre = self.compute_centre(clean, clean_loader, epoch)
             self._add_time("centre", time.perf_counter() - start)
             stats = self._train_epoch(train_loader, clean, centre, epoch)
             self.epoch_seconds.append(time.perf_counter() - start)
@@ -362,7 +451,7 @@ class GLASS:
         """Iterates batches until more than `limit` images were seen; returns mean statistics."""
         loader.dataset.set_epoch(epoch)
         self.model.train()
-        self.model.extractor.eval()
+        self._set_backbone_mode(self.cfg.train_backbone)
         history: list[dict[str, float]] = []
         seen = 0
         fetch_start = time.perf_counter()
@@ -446,8 +535,16 @@ class GLASS:
             "weights": self._weights(),
             "train_scores": torch.from_numpy(self.training_scores(clean_loader, clean)),
             "test_metrics_at_selection": test_metrics,
+            "timing": self.training_timing(),
         }
         utils.atomic_torch_save(state, self.class_dir / f"ckpt_best_{epoch}.pth")
+
+    def training_timing(self) -> dict[str, Any]:
+        """Wall time of the epochs trained in this process (test-set evaluation excluded), by stage."""
+        stages = {k: v for k, v in self.timings.items() if k != "evaluation"}
+        once = stages.get("backbone (clean, once)", 0.0)
+        return {"epochs": len(self.epoch_seconds), "train_seconds": sum(self.epoch_seconds) + once,
+                "stages": stages}
 
     def _resume(self, latest: Path, generator: torch.Generator) -> dict[str, Any]:
         """Restores ckpt.pth when it matches this run's settings; returns its state ({} when fresh)."""

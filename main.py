@@ -21,6 +21,7 @@ import common
 import utils
 from datasets import base as data
 from datasets import distribution
+from datasets.mvtec import forced_resize
 from glass import GLASS, SELECTION_RULES, TrainConfig
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
@@ -41,10 +42,12 @@ class NetOptions:
     dsc_hidden: int
     pre_proj: int
     train: TrainConfig
+    normalization: str = backbones.DEFAULT_NORMALIZATION
 
-    def net_config(self, backbone: str, dataset: data.DatasetConfig) -> NetConfig:
-        """The model configuration of one backbone for a dataset's image size."""
+    def net_config(self, backbone: str, dataset: data.DatasetConfig, resize: int) -> NetConfig:
+        """The model configuration of one backbone for a dataset's image size and a class's resize."""
         info = backbones.backbone_info(backbone)
+        mean, std = backbones.normalization_stats(info, self.normalization)
         return NetConfig(
             backbone=backbone,
             layers=tuple(self.layers) or info.default_layers,
@@ -55,9 +58,9 @@ class NetOptions:
             dsc_hidden=self.dsc_hidden,
             pre_proj=self.pre_proj,
             imagesize=dataset.imagesize,
-            resize=dataset.resize,
-            mean=tuple(info.mean),
-            std=tuple(info.std),
+            resize=resize,
+            mean=tuple(mean),
+            std=tuple(std),
         )
 
 
@@ -126,6 +129,10 @@ def main(**kwargs: Any) -> None:
 @click.option("--select", type=click.Choice(SELECTION_RULES), default="last", show_default=True,
               help="Model kept per class: the last epoch (honest) or the epoch with the best test AUROC "
                    "(the reference's rule; labelled as such in results.csv).")
+@click.option("--normalization", type=click.Choice(backbones.NORMALIZATIONS),
+              default=backbones.DEFAULT_NORMALIZATION, show_default=True,
+              help="Input normalisation: ImageNet mean/std for every backbone (the reference's), or the "
+                   "backbone's own (mean = std = 0.5 for efficientnet_lite0; timm's for others).")
 def net(**kw: Any) -> tuple[str, NetOptions]:
     """Backbone, patch features, projection, discriminator and training settings."""
     names = tuple(kw["backbone_names"])
@@ -149,6 +156,7 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
         dsc_hidden=kw["dsc_hidden"],
         pre_proj=kw["pre_proj"],
         train=train,
+        normalization=kw["normalization"],
     )
 
 
@@ -159,7 +167,9 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
 @click.option("--subdatasets", "-d", multiple=True, type=str, required=True)
 @click.option("--batch_size", default=8, type=int, show_default=True, callback=_positive)
 @click.option("--num_workers", default=data.default_num_workers(), type=click.IntRange(min=0), show_default=True)
-@click.option("--resize", default=288, type=int, show_default=True, callback=_positive)
+@click.option("--resize", default=288, type=int, show_default=True, callback=_positive,
+              help="Shorter side before the centre crop; mvtec toothbrush and wood use round(imagesize*329/288) "
+                   "instead, as the reference.")
 @click.option("--imagesize", default=288, type=int, show_default=True, callback=_positive)
 @click.option("--rotate_degrees", default=0, type=int)
 @click.option("--translate", default=0, type=float)
@@ -234,8 +244,9 @@ def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.D
     for classname in dataset_cfg.subdatasets:
         key = f"{dataset_cfg.name}_{classname}"
         if net_opts is not None and opts.test == "ckpt":
+            resize = class_resize(dataset_cfg, classname, log=True)
             for i, backbone in enumerate(net_opts.backbones):
-                cfg = net_opts.net_config(backbone, dataset_cfg)
+                cfg = net_opts.net_config(backbone, dataset_cfg, resize)
                 _check_geometry(cfg, dataset_cfg)
                 jobs.append(Job(i, classname, models_dir / f"backbone_{i}" / key, cfg, net_opts.train))
         else:
@@ -245,6 +256,18 @@ def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.D
         if opts.test == "ckpt":
             data.build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
     return jobs
+
+
+def class_resize(dataset_cfg: data.DatasetConfig, classname: str, log: bool = False) -> int:
+    """The resize one class is trained with: --resize, or the reference's override for the class
+    (datasets.mvtec.forced_resize); recorded in the checkpoint, so that `--test test` uses it too."""
+    forced = forced_resize(dataset_cfg.name, classname, dataset_cfg.imagesize)
+    if forced is None:
+        return dataset_cfg.resize
+    if log:
+        LOGGER.info("%s_%s: resize %d instead of --resize %d (round(imagesize * 329 / 288), the reference's "
+                    "rule for MVTec %s)", dataset_cfg.name, classname, forced, dataset_cfg.resize, classname)
+    return forced
 
 
 def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.DatasetConfig,
@@ -260,7 +283,10 @@ def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.D
         stored = load_checkpoint(final_checkpoint_path(class_dir))
         cfg = NetConfig.from_dict(stored["net"])
         for name in sorted(explicit):
-            if getattr(dataset_cfg, name) != getattr(cfg, name):
+            fits = {getattr(dataset_cfg, name)}
+            if name == "resize":  # an explicit --resize also fits a model trained with the class's override
+                fits.add(class_resize(dataset_cfg, classname))
+            if getattr(cfg, name) not in fits:
                 raise common.ConfigError(
                     f"--{name} {getattr(dataset_cfg, name)} conflicts with {class_dir} trained at "
                     f"{getattr(cfg, name)}; drop --{name} (the checkpoint's value is used)"
@@ -290,13 +316,19 @@ def _check_geometry(cfg: NetConfig, dataset_cfg: data.DatasetConfig) -> None:
                                  "resize must be >= imagesize (centre crop)")
 
 
+def job_dataset_config(dataset_cfg: data.DatasetConfig, job: Job) -> data.DatasetConfig:
+    """The dataset options of a job: image size and resize are the model's (its class's resize, or the
+    checkpoint's when testing only), so that training and testing see the same pixels."""
+    return dataclasses.replace(dataset_cfg, imagesize=job.net.imagesize, resize=job.net.resize)
+
+
 def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device: torch.device) -> dict[str, Any]:
     """Trains (when asked) and tests one class with one backbone; returns its results row."""
     utils.fix_seeds(opts.seed)
     key = f"{dataset_cfg.name}_{job.classname}"
     LOGGER.info("class %s, backbone_%d (%s)", key, job.index, job.net.backbone)
     norm = (job.net.mean, job.net.std)
-    sized = dataclasses.replace(dataset_cfg, imagesize=job.net.imagesize, resize=job.net.resize)
+    sized = job_dataset_config(dataset_cfg, job)
     test_set = data.build_dataset(sized, job.classname, "test", *norm, seed=opts.seed, las=False)
     test_loader = data.build_dataloader(test_set, sized, opts.seed, shuffle=False, pin_memory=device.type == "cuda")
     model = GlassModel.build(job.net)
@@ -304,7 +336,7 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
     if job.train is not None:
         train_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
         clean_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
-        svd, how = decide_svd(opts, sized, job, clean_set)
+        svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
         LOGGER.info("%s: %s (svd=%d)", key, how, svd)
         trainer = GLASS(model, job.train, device, job.class_dir, svd,
                         meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set)})
@@ -322,13 +354,18 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
 
 
 def decide_svd(opts: RunOptions, cfg: data.DatasetConfig, job: Job, clean_set: Any) -> tuple[int, str]:
-    """Manifold (0) or hypersphere (1) for a class, by --distribution mode (table beside the results)."""
+    """Manifold (0) or hypersphere (1) for a class, by --distribution mode (table beside the results).
+
+    The judge averages the training images as the reference's judge run (--distribution 1) loads them:
+    squashed to --resize x --resize (no per-class override there), centre-cropped to --imagesize.
+    """
     table = opts.results_path / f"{cfg.name}_distribution.csv"
     key = f"{cfg.name}_{job.classname}"
 
     def judge() -> int:
         """Spectral judge of the mean training image, recorded in the table."""
-        svd = distribution.judge_distribution(distribution.mean_training_image(clean_set.image_paths))
+        mean_image = distribution.mean_training_image(clean_set.image_paths, size=cfg.resize, crop=cfg.imagesize)
+        svd = distribution.judge_distribution(mean_image)
         rows = distribution.read_table(table) if table.exists() else {}
         rows[key] = svd
         distribution.write_table(table, rows)

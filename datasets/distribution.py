@@ -44,7 +44,7 @@ def mean_training_image(image_paths: Sequence[str | Path], size: int = 288, crop
     for path in image_paths:
         img = load_image(Path(path), "RGB").resize((size, size), PIL.Image.Resampling.BILINEAR)
         if crop is not None:
-            left = (size - crop) // 2
+            left = int(round((size - crop) / 2))  # as torchvision's CenterCrop
             img = img.crop((left, left, left + crop, left + crop))
         array = np.asarray(img, dtype=np.float64)
         total = array if total is None else total + array

@@ -1,9 +1,12 @@
-"""Realistic synthetic surface defects (scratch, crack, hole, stain, contamination).
+"""Realistic synthetic surface defects (scratch, crack, hole, stain, contamination; fibre, smudge, patch, bump).
 
 These defects are deliberately different from GLASS's own training-time synthesis
 (Perlin-masked texture blending, LAS): they are thin strokes, branching cracks,
 shaded cavities, soft discolourations and small foreign particles, drawn with
 OpenCV so that a demo test set measures generalisation rather than memorisation.
+The extra types (``EXTRA_DEFECT_TYPES``, used by the fidelity benchmark dataset) add
+long hairs, faint hazy smears, misplaced pieces of the same surface and dents/bulges
+that exist only as shading; the classic five (``DEFECT_TYPES``) are unchanged.
 
 Every function takes and returns uint8 RGB images; the returned mask (uint8 0/255)
 is the support of the defect, and no pixel outside it is changed.
@@ -27,7 +30,11 @@ import numpy as np
 
 LOGGER = logging.getLogger(__name__)
 
+# The classic types: the demo dataset's and the CLI's default.
 DEFECT_TYPES = ("scratch", "crack", "hole", "stain", "contamination")
+# Further shapes (thin hair, faint smear, misplaced texture piece, shading-only dent/bulge).
+EXTRA_DEFECT_TYPES = ("fibre", "smudge", "patch", "bump")
+ALL_DEFECT_TYPES = DEFECT_TYPES + EXTRA_DEFECT_TYPES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Supersampling factor for OpenCV drawing: sub-pixel coordinates via `shift` bits.
@@ -63,8 +70,19 @@ class DefectParams:
     particle_count: tuple[int, int] = (5, 12)
     particle_radius: Range = (0.01, 0.024)
     cluster_radius: Range = (0.05, 0.12)
+    fibre_length: Range = (0.4, 0.85)
+    fibre_width: Range = (0.004, 0.008)
+    fibre_strength: Range = (0.75, 0.95)
+    smudge_radius: Range = (0.06, 0.11)
+    smudge_strength: Range = (0.6, 0.9)
+    patch_size: Range = (0.1, 0.2)
+    patch_scale: Range = (1.2, 1.7)
+    bump_radius: Range = (0.04, 0.09)
+    bump_depth: Range = (0.3, 0.6)
     min_area_fraction: float = 0.001
     max_area_fraction: float = 0.05
+    # Grey levels: when > 0, the faint fringe where the (smoothed) change stays below it is dropped.
+    min_visible_change: float = 0.0
 
     def __post_init__(self) -> None:
         """Reject empty or inverted ranges."""
@@ -76,6 +94,8 @@ class DefectParams:
                     raise DefectError(f"DefectParams.{field.name}={value}: need 0 <= low <= high")
         if not 0 <= self.min_area_fraction < self.max_area_fraction <= 1:
             raise DefectError("DefectParams: need 0 <= min_area_fraction < max_area_fraction <= 1")
+        if not 0 <= self.min_visible_change < 255:
+            raise DefectError(f"DefectParams.min_visible_change={self.min_visible_change}: need 0 <= value < 255")
 
 
 def _uniform(rng: np.random.Generator, bounds: Range) -> float:
@@ -342,6 +362,100 @@ def _contamination(image: np.ndarray, rng: np.random.Generator,
     return target, (alpha > 0).astype(np.float32)
 
 
+def _smooth_curve(start: np.ndarray, heading: float, length: float, step: float,
+                  rng: np.random.Generator) -> np.ndarray:
+    """A smoothly bending path (a hair): the heading drifts with a low-pass random turn rate."""
+    count = max(3, int(length / step))
+    turns = np.convolve(rng.normal(0, 0.3, count + 8), np.ones(9) / 9, mode="valid")[:count]
+    headings = heading + np.cumsum(turns)
+    steps = step * np.stack([np.cos(headings), np.sin(headings)], axis=1)
+    return np.vstack([start[None], start + np.cumsum(steps, axis=0)])
+
+
+def _fibre(image: np.ndarray, rng: np.random.Generator, params: DefectParams) -> tuple[np.ndarray, np.ndarray]:
+    """A long thin hair or lint fibre: a smooth 1-2 px curve, dark on light surfaces and light on dark ones."""
+    shape = image.shape[:2]
+    short = min(shape)
+    start = _random_point(shape, 0.15 * short, rng)
+    to_centre = np.array(shape[::-1]) / 2 - start
+    heading = np.arctan2(to_centre[1], to_centre[0]) + rng.uniform(-1.0, 1.0)
+    path = _smooth_curve(start, heading, _uniform(rng, params.fibre_length) * short, max(1.5, 0.01 * short), rng)
+    width = max(1.0, _uniform(rng, params.fibre_width) * short)
+    alpha = np.zeros(shape, np.float32)
+    _draw_path(alpha, path, np.full(len(path), width), _taper(len(path), rng))
+    level = rng.uniform(10, 50) if image.mean() > 100 else rng.uniform(200, 245)
+    colour = np.clip(level + rng.normal(0, 6, 3), 0, 255).astype(np.float32)
+    return np.broadcast_to(colour, image.shape), alpha * _uniform(rng, params.fibre_strength)
+
+
+def _visible(image: np.ndarray, target: np.ndarray, alpha: np.ndarray, threshold: float,
+             sigma: float) -> np.ndarray:
+    """`alpha` kept only where the change it makes, smoothed, reaches `threshold` grey levels (a solid region)."""
+    change = np.abs(target - image).max(axis=2) * alpha
+    return np.where(cv2.GaussianBlur(change, (0, 0), sigma) >= threshold, alpha, 0).astype(np.float32)
+
+
+def _smudge(image: np.ndarray, rng: np.random.Generator, params: DefectParams) -> tuple[np.ndarray, np.ndarray]:
+    """A faint hazy smear: locally blurred, lower in contrast and a little brighter or darker, soft-edged."""
+    shape = image.shape[:2]
+    short = min(shape)
+    radius = max(3.0, _uniform(rng, params.smudge_radius) * short)
+    centre = _random_point(shape, 1.2 * radius, rng)
+    soft = cv2.GaussianBlur(_blob(shape, centre, radius, 0.45, rng), (0, 0), 0.3 * radius)
+    density = 0.7 + 0.3 * _smooth_noise(shape, 0.3 * radius, rng)
+    alpha = soft * density * _uniform(rng, params.smudge_strength)
+    blurred = cv2.GaussianBlur(image, (0, 0), max(1.0, 0.1 * radius))
+    flattened = blurred + 0.4 * (cv2.GaussianBlur(image, (0, 0), radius) - blurred)
+    mean = float(image.mean())
+    brighter = bool(rng.random() < 0.5) if 50 <= mean <= 205 else mean < 50  # a haze must show on the surface
+    target = np.clip(flattened + (1 if brighter else -1) * rng.uniform(10, 18), 0, 255)
+    # The mask is where the smear really shows (at least 3 grey levels), not its faint halo.
+    return target, _visible(image, target, alpha, 3.0, max(1.0, 0.25 * radius))
+
+
+def _patch(image: np.ndarray, rng: np.random.Generator, params: DefectParams) -> tuple[np.ndarray, np.ndarray]:
+    """A piece of the same surface from elsewhere, pasted rotated and magnified (a misplaced patch)."""
+    shape = image.shape[:2]
+    side = max(4.0, _uniform(rng, params.patch_size) * min(shape))
+    centre = _random_point(shape, 0.6 * side, rng)
+    source = _random_point(shape, 0.6 * side, rng)
+    matrix = cv2.getRotationMatrix2D((float(source[0]), float(source[1])), rng.uniform(30, 330),
+                                     _uniform(rng, params.patch_scale))
+    matrix[:, 2] += centre - source  # source point -> patch centre
+    moved = cv2.warpAffine(image, matrix, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT_101)
+    corners = cv2.boxPoints(((float(centre[0]), float(centre[1])), (side, side * rng.uniform(0.6, 1.0)),
+                             rng.uniform(0, 180)))
+    canvas = np.zeros(shape, np.uint8)
+    cv2.fillPoly(canvas, [_fixed(corners)], 255, cv2.LINE_AA, _SHIFT_BITS)
+    alpha = canvas.astype(np.float32) / 255.0
+    # A piece that barely differs from where it lands (flat on flat), measured against the
+    # surface's own contrast, is no defect: return none, so that it is redrawn.
+    if np.abs(moved - image).max(axis=2)[alpha > 0.5].mean() < max(2.0, 0.6 * float(image.mean(axis=2).std())):
+        return moved, np.zeros(shape, np.float32)
+    return moved, alpha
+
+
+def _bump(image: np.ndarray, rng: np.random.Generator, params: DefectParams) -> tuple[np.ndarray, np.ndarray]:
+    """A dent or bulge with no colour of its own: only shading from an oblique light, lit on one side."""
+    shape = image.shape[:2]
+    radius = max(3.0, _uniform(rng, params.bump_radius) * min(shape))
+    centre = _random_point(shape, 1.1 * radius, rng)
+    tilt, aspect = rng.uniform(0, np.pi), rng.uniform(0.55, 1.0)
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    dx, dy = xs - centre[0], ys - centre[1]
+    along = (dx * np.cos(tilt) + dy * np.sin(tilt)) / radius
+    across = (dy * np.cos(tilt) - dx * np.sin(tilt)) / (radius * aspect)
+    inside = along ** 2 + across ** 2 < 1
+    height = np.where(inside, (1 - along ** 2 - across ** 2) ** 2, 0)  # smooth, flat at its border
+    slope_y, slope_x = np.gradient(height)
+    light = rng.uniform(0, 2 * np.pi)
+    shade = slope_x * np.cos(light) + slope_y * np.sin(light)
+    shade = (shade / (np.abs(shade).max() + 1e-6) * rng.choice([-1.0, 1.0])).astype(np.float32)  # dent or bulge
+    delta = _uniform(rng, params.bump_depth) * shade[..., None] * (0.5 * image + 40)
+    return np.clip(image + delta, 0, 255), inside.astype(np.float32)
+
+
 _Generator = Callable[[np.ndarray, np.random.Generator, DefectParams], tuple[np.ndarray, np.ndarray]]
 # Each generator returns (target colours, alpha): the defect is `image + (target - image) * alpha`.
 _GENERATORS: Mapping[str, _Generator] = MappingProxyType({
@@ -350,6 +464,10 @@ _GENERATORS: Mapping[str, _Generator] = MappingProxyType({
     "hole": _hole,
     "stain": _stain,
     "contamination": _contamination,
+    "fibre": _fibre,
+    "smudge": _smudge,
+    "patch": _patch,
+    "bump": _bump,
 })
 
 
@@ -370,6 +488,8 @@ def _render(image: np.ndarray, defect_type: str, rng: np.random.Generator,
     original = image.astype(np.float32)
     target, alpha = _GENERATORS[defect_type](original, rng, params)
     alpha = np.clip((alpha - _ALPHA_FLOOR) / (1 - _ALPHA_FLOOR), 0, 1)
+    if params.min_visible_change > 0:
+        alpha = _visible(original, target, alpha, params.min_visible_change, max(1.0, 0.02 * min(image.shape[:2])))
     mask = alpha > 0
     blended = np.clip(np.round(_blend(original, target.astype(np.float32), alpha)), 0, 255).astype(np.uint8)
     defective = np.where(mask[..., None], blended, image)
@@ -380,7 +500,7 @@ def simulate_defect(image: np.ndarray, defect_type: str, rng: np.random.Generato
                     params: DefectParams = DefectParams()) -> tuple[np.ndarray, np.ndarray]:
     """Add one synthetic defect; return (defective uint8 HxWx3 image, uint8 HxW mask 0/255)."""
     if defect_type not in _GENERATORS:
-        raise DefectError(f"defect type {defect_type!r} is unknown; choose from {', '.join(DEFECT_TYPES)}")
+        raise DefectError(f"defect type {defect_type!r} is unknown; choose from {', '.join(ALL_DEFECT_TYPES)}")
     rgb = _as_rgb(image)
     if min(rgb.shape[:2]) < 16:
         raise DefectError(f"simulate_defect: image {rgb.shape[:2]} is too small; need at least 16x16 pixels")
@@ -423,7 +543,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                  "(writes OUTPUT/test/<type>/ and OUTPUT/ground_truth/<type>/).")
     parser.add_argument("--input", required=True, type=Path, help="folder of defect-free images")
     parser.add_argument("--output", required=True, type=Path, help="output folder")
-    parser.add_argument("--types", nargs="+", default=list(DEFECT_TYPES), help="defect types, used in turn")
+    parser.add_argument("--types", nargs="+", default=list(DEFECT_TYPES),
+                        help=f"defect types, used in turn (from: {', '.join(ALL_DEFECT_TYPES)})")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -433,9 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = _parse_args(argv)
     try:
-        unknown = [name for name in args.types if name not in DEFECT_TYPES]
+        unknown = [name for name in args.types if name not in ALL_DEFECT_TYPES]
         if unknown:
-            raise DefectError(f"--types: unknown {', '.join(unknown)}; choose from {', '.join(DEFECT_TYPES)}")
+            raise DefectError(f"--types: unknown {', '.join(unknown)}; choose from {', '.join(ALL_DEFECT_TYPES)}")
         if not args.input.is_dir():
             raise DefectError(f"--input {args.input}: not a folder; give a folder of images")
         count = _defect_folder(args.input, args.output, args.types, args.seed, DefectParams())

@@ -20,6 +20,10 @@ Layout under OUTPUT::
 
 A build is skipped when ``demo_dataset.json`` matches the requested settings and every
 file it lists exists; ``force`` rebuilds. Same settings and seed give identical files.
+
+The building blocks (photo views, the class and texture writers behind `build_dataset`, the
+completion marker, the common settings and CLI options) are shared with
+:mod:`preprocessing.make_fidelity_dataset`.
 """
 from __future__ import annotations
 
@@ -30,10 +34,11 @@ import os
 import shutil
 import sys
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import NamedTuple, Protocol
 
 import cv2
 import numpy as np
@@ -72,6 +77,35 @@ class DemoDatasetError(ValueError):
     """Bad demo-dataset setting."""
 
 
+class DatasetConfig(Protocol):
+    """The settings every dataset builder has (the demo's and the fidelity benchmark's)."""
+
+    classes: tuple[str, ...]
+    n_train: int
+    n_test_good: int
+    n_test_defect: int
+    size: int
+    seed: int
+    brightness_jitter: float
+    textures_per_category: int
+
+
+def check_common_settings(config: DatasetConfig, class_names: Iterable[str], error: type[ValueError]) -> None:
+    """Reject unknown or repeated classes, image counts below 1 and images under 32 px (naming the flag)."""
+    known = tuple(class_names)
+    unknown = [name for name in config.classes if name not in known]
+    if unknown or not config.classes:
+        raise error(f"--classes: unknown or none ({', '.join(unknown)}); choose from {', '.join(known)}")
+    if len(set(config.classes)) != len(config.classes):
+        raise error("--classes: a class is listed twice; list each once")
+    for flag, value in (("--train", config.n_train), ("--test_good", config.n_test_good),
+                        ("--test_defect", config.n_test_defect)):
+        if value < 1:
+            raise error(f"{flag} {value}: need at least 1 image")
+    if config.size < 32:
+        raise error(f"--size {config.size}: need at least 32 pixels")
+
+
 @dataclass(frozen=True)
 class DemoDatasetConfig:
     """What to build: classes, image counts per split, image size, seed."""
@@ -90,18 +124,7 @@ class DemoDatasetConfig:
 
     def __post_init__(self) -> None:
         """Reject settings that cannot give a usable dataset."""
-        unknown = [name for name in self.classes if name not in CLASS_PHOTOS]
-        if unknown or not self.classes:
-            raise DemoDatasetError(f"--classes: unknown or none ({', '.join(unknown)}); "
-                                   f"choose from {', '.join(CLASS_PHOTOS)}")
-        if len(set(self.classes)) != len(self.classes):
-            raise DemoDatasetError("--classes: a class is listed twice; list each once")
-        for flag, value in (("--train", self.n_train), ("--test_good", self.n_test_good),
-                            ("--test_defect", self.n_test_defect)):
-            if value < 1:
-                raise DemoDatasetError(f"{flag} {value}: need at least 1 image")
-        if self.size < 32:
-            raise DemoDatasetError(f"--size {self.size}: need at least 32 pixels")
+        check_common_settings(self, CLASS_PHOTOS, DemoDatasetError)
         if not 0.1 <= self.crop_fraction <= 1.0:
             raise DemoDatasetError(f"crop_fraction {self.crop_fraction}: need a value in [0.1, 1]")
         if not 0 <= self.brightness_jitter < 0.5:
@@ -114,9 +137,32 @@ class DemoDatasetConfig:
                                    f"choose from {', '.join(DEFECT_TYPES)}")
 
 
+class DefectKind(NamedTuple):
+    """One defect folder of a class: its name, the simulator type it draws, and that type's ranges."""
+
+    label: str
+    defect_type: str
+    params: DefectParams
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What a builder writes beyond the common settings: class sources, defects, textures, marker."""
+
+    title: str                                                # for the logs, e.g. "demo dataset"
+    marker_name: str
+    settings: Mapping                                         # JSON-able, recorded in the marker
+    class_source: Callable[[str], tuple[np.ndarray, float]]   # class -> (photo, crop fraction)
+    class_stream: str                                         # random stream name; {} is the class
+    defects: tuple[DefectKind, ...]
+    texture_photos: Mapping[str, str]                         # category -> skimage.data loader
+    texture_stream: str
+    logger: logging.Logger
+
+
 @dataclass(frozen=True)
 class DemoDataset:
-    """Where the demo data lies (the `datapath` and `augpath` of the shell scripts)."""
+    """Where a built dataset lies (the `datapath` and `augpath` of the shell scripts) and whether it was built now."""
 
     mvtec_root: Path
     dtd_images: Path
@@ -136,8 +182,8 @@ def load_photo(loader: str) -> np.ndarray:
     return np.ascontiguousarray(photo[..., :3]).astype(np.uint8)
 
 
-def _random_view(photo: np.ndarray, size: int, crop_fraction: float, jitter: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def random_view(photo: np.ndarray, size: int, crop_fraction: float, jitter: float,
+                rng: np.random.Generator) -> np.ndarray:
     """A random square crop resized to `size`, randomly flipped, with brightness/contrast jitter."""
     height, width = photo.shape[:2]
     side = max(8, int(round(min(height, width) * crop_fraction)))
@@ -167,46 +213,89 @@ def _write_image(path: Path, image: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def _build_class(output: Path, name: str, config: DemoDatasetConfig) -> list[str]:
-    """Write one MVTec-layout class; return the relative paths written."""
-    photo = load_photo(CLASS_PHOTOS[name])
-    rng = _rng(config.seed, f"class:{name}")
+def _write_class(output: Path, name: str, config: DatasetConfig, plan: DatasetPlan) -> list[str]:
+    """Write one MVTec-layout class (train, good test, the plan's defects in turn); return its paths."""
+    photo, crop_fraction = plan.class_source(name)
+    rng = _rng(config.seed, plan.class_stream.format(name))
     root = Path(MVTEC_DIR) / name
     written: list[str] = []
 
     def view() -> np.ndarray:
         """The next random view of the class photo."""
-        return _random_view(photo, config.size, config.crop_fraction, config.brightness_jitter, rng)
+        return random_view(photo, config.size, crop_fraction, config.brightness_jitter, rng)
 
-    for index in range(config.n_train):
-        written.append(str(root / "train" / "good" / f"{index:03d}.png"))
-        _write_image(output / written[-1], view())
-    for index in range(config.n_test_good):
-        written.append(str(root / "test" / "good" / f"{index:03d}.png"))
-        _write_image(output / written[-1], view())
+    for split, count in (("train", config.n_train), ("test", config.n_test_good)):
+        for index in range(count):
+            written.append(str(root / split / "good" / f"{index:03d}.png"))
+            _write_image(output / written[-1], view())
     for index in range(config.n_test_defect):
-        defect_type = config.defect_types[index % len(config.defect_types)]
-        number = index // len(config.defect_types)
-        defective, mask = simulate_defect(view(), defect_type, rng, config.defect_params)
-        image_path = root / "test" / defect_type / f"{number:03d}.png"
-        mask_path = root / "ground_truth" / defect_type / f"{number:03d}_mask.png"
+        kind = plan.defects[index % len(plan.defects)]
+        number = index // len(plan.defects)
+        defective, mask = simulate_defect(view(), kind.defect_type, rng, kind.params)
+        if not mask.any():
+            raise RuntimeError(f"{root}: the {kind.label} defect {number:03d} came out empty; try another seed")
+        image_path = root / "test" / kind.label / f"{number:03d}.png"
+        mask_path = root / "ground_truth" / kind.label / f"{number:03d}_mask.png"
         _write_image(output / image_path, defective)
         _write_image(output / mask_path, mask)
         written += [str(image_path), str(mask_path)]
     return written
 
 
-def _build_textures(output: Path, config: DemoDatasetConfig) -> list[str]:
-    """Write the DTD-style LAS texture folder; return the relative paths written."""
-    rng = _rng(config.seed, "dtd")
+def _write_textures(output: Path, config: DatasetConfig, plan: DatasetPlan) -> list[str]:
+    """Write the DTD-style LAS texture folder (random crops of the plan's photos); return its paths."""
+    rng = _rng(config.seed, plan.texture_stream)
     written: list[str] = []
-    for category, loader in TEXTURE_PHOTOS.items():
+    for category, loader in plan.texture_photos.items():
         photo = load_photo(loader)
         for index in range(config.textures_per_category):
-            texture = _random_view(photo, config.size, rng.uniform(0.3, 0.9), 0.0, rng)
+            texture = random_view(photo, config.size, rng.uniform(0.3, 0.9), 0.0, rng)
             written.append(str(Path(DTD_IMAGES_DIR) / category / f"{category}_{index:03d}.jpg"))
             _write_image(output / written[-1], texture)
     return written
+
+
+def marker_is_complete(marker: Path, settings: Mapping) -> bool:
+    """True when `marker` records a finished build with these settings and every file it lists exists."""
+    if not marker.is_file():
+        return False
+    try:
+        recorded = json.loads(marker.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if recorded.get("settings") != json.loads(json.dumps(settings)):
+        return False
+    return all((marker.parent / relative).is_file() for relative in recorded.get("files", []))
+
+
+def build_dataset(output: Path, config: DatasetConfig, plan: DatasetPlan, force: bool) -> DemoDataset:
+    """Build (or reuse, when its marker says complete) the MVTec classes and DTD textures under `output`."""
+    marker = output / plan.marker_name
+    result = DemoDataset(output / MVTEC_DIR, output / DTD_IMAGES_DIR, built=False)
+    if not force and marker_is_complete(marker, plan.settings):
+        plan.logger.info("%s in %s exists and is complete; skipping (use --force to rebuild)", plan.title, output)
+        return result
+    # Remove the marker and the folders this build writes (nothing else in `output`).
+    marker.unlink(missing_ok=True)
+    targets = [output / MVTEC_DIR / name for name in config.classes]
+    targets += [output / DTD_IMAGES_DIR / category for category in plan.texture_photos]
+    for target in targets:
+        if target.is_dir():
+            shutil.rmtree(target)
+    written: list[str] = []
+    for name in config.classes:
+        plan.logger.info("building class %s (%d train, %d good + %d defective test images, %d px)",
+                         name, config.n_train, config.n_test_good, config.n_test_defect, config.size)
+        written += _write_class(output, name, config, plan)
+    plan.logger.info("building LAS textures (%d categories x %d)", len(plan.texture_photos),
+                     config.textures_per_category)
+    written += _write_textures(output, config, plan)
+    # The marker goes last, via an atomic rename: an interrupted build has none.
+    partial = marker.with_suffix(".json.tmp")
+    partial.write_text(json.dumps({"settings": plan.settings, "files": written}, indent=1))
+    os.replace(partial, marker)
+    plan.logger.info("%s ready: datapath=%s augpath=%s", plan.title, result.mvtec_root, result.dtd_images)
+    return DemoDataset(result.mvtec_root, result.dtd_images, built=True)
 
 
 def _settings(config: DemoDatasetConfig) -> dict:
@@ -214,63 +303,32 @@ def _settings(config: DemoDatasetConfig) -> dict:
     return {"generator_version": GENERATOR_VERSION, **asdict(config)}
 
 
+def _plan(config: DemoDatasetConfig) -> DatasetPlan:
+    """The demo's classes, defects and textures."""
+    return DatasetPlan(
+        title="demo dataset", marker_name=MARKER_NAME, settings=_settings(config),
+        class_source=lambda name: (load_photo(CLASS_PHOTOS[name]), config.crop_fraction), class_stream="class:{}",
+        defects=tuple(DefectKind(kind, kind, config.defect_params) for kind in config.defect_types),
+        texture_photos=TEXTURE_PHOTOS, texture_stream="dtd", logger=LOGGER)
+
+
 def is_complete(output: Path, config: DemoDatasetConfig) -> bool:
     """True when a finished build with these settings lies in `output` (marker and all files)."""
-    marker = output / MARKER_NAME
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    if recorded.get("settings") != json.loads(json.dumps(_settings(config))):
-        return False
-    return all((output / relative).is_file() for relative in recorded.get("files", []))
-
-
-def _clear_previous(output: Path, config: DemoDatasetConfig) -> None:
-    """Remove the marker and the folders this build writes (nothing else in `output`)."""
-    (output / MARKER_NAME).unlink(missing_ok=True)
-    targets = [output / MVTEC_DIR / name for name in config.classes]
-    targets += [output / DTD_IMAGES_DIR / category for category in TEXTURE_PHOTOS]
-    for target in targets:
-        if target.is_dir():
-            shutil.rmtree(target)
+    return marker_is_complete(output / MARKER_NAME, _settings(config))
 
 
 def build_demo_dataset(output: Path | str, config: DemoDatasetConfig = DemoDatasetConfig(),
                        force: bool = False) -> DemoDataset:
     """Build (or reuse, when complete) the demo MVTec classes and DTD textures under `output`."""
-    output = Path(output)
-    result = DemoDataset(output / MVTEC_DIR, output / DTD_IMAGES_DIR, built=False)
-    if not force and is_complete(output, config):
-        LOGGER.info("demo dataset in %s exists and is complete; skipping (use --force to rebuild)", output)
-        return result
-    _clear_previous(output, config)
-    written: list[str] = []
-    for name in config.classes:
-        LOGGER.info("building class %s (%d train, %d good + %d defective test images, %d px)",
-                    name, config.n_train, config.n_test_good, config.n_test_defect, config.size)
-        written += _build_class(output, name, config)
-    LOGGER.info("building LAS textures (%d categories x %d)", len(TEXTURE_PHOTOS), config.textures_per_category)
-    written += _build_textures(output, config)
-    # The marker goes last, via an atomic rename: an interrupted build has none.
-    marker = output / MARKER_NAME
-    partial = marker.with_suffix(".json.tmp")
-    partial.write_text(json.dumps({"settings": _settings(config), "files": written}, indent=1))
-    os.replace(partial, marker)
-    LOGGER.info("demo dataset ready: datapath=%s augpath=%s", result.mvtec_root, result.dtd_images)
-    return DemoDataset(result.mvtec_root, result.dtd_images, built=True)
+    return build_dataset(Path(output), config, _plan(config), force)
 
 
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options."""
-    defaults = DemoDatasetConfig()
-    parser = argparse.ArgumentParser(description="Build the offline demo dataset (MVTec layout + DTD textures) "
-                                                 "from photos bundled with scikit-image.")
-    parser.add_argument("--output", type=Path, default=Path("demo_data"), help="output folder (default demo_data)")
+def dataset_arguments(parser: argparse.ArgumentParser, defaults: DatasetConfig, class_names: Iterable[str],
+                      output: str) -> argparse.ArgumentParser:
+    """Add the options every dataset builder has to `parser`; return it."""
+    parser.add_argument("--output", type=Path, default=Path(output), help=f"output folder (default {output})")
     parser.add_argument("--classes", nargs="+", default=list(defaults.classes),
-                        help=f"classes to build, from: {', '.join(CLASS_PHOTOS)}")
+                        help=f"classes to build, from: {', '.join(class_names)}")
     parser.add_argument("--train", type=int, default=defaults.n_train, help="training images per class")
     parser.add_argument("--test_good", type=int, default=defaults.n_test_good, help="good test images per class")
     parser.add_argument("--test_defect", type=int, default=defaults.n_test_defect,
@@ -280,22 +338,35 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--textures", type=int, default=defaults.textures_per_category,
                         help="LAS texture images per category")
     parser.add_argument("--force", action="store_true", help="rebuild even if a complete build exists")
-    return parser.parse_args(argv)
+    return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; returns the exit code (2 on bad input)."""
+def run_cli(parse: Callable[[], argparse.Namespace], config_type: Callable[..., DatasetConfig],
+            build: Callable[..., DemoDataset]) -> int:
+    """Parse, validate and build; a bad value gives one `error: ...` line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = _parse_args(argv)
     try:
-        config = DemoDatasetConfig(classes=tuple(args.classes), n_train=args.train, n_test_good=args.test_good,
-                                   n_test_defect=args.test_defect, size=args.size, seed=args.seed,
-                                   textures_per_category=args.textures)
-        build_demo_dataset(args.output, config, force=args.force)
+        args = parse()
+        config = config_type(classes=tuple(args.classes), n_train=args.train, n_test_good=args.test_good,
+                             n_test_defect=args.test_defect, size=args.size, seed=args.seed,
+                             textures_per_category=args.textures)
+        build(args.output, config, force=args.force)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description="Build the offline demo dataset (MVTec layout + DTD textures) "
+                                                 "from photos bundled with scikit-image.")
+    return dataset_arguments(parser, DemoDatasetConfig(), CLASS_PHOTOS, "demo_data").parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (2 on bad input)."""
+    return run_cli(lambda: _parse_args(argv), DemoDatasetConfig, build_demo_dataset)
 
 
 if __name__ == "__main__":

@@ -286,3 +286,13 @@ def test_transformer_backbone_is_pruned_and_needs_explicit_layers() -> None:
     maps = extractor(torch.randn(1, 3, 224, 224))
     assert [tuple(m.shape) for m in maps] == [(1, 192, 14, 14)] * 2
     assert not torch.equal(maps[0], maps[1])
+
+
+def test_normalization_choices():
+    lite0 = backbones.backbone_info("efficientnet_lite0")
+    assert backbones.normalization_stats(lite0, "imagenet") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert backbones.normalization_stats(lite0, "backbone") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    wrn = backbones.backbone_info("wideresnet50")
+    assert backbones.normalization_stats(wrn, "backbone") == backbones.normalization_stats(wrn, "imagenet")
+    with pytest.raises(backbones.BackboneError, match="--normalization 'tf'"):
+        backbones.normalization_stats(lite0, "tf")

@@ -20,6 +20,7 @@ from datasets.base import (
     loader_error_message,
     worker_init_fn,
 )
+from datasets.mvtec import forced_resize
 from perlin import max_pool_mask
 
 MEAN = (0.485, 0.456, 0.406)
@@ -467,3 +468,21 @@ def test_config_defaults_mirror_reference(tmp_path: Path) -> None:
 def test_bad_split(mvtec: tuple[Path, Path]) -> None:
     with pytest.raises(DatasetError, match="unknown split 'val'"):
         build_dataset(config(*mvtec), CLASS, "val", MEAN, STD, seed=0)
+
+
+@pytest.mark.parametrize("dataset,classname,imagesize,expected", [
+    ("mvtec", "wood", 288, 329),  # the reference's 329 px for its 288 px crop
+    ("mvtec", "toothbrush", 288, 329),
+    ("mvtec", "wood", 256, 292),  # 292.44
+    ("mvtec", "toothbrush", 320, 366),  # 365.56
+    ("mvtec", "wood", 64, 73),  # 73.11
+    ("mvtec", "wood", 144, 164),  # 164.5: Python's round, halves to even, as the reference
+    ("mvtec", "bottle", 288, None),
+    ("mvtec", "carpet", 288, None),
+    ("mpdd", "wood", 288, None),  # MVTec AD only
+    ("visa", "toothbrush", 288, None),
+    ("custom", "wood", 288, None),
+])
+def test_forced_resize_mirrors_the_reference(dataset: str, classname: str, imagesize: int,
+                                             expected: int | None) -> None:
+    assert forced_resize(dataset, classname, imagesize) == expected

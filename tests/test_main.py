@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 import torch
 
 import glass
 import main
+from conftest import write_tiny_mvtec
 from model import load_checkpoint, load_trained_model, resolve_class_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,6 +189,30 @@ def test_train_backbone_and_hypersphere_run_and_reload(tmp_path, tiny_mvtec):
     assert read_results(results)["mvtec_toy"] == first
 
 
+@pytest.mark.parametrize("choice,mean,std", [
+    (None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),   # default: ImageNet's, as the reference
+    ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    ("backbone", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),           # efficientnet_lite0's own (TF-Lite)
+])
+def test_normalization_is_recorded_and_used_for_testing(tmp_path, tiny_mvtec, choice, mean, std):
+    extra = () if choice is None else ("--normalization", choice)
+    results = train(tmp_path, tiny_mvtec, "run", *extra)
+    class_dir = results / "models" / "backbone_0" / "mvtec_toy"
+    stored = load_checkpoint(class_dir / "ckpt_best_1.pth")
+    assert tuple(stored["net"]["mean"]) == mean and tuple(stored["net"]["std"]) == std
+    timing = stored["timing"]  # seconds per epoch for benchmarks/bench_fidelity.py
+    assert timing["epochs"] == 2 and timing["train_seconds"] > 0
+    assert 0 < sum(timing["stages"].values()) <= timing["train_seconds"] * 1.01
+
+
+def test_bad_normalization_exits_2(tmp_path, tiny_mvtec, capsys):
+    code = main.cli(["--results_path", str(tmp_path / "r"), *net_args(1, "--normalization", "tf"),
+                     *dataset_args(*tiny_mvtec)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--normalization" in err[0]
+
+
 def test_model_directory_loads_for_inference(tmp_path, tiny_mvtec):
     results = train(tmp_path, tiny_mvtec, "run")
     class_dir = resolve_class_dir(results / "models" / "backbone_0", "mvtec_toy")
@@ -203,3 +230,106 @@ def test_unwritable_results_path_exits_2(tmp_path, tiny_mvtec, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--results_path" in err[0]
     assert blocker.read_text() == "not a folder"
+
+
+def _plan(tmp_path: Path, cfg: main.data.DatasetConfig) -> dict[str, main.Job]:
+    """main.plan_jobs of a training run (tiny efficientnet_lite0 net), by class."""
+    opts = main.RunOptions(tmp_path / "results", (0,), 0, "group", "project", "test", "ckpt")
+    net = main.NetOptions(("efficientnet_lite0",), (), 64, 64, 3, 2, 32, 1, glass.TrainConfig())
+    return {job.classname: job for job in main.plan_jobs(opts, net, cfg, set())}
+
+
+@pytest.mark.parametrize("name,distribution,wood,toothbrush", [
+    ("mvtec", 0, 73, 73),  # round(64 * 329 / 288) replaces --resize 64, as the reference
+    ("mvtec", 3, 73, 73),
+    ("mvtec", 1, 73, 73),  # the reference trains these classes with it whatever run judged them
+    ("mpdd", 0, 64, 64),  # MVTec AD's classes only
+    ("custom", 0, 64, 64),
+])
+def test_planned_resize_per_class(tmp_path, caplog, name, distribution, wood, toothbrush):
+    data, aug = write_tiny_mvtec(tmp_path, classes=("wood", "toothbrush", "toy"), n_train=2, n_good=1, n_bad=1)
+    cfg = main.data.DatasetConfig(name, data, aug, ("wood", "toothbrush", "toy"), num_workers=0, resize=64,
+                                  imagesize=64, fg=0, distribution=distribution)
+    with caplog.at_level("INFO", logger="glass"):
+        jobs = _plan(tmp_path, cfg)
+    assert {c: job.net.resize for c, job in jobs.items()} == {"wood": wood, "toothbrush": toothbrush, "toy": 64}
+    overrides = [r.getMessage() for r in caplog.records if "instead of --resize" in r.getMessage()]
+    rule = "(round(imagesize * 329 / 288), the reference's rule for MVTec"
+    assert overrides == ([f"{name}_wood: resize 73 instead of --resize 64 {rule} wood)",
+                          f"{name}_toothbrush: resize 73 instead of --resize 64 {rule} toothbrush)"]
+                         if wood == 73 else [])
+
+
+def test_enlarged_class_sees_the_centre_of_a_329_px_image(tmp_path):
+    # 329 px images: the override (329 for a 288 crop) resizes nothing, and the centre crop of
+    # 329 -> 288 starts at round(41 / 2) = 20, so every image and mask is exactly its [20:308] square.
+    rng = np.random.default_rng(0)
+    data, aug = tmp_path / "mvtec", tmp_path / "dtd"
+    images = {}
+    for classname in ("wood", "bottle"):
+        images[classname] = rng.integers(0, 256, (3, 329, 329, 3), dtype=np.uint8)
+        for path, image in zip(("train/good/000.png", "test/good/000.png", "test/hole/000.png"), images[classname]):
+            PIL.Image.fromarray(image).save(_made(data / classname / path))
+        mask = np.zeros((329, 329), np.uint8)
+        mask[15:30, 100:200] = 255  # rows 15-19 fall outside the crop
+        PIL.Image.fromarray(mask).save(_made(data / classname / "ground_truth/hole/000_mask.png"))
+    PIL.Image.fromarray(images["wood"][0]).save(_made(aug / "a" / "0.jpg"))
+    cfg = main.data.DatasetConfig("mvtec", data, aug, ("wood", "bottle"), num_workers=0, fg=0)  # --resize 288
+    jobs = _plan(tmp_path, cfg)
+    assert jobs["wood"].net.resize == 329 and jobs["bottle"].net.resize == 288
+    mean, std = np.array(jobs["wood"].net.mean)[:, None, None], np.array(jobs["wood"].net.std)[:, None, None]
+
+    def normalised(image: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((image[20:308, 20:308].transpose(2, 0, 1) / 255.0 - mean) / std).astype(np.float32))
+
+    for classname, cropped in (("wood", True), ("bottle", False)):
+        sized = main.job_dataset_config(cfg, jobs[classname])
+        norm = jobs[classname].net.mean, jobs[classname].net.std
+        train = main.data.build_dataset(sized, classname, "train", *norm, seed=0, las=True)[0]
+        test = main.data.build_dataset(sized, classname, "test", *norm, seed=0, las=False)
+        good, hole = sorted((test[0], test[1]), key=lambda item: item["is_anomaly"])
+        for item, image in ((train, images[classname][0]), (good, images[classname][1]),
+                            (hole, images[classname][2])):
+            close = torch.allclose(item["image"], normalised(image), atol=1e-5)
+            assert close == cropped, classname
+        if cropped:
+            expected_mask = np.zeros((288, 288), np.float32)
+            expected_mask[0:10, 80:180] = 1
+            assert torch.equal(hole["mask_gt"][0], torch.from_numpy(expected_mask))
+            assert train["aug"].shape == (3, 288, 288)
+
+
+def _made(path: Path) -> Path:
+    """`path` with its folder created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_enlarged_class_checkpoint_records_its_resize(tmp_path, caplog, monkeypatch):
+    data, aug = write_tiny_mvtec(tmp_path, classes=("wood",))
+    results = tmp_path / "run"
+    judged = []
+    mean_image = main.distribution.mean_training_image
+    monkeypatch.setattr(main.distribution, "mean_training_image",
+                        lambda paths, **kw: judged.append(kw) or mean_image(paths, **kw))
+
+    def dataset(*extra: str) -> list[str]:
+        return ["dataset", "--batch_size", "4", "--num_workers", "0", *extra, "--fg", "0", "-d", "wood",
+                "mvtec", str(data), str(aug)]
+
+    with caplog.at_level("INFO", logger="glass"):
+        code = main.cli(["--results_path", str(results), "--seed", "3", *net_args(1),
+                         *dataset("--resize", "64", "--imagesize", "64", "--distribution", "1")])
+    assert code == 0
+    # Judged on the images of the reference's judge run (squashed to --resize, cropped to --imagesize),
+    # trained and tested with the override, as the reference's training run.
+    assert judged == [{"size": 64, "crop": 64}]
+    assert sum("resize 73 instead of --resize 64" in r.getMessage() for r in caplog.records) == 1
+    stored = load_checkpoint(results / "models/backbone_0/mvtec_wood/ckpt_best_0.pth")
+    assert (stored["net"]["resize"], stored["net"]["imagesize"]) == (73, 64)
+    first = read_results(results)["mvtec_wood"]
+    # Testing reads the resize from the checkpoint. An explicit --resize does not conflict with it: as in
+    # the reference, the class's override replaces any --resize.
+    for extra in ((), ("--resize", "64", "--imagesize", "64"), ("--resize", "80", "--imagesize", "64")):
+        assert main.cli(["--results_path", str(results), "--test", "test", *dataset(*extra)]) == 0, extra
+        assert read_results(results)["mvtec_wood"] == first

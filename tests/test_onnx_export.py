@@ -231,7 +231,7 @@ def test_sidecar_describes_the_model(exports, tiny_model):
     expected = ModelInfo.from_checkpoint(ckpt, tiny_model.class_name, (8, 8))
     assert ModelInfo.from_dict(data, "sidecar") == expected
     assert data["imagesize"] == 64 and data["grid"] == [8, 8] and data["sigma"] == 4.0
-    assert data["mean"] == [0.5, 0.5, 0.5] and data["std"] == [0.5, 0.5, 0.5]
+    assert data["mean"] == list(ckpt["net"]["mean"]) and data["std"] == list(ckpt["net"]["std"])
     assert 0.0 < data["threshold"] < 1.0
     assert data["batch"] == 2 and data["opset"] == 17 and data["form"] == "pool"
     assert data["input_name"] == "images" and data["output_name"] == "patch_scores"
