@@ -31,6 +31,10 @@ from model import (
 LOGGER = logging.getLogger(__name__)
 
 SELECTION_RULES = ("last", "test-best")
+COMPILE_MODES = ("auto", "on", "off")
+# GAS batches at least this large (rows x hidden width) use the compiled gradient under --compile auto:
+# below it, compiling (seconds, once per shape) costs more than it saves (tests, tiny models).
+COMPILE_MIN_ELEMENTS = 1 << 20
 ASCENT_STEP_SIZE = 0.001
 PROJECTION_EVERY = 5
 
@@ -135,7 +139,7 @@ def ascend_features(
 
 def ascend_in_hidden_space(
     disc: nn.Module, true: torch.Tensor, gaus: torch.Tensor, anchor: torch.Tensor, low: Any, high: Any, steps: int,
-    record: list[torch.Tensor] | None = None,
+    record: list[torch.Tensor] | None = None, gradient: Callable[..., torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """ascend_features, computed in the discriminator's hidden space (same result, far fewer FLOPs).
 
@@ -147,7 +151,10 @@ def ascend_in_hidden_space(
     hidden outputs never change, so the discriminator sees them through their batch-norm
     statistics only (same statistics, same running-statistics update as scoring [true; gaus]).
     `record` receives each offset g - anchor just before it is truncated (one N x H x D product each).
+    `gradient(disc, hidden, companion)` computes delta (default: Discriminator.anomaly_gradient_beside;
+    GasGradient may pass a compiled one).
     """
+    gradient = gradient or type(disc).anomaly_gradient_beside
     first = disc.first_linear
     single_block = len(disc.body) == 1
     with torch.no_grad():
@@ -163,13 +170,14 @@ def ascend_in_hidden_space(
         moved = torch.zeros_like(hidden)
         delta_gram = torch.empty_like(hidden)
     for step in range(steps):
-        leaf = hidden.detach().requires_grad_(True)
         if single_block:
-            scores = disc.score_beside(leaf, companion)
+            with torch.no_grad():
+                delta = gradient(disc, hidden, companion)
         else:
+            leaf = hidden.detach().requires_grad_(True)
             scores = disc.forward_from_first(torch.cat([true_hidden, leaf]))[len(true):]
-        loss = F.binary_cross_entropy(scores, torch.ones_like(scores))
-        (delta,) = torch.autograd.grad(loss, [leaf])
+            loss = F.binary_cross_entropy(scores, torch.ones_like(scores))
+            (delta,) = torch.autograd.grad(loss, [leaf])
         with torch.no_grad():
             torch.mm(delta, gram, out=delta_gram)
             grad_norm = _row_dot(delta_gram, delta).clamp_min(0).sqrt()
@@ -190,6 +198,36 @@ def ascend_in_hidden_space(
         return torch.addmm(anchor + scale[:, None] * offset, moved, weight)
 
 
+class GasGradient:
+    """The GAS inner-loop gradient (Discriminator.anomaly_gradient_beside), compiled with torch.compile
+    for large batches when asked: Inductor fuses its dozen element-wise passes over the (N, H)
+    activations into a few loops (about 3x faster on CPU; the same values to round-off, tested).
+    mode "auto" compiles batches of at least COMPILE_MIN_ELEMENTS, "on" every batch, "off" none.
+    Without a working compiler it says so once and stays eager."""
+
+    def __init__(self, mode: str = "auto") -> None:
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"--compile {mode!r}: use one of {', '.join(COMPILE_MODES)}")
+        self.mode = mode
+        self._compiled: Callable[..., torch.Tensor] | None = None
+
+    def __call__(self, disc: nn.Module, hidden: torch.Tensor, companion: Any) -> torch.Tensor:
+        """delta for one ascent step; see Discriminator.anomaly_gradient_beside."""
+        eager = type(disc).anomaly_gradient_beside
+        wanted = self.mode == "on" or (self.mode == "auto" and hidden.numel() >= COMPILE_MIN_ELEMENTS)
+        if not wanted:
+            return eager(disc, hidden, companion)
+        if self._compiled is None:
+            self._compiled = torch.compile(eager)
+        try:
+            return self._compiled(disc, hidden, companion)
+        except (RuntimeError, OSError, torch._dynamo.exc.TorchDynamoException) as err:
+            LOGGER.warning("torch.compile unavailable (%s); the GAS gradient runs uncompiled",
+                           str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+            self.mode = "off"
+            return eager(disc, hidden, companion)
+
+
 def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise dot products of two (N, K) matrices, without an (N, K) temporary."""
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
@@ -207,6 +245,7 @@ class GLASS:
         svd: int,
         meta: dict[str, Any] | None = None,
         hidden_space_ascent: bool = True,
+        compile_mode: str = "auto",
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
@@ -215,6 +254,7 @@ class GLASS:
         self.svd = int(svd)
         self.meta = dict(meta or {})
         self.hidden_space_ascent = hidden_space_ascent  # False: the literal ascent (benchmarks compare both)
+        self.gas_gradient = GasGradient(compile_mode)
         self.focal_loss = FocalLoss()
         self.optimizers: dict[str, torch.optim.Optimizer] = {
             "discriminator": torch.optim.AdamW(model.discriminator.parameters(), lr=cfg.lr * 2)
@@ -317,9 +357,12 @@ class GLASS:
             else:
                 anchor, low, high = fixed, 0.5, 1.0
             fast = self.hidden_space_ascent and disc.first_linear is not None
-            ascend = ascend_in_hidden_space if fast else ascend_features
-            gaus = ascend(disc, fixed, gaus, anchor, low, high, self.cfg.step,
-                          record=truncations if self.svd == 1 else None)
+            record = truncations if self.svd == 1 else None
+            if fast:
+                gaus = ascend_in_hidden_space(disc, fixed, gaus, anchor, low, high, self.cfg.step, record,
+                                              self.gas_gradient)
+            else:
+                gaus = ascend_features(disc, fixed, gaus, anchor, low, high, self.cfg.step, record)
         r_g = float(torch.quantile((gaus - centre).norm(dim=1), self.cfg.radius))
         # Gradient to the projection as in the reference, whose loop updates its iterates in place
         # under no_grad: its graph holds gaus = true + noise followed by the truncations. Manifold:

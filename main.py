@@ -22,7 +22,7 @@ import utils
 from datasets import base as data
 from datasets import distribution
 from datasets.mvtec import forced_resize
-from glass import GLASS, SELECTION_RULES, TrainConfig
+from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger("glass")
@@ -43,6 +43,7 @@ class NetOptions:
     pre_proj: int
     train: TrainConfig
     normalization: str = backbones.DEFAULT_NORMALIZATION
+    compile: str = "auto"
 
     def net_config(self, backbone: str, dataset: data.DatasetConfig, resize: int) -> NetConfig:
         """The model configuration of one backbone for a dataset's image size and a class's resize."""
@@ -133,6 +134,8 @@ def main(**kwargs: Any) -> None:
               default=backbones.DEFAULT_NORMALIZATION, show_default=True,
               help="Input normalisation: ImageNet mean/std for every backbone (the reference's), or the "
                    "backbone's own (mean = std = 0.5 for efficientnet_lite0; timm's for others).")
+@click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="auto", show_default=True,
+              help="torch.compile the GAS gradient: auto = for large batches only; same numbers to round-off.")
 def net(**kw: Any) -> tuple[str, NetOptions]:
     """Backbone, patch features, projection, discriminator and training settings."""
     names = tuple(kw["backbone_names"])
@@ -157,6 +160,7 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
         pre_proj=kw["pre_proj"],
         train=train,
         normalization=kw["normalization"],
+        compile=kw["compile_mode"],
     )
 
 
@@ -234,6 +238,7 @@ class Job:
     class_dir: Path
     net: NetConfig
     train: TrainConfig | None
+    compile: str = "auto"
 
 
 def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.DatasetConfig,
@@ -248,7 +253,8 @@ def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.D
             for i, backbone in enumerate(net_opts.backbones):
                 cfg = net_opts.net_config(backbone, dataset_cfg, resize)
                 _check_geometry(cfg, dataset_cfg)
-                jobs.append(Job(i, classname, models_dir / f"backbone_{i}" / key, cfg, net_opts.train))
+                jobs.append(Job(i, classname, models_dir / f"backbone_{i}" / key, cfg, net_opts.train,
+                                net_opts.compile))
         else:
             jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit))
     for classname in dataset_cfg.subdatasets:  # folder layout errors surface here, before training
@@ -339,7 +345,8 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
         svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
         LOGGER.info("%s: %s (svd=%d)", key, how, svd)
         trainer = GLASS(model, job.train, device, job.class_dir, svd,
-                        meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set)})
+                        meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set)},
+                        compile_mode=job.compile)
         pin = device.type == "cuda"
         trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),
                       data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),

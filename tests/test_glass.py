@@ -14,7 +14,7 @@ from torch import nn
 import backbones
 from conftest import write_tiny_mvtec
 from datasets.base import DatasetConfig, build_dataloader, build_dataset
-from glass import (GLASS, TrainConfig, ascend_features, ascend_in_hidden_space, truncate_offsets,
+from glass import (GLASS, GasGradient, TrainConfig, ascend_features, ascend_in_hidden_space, truncate_offsets,
                    truncation_vjp)
 from model import Discriminator, GlassModel, NetConfig, load_checkpoint
 
@@ -301,3 +301,31 @@ def test_training_epoch_centre_and_discriminator_passes(tmp_path, train_backbone
         # Cached clean features (1 pass over 2 batches), LAS images (2), testing (2), training scores: cached.
         assert modes == [(False, False)] * 6
         assert all(torch.equal(before[name], after[name]) for name in before)
+
+
+def test_compiled_gas_gradient_gives_the_eager_ascent():
+    # GasGradient("on") compiles Discriminator.anomaly_gradient_beside with torch.compile (seconds once)
+    torch.manual_seed(7)
+    disc = Discriminator(16, n_layers=2, hidden=16).train()
+    true = torch.randn(96, 16)
+    gaus = true + 0.3 * torch.randn(96, 16)
+    eager_disc, compiled_disc = copy.deepcopy(disc), copy.deepcopy(disc)
+    eager = ascend_in_hidden_space(eager_disc, true, gaus, true, 0.5, 1.0, steps=6, gradient=GasGradient("off"))
+    compiled = ascend_in_hidden_space(compiled_disc, true, gaus, true, 0.5, 1.0, steps=6, gradient=GasGradient("on"))
+    assert torch.allclose(compiled, eager, atol=1e-5)
+    for name, buffer in eager_disc.state_dict().items():
+        assert torch.allclose(compiled_disc.state_dict()[name].float(), buffer.float(), atol=1e-5), name
+
+
+def test_gas_gradient_auto_compiles_large_batches_only(monkeypatch):
+    calls: list[int] = []
+    gradient = GasGradient("auto")
+    monkeypatch.setattr(torch, "compile", lambda fn: lambda disc, hidden, comp: calls.append(hidden.numel()) or
+                        fn(disc, hidden, comp))
+    disc = Discriminator(8, n_layers=2, hidden=1024).train()
+    companion = (torch.ones(1024), torch.zeros(1024), 4)
+    gradient(disc, torch.randn(64, 1024), companion)       # 64 K elements: eager
+    gradient(disc, torch.randn(1024, 1024), companion)     # 1 M elements: compiled
+    assert calls == [1024 * 1024]
+    with pytest.raises(ValueError, match="--compile"):
+        GasGradient("sometimes")

@@ -5,7 +5,11 @@ import pytest
 import torch
 
 import backbones
-from model import CheckpointError, GlassModel, NetConfig, load_checkpoint, resolve_class_dir
+import copy
+
+import torch.nn.functional as F
+
+from model import CheckpointError, Discriminator, GlassModel, NetConfig, load_checkpoint, resolve_class_dir
 
 
 def tiny_model(dsc_layers: int = 2, pre_proj: int = 1) -> GlassModel:
@@ -79,3 +83,27 @@ def test_checkpoint_without_configuration_or_weights_is_damaged(tmp_path):
         with pytest.raises(CheckpointError, match="damaged") as err:
             load_checkpoint(path)
         assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_anomaly_gradient_beside_is_autograds_gradient(training):
+    torch.manual_seed(6)
+    disc = Discriminator(10, n_layers=2, hidden=7).double().train(training)
+    with torch.no_grad():  # non-trivial batch-norm parameters and statistics
+        disc.body[0][1].weight.uniform_(0.5, 1.5)
+        disc.body[0][1].bias.uniform_(-0.5, 0.5)
+        disc.body[0][1].running_mean.uniform_(-1, 1)
+        disc.body[0][1].running_var.uniform_(0.5, 2)
+    companion_rows = torch.randn(9, 7, dtype=torch.float64)
+    hidden = torch.randn(12, 7, dtype=torch.float64) * 3
+    hidden[0] = 400.0  # a row scored ~1 and one scored ~0: the BCE's 1e-12 clamp takes part
+    hidden[1] = -400.0
+    literal = copy.deepcopy(disc)
+    leaf = hidden.clone().requires_grad_(True)
+    scores = literal.forward_from_first(torch.cat([companion_rows, leaf]))[len(companion_rows):]
+    (expected,) = torch.autograd.grad(F.binary_cross_entropy(scores, torch.ones_like(scores)), [leaf])
+    companion = (*torch.var_mean(companion_rows, dim=0, unbiased=False), len(companion_rows))
+    got = disc.anomaly_gradient_beside(hidden, companion)
+    assert torch.allclose(got, expected, rtol=1e-9, atol=1e-15)
+    for name, buffer in literal.state_dict().items():  # the same running-statistics update
+        assert torch.allclose(disc.state_dict()[name].double(), buffer.double(), atol=1e-12), name
