@@ -121,7 +121,7 @@ class Discriminator(nn.Module):
         norm, act = self.body[0][1], self.body[0][2]
         slope = float(act.negative_slope)
         count = len(hidden)
-        batch_mean, batch_var, total = self._beside_statistics(hidden, companion, norm)
+        batch_mean, batch_var, total = self.beside_statistics(hidden, companion, norm)
         inv_std = torch.rsqrt(batch_var + norm.eps)
         gain = norm.weight * inv_std
         pre = torch.addcmul(norm.bias - batch_mean * gain, hidden, gain)  # batch-norm output
@@ -142,7 +142,7 @@ class Discriminator(nn.Module):
         constant = gain * (inv_std * xhat_dot * batch_mean - col_sum) / total
         return torch.addcmul(constant, hidden, per_row).addcmul_(d_pre, gain)
 
-    def _beside_statistics(self, hidden: torch.Tensor, companion: tuple[torch.Tensor, torch.Tensor, int],
+    def beside_statistics(self, hidden: torch.Tensor, companion: tuple[torch.Tensor, torch.Tensor, int],
                            norm: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(mean, variance, row count) of [companion rows; hidden] in training mode, updating the
         running statistics as one forward pass of that batch would; the running ones in eval mode."""

@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             data_path, aug_path = demo_paths(args, args.data_root or root / "demo")
         info = backbones.backbone_info(args.backbone)
+        mean, std = backbones.normalization_stats(info, backbones.DEFAULT_NORMALIZATION)
         cfg = NetConfig(backbone=args.backbone, layers=info.default_layers,
                         pretrain_embed_dimension=args.pretrain_embed_dimension,
                         target_embed_dimension=args.target_embed_dimension, dsc_hidden=args.dsc_hidden,
-                        imagesize=args.imagesize, resize=args.imagesize, mean=info.mean, std=info.std)
+                        imagesize=args.imagesize, resize=args.imagesize, mean=mean, std=std)
         dcfg = data.DatasetConfig(name="mvtec", data_path=data_path, aug_path=aug_path,
                                   subdatasets=(args.classname,), batch_size=args.batch_size,
                                   num_workers=args.num_workers, resize=args.imagesize, imagesize=args.imagesize,

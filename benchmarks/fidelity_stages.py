@@ -18,7 +18,8 @@ stand-in of ../shared/reference/run_official_glass.py). Compared, in order:
     gas          the GAS features scored by the final loss (every iterate with --literal)
     loss         the training loss of one step, and r_t
     gradients    of every projection and discriminator parameter in that step
-    after step   parameters and batch-norm running statistics after the optimiser step
+    after step   batch-norm running statistics after the optimiser step
+    patch scores the discriminator's eval-mode scores of the clean patches after --train_steps steps
 
 Every later stage gets the official code's output of the earlier stages as its input, so a
 difference is reported where it arises. A stage "diverges" when its largest absolute difference
@@ -214,9 +215,16 @@ def reference_side(request_path: Path, answer_path: Path, reference: Path) -> No
     hook.remove()
     n_true = images.shape[0] * out["centre"].shape[0]
     out["gas_iterates"] = [c[n_true:] for c in calls[:-1]]
-    out["scalars"] = model.logger.scalars
-    out["grads"] = grads
+    out["scalars"] = dict(model.logger.scalars)  # copies: the further steps below record again
+    out["grads"] = dict(grads)
     out["after"] = running_statistics(model.discriminator)
+    more = iter(req["more_noise"])  # further steps on the same batch, fresh GAS noise each
+    with mock.patch.object(torch, "normal", lambda *a, **k: next(more).clone()):
+        model._train_discriminator([item] * len(req["more_noise"]), 0, _Bar(), "")
+    model.pre_projection.eval()
+    model.discriminator.eval()
+    with torch.no_grad():
+        out["scores_after_steps"] = model.discriminator(model.pre_projection(out["aggregate"]))
     del official_common
     torch.save(out, answer_path)
 
@@ -297,8 +305,16 @@ def our_side(args: argparse.Namespace, data_root: Path, aug_root: Path, masks: t
     n_true = clean.shape[0] * clean.shape[1]
     out["gas_iterates"] = [c[n_true:] for c in calls[:-1]]
     out["scalars"] = {"loss": stats["loss"], "r_t": stats["r_t"], "r_g": stats["r_g"], "r_f": stats["r_f"]}
-    out["grads"] = grads
+    out["grads"] = dict(grads)
     out["after"] = running_statistics(model.discriminator)
+    more = iter(official["more_noise"])
+    with mock.patch.object(torch, "randn_like", lambda t: next(more) / trainer.cfg.noise), \
+            mock.patch.object(trainer, "_embed", lambda images, with_grad: official["aggregate_las"].clone()):
+        for _ in official["more_noise"]:
+            trainer._train_step(step_batch, clean, official["centre"])
+    model.eval()
+    with torch.no_grad():  # through the folded inference head, as testing scores
+        out["scores_after_steps"] = model.score_features(official["aggregate"])
     return out
 
 
@@ -335,13 +351,17 @@ def compare(ours: dict[str, Any], theirs: dict[str, Any]) -> list[tuple[str, flo
         rows.append((f"grad {name}", *difference(ours["grads"][name], theirs["grads"][name])))
     for name in sorted(theirs["after"]):
         rows.append((f"after step {name}", *difference(ours["after"][name], theirs["after"][name])))
+    steps = len(theirs["more_noise"]) + 1
+    rows.append((f"patch scores after {steps} steps", *difference(ours["scores_after_steps"],
+                                                                 theirs["scores_after_steps"])))
     return rows
 
 
 def tolerance(stage: str, tol: float, grad_tol: float) -> float:
     """Relative tolerance of a stage: gradients are sums in which the clean and the synthesized
-    rows nearly cancel, so float32 round-off in the features shows up amplified there."""
-    return grad_tol if stage.startswith("grad ") else tol
+    rows nearly cancel, so float32 round-off in the features shows up amplified there, and
+    training steps compound it (Adam's first steps are lr * sign(gradient))."""
+    return grad_tol if stage.startswith(("grad ", "patch scores after")) else tol
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
@@ -366,13 +386,15 @@ def run(args: argparse.Namespace) -> list[tuple[str, float, float]]:
     prepass = torch.load(work / "prepass.pt", weights_only=False)
     request.update(images=prepass["preprocess"], aug_images=prepass["las_aug"].float(),
                    mask_s_grid=prepass["las_mask_s"].reshape(args.batch, grid, grid),
-                   noise=torch.randn(args.batch * grid * grid, args.dims, generator=generator) * 0.015)
+                   noise=torch.randn(args.batch * grid * grid, args.dims, generator=generator) * 0.015,
+                   more_noise=[torch.randn(args.batch * grid * grid, args.dims, generator=generator) * 0.015
+                               for _ in range(args.train_steps - 1)])
     torch.save(request, request_path)
     _call_reference(args.reference, request_path, answer_path)
     theirs = torch.load(answer_path, weights_only=False)
     print(f"official backbone: GLASS.load moved batch-norm running statistics by up to {theirs['bn_shift']:.3g}")
     theirs.update(images=request["images"], aug_images=request["aug_images"], mask_s_grid=request["mask_s_grid"],
-                  noise=request["noise"])
+                  noise=request["noise"], more_noise=request["more_noise"])
     ours = {**our_side(args, data_root, aug_root, masks, theirs), "preprocess": ours["preprocess"],
             "las_aug": ours["las_aug"], "las_mask_s": ours["las_mask_s"]}
     return compare(ours, theirs)
@@ -412,6 +434,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--normalization", choices=("backbone", "imagenet"),
                         help="our input normalisation (default: main.py's; the official code always uses imagenet)")
     parser.add_argument("--literal", action="store_true", help="our literal gradient ascent (compares every iterate)")
+    parser.add_argument("--train_steps", type=int, default=10,
+                        help="training steps before the final comparison of patch scores (same batch, fresh noise)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tol", type=float, default=1e-4, help="relative tolerance of 'same'")
     parser.add_argument("--grad_tol", type=float, default=1e-2,
