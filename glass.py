@@ -201,7 +201,8 @@ def ascend_in_hidden_space(
 class GasGradient:
     """The GAS inner-loop gradient (Discriminator.anomaly_gradient_beside), compiled with torch.compile
     for large batches when asked: Inductor fuses its dozen element-wise passes over the (N, H)
-    activations into a few loops (about 3x faster on CPU; the same values to round-off, tested).
+    activations into a few loops (benchmarks/bench_gas.py: about 1.5x per ascent step at the paper's
+    dims on a 2-core CPU; the same values to round-off, tested).
     mode "auto" compiles batches of at least COMPILE_MIN_ELEMENTS, "on" every batch, "off" none.
     Without a working compiler it says so once and stays eager."""
 

