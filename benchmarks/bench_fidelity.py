@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RUNNER = REPO.parent / "shared" / "reference" / "run_official_glass.py"
