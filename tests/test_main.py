@@ -333,3 +333,41 @@ def test_enlarged_class_checkpoint_records_its_resize(tmp_path, caplog, monkeypa
     for extra in ((), ("--resize", "64", "--imagesize", "64"), ("--resize", "80", "--imagesize", "64")):
         assert main.cli(["--results_path", str(results), "--test", "test", *dataset(*extra)]) == 0, extra
         assert read_results(results)["mvtec_wood"] == first
+
+
+def test_non_square_grayscale_faint_defects_train_and_test(tmp_path):
+    # What users bring and the demo never makes: 96x72 grayscale frames of a busy texture, defects only
+    # 12 grey levels brighter; the compiled closed-form GAS gradient runs in real training (--compile on).
+    rng = np.random.default_rng(0)
+    data, aug = tmp_path / "mvtec", tmp_path / "dtd" / "images"
+
+    def frame() -> np.ndarray:
+        return np.clip(rng.normal(128, 40, (72, 96)), 0, 255).astype(np.uint8)
+
+    def save(path: Path, image: np.ndarray) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        PIL.Image.fromarray(image).save(path)
+
+    for i in range(6):
+        save(data / "gray" / "train" / "good" / f"{i:03d}.png", frame())
+        save(aug / "t" / f"t_{i}.jpg", frame())
+    for i in range(3):
+        save(data / "gray" / "test" / "good" / f"{i:03d}.png", frame())
+        image, mask = frame(), np.zeros((72, 96), np.uint8)
+        image[30:42, 40:52] = np.clip(image[30:42, 40:52].astype(int) + 12, 0, 255)
+        mask[30:42, 40:52] = 255
+        save(data / "gray" / "test" / "faint" / f"{i:03d}.png", image)
+        save(data / "gray" / "ground_truth" / "faint" / f"{i:03d}_mask.png", mask)
+    results = tmp_path / "run"
+    code = main.cli(["--results_path", str(results), *net_args(2, "--compile", "on"),
+                     "dataset", "--batch_size", "4", "--num_workers", "0", "--resize", "64", "--imagesize", "64",
+                     "--fg", "0", "--distribution", "2", "-d", "gray", "mvtec", str(data), str(aug)])
+    assert code == 0
+    row = read_results(results)["mvtec_gray"]
+    for name in ("image_auroc", "pixel_auroc", "pixel_pro"):
+        assert 0.0 <= float(row[name]) <= 1.0
+    stored = load_checkpoint(results / "models" / "backbone_0" / "mvtec_gray" / "ckpt_best_1.pth")
+    assert stored["net"]["imagesize"] == 64 and stored["net"]["resize"] == 64
+    model, _ = load_trained_model(results / "models" / "backbone_0" / "mvtec_gray")
+    scores, maps, _ = model.predict(torch.zeros(1, 3, 64, 64))
+    assert maps.shape == (1, 64, 64) and 0.0 <= scores[0] <= 1.0
