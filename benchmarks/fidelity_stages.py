@@ -132,6 +132,14 @@ def _record_grads(optimizer: torch.optim.Optimizer, named: dict[str, torch.nn.Pa
     optimizer.step = recorded_step
 
 
+def _record_head_grads(proj_opt: torch.optim.Optimizer, projection: torch.nn.Module,
+                       dsc_opt: torch.optim.Optimizer, discriminator: torch.nn.Module,
+                       store: dict[str, torch.Tensor]) -> None:
+    """Records the projection's and the discriminator's gradients, by the same names on both sides."""
+    _record_grads(proj_opt, {f"pre_projection.{k}": v for k, v in projection.named_parameters()}, store)
+    _record_grads(dsc_opt, {f"discriminator.{k}": v for k, v in discriminator.named_parameters()}, store)
+
+
 def reference_side(request_path: Path, answer_path: Path, reference: Path) -> None:
     """Runs the official modules on the request's inputs and saves every stage's output."""
     req = torch.load(request_path, weights_only=False)
@@ -207,8 +215,7 @@ def reference_side(request_path: Path, answer_path: Path, reference: Path) -> No
     calls: list[torch.Tensor] = []
     hook = _record_inputs(model.discriminator, calls)
     grads: dict[str, torch.Tensor] = {}
-    _record_grads(model.proj_opt, {f"pre_projection.{k}": v for k, v in model.pre_projection.named_parameters()}, grads)
-    _record_grads(model.dsc_opt, {f"discriminator.{k}": v for k, v in model.discriminator.named_parameters()}, grads)
+    _record_head_grads(model.proj_opt, model.pre_projection, model.dsc_opt, model.discriminator, grads)
     item = {"image": images, "aug": req["aug_images"], "mask_s": req["mask_s_grid"]}
     with mock.patch.object(torch, "normal", lambda *a, **k: req["noise"].clone()):
         model._train_discriminator([item], 0, _Bar(), "")
@@ -291,10 +298,8 @@ def our_side(args: argparse.Namespace, data_root: Path, aug_root: Path, masks: t
     calls: list[torch.Tensor] = []
     hook = _record_inputs(model.discriminator, calls)
     grads: dict[str, torch.Tensor] = {}
-    _record_grads(trainer.optimizers["pre_projection"],
-                  {f"pre_projection.{k}": v for k, v in model.pre_projection.named_parameters()}, grads)
-    _record_grads(trainer.optimizers["discriminator"],
-                  {f"discriminator.{k}": v for k, v in model.discriminator.named_parameters()}, grads)
+    _record_head_grads(trainer.optimizers["pre_projection"], model.pre_projection,
+                       trainer.optimizers["discriminator"], model.discriminator, grads)
     model.train()
     step_batch = {"idx": torch.arange(batch), "aug": official["aug_images"], "mask_s": official["mask_s_grid"]}
     unit_noise = official["noise"] / trainer.cfg.noise
