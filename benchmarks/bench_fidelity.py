@@ -203,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     """Runs both code bases for every seed and prints the comparison."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
-    if not args.runner.is_file():
-        print(f"error: --runner {args.runner} not found; pass the path of run_official_glass.py", file=sys.stderr)
-        return 2
     for flag, folder in (("--data_path", args.data_path), ("--aug_path", args.aug_path)):
         if folder is not None and not folder.is_dir():
             print(f"error: {flag} {folder} is not a folder; pass an MVTec-layout root and a DTD images folder",
                   file=sys.stderr)
             return 2
+    if not args.runner.is_file():
+        print(f"error: --runner {args.runner} not found; pass the path of run_official_glass.py", file=sys.stderr)
+        return 2
     try:
         data, aug, classes = dataset_paths(args)
     except ValueError as err:  # bad fidelity-dataset settings (FidelityDatasetError)
