@@ -23,6 +23,7 @@ from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+import preprocess
 from perlin import las_mask
 
 LOGGER = logging.getLogger(__name__)
@@ -252,8 +253,6 @@ class GlassDataset(torch.utils.data.Dataset):
         self.las = las and split == "train"
         self.textures = textures
         self.input_shape = (3, cfg.imagesize, cfg.imagesize)
-        self._mean = np.asarray(self.norm_mean, dtype=np.float32).reshape(3, 1, 1)
-        self._std = np.asarray(self.norm_std, dtype=np.float32).reshape(3, 1, 1)
         self._ops = rand_aug_ops()
         self._jitter = transforms.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation)
         self.epoch = 0
@@ -281,22 +280,19 @@ class GlassDataset(torch.utils.data.Dataset):
     # ---- transforms -------------------------------------------------------------------------
     def _resize_crop(self, img: PIL.Image.Image) -> PIL.Image.Image:
         """Resize the shorter side to `resize` (bilinear), then centre-crop to `imagesize`."""
-        img = TF.resize(img, self.cfg.resize, interpolation=InterpolationMode.BILINEAR)
-        return TF.center_crop(img, self.cfg.imagesize)
+        return preprocess.training_view(img, self.cfg.resize, self.cfg.imagesize)
 
     def _to_normalized(self, img: PIL.Image.Image) -> np.ndarray:
         """PIL RGB -> float32 array (3,S,S) scaled to [0,1] and normalised with the backbone mean/std."""
-        # NumPy rather than torch ops: per-item tensor ops pay thread start-up costs in the main process.
-        array = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
-        return (array - self._mean) / self._std
+        return preprocess.normalize(img, self.norm_mean, self.norm_std)
 
     def _train_transform(self, img: PIL.Image.Image, fg: PIL.Image.Image | None
                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Reference train transform (resize, jitter, flips, grey, affine, crop); fg follows the geometry."""
         cfg = self.cfg
-        img = TF.resize(img, cfg.resize, interpolation=InterpolationMode.BILINEAR)
+        img = preprocess.scale_short_side(img, cfg.resize)
         if fg is not None:
-            fg = TF.resize(fg, cfg.resize, interpolation=InterpolationMode.BILINEAR)
+            fg = preprocess.scale_short_side(fg, cfg.resize)
         if cfg.brightness or cfg.contrast or cfg.saturation:
             img = self._jitter(img)
         if cfg.hflip and torch.rand(1).item() < cfg.hflip:
@@ -324,7 +320,7 @@ class GlassDataset(torch.utils.data.Dataset):
         texture = load_image(self.textures[int(rng.integers(len(self.textures)))], "RGB")
         if not self.cfg.rand_aug:
             return self._train_transform(texture, None)[0]
-        texture = TF.resize(texture, self.cfg.resize, interpolation=InterpolationMode.BILINEAR)
+        texture = preprocess.scale_short_side(texture, self.cfg.resize)
         for op_index in rng.choice(len(self._ops), size=3, replace=False):
             texture = self._ops[int(op_index)](texture)
         return self._to_normalized(TF.center_crop(texture, self.cfg.imagesize))

@@ -19,6 +19,7 @@ import click
 import backbones
 import common
 import model as glass_model
+import preprocess
 import utils
 import video_io
 from size_analyzer import MM_PER_UNIT, SizeAnalysisError
@@ -36,7 +37,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     backbones.BackboneError, SizeAnalysisError,
 )
 
-MODEL_OPTION_NAMES = ("model_path", "class_name", "device", "backend", "onnx_path", "batch_size", "threshold")
+MODEL_OPTION_NAMES = ("model_path", "class_name", "device", "backend", "onnx_path", "batch_size", "threshold", "roi")
 
 
 def apply_options(command: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Callable[..., Any]:
@@ -58,7 +59,7 @@ def model_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--device --backend --batch_size --threshold: how any model runs."""
+    """--device --backend --batch_size --threshold --roi: how any model runs."""
     return apply_options(command, [
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
@@ -67,6 +68,9 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--batch_size", type=int, default=8, show_default=True, help="Frames scored per batch."),
         click.option("--threshold", type=float, default=None,
                      help="Frame decision threshold in [0, 1] (default: from the model's training-image scores)."),
+        click.option("--roi", default=None, metavar="X0,Y0,X1,Y1",
+                     help="Score only this region of every frame (frame pixels, e.g. the belt); default: the "
+                          "whole frame. Frames are scored whole at the training scale (shorter side -> resize)."),
     ])
 
 
@@ -101,7 +105,12 @@ def video_options(command: Callable[..., Any] | None = None, *, output_help: str
 
 def engine_config(options: Mapping[str, Any]) -> EngineConfig:
     """The engine configuration from the model options (validated by EngineConfig)."""
-    return EngineConfig(**{name: options[name] for name in MODEL_OPTION_NAMES})
+    values = {name: options.get(name) for name in MODEL_OPTION_NAMES}
+    try:
+        values["roi"] = preprocess.parse_roi(values["roi"])
+    except preprocess.PreprocessError as err:
+        raise EngineError(str(err)) from None
+    return EngineConfig(**values)
 
 
 def default_output_path(class_name: str, video_path: str | os.PathLike, mode: str) -> Path:
@@ -124,6 +133,11 @@ def prepare(options: Mapping[str, Any], mode: str) -> tuple[EngineConfig, runner
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     run_cfg = run_config(options, class_dir.name, mode)
     info = runner.check_run(run_cfg)
+    if engine_cfg.roi is not None:  # the ROI must lie in the video's frames, said before any work
+        try:
+            preprocess.check_roi(engine_cfg.roi, info.height, info.width)
+        except preprocess.PreprocessError as err:
+            raise EngineError(str(err)) from None
     return engine_cfg, run_cfg, info
 
 

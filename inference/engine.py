@@ -1,10 +1,14 @@
 """The one inference engine behind every video and image command.
 
-It loads a trained class model (PyTorch checkpoint or its ONNX export), turns BGR frames into
-the network's input exactly as training did (resize, RGB, normalise), scores them in batches
-and returns, per frame, the image score (maximum patch score, as the evaluation uses) and the
-anomaly map at the frame's own resolution (bilinear + Gaussian sigma 4 at the model's input
-size, as `common.anomaly_maps` builds it, then resized to the frame).
+It loads a trained class model (PyTorch checkpoint or its ONNX export) and scores BGR (or gray)
+frames of any width and height whole, at the scale the model was trained at: the frame (or its
+region of interest, `roi`) gets its shorter side scaled to the checkpoint's `resize` by the very
+function training uses (`preprocess.frame_input`), is padded at the bottom/right to the
+backbone's largest stride, and goes through the fully convolutional network (backbone, patch
+aggregation and discriminator are all local). Per frame it returns the image score (the highest
+patch score over the scored area, as evaluation computes it) and the anomaly map at the frame's
+own resolution (bilinear + Gaussian sigma 4 at the training scale, as `common.anomaly_maps`
+builds it, padding cut off, resized to the ROI; zero outside it).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import torch
 
 import common
 import model as glass_model
+import preprocess
 
 LOGGER = logging.getLogger(__name__)
 
@@ -44,16 +49,20 @@ class ModelInfo:
     imagesize: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    grid: tuple[int, int]
+    grid: tuple[int, int]  # patch grid of one training view (imagesize x imagesize)
     sigma: float
     threshold: float
+    resize: int  # frames are scored with their shorter side at this size (the training scale)
+    stride: int  # pixels per patch-grid cell
+    pad_to: int  # inputs are padded to a multiple of this (the backbone's largest stride)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
         return {
             "class_name": self.class_name, "backbone": self.backbone, "imagesize": self.imagesize,
             "mean": list(self.mean), "std": list(self.std), "grid": list(self.grid),
-            "sigma": self.sigma, "threshold": self.threshold,
+            "sigma": self.sigma, "threshold": self.threshold, "resize": self.resize, "stride": self.stride,
+            "pad_to": self.pad_to,
         }
 
     @classmethod
@@ -65,21 +74,30 @@ class ModelInfo:
                 imagesize=int(data["imagesize"]),
                 mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
                 grid=tuple(int(v) for v in data["grid"]), sigma=float(data["sigma"]),
-                threshold=float(data["threshold"]),
+                threshold=float(data["threshold"]), resize=int(data["resize"]), stride=int(data["stride"]),
+                pad_to=int(data["pad_to"]),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); "
                               "export the model again") from None
 
     @classmethod
-    def from_checkpoint(cls, data: dict[str, Any], class_name: str, grid: tuple[int, int]) -> "ModelInfo":
-        """The description of a loaded checkpoint (see model.load_checkpoint)."""
+    def from_checkpoint(cls, data: dict[str, Any], class_name: str, strides: Sequence[int]) -> "ModelInfo":
+        """The description of a loaded checkpoint (see model.load_checkpoint) whose backbone layers
+        have these strides (the first one is the patch grid's)."""
         net = glass_model.NetConfig.from_dict(data["net"])
+        stride = int(strides[0])
+        side = -(-net.imagesize // stride)
         return cls(
             class_name=class_name, backbone=net.backbone, imagesize=net.imagesize,
-            mean=tuple(net.mean), std=tuple(net.std), grid=grid, sigma=common.MAP_SIGMA,
+            mean=tuple(net.mean), std=tuple(net.std), grid=(side, side), sigma=common.MAP_SIGMA,
             threshold=default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64)),
+            resize=net.resize, stride=stride, pad_to=max(int(v) for v in strides),
         )
+
+    def geometry(self, frame_shape: Sequence[int], roi: preprocess.Roi | None = None) -> preprocess.FrameGeometry:
+        """Where a frame of this shape (and its ROI) goes at the training scale."""
+        return preprocess.frame_geometry(frame_shape, self.resize, self.pad_to, roi)
 
 
 def default_threshold(train_scores: np.ndarray) -> float:
@@ -102,6 +120,7 @@ class EngineConfig:
     onnx_path: str | None = None
     batch_size: int = 8
     threshold: float | None = None
+    roi: preprocess.Roi | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -145,7 +164,7 @@ def _onnx_provider(requested: str, device: torch.device) -> str:
 
 
 class Backend(Protocol):
-    """Anything that turns a normalised batch (B,3,S,S) into patch-score grids (B,h,w)."""
+    """Anything that turns a normalised batch (B,3,H,W) into patch-score grids (B,H/s,W/s)."""
 
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
         """Patch scores in [0, 1] for a float32 batch."""
@@ -162,7 +181,7 @@ class TorchBackend:
 
     @torch.inference_mode()
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
-        """Patch scores (B,h,w) for a normalised float32 batch (B,3,S,S)."""
+        """Patch scores (B,h,w) for a normalised float32 batch (B,3,H,W)."""
         images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
         return self.net(images).float().cpu().numpy()
 
@@ -179,16 +198,13 @@ class FrameResult:
 class InferenceEngine:
     """Scores BGR frames with one backend; see the module docstring for what it computes."""
 
-    def __init__(self, backend: Backend, info: ModelInfo, threshold: float | None = None, batch_size: int = 8) -> None:
+    def __init__(self, backend: Backend, info: ModelInfo, threshold: float | None = None, batch_size: int = 8,
+                 roi: preprocess.Roi | None = None) -> None:
         self.backend = backend
         self.info = info
         self.threshold = info.threshold if threshold is None else float(threshold)
         self.batch_size = batch_size
-        mean = np.asarray(info.mean, np.float32)
-        std = np.asarray(info.std, np.float32)
-        # (x / 255 - mean) / std as one multiply-add per pixel.
-        self._scale = (1.0 / (255.0 * std)).reshape(1, 1, 1, 3)
-        self._shift = (-mean / std).reshape(1, 1, 1, 3)
+        self.roi = roi
 
     @property
     def backend_name(self) -> str:
@@ -206,54 +222,79 @@ class InferenceEngine:
             try:
                 onnx_path = Path(cfg.onnx_path) if cfg.onnx_path else onnx_backend.cached_export(class_dir)
                 backend = onnx_backend.OnnxBackend(onnx_path, provider=_onnx_provider(cfg.device, device))
-                return cls(backend, backend.info, cfg.threshold, cfg.batch_size)
+                return cls(backend, backend.info, cfg.threshold, cfg.batch_size, cfg.roi)
             except (EngineError, OSError) as err:
                 if cfg.backend == "onnx":
                     raise
                 LOGGER.warning("ONNX backend unavailable (%s): running the checkpoint in PyTorch", err)
         net, data = glass_model.load_trained_model(class_dir, device)
-        grid = _grid_of(net)
-        info = ModelInfo.from_checkpoint(data, class_dir.name, grid)
+        info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
         LOGGER.info("loaded %s (%s, %d px) on %s", class_dir, info.backbone, info.imagesize, device)
-        return cls(TorchBackend(net, device), info, cfg.threshold, cfg.batch_size)
+        return cls(TorchBackend(net, device), info, cfg.threshold, cfg.batch_size, cfg.roi)
+
+    def geometry(self, frame: np.ndarray) -> preprocess.FrameGeometry:
+        """How this frame is scored: its ROI, its size at the training scale, the padded input."""
+        try:
+            return self.info.geometry(frame.shape, self.roi)
+        except preprocess.PreprocessError as err:
+            raise EngineError(str(err)) from None
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """BGR uint8 frames -> normalised float32 batch (B,3,S,S) at the model's input size."""
-        size = self.info.imagesize
-        batch = np.empty((len(frames), size, size, 3), np.float32)
+        """BGR (or gray) uint8 frames of one shape -> normalised float32 batch (B,3,H,W) at the training
+        scale (preprocess.frame_input: the same resize and normalisation as training)."""
+        if not len(frames):
+            return np.empty((0, 3, 0, 0), np.float32)
+        geometry = self.geometry(frames[0])
+        batch = np.empty((len(frames), 3, *geometry.padded), np.float32)
         for i, frame in enumerate(frames):
-            frame = _as_bgr(frame)
-            if frame.shape[:2] != (size, size):
-                frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
-            batch[i] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        batch *= self._scale
-        batch += self._shift
-        return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+            if frame.shape[:2] != geometry.frame:
+                raise EngineError(f"frame of shape {frame.shape} in a batch of {geometry.frame} frames; "
+                                  "score frames of different sizes in separate calls")
+            try:
+                batch[i] = preprocess.frame_input(frame, geometry, self.info.mean, self.info.std)
+            except preprocess.PreprocessError as err:
+                raise EngineError(str(err)) from None
+        return batch
 
-    def patch_scores(self, frames: Sequence[np.ndarray]) -> np.ndarray:
-        """Patch-score grids (B,h,w) of BGR frames, scored batch_size at a time."""
-        grids = [
-            self.backend.patch_scores(self.preprocess(frames[start:start + self.batch_size]))
-            for start in range(0, len(frames), self.batch_size)
-        ]
-        return np.concatenate(grids) if grids else np.empty((0, *self.info.grid), np.float32)
+    def patch_scores(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per frame, its patch-score grid over the scored area (padding cells dropped)."""
+        grids: list[np.ndarray] = []
+        for group in _same_shape_runs(frames, self.batch_size):
+            geometry = self.geometry(group[0])
+            scored = self.backend.patch_scores(self.preprocess(group))
+            rows, cols = (-(-side // self.info.stride) for side in geometry.scaled)
+            grids.extend(np.ascontiguousarray(grid[:rows, :cols]) for grid in scored)
+        return grids
 
     def image_scores(self, frames: Sequence[np.ndarray]) -> list[float]:
         """The image score of every frame (no anomaly maps: cheaper than predict)."""
-        return [image_score(grid) for grid in self.patch_scores(frames)] if len(frames) else []
+        return [image_score(grid) for grid in self.patch_scores(frames)]
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameResult]:
         """Image score, anomaly map (frame resolution) and decision for every frame."""
-        grids = self.patch_scores(frames)
-        maps = common.anomaly_maps(grids, self.info.imagesize, self.info.sigma) if len(grids) else []
         results = []
-        for frame, grid, amap in zip(frames, grids, maps):
-            height, width = frame.shape[:2]
-            if amap.shape != (height, width):
-                amap = cv2.resize(amap, (width, height), interpolation=cv2.INTER_LINEAR)
+        for frame, grid in zip(frames, self.patch_scores(frames)):
+            amap = self.frame_map(grid, self.geometry(frame))
             score = image_score(grid)
             results.append(FrameResult(score, amap, score >= self.threshold))
         return results
+
+    def frame_map(self, grid: np.ndarray, geometry: preprocess.FrameGeometry) -> np.ndarray:
+        """A frame's anomaly map at frame resolution from its patch grid: bilinear + Gaussian at the
+        training scale (common.anomaly_maps), resized to the ROI; zero outside the ROI."""
+        stride = self.info.stride
+        scaled = common.anomaly_maps(grid[None], (grid.shape[0] * stride, grid.shape[1] * stride),
+                                     self.info.sigma)[0]
+        scaled = scaled[:geometry.scaled[0], :geometry.scaled[1]]
+        roi_h, roi_w = geometry.roi_size
+        if scaled.shape != (roi_h, roi_w):
+            scaled = cv2.resize(scaled, (roi_w, roi_h), interpolation=cv2.INTER_LINEAR)
+        if geometry.roi_size == geometry.frame:
+            return scaled
+        amap = np.zeros(geometry.frame, np.float32)
+        x0, y0, x1, y1 = geometry.roi
+        amap[y0:y1, x0:x1] = scaled
+        return amap
 
 
 def image_score(grid: np.ndarray) -> float:
@@ -261,19 +302,12 @@ def image_score(grid: np.ndarray) -> float:
     return float(grid.max())
 
 
-def _as_bgr(frame: np.ndarray) -> np.ndarray:
-    """Checks a frame is uint8 HxWx3 (or HxW gray, converted)."""
-    if frame.dtype != np.uint8:
-        raise EngineError(f"frame of dtype {frame.dtype}: expected uint8 BGR images")
-    if frame.ndim == 2:
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    if frame.ndim != 3 or frame.shape[2] != 3:
-        raise EngineError(f"frame of shape {frame.shape}: expected HxWx3 BGR images")
-    return frame
-
-
-def _grid_of(net: glass_model.GlassModel) -> tuple[int, int]:
-    """The patch grid (h, w) the model produces for its input size."""
-    stride = net.extractor.strides[0]
-    side = -(-net.cfg.imagesize // stride)
-    return side, side
+def _same_shape_runs(frames: Sequence[np.ndarray], batch_size: int) -> list[Sequence[np.ndarray]]:
+    """Consecutive frames cut into batches of at most batch_size frames of one shape, in order."""
+    runs: list[Sequence[np.ndarray]] = []
+    start = 0
+    for end in range(1, len(frames) + 1):
+        if end == len(frames) or end - start == batch_size or frames[end].shape != frames[start].shape:
+            runs.append(frames[start:end])
+            start = end
+    return runs

@@ -32,7 +32,7 @@ import video_io
 from inference import cli as shared
 from inference import runner
 from inference import video_inference_with_tracking as tracking
-from inference.engine import EngineConfig, EngineError, InferenceEngine
+from inference.engine import EngineError, InferenceEngine
 
 LOGGER = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def describe(class_dir: Path) -> dict[str, Any]:
 def score_model(class_dir: Path, samples: list[np.ndarray], options: dict[str, Any]) -> ModelScore:
     """Loads one model and scores the sample frames with it."""
     tick = time.perf_counter()
-    cfg = EngineConfig(str(class_dir), None, options["device"], options["backend"], None, options["batch_size"])
+    cfg = shared.engine_config({**options, "model_path": str(class_dir), "class_name": None, "onnx_path": None,
+                                "threshold": None})
     try:
         engine = InferenceEngine.from_config(cfg)
     except LOAD_ERRORS as err:

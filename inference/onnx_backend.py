@@ -1,7 +1,8 @@
 """ONNX export of a trained GLASS class model and an ONNX Runtime backend for the inference engine.
 
 The exported graph computes exactly `GlassModel.forward` in eval mode: normalised images
-(B,3,S,S) -> patch scores (B,h,w) in [0, 1]. Between the backbone maps and the discriminator's
+(B,3,H,W) -> patch scores (B,h,w) in [0, 1]; height and width are dynamic (any multiple of the
+backbone's largest stride, as the engine pads frames), so whole frames of any shape are scored. Between the backbone maps and the discriminator's
 first nonlinearity everything is linear (3x3 neighbourhood gather, adaptive channel pooling,
 bilinear resize, stacked-layer pooling, projection, first discriminator layer, eval batch
 norm), so the head can be written in one of two exact forms:
@@ -50,7 +51,7 @@ LOGGER = logging.getLogger(__name__)
 
 FORMS = ("auto", "fold", "pool")
 PROVIDERS = ("cpu", "cuda")
-EXPORT_FORMAT = "glass-onnx/1"
+EXPORT_FORMAT = "glass-onnx/2"  # /2: height and width are dynamic
 INPUT_NAME = "images"
 OUTPUT_NAME = "patch_scores"
 MIN_OPSET = 13
@@ -256,12 +257,12 @@ class PoolHead(nn.Module):
         self.tail = DiscriminatorTail(discriminator)
 
     def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Backbone maps -> patch scores (B,h,w)."""
+        """Backbone maps -> patch scores (B,h,w); the grid is the first map's, whatever the input size."""
         pooled = []
         for feature_map, pool, size in zip(maps, self.layer_pools, self.geometry.sizes):
             layer = pool(feature_map)
             if size != self.geometry.grid:
-                layer = F.interpolate(layer, size=self.geometry.grid, mode="bilinear", align_corners=False)
+                layer = F.interpolate(layer, size=maps[0].shape[-2:], mode="bilinear", align_corners=False)
             pooled.append(layer)
         features = self.stack_pool(torch.cat(pooled, dim=1))
         return self.tail(self.affine(features))
@@ -286,12 +287,12 @@ class FoldHead(nn.Module):
         self.tail = DiscriminatorTail(discriminator)
 
     def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Backbone maps -> patch scores (B,h,w)."""
+        """Backbone maps -> patch scores (B,h,w); the grid is the first map's, whatever the input size."""
         total = None
         for feature_map, conv, size in zip(maps, self.convs, self.geometry.sizes):
             layer = conv(feature_map)
             if size != self.geometry.grid:
-                layer = F.interpolate(layer, size=self.geometry.grid, mode="bilinear", align_corners=False)
+                layer = F.interpolate(layer, size=maps[0].shape[-2:], mode="bilinear", align_corners=False)
             total = layer if total is None else total + layer
         return self.tail(total + self.bias)
 
@@ -361,7 +362,10 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int,
 
 def with_static_padding(extractor: nn.Module, imagesize: int) -> nn.Module:
     """A copy of the extractor whose dynamic "same" convolutions have padding fixed for `imagesize`
-    (the extractor itself when it has none)."""
+    (the extractor itself when it has none). For a multiple of the backbone's total stride the
+    padding of every "same" convolution is the same for any multiple of it (each layer's input is a
+    multiple of its stride, so total padding = kernel - stride), so the copy serves every input the
+    engine makes (preprocess.frame_geometry pads to that multiple)."""
     same = [name for name, module in extractor.named_modules() if type(module).__name__ == "Conv2dSame"]
     if not same:
         return extractor
@@ -393,18 +397,25 @@ class PatchScoreNet(nn.Module):
         self.head = head
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised images (B,3,S,S) -> patch scores (B,h,w) in [0, 1]."""
+        """Normalised images (B,3,H,W), H and W multiples of the largest stride -> patch scores (B,h,w)."""
         return self.head(self.extractor(images))
 
 
+def export_size(net: glass_model.GlassModel) -> int:
+    """The square input size exports are traced and checked at: imagesize rounded up to the largest stride."""
+    multiple = max(net.extractor.strides)
+    return -(-net.cfg.imagesize // multiple) * multiple
+
+
 def head_geometry(net: glass_model.GlassModel) -> HeadGeometry:
-    """Reads the head's shapes from the model (one dummy backbone pass at its input size)."""
+    """Reads the head's shapes from the model (one dummy backbone pass at its export size)."""
     cfg = net.cfg
     if cfg.patchsize % 2 == 0:
         raise OnnxModelError(f"patchsize {cfg.patchsize}: only odd patch sizes keep the grid; "
                              "retrain with --patchsize 3")
+    size = export_size(net)
     with torch.no_grad():
-        maps = net.extractor(torch.zeros(1, 3, cfg.imagesize, cfg.imagesize))
+        maps = net.extractor(torch.zeros(1, 3, size, size))
     body = net.discriminator.body
     return HeadGeometry(
         channels=tuple(int(m.shape[1]) for m in maps),
@@ -433,14 +444,14 @@ def build_export_module(net: glass_model.GlassModel, form: str = "auto", geometr
     folded = net._fold_affine_head()  # the exact affine head GlassModel.forward uses in eval mode
     head_class = FoldHead if chosen == "fold" else PoolHead
     head = head_class(geometry, folded, net.discriminator)
-    extractor = with_static_padding(net.extractor, net.cfg.imagesize)
+    extractor = with_static_padding(net.extractor, export_size(net))
     return PatchScoreNet(extractor, head).eval(), chosen, geometry
 
 
-def verification_batch(imagesize: int, batch: int = VERIFY_BATCH) -> torch.Tensor:
+def verification_batch(height: int, batch: int = VERIFY_BATCH, width: int | None = None) -> torch.Tensor:
     """A fixed, seeded normalised batch used to compare an export with the PyTorch model."""
     generator = torch.Generator().manual_seed(VERIFY_SEED)
-    return torch.randn(batch, 3, imagesize, imagesize, generator=generator)
+    return torch.randn(batch, 3, height, width or height, generator=generator)
 
 
 @torch.no_grad()
@@ -487,9 +498,12 @@ def _check_writable(target: Path) -> None:
 
 
 def _to_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
-    """Traces the module to ONNX (TorchScript exporter) and returns the serialised model."""
+    """Traces the module to ONNX (TorchScript exporter) and returns the serialised model; height and
+    width are always dynamic, the batch when asked."""
     buffer = io.BytesIO()
-    dynamic_axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    dynamic_axes = {INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {1: "grid_height", 2: "grid_width"}}
+    if dynamic_batch:
+        dynamic_axes[INPUT_NAME][0] = dynamic_axes[OUTPUT_NAME][0] = "batch"
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is chosen on purpose (adaptive pooling and timm's dynamic
         # "same" padding trace there); its deprecation and constant-folding notes are noise.
@@ -548,7 +562,7 @@ def export_onnx(class_dir: str | os.PathLike, output: Path | None = None, opset:
     net, data = glass_model.load_trained_model(class_dir, "cpu")
     checkpoint = glass_model.final_checkpoint_path(class_dir)
     geometry = head_geometry(net)
-    info = ModelInfo.from_checkpoint(data, class_dir.name, geometry.grid)
+    info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
     return export_model(net, info, target, settings, {"source_checkpoint": checkpoint.name}, geometry)
 
 
@@ -580,8 +594,10 @@ def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: 
     """(serialised ONNX model, simplified?, max |onnxruntime - GlassModel|), each step checked."""
     import onnx
 
-    images = verification_batch(net.cfg.imagesize)
-    torch_diff = max_difference(module, net, images)
+    size, multiple = export_size(net), max(net.extractor.strides)
+    images = verification_batch(size)
+    wide = verification_batch(size, width=size + 2 * multiple)  # checks the dynamic height and width
+    torch_diff = max(max_difference(module, net, images), max_difference(module, net, wide))
     if torch_diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"export module differs from the model by {torch_diff:.2e}; this is a bug")
     fixed = images[:1].expand(settings.batch, -1, -1, -1).contiguous()
@@ -592,10 +608,12 @@ def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: 
     if settings.simplify:
         model_proto, simplified = _simplified(model_proto)
         payload = model_proto.SerializeToString()
-    check_images = images if settings.dynamic_batch else fixed
-    with torch.no_grad():
-        expected = net(check_images).numpy()
-    onnx_diff = float(np.abs(_run_onnx_bytes(payload, check_images.numpy()) - expected).max())
+    onnx_diff = 0.0
+    for check in (images, wide):
+        check = check if settings.dynamic_batch else check[:1].expand(settings.batch, -1, -1, -1).contiguous()
+        with torch.no_grad():
+            expected = net(check).numpy()
+        onnx_diff = max(onnx_diff, float(np.abs(_run_onnx_bytes(payload, check.numpy()) - expected).max()))
     if onnx_diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"ONNX export differs from the model by {onnx_diff:.2e}; this is a bug")
     return payload, simplified, onnx_diff
@@ -608,7 +626,9 @@ def _export_facts(settings: ExportSettings, info: ModelInfo) -> dict[str, Any]:
         "format": EXPORT_FORMAT, "opset": settings.opset,
         "batch": "dynamic" if settings.dynamic_batch else settings.batch,
         "input_name": INPUT_NAME, "output_name": OUTPUT_NAME,
-        "input_shape": [leading, 3, info.imagesize, info.imagesize], "output_shape": [leading, *info.grid],
+        "input_shape": [leading, 3, "height", "width"],
+        "output_shape": [leading, f"height/{info.stride}", f"width/{info.stride}"],
+        "input_multiple": info.pad_to,
     }
 
 
@@ -620,7 +640,8 @@ def _is_fresh(onnx_path: Path, checkpoint: Path) -> bool:
     if onnx_path.stat().st_mtime < checkpoint.stat().st_mtime:
         return False
     try:
-        return json.loads(json_path.read_text(encoding="utf-8")).get("source_checkpoint") == checkpoint.name
+        description = json.loads(json_path.read_text(encoding="utf-8"))
+        return description.get("source_checkpoint") == checkpoint.name and description.get("format") == EXPORT_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -733,9 +754,9 @@ class OnnxBackend:
             raise OnnxModelError(f"{self.path}: inputs/outputs are not '{INPUT_NAME}' -> '{OUTPUT_NAME}' "
                                  "(not a GLASS export); export it with python onnx/pth2onnx.py")
         shape = inputs[0].shape
-        if [int(v) if isinstance(v, int) else None for v in shape[1:]] != [3, self.info.imagesize, self.info.imagesize]:
-            raise OnnxModelError(f"{self.path}: input shape {shape} does not match its description "
-                                 f"({self.info.imagesize} px); export the model again")
+        if len(shape) != 4 or shape[1] != 3 or isinstance(shape[2], int) or isinstance(shape[3], int):
+            raise OnnxModelError(f"{self.path}: input shape {shape} is not (B, 3, height, width) with dynamic "
+                                 "height and width; export the model again with python onnx/pth2onnx.py")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         LOGGER.info("ONNX model %s on %s (batch %s, %s form)", self.path, self.session.get_providers()[0],
                     self.fixed_batch or "dynamic", self.description.get("form"))
@@ -745,14 +766,16 @@ class OnnxBackend:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
-        """Patch scores (B,h,w) for a normalised float32 batch (B,3,S,S); any B, also for fixed-batch files."""
-        size = self.info.imagesize
-        if batch.ndim != 4 or batch.shape[1:] != (3, size, size):
-            raise OnnxModelError(f"input batch of shape {batch.shape}: this model takes (B, 3, {size}, {size})")
+        """Patch scores (B,h,w) for a normalised float32 batch (B,3,H,W), H and W multiples of the model's
+        input multiple; any B, also for fixed-batch files."""
+        multiple = self.info.pad_to
+        if batch.ndim != 4 or batch.shape[1] != 3 or batch.shape[2] % multiple or batch.shape[3] % multiple:
+            raise OnnxModelError(f"input batch of shape {batch.shape}: this model takes (B, 3, H, W) with H and W "
+                                 f"multiples of {multiple}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         count = len(batch)
         if count == 0:
-            return np.empty((0, *self.info.grid), np.float32)
+            return np.empty((0, batch.shape[2] // self.info.stride, batch.shape[3] // self.info.stride), np.float32)
         if self.fixed_batch is None or count == self.fixed_batch:
             return self._run(batch)
         step = self.fixed_batch

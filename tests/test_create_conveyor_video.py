@@ -103,3 +103,179 @@ def test_tracking_the_encoded_video_with_ground_truth_maps_finds_each_defect_onc
     assert report["totals"]["mean_motion_px_per_frame"][0] == pytest.approx(-6.0, abs=0.5)
     for track, defect in zip(report["tracks"], truth["defects"]):
         assert track["max_area_pixels"] == pytest.approx(defect["area_pixels"], rel=0.15)
+
+
+# --- wide frames, defect placement, the new defect types, the preset --------------------------------
+
+WIDE = dict(width=160, height=64)
+
+
+def _mask(labels, defect_id):
+    return labels == defect_id
+
+
+@pytest.mark.parametrize("speed", [3, 6, 12])
+def test_wide_frames_have_the_asked_shape_and_move_by_speed(tmp_path, speed):
+    cfg = conveyor.ConveyorConfig(texture="brick", speed=speed, defects=1, **WIDE)
+    out = tmp_path / "wide.mp4"
+    data = conveyor.create_conveyor_video(out, cfg)
+    length = data["strip"]["width"]
+    expected = (length - 160) // speed + 1
+    info = video_io.probe_video(out, exact=True)
+    assert (info.frame_count, info.width, info.height) == (expected, 160, 64)
+    assert (data["width"], data["height"], data["num_frames"], data["strip"]["height"]) == (160, 64, expected, 64)
+    assert data["speed_px_per_frame"] == speed and data["motion_px_per_frame"] == [-float(speed), 0.0]
+    assert data["direction"] == "right_to_left"
+    frames = [f for batch in video_io.iter_frames(out, 4) for f in batch][:2]
+    assert frames[0].shape == (64, 160, 3)
+    a, b = frames[0].astype(np.float32), frames[1].astype(np.float32)
+    assert np.abs(a[:, speed:] - b[:, :-speed]).mean() < 6.0
+    assert np.abs(a - b).mean() > 2 * np.abs(a[:, speed:] - b[:, :-speed]).mean()
+
+
+def test_strip_is_tall_enough_for_tall_frames_and_keeps_the_demo_scale():
+    tall = conveyor.build_strip(conveyor.ConveyorConfig(texture="gravel", width=64, height=160, speed=4, defects=0))
+    assert tall.shape == (160, 128, 3)
+    # the frame's shorter side shows DEMO_CROP_FRACTION of the photo's short side, whatever the frame shape
+    square = conveyor.build_strip(conveyor.ConveyorConfig(texture="gravel", size=64, speed=4, defects=0))
+    wide = conveyor.build_strip(conveyor.ConveyorConfig(texture="gravel", speed=4, defects=0, **WIDE))
+    assert np.array_equal(wide[:, :128], square[:, :128])
+
+
+def test_sidecar_defects_agree_with_the_painted_masks_speed_and_frames(tmp_path):
+    cfg = conveyor.ConveyorConfig(texture="gravel", speed=5, defects=4, pairs=1, edge_defects=2, seed=3,
+                                  defect_types=("branching_crack", "faint_stain", "hole", "crack"), **WIDE)
+    data = conveyor.create_conveyor_video(tmp_path / "belt.mp4", cfg)
+    _, labels, _ = conveyor.paint_defects(conveyor.build_strip(cfg), cfg)
+    width, height, speed, frames = 160, 64, 5, data["frames"]
+    assert [d["defect_type"] for d in data["defects"]] == ["branching_crack", "faint_stain", "hole", "crack"]
+    assert [d["placement"] for d in data["defects"]] == ["interior", "interior", "edge_top", "edge_bottom"]
+    assert [d["group"] for d in data["defects"]] == [0, 0, 1, 2]
+    for d in data["defects"]:
+        mask = _mask(labels, d["defect_id"])
+        ys, xs = np.nonzero(mask)
+        assert d["area_pixels"] == mask.sum() > 0
+        assert d["box"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        assert d["centroid"] == pytest.approx([xs.mean(), ys.mean()], abs=0.01)
+        x1, _, x2, _ = d["box"]
+        # a frame shows strip columns [i * speed, i * speed + width)
+        assert d["first_visible_frame"] == max(0, (x1 - width) // speed + 1)
+        assert d["last_visible_frame"] == min(len(frames) - 1, -(-x2 // speed) - 1)
+        assert d["first_full_frame"] == -(-(x2 - width) // speed)
+        assert d["last_full_frame"] == x1 // speed
+        shown = [r["index"] for r in frames if any(v["defect_id"] == d["defect_id"] for v in r["defects"])]
+        assert shown == list(range(d["first_visible_frame"], d["last_visible_frame"] + 1))
+        for r in frames[d["first_full_frame"]:d["last_full_frame"] + 1]:
+            seen = next(v for v in r["defects"] if v["defect_id"] == d["defect_id"])
+            assert seen["visible_area_pixels"] == d["area_pixels"]
+            assert seen["box"] == [x1 - r["offset"], d["box"][1], x2 - r["offset"], d["box"][3]]
+            if d["placement"] == "edge_top":
+                assert seen["box"][1] <= conveyor.EDGE_TOLERANCE_PX
+            if d["placement"] == "edge_bottom":
+                assert seen["box"][3] >= height - conveyor.EDGE_TOLERANCE_PX
+    # the pair is in view at once; the groups are not
+    together = [r for r in frames if len(r["defects"]) == 2]
+    assert together and all({v["defect_id"] for v in r["defects"]} == {1, 2} for r in together)
+    assert max(len(r["defects"]) for r in frames) == 2
+
+
+def test_edge_defects_touch_the_frame_edge_for_many_seeds_and_types():
+    for seed in range(4):
+        cfg = conveyor.ConveyorConfig(texture="brick", speed=8, defects=6, edge_defects=6, seed=seed,
+                                      defect_types=("hole", "stain", "contamination", "crack", "smudge", "scratch"),
+                                      **WIDE)
+        _, labels, painted = conveyor.paint_defects(conveyor.build_strip(cfg), cfg)
+        assert [d.placement for d in painted] == ["edge_top", "edge_bottom"] * 3
+        for d in painted:
+            assert d.box[1] <= conveyor.EDGE_TOLERANCE_PX if d.placement == "edge_top" else \
+                d.box[3] >= 64 - conveyor.EDGE_TOLERANCE_PX
+            assert d.area_pixels == _mask(labels, d.defect_id).sum() > 0
+
+
+def _skeleton_junctions(mask):
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+    skeleton = skeletonize(mask)
+    neighbours = ndimage.convolve(skeleton.astype(int), np.ones((3, 3), int), mode="constant") - 1
+    return int((skeleton & (neighbours >= 3)).sum()), int((skeleton & (neighbours == 1)).sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_branching_crack_is_one_piece_that_branches(seed):
+    from scipy import ndimage
+    cfg = conveyor.ConveyorConfig(texture="grass", speed=16, defects=2, seed=seed,
+                                  defect_types=("branching_crack",), **WIDE)
+    _, labels, painted = conveyor.paint_defects(conveyor.build_strip(cfg), cfg)
+    for d in painted:
+        mask = _mask(labels, d.defect_id)
+        assert ndimage.label(mask, structure=np.ones((3, 3)))[1] == 1
+        junctions, ends = _skeleton_junctions(mask)
+        assert junctions > 0 and ends >= 3
+
+
+def test_faint_stain_has_lower_contrast_than_a_stain():
+    cfg = conveyor.ConveyorConfig(texture="gravel", speed=8, defects=0, **WIDE)
+    tile = conveyor.build_strip(cfg)[:, :64]
+    contrast = {}
+    for kind in ("stain", "faint_stain"):
+        values = []
+        for seed in range(6):
+            image, mask = conveyor.render_defect(tile, kind, np.random.default_rng(seed))
+            assert mask.any()
+            values.append(np.abs(image.astype(float) - tile)[mask].mean())
+        contrast[kind] = np.mean(values)
+    assert 0 < contrast["faint_stain"] < 0.6 * contrast["stain"]
+
+
+def test_same_seed_same_frames_and_sidecar(tmp_path):
+    cfg = conveyor.ConveyorConfig(texture="gravel", speed=12, defects=3, pairs=1, edge_defects=1, seed=5,
+                                  defect_types=("branching_crack", "faint_stain", "contamination"), **WIDE)
+    first = conveyor.create_conveyor_video(tmp_path / "a" / "belt.mp4", cfg)
+    second = conveyor.create_conveyor_video(tmp_path / "b" / "belt.mp4", cfg)
+    assert first == second
+    decoded = [np.stack([f for batch in video_io.iter_frames(tmp_path / name / "belt.mp4", 16) for f in batch])
+               for name in ("a", "b")]
+    assert np.array_equal(decoded[0], decoded[1])
+    other = conveyor.create_conveyor_video(tmp_path / "c" / "belt.mp4",
+                                           conveyor.ConveyorConfig(**{**cfg.__dict__, "seed": 6}))
+    assert other["defects"] != first["defects"]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--width", "161"], "--width"),
+    (["--height", "63"], "--height"),
+    (["--width", "160", "--height", "64", "--speed", "81"], "--speed"),
+    (["--defect_types", "hole,dent"], "--defect_types"),
+    (["--defect_types", ","], "--defect_types"),
+    (["--edge_defects", "5"], "--edge_defects"),
+    (["--pairs", "3"], "--pairs"),
+    (["--size", "32", "--speed", "16", "--defects", "2", "--pairs", "1"], "--pairs"),
+    (["--preset", "narrow"], "--preset"),
+    (["--preset", "wide", "--width", "99"], "--width"),
+])
+def test_bad_new_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):
+    code = conveyor.cli([*flags, "--output", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wide_preset_is_the_acceptance_scenario_and_flags_override_it(tmp_path, monkeypatch):
+    wide = conveyor.PRESETS["wide"]
+    assert (wide["width"], wide["height"], wide["speed"], wide["defects"], wide["texture"]) == (640, 256, 6, 8, "gravel")
+    assert {"branching_crack", "faint_stain"} <= set(wide["defect_types"]) and wide["edge_defects"] >= 1
+    assert wide["pairs"] >= 1
+    monkeypatch.chdir(tmp_path)
+    assert conveyor.cli(["--preset", "wide", "--width", "160", "--height", "64", "--speed", "12"]) == 0
+    path = tmp_path / "test-video" / "conveyor_wide_gravel" / "conveyor_wide_gravel.mp4"
+    data = video_io.read_sidecar(path)
+    info = video_io.probe_video(path)
+    assert (info.width, info.height, data["speed_px_per_frame"], data["settings"]["texture"]) == (160, 64, 12, "gravel")
+    defects = data["defects"]
+    assert len(defects) == 8 and {"branching_crack", "faint_stain"} <= {d["defect_type"] for d in defects}
+    assert {"edge_top", "edge_bottom"} <= {d["placement"] for d in defects}
+    assert max(len(r["defects"]) for r in data["frames"]) == 2
+    # --size alone makes the preset's frames square
+    assert conveyor.cli(["--preset", "wide", "--size", "64", "--defects", "2", "--output", "sq.mp4"]) == 0
+    assert video_io.read_sidecar(tmp_path / "sq.mp4")["settings"]["pairs"] == 1
+    assert (video_io.probe_video(tmp_path / "sq.mp4").width, video_io.probe_video(tmp_path / "sq.mp4").height) == (64, 64)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import PIL.Image
 import pytest
 import torch
 
@@ -25,16 +26,29 @@ def engine(tiny_model) -> InferenceEngine:
     return InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name, device="cpu"))
 
 
+def _dataset_inputs(tiny_model, split: str = "test") -> torch.Tensor:
+    """The inputs the training/testing loader makes of the fixture's test images (same order as _test_frames)."""
+    from datasets import base as data
+    from model import NetConfig
+
+    _, ckpt = load_trained_model(tiny_model.class_dir)
+    net = NetConfig.from_dict(ckpt["net"])
+    cfg = data.DatasetConfig("mvtec", tiny_model.data_path, tiny_model.data_path, ("toy",), batch_size=4,
+                             num_workers=0, resize=net.resize, imagesize=net.imagesize, fg=0)
+    dataset = data.build_dataset(cfg, "toy", split, net.mean, net.std, seed=0, las=False)
+    order = sorted(range(len(dataset)), key=lambda i: (dataset.samples[i].is_anomaly, str(dataset.samples[i].image_path)))
+    return torch.stack([dataset[i]["image"] for i in order])
+
+
 def test_scores_equal_the_model_on_dataset_preprocessing(engine, tiny_model):
+    """A frame that is a training view gets exactly the loader's input, hence the evaluation's scores and maps."""
     frames = _test_frames(tiny_model)
+    images = _dataset_inputs(tiny_model)
+    np.testing.assert_array_equal(engine.preprocess(frames), images.numpy())
     net, _ = load_trained_model(tiny_model.class_dir)
-    # What the dataset loader feeds the model: RGB in [0, 1], normalised with the backbone's mean/std.
-    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]).astype(np.float32) / 255.0
-    mean, std = np.array(engine.info.mean, np.float32), np.array(engine.info.std, np.float32)
-    images = torch.from_numpy(((rgb - mean) / std).transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         expected = net(images).numpy()
-    got = engine.patch_scores(frames)
+    got = np.stack(engine.patch_scores(frames))
     assert got.shape == expected.shape == (len(frames), *engine.info.grid)
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
@@ -46,20 +60,124 @@ def test_scores_equal_the_model_on_dataset_preprocessing(engine, tiny_model):
     assert [r.is_defect for r in results] == [r.score >= engine.threshold for r in results]
 
 
+@pytest.mark.parametrize("width, height", [(96, 64), (192, 128), (64, 150)])
+def test_a_wide_frame_is_scored_whole_at_the_training_scale(engine, tiny_model, width, height):
+    """The centre of the engine's input is the training crop of the same frame, pixel for pixel."""
+    from preprocess import training_view
+
+    rng = np.random.default_rng(width)
+    frame = cv2.resize(_test_frames(tiny_model)[-1], (width, height), interpolation=cv2.INTER_CUBIC)
+    frame = np.clip(frame.astype(int) + rng.integers(-20, 20, frame.shape), 0, 255).astype(np.uint8)
+    batch = engine.preprocess([frame])
+    geometry = engine.geometry(frame)
+    short = engine.info.resize
+    assert min(geometry.scaled) == short and batch.shape[2:] == geometry.padded
+    assert all(side % engine.info.pad_to == 0 for side in geometry.padded)
+    h, w = geometry.scaled
+    top, left = int(round((h - engine.info.imagesize) / 2)), int(round((w - engine.info.imagesize) / 2))
+    crop = batch[0, :, top:top + engine.info.imagesize, left:left + engine.info.imagesize]
+    view = training_view(PIL.Image.fromarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)), short, engine.info.imagesize)
+    from preprocess import normalize
+    np.testing.assert_allclose(crop, normalize(view, engine.info.mean, engine.info.std), atol=1e-6)
+    grid = engine.patch_scores([frame])[0]
+    assert grid.shape == (-(-h // engine.info.stride), -(-w // engine.info.stride))
+    result = engine.predict([frame])[0]
+    assert result.anomaly_map.shape == (height, width)
+    assert result.score == pytest.approx(float(grid.max()))
+
+
 def test_batch_size_does_not_change_results(tiny_model, engine):
     frames = _test_frames(tiny_model)
     one = InferenceEngine(engine.backend, engine.info, batch_size=1).patch_scores(frames)
-    np.testing.assert_allclose(one, engine.patch_scores(frames), atol=1e-5)
+    np.testing.assert_allclose(np.stack(one), np.stack(engine.patch_scores(frames)), atol=1e-5)
 
 
 def test_maps_come_back_at_frame_resolution(engine, tiny_model):
     frame = cv2.resize(_test_frames(tiny_model)[-1], (100, 80))
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    results = engine.predict([frame, gray])
-    assert [r.anomaly_map.shape for r in results] == [(80, 100), (80, 100)]
+    results = engine.predict([frame, gray, frame[:70, :61]])
+    assert [r.anomaly_map.shape for r in results] == [(80, 100), (80, 100), (70, 61)]
     assert all(r.anomaly_map.dtype == np.float32 for r in results)
     assert all(0.0 <= r.anomaly_map.min() <= r.anomaly_map.max() <= r.score + 1e-6 for r in results)
+    assert results[0].score == pytest.approx(results[1].score, abs=0.2)  # gray: same frame, other colours
     assert engine.predict([]) == []
+
+
+class BrightnessBackend:
+    """A stand-in network with a known answer: a cell's score is the mean red channel of its pixels."""
+
+    name = "brightness"
+
+    def __init__(self, info: ModelInfo) -> None:
+        self.info = info
+        self.inputs: list[np.ndarray] = []
+
+    def patch_scores(self, batch: np.ndarray) -> np.ndarray:
+        """(B,3,H,W) -> (B,H/s,W/s): cell means of channel 0, mapped to [0, 1] by a logistic."""
+        self.inputs.append(batch)
+        s = self.info.stride
+        b, _, h, w = batch.shape
+        cells = batch[:, 0].reshape(b, h // s, s, w // s, s).mean(axis=(2, 4))
+        return 1.0 / (1.0 + np.exp(-cells))
+
+
+def _brightness_engine(engine: InferenceEngine, roi=None) -> InferenceEngine:
+    return InferenceEngine(BrightnessBackend(engine.info), engine.info, threshold=0.9, roi=roi)
+
+
+@pytest.mark.parametrize("width, height, where", [
+    (320, 64, "right"), (320, 64, "left"), (256, 96, "top"), (256, 96, "bottom"), (333, 71, "right"),
+])
+def test_defects_at_the_frame_edges_are_seen(engine, width, height, where):
+    """A red square touching any edge of a wide frame gives the top score and a map peak on it."""
+    stub = _brightness_engine(engine)
+    frame = np.full((height, width, 3), 60, np.uint8)
+    size = 12
+    box = {"right": (height // 2 - 6, width - size), "left": (height // 2 - 6, 0),
+           "top": (0, width // 2), "bottom": (height - size, width // 2)}[where]
+    y, x = box
+    frame[y:y + size, x:x + size] = (0, 0, 255)  # BGR red
+    result = stub.predict([frame])[0]
+    plain = stub.predict([np.full((height, width, 3), 60, np.uint8)])[0]
+    assert result.score > plain.score + 0.1
+    peak_y, peak_x = np.unravel_index(np.argmax(result.anomaly_map), result.anomaly_map.shape)
+    assert y - 4 <= peak_y <= y + size + 4 and x - 4 <= peak_x <= x + size + 4
+
+
+def test_roi_restricts_scoring_to_the_belt(engine):
+    """Outside the ROI nothing is scored (map zero, score unaffected); inside, positions are frame positions."""
+    frame = np.full((96, 320, 3), 60, np.uint8)
+    frame[5:17, 40:52] = (0, 0, 255)  # off the belt (above y = 24)
+    roi = (16, 24, 300, 88)
+    stub = _brightness_engine(engine, roi)
+    clean = stub.predict([np.full((96, 320, 3), 60, np.uint8)])[0]
+    off_belt = stub.predict([frame])[0]
+    assert off_belt.score == pytest.approx(clean.score)
+    assert off_belt.anomaly_map.shape == (96, 320)
+    assert not off_belt.anomaly_map[:24].any() and not off_belt.anomaly_map[:, :16].any()
+    assert not off_belt.anomaly_map[88:].any() and not off_belt.anomaly_map[:, 300:].any()
+    frame[50:62, 200:212] = (0, 0, 255)  # on the belt
+    on_belt = stub.predict([frame])[0]
+    assert on_belt.score > clean.score + 0.1
+    peak_y, peak_x = np.unravel_index(np.argmax(on_belt.anomaly_map), on_belt.anomaly_map.shape)
+    assert 46 <= peak_y <= 66 and 196 <= peak_x <= 216
+    # the network saw only the ROI, at the training scale
+    assert stub.backend.inputs[-1].shape[2] == engine.info.resize
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "10,10,5,20", "-1,0,5,5"])
+def test_bad_roi_names_the_flag(text):
+    from preprocess import PreprocessError, parse_roi
+
+    with pytest.raises(PreprocessError, match="--roi") as info:
+        parse_roi(text)
+    assert "\n" not in str(info.value)
+
+
+def test_roi_outside_the_frame_is_refused(engine):
+    stub = _brightness_engine(engine, (500, 500, 600, 600))
+    with pytest.raises(EngineError, match="--roi"):
+        stub.predict([np.zeros((64, 64, 3), np.uint8)])
 
 
 def test_same_frames_same_numbers(engine, tiny_model):
@@ -147,7 +265,8 @@ def test_auto_backend_runs_onnx_on_cpu_and_falls_back_to_torch_when_export_fails
     torch_engine = InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name,
                                                             device="cpu", backend="torch"))
     assert torch_engine.backend_name == "torch"
-    np.testing.assert_allclose(auto.patch_scores(frames), torch_engine.patch_scores(frames), atol=1e-4)
+    np.testing.assert_allclose(np.stack(auto.patch_scores(frames)), np.stack(torch_engine.patch_scores(frames)),
+                               atol=1e-4)
 
     def unwritable(class_dir):
         raise PermissionError(13, "Permission denied", str(class_dir))

@@ -1,0 +1,133 @@
+"""The one way an image becomes the network's input, for training, testing, the engine, ONNX and the service.
+
+Training and testing take a view of an image: the shorter side scaled to `resize` (bilinear,
+antialiased, torchvision on PIL as the reference does), then a centre crop of `imagesize`.
+Frames (video, single images at inference) are scored whole at that same scale: the shorter
+side of the frame (or of its region of interest) is scaled to `resize` with the same call, and
+the input is padded at the bottom and right to a multiple of the backbone's largest stride, so
+every layer's grid divides evenly; the pad is cut off the anomaly map again. Both paths share
+`scale_short_side` and `normalize`, so a frame that is already a training view gets exactly the
+training input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import PIL.Image
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as TF
+
+Roi = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels (x1, y1 exclusive)
+
+
+class PreprocessError(ValueError):
+    """A frame or region that cannot be turned into a network input (one-line message)."""
+
+
+def scale_short_side(image: PIL.Image.Image, short_side: int) -> PIL.Image.Image:
+    """The image with its shorter side scaled to `short_side` (bilinear, antialiased when shrinking)."""
+    return TF.resize(image, short_side, interpolation=InterpolationMode.BILINEAR)
+
+
+def training_view(image: PIL.Image.Image, resize: int, imagesize: int) -> PIL.Image.Image:
+    """The view training and testing use: shorter side to `resize`, centre crop of `imagesize`."""
+    return TF.center_crop(scale_short_side(image, resize), imagesize)
+
+
+def normalize(image: PIL.Image.Image | np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """RGB uint8 (H,W,3) -> float32 (3,H,W): scaled to [0, 1], then (x - mean) / std per channel."""
+    # NumPy rather than torch ops: per-item tensor ops pay thread start-up costs in loader workers.
+    array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
+    shape = (3, 1, 1)
+    return (array - np.asarray(mean, np.float32).reshape(shape)) / np.asarray(std, np.float32).reshape(shape)
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(h, w) after scaling the shorter side to `short_side`, as torchvision rounds it."""
+    if height <= width:
+        return short_side, int(short_side * width / height)
+    return int(short_side * height / width), short_side
+
+
+@dataclass(frozen=True)
+class FrameGeometry:
+    """Where a frame's pixels go: region of interest, its size at the training scale, the padded input."""
+
+    frame: tuple[int, int]  # (height, width) of the whole frame
+    roi: Roi
+    scaled: tuple[int, int]  # (h, w) of the region at the training scale
+    padded: tuple[int, int]  # (H, W): scaled, padded up to a multiple of the stride
+
+    @property
+    def roi_size(self) -> tuple[int, int]:
+        """(height, width) of the region of interest in frame pixels."""
+        x0, y0, x1, y1 = self.roi
+        return y1 - y0, x1 - x0
+
+
+def frame_geometry(frame_shape: Sequence[int], short_side: int, stride: int, roi: Roi | None = None) -> FrameGeometry:
+    """The geometry of scoring a frame of this shape whole (or its ROI) at the training scale."""
+    height, width = int(frame_shape[0]), int(frame_shape[1])
+    roi = check_roi(roi, height, width)
+    x0, y0, x1, y1 = roi
+    scaled = scaled_size(y1 - y0, x1 - x0, short_side)
+    padded = (-(-scaled[0] // stride) * stride, -(-scaled[1] // stride) * stride)
+    return FrameGeometry((height, width), roi, scaled, padded)
+
+
+def check_roi(roi: Roi | None, height: int, width: int) -> Roi:
+    """The ROI clipped to the frame (the whole frame when None); an empty one is an error."""
+    if roi is None:
+        return 0, 0, width, height
+    x0, y0, x1, y1 = (int(v) for v in roi)
+    x0, x1 = max(0, x0), min(width, x1)
+    y0, y1 = max(0, y0), min(height, y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        raise PreprocessError(f"--roi {','.join(str(v) for v in roi)}: leaves no area inside the "
+                              f"{width}x{height} frame; give x0,y0,x1,y1 in frame pixels with x0 < x1, y0 < y1")
+    return x0, y0, x1, y1
+
+
+def parse_roi(text: str | None) -> Roi | None:
+    """'x0,y0,x1,y1' -> a ROI tuple (None stays None); bad text raises PreprocessError."""
+    if text is None or not str(text).strip():
+        return None
+    parts = str(text).split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or values[0] < 0 or values[1] < 0 or values[2] <= values[0] or values[3] <= values[1]:
+        raise PreprocessError(f"--roi {text}: use x0,y0,x1,y1 in frame pixels (integers, x0 < x1, y0 < y1), "
+                              "e.g. --roi 0,40,640,220")
+    return values  # type: ignore[return-value]
+
+
+def frame_to_rgb(frame: np.ndarray) -> np.ndarray:
+    """A uint8 BGR (H,W,3) or gray (H,W) frame as RGB (H,W,3)."""
+    if frame.dtype != np.uint8:
+        raise PreprocessError(f"frame of dtype {frame.dtype}: expected uint8 BGR images")
+    if frame.ndim == 2:
+        return np.repeat(frame[..., None], 3, axis=2)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise PreprocessError(f"frame of shape {frame.shape}: expected HxWx3 BGR images")
+    return np.ascontiguousarray(frame[..., ::-1])
+
+
+def frame_input(frame: np.ndarray, geometry: FrameGeometry, mean: Sequence[float], std: Sequence[float]
+                ) -> np.ndarray:
+    """A BGR frame -> the normalised network input (3,H,W) of its geometry (ROI, scale, pad)."""
+    x0, y0, x1, y1 = geometry.roi
+    rgb = PIL.Image.fromarray(frame_to_rgb(frame[y0:y1, x0:x1]))
+    scaled = normalize(scale_short_side(rgb, min(geometry.scaled)), mean, std)
+    if scaled.shape[1:] != geometry.scaled:
+        raise PreprocessError(f"frame scaled to {scaled.shape[1:]}, expected {geometry.scaled}")
+    pad_h, pad_w = geometry.padded[0] - geometry.scaled[0], geometry.padded[1] - geometry.scaled[1]
+    if pad_h or pad_w:
+        # Mirrored content rather than a flat colour: no artificial edge inside the receptive
+        # fields of the last real patches (the pad is cut off the map again).
+        mode = "reflect" if pad_h < scaled.shape[1] and pad_w < scaled.shape[2] else "edge"
+        scaled = np.pad(scaled, ((0, 0), (0, pad_h), (0, pad_w)), mode=mode)
+    return scaled
