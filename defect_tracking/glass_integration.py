@@ -1,11 +1,13 @@
-"""GLASS anomaly maps -> defect regions (size analyzer) -> tracks on the moving surface.
+"""GLASS anomaly maps -> defect regions (size analyzer) -> tracks on the moving surface -> defects.
 
 `GLASSDefectTracker.update(frame_index, frame, anomaly_map)` per frame: estimates the surface
 motion from the frame, segments the map into measured defect regions with
-`size_analyzer.DefectSizeAnalyzer`, uses each region's maximum map score as its detection
-confidence, updates `FabricByteTracker`, and keeps one `TrackedDefectSummary` per track
-(life span, scores, largest area, representative frame). `report()` is the JSON-ready result;
-`draw_tracks` annotates a frame for the tracking video and the saved defect frames.
+`size_analyzer.DefectSizeAnalyzer`, joins regions closer than the merge gap into one detection
+(`surface.group_regions`: the pieces of a branching crack), uses each detection's maximum map
+score as its confidence, updates `FabricByteTracker`, and keeps per track its life span, scores,
+largest area, representative frame and its footprint on the surface (`surface.Footprint`).
+`defects()` merges tracks whose footprints lie within the gap into one physical defect each,
+measured on the surface; `report()` is the JSON-ready result; `draw_tracks` annotates a frame.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from defect_tracking import surface
 from defect_tracking.fabric_bytetrack import FabricByteTracker, TrackerConfig, TrackingError
 from defect_tracking.motion_estimation import FabricMotionEstimator
 
@@ -31,10 +34,14 @@ class _SizeAnalyzer(Protocol):
 
     pixel_size: float
     physical_unit: str
+    area_to_mm2: float
 
     def analyze_defects(self, anomaly_map: np.ndarray, threshold: float = 0.5,
-                        use_morphology: bool = True) -> Any:
-        """DefectMetrics of one map (bounding_boxes, max_scores, defect_areas_pixels/_physical)."""
+                        use_morphology: bool = True, *, keep_label_map: bool = False) -> Any:
+        """DefectMetrics of one map (bounding_boxes, max_scores, defect_areas_pixels/_physical, label_map)."""
+
+    def classify_severity(self, area_physical: float) -> str:
+        """Severity of one area in unit^2."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,77 @@ class TrackedDefectSummary:
         return data
 
 
+@dataclass(frozen=True)
+class PhysicalDefect:
+    """One defect on the surface (its tracks merged), measured on the surface.
+
+    Surface coordinates are frame 0's pixels (a point's frame position minus the surface motion
+    accumulated since frame 0). `along` is the centroid's distance along the motion (surface that
+    enters the view later is further along), `across` the other axis, both from frame 0's origin;
+    length/width are the footprint's extents along/across the motion; all in `physical_unit`.
+    """
+
+    defect_id: int
+    track_ids: list[int]
+    first_frame: int
+    last_frame: int
+    hits: int
+    max_score: float
+    representative_frame: int
+    representative_track: int
+    surface_box_px: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    surface_centroid_px: tuple[float, float]
+    area_px: int
+    area_physical: float
+    area_mm2: float
+    length: float
+    width: float
+    along: float
+    across: float
+    physical_unit: str
+    severity: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        data = asdict(self)
+        data["surface_box_px"] = list(self.surface_box_px)
+        data["surface_centroid_px"] = [round(v, 2) for v in self.surface_centroid_px]
+        return data
+
+
+@dataclass(frozen=True)
+class _Detections:
+    """A frame's detections after joining nearby regions: per detection its box, score, areas, labels."""
+
+    boxes: np.ndarray  # (N, 4) x1 y1 x2 y2, exclusive
+    scores: np.ndarray
+    areas_pixels: list[int]
+    areas_physical: list[float]
+    labels: list[list[int]]  # the label-map values of the regions joined in each detection
+
+
+def _grouped_detections(metrics: Any, gap_px: float) -> _Detections:
+    """The frame's regions with those closer than gap_px joined (union box, max score, summed areas)."""
+    groups = surface.group_regions(metrics.label_map, metrics.num_defects, gap_px)
+    count = int(groups.max()) + 1 if groups.size else 0
+    boxes = np.zeros((count, 4), np.float64)
+    scores = np.full(count, -np.inf)
+    areas_px, areas_phys = [0] * count, [0.0] * count
+    labels: list[list[int]] = [[] for _ in range(count)]
+    for index, group in enumerate(groups.tolist()):
+        box = np.asarray(metrics.bounding_boxes[index], np.float64)
+        if labels[group]:
+            boxes[group, :2] = np.minimum(boxes[group, :2], box[:2])
+            boxes[group, 2:] = np.maximum(boxes[group, 2:], box[2:])
+        else:
+            boxes[group] = box
+        scores[group] = max(scores[group], float(metrics.max_scores[index]))
+        areas_px[group] += int(metrics.defect_areas_pixels[index])
+        areas_phys[group] += float(metrics.defect_areas_physical[index])
+        labels[group].append(index + 1)
+    return _Detections(boxes, scores, areas_px, areas_phys, labels)
+
+
 @dataclass
 class _TrackState:
     """Running statistics of one track."""
@@ -100,6 +178,7 @@ class _TrackState:
     bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
     representative_frame: int = -1
     representative_key: tuple[bool, int, float] = (False, -1, -math.inf)
+    footprint: surface.Footprint = field(default_factory=surface.Footprint)
 
     def add(self, frame_index: int, detection: FrameTrack, inside: bool) -> bool:
         """Adds one detection (inside: its box is clear of the frame edges); True when this frame becomes
@@ -127,15 +206,23 @@ class GLASSDefectTracker:
 
     def __init__(self, analyzer: _SizeAnalyzer, tracker_config: TrackerConfig | None = None, *,
                  threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
-                 fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1) -> None:
+                 fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1,
+                 merge_gap_mm: float = 0.0) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
-        min_hits: tracks detected in fewer frames are left out of summaries and reports (flicker
+        min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
         of the map near the threshold, not a defect that crossed the view).
+        merge_gap_mm: regions of one frame, and tracks on the surface, closer than this are one defect.
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
+        if isinstance(merge_gap_mm, bool) or not isinstance(merge_gap_mm, (int, float)) \
+                or not math.isfinite(merge_gap_mm) or merge_gap_mm < 0:
+            raise TrackingError(f"merge_gap_mm must be a number >= 0, got {merge_gap_mm!r}")
         self.min_hits = min_hits
+        self.merge_gap_mm = float(merge_gap_mm)
+        mm_per_pixel = analyzer.pixel_size * math.sqrt(analyzer.area_to_mm2)
+        self.merge_gap_px = self.merge_gap_mm / mm_per_pixel
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
             raise TrackingError(f"threshold must be a finite number, got {threshold!r}")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
@@ -165,6 +252,11 @@ class GLASSDefectTracker:
         return sum(state.hits >= self.min_hits for state in self._states.values())
 
     @property
+    def num_defects(self) -> int:
+        """Physical defects so far (tracks merged on the surface) with at least min_hits detections."""
+        return len(self.defects())
+
+    @property
     def frames_seen(self) -> int:
         """Frames passed to update() since the start (or the last reset)."""
         return self.tracker.frame_count
@@ -184,19 +276,20 @@ class GLASSDefectTracker:
         self._check_frame(frame_index, frame, anomaly_map)
         # The map is analysed first: a map the analyzer rejects leaves the motion state untouched.
         started = time.perf_counter()
-        metrics = self.analyzer.analyze_defects(anomaly_map, self.threshold, self.use_morphology)
+        metrics = self.analyzer.analyze_defects(anomaly_map, self.threshold, self.use_morphology,
+                                                keep_label_map=True)
+        grouped = _grouped_detections(metrics, self.merge_gap_px)
         analysed = time.perf_counter()
         motion = self.estimator.estimate(frame) if self.estimator is not None else (0.0, 0.0)
         measured = time.perf_counter()
-        boxes = np.asarray(metrics.bounding_boxes, dtype=np.float64).reshape(-1, 4)
-        scores = np.asarray(metrics.max_scores, dtype=np.float64)
-        tracked = self.tracker.update(boxes, scores, motion)
+        tracked = self.tracker.update(grouped.boxes, grouped.scores, motion)
         detections = sorted(
-            (FrameTrack(item.track_id, tuple(int(v) for v in metrics.bounding_boxes[item.detection_index]),
-                        item.score, int(metrics.defect_areas_pixels[item.detection_index]),
-                        float(metrics.defect_areas_physical[item.detection_index]))
+            (FrameTrack(item.track_id, tuple(int(v) for v in grouped.boxes[item.detection_index]),
+                        item.score, int(grouped.areas_pixels[item.detection_index]),
+                        float(grouped.areas_physical[item.detection_index]))
              for item in tracked),
             key=lambda item: item.track_id)
+        group_of = {item.track_id: item.detection_index for item in tracked}
         new_representative = set()
         for detection in detections:
             state = self._states.get(detection.track_id)
@@ -207,6 +300,9 @@ class GLASSDefectTracker:
                                                                        hits=len(self._recent))
             if state.add(frame_index, detection, _clear_of_edges(detection.box, frame.shape[:2])):
                 new_representative.add(detection.track_id)
+            x1, y1, x2, y2 = detection.box
+            mask = np.isin(metrics.label_map[y1:y2, x1:x2], grouped.labels[group_of[detection.track_id]])
+            state.footprint.add(frame_index, mask, (x1, y1), self.tracker.offset, frame.shape[:2])
         self._last_index = frame_index
         self._recent.append(frame_index)
         finished = time.perf_counter()
@@ -233,6 +329,60 @@ class GLASSDefectTracker:
                 physical_unit=unit, bbox=state.bbox, representative_frame=state.representative_frame))
         return result
 
+    def defects(self) -> list[PhysicalDefect]:
+        """One entry per physical defect: tracks whose surface footprints lie within the merge gap (and
+        whose frame spans meet within the lost-track budget) merged, measured on the surface."""
+        states = {track_id: state for track_id, state in self._states.items() if state.footprint.views}
+        groups = surface.merge_groups({k: v.footprint for k, v in states.items()},
+                                      {k: (v.first_frame, v.last_frame) for k, v in states.items()},
+                                      self.merge_gap_px, self.tracker.max_missed_frames)
+        direction = self._motion_direction()
+        result = []
+        for members in groups:
+            parts = [states[track_id] for track_id in members]
+            if sum(part.hits for part in parts) < self.min_hits:
+                continue
+            footprint = parts[0].footprint
+            for part in parts[1:]:
+                footprint = footprint.merged(part.footprint)
+            shape = surface.measure(footprint)
+            if shape is None:  # no surface pixel won its vote: flicker, not a defect
+                continue
+            best = max(parts, key=lambda part: part.representative_key)
+            result.append(self._physical_defect(len(result) + 1, members, parts, best, shape, direction))
+        return result
+
+    def _motion_direction(self) -> tuple[float, float]:
+        """Unit vector of the mean surface motion ((-1, 0), right to left, when it is too small to tell)."""
+        dx, dy = self.tracker.offset
+        norm = math.hypot(dx, dy)
+        return (dx / norm, dy / norm) if norm > 1e-6 else (-1.0, 0.0)
+
+    def _physical_defect(self, defect_id: int, members: list[int], parts: list[_TrackState], best: _TrackState,
+                         shape: surface.SurfaceShape, direction: tuple[float, float]) -> PhysicalDefect:
+        """A merged defect's record, in surface pixels and the analyzer's unit."""
+        size = self.analyzer.pixel_size
+        x0, y0, x1, y1 = shape.box
+        horizontal = abs(direction[0]) >= abs(direction[1])
+        # Along the motion: surface that enters the view later lies further along (positive).
+        if horizontal:
+            along, across = -math.copysign(1.0, direction[0]) * shape.centroid[0], shape.centroid[1]
+            length, width = x1 - x0, y1 - y0
+        else:
+            along, across = -math.copysign(1.0, direction[1]) * shape.centroid[1], shape.centroid[0]
+            length, width = y1 - y0, x1 - x0
+        area_physical = shape.area_px * size ** 2
+        return PhysicalDefect(
+            defect_id=defect_id, track_ids=list(members),
+            first_frame=min(part.first_frame for part in parts), last_frame=max(part.last_frame for part in parts),
+            hits=sum(part.hits for part in parts), max_score=max(part.max_score for part in parts),
+            representative_frame=best.representative_frame, representative_track=members[parts.index(best)],
+            surface_box_px=shape.box, surface_centroid_px=shape.centroid, area_px=shape.area_px,
+            area_physical=area_physical, area_mm2=area_physical * self.analyzer.area_to_mm2,
+            length=length * size, width=width * size, along=along * size, across=across * size,
+            physical_unit=self.analyzer.physical_unit,
+            severity=self.analyzer.classify_severity(area_physical))
+
     def report(self, fabric_speed: float | None = None) -> dict[str, Any]:
         """JSON-ready tracks and totals; fabric_speed (as the user gave it) is echoed in the totals."""
         if fabric_speed is not None and (isinstance(fabric_speed, bool) or not isinstance(fabric_speed, (int, float))
@@ -243,7 +393,9 @@ class GLASSDefectTracker:
         pairs = self.tracker.frame_count - 1
         mean_dx, mean_dy = (np.asarray(self.tracker.offset) / pairs).tolist() if pairs > 0 else (0.0, 0.0)
         speed_px = math.hypot(mean_dx, mean_dy)
+        defects = self.defects()
         totals: dict[str, Any] = {
+            "num_defects": len(defects),
             "num_tracks": self.num_tracks,
             "short_tracks_left_out": len(self._states) - self.num_tracks,
             "total_frames": self.tracker.frame_count,
@@ -255,11 +407,14 @@ class GLASSDefectTracker:
         }
         if fabric_speed is not None:
             totals["fabric_speed"] = float(fabric_speed)
-        return {"tracks": [summary.to_dict() for summary in self.summaries()], "totals": totals}
+        defect_of = {track_id: defect.defect_id for defect in defects for track_id in defect.track_ids}
+        tracks = [{**summary.to_dict(), "defect_id": defect_of.get(summary.track_id)} for summary in self.summaries()]
+        return {"defects": [defect.to_dict() for defect in defects], "tracks": tracks, "totals": totals}
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""
         return {"threshold": self.threshold, "use_morphology": self.use_morphology, "min_hits": self.min_hits,
+                "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,
                 "pixel_size": self.analyzer.pixel_size, "physical_unit": self.analyzer.physical_unit,
                 "tracker": asdict(self.config)}

@@ -49,6 +49,7 @@ TIMESTAMP_FORMAT = "%Y%m%d_%H%M%S"
 OVERLAY_INTENSITY = 0.35  # lighter than the plain overlay: the track boxes must stay readable
 SPEED_TOLERANCE = 0.2  # warn when the measured surface speed is off --fabric_speed by more than this
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # defect frames are encoded while the video runs
+DEFAULT_MERGE_GAP_MM = 2.0  # pieces of one defect closer than this on the surface are joined
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,8 @@ class TrackingRenderer(runner.BaseRenderer):
         """Track count and tracking stage timings for the terminal summary."""
         frames = max(self.tracker.frames_seen, 1)
         ms = {name: round(1000.0 * secs / frames, 3) for name, secs in self.tracker.stage_seconds.items()}
-        return {"tracks": f"{self.tracker.num_tracks} defect track(s)", "tracking_ms_per_frame": ms}
+        return {"tracks": f"{self.tracker.num_defects} defect(s) from {self.tracker.num_tracks} track(s)",
+                "tracking_ms_per_frame": ms}
 
     def artifacts(self, output_path: Path, summary: runner.RunSummary) -> dict[Path, runner.Artifact]:
         """The defect frames (moved from the staging folder) and the JSON report."""
@@ -186,14 +188,16 @@ class TrackingRenderer(runner.BaseRenderer):
         frame_files: dict[int, str] = {}
         for track_id in list(self._pending):  # tracks still in view at the last frame
             self._stage(track_id)
+        defects = self.tracker.defects()
         if self.layout.defects_dir is not None and self._staging is not None:
-            reported = {summary.track_id for summary in self.tracker.summaries()}
-            for track_id, index in sorted(self.defect_frames.items()):
-                if track_id not in reported:
+            for defect in defects:  # one frame per physical defect: its best track's representative frame
+                track_id = defect.representative_track
+                if track_id not in self.defect_frames:
                     continue
-                path = self.layout.defects_dir / f"track_{track_id:04d}_frame_{index:06d}.png"
+                index = self.defect_frames[track_id]
+                path = self.layout.defects_dir / f"defect_{defect.defect_id:04d}_frame_{index:06d}.png"
                 files[path] = self._staging / f"track_{track_id:04d}.png"
-                frame_files[track_id] = str(path)
+                frame_files[defect.defect_id] = str(path)
         report = self.report(summary, frame_files)
         files[self.layout.report] = json.dumps(report, indent=2, allow_nan=False) + "\n"
         for side in self.side_reports:
@@ -203,12 +207,12 @@ class TrackingRenderer(runner.BaseRenderer):
     def report(self, summary: runner.RunSummary, frame_files: dict[int, str]) -> dict[str, Any]:
         """Tracks, totals, settings and measured speed, JSON-ready."""
         tracking = self.tracker.report(self.fabric_speed)
-        for track in tracking["tracks"]:
-            track["defect_frame"] = frame_files.get(track["track_id"])
+        for defect in tracking["defects"]:
+            defect["defect_frame"] = frame_files.get(defect["defect_id"])
         totals = tracking["totals"]
         totals["defect_frames"] = summary.defect_frames
-        totals["largest_area_pixels"] = max((t["max_area_pixels"] for t in tracking["tracks"]), default=0)
-        totals["largest_area_physical"] = max((t["max_area_physical"] for t in tracking["tracks"]), default=0.0)
+        totals["largest_area_pixels"] = max((d["area_px"] for d in tracking["defects"]), default=0)
+        totals["largest_area_physical"] = max((d["area_physical"] for d in tracking["defects"]), default=0.0)
         totals["area_unit"] = f"{self.unit}^2"
         speed_check = check_speed(totals["mean_speed_per_second"], self.fabric_speed, totals["speed_unit"])
         if speed_check is not None:
@@ -219,7 +223,8 @@ class TrackingRenderer(runner.BaseRenderer):
             "video": str(summary.video_path),
             "output_video": str(summary.output_path),
             "model": self.engine.info.to_dict(),
-            "settings": {**self.settings, "threshold": self.engine.threshold, **self.tracker.settings()},
+            "settings": {**self.settings, "image_threshold": self.engine.threshold, **self.tracker.settings()},
+            "defects": tracking["defects"],
             "tracks": tracking["tracks"],
             "totals": totals,
             "performance": {
@@ -231,6 +236,16 @@ class TrackingRenderer(runner.BaseRenderer):
             "files": run["files"] + [str(self.layout.report)]
                      + [str(self.layout.side_report(side)) for side in self.side_reports],
         }
+
+
+def region_threshold(engine: InferenceEngine, pixel_threshold: float | None, threshold: float | None) -> float:
+    """The map level that cuts defect regions: --pixel_threshold; else --threshold when given (one knob
+    for both, as before calibration); else the model's calibrated pixel threshold."""
+    if pixel_threshold is not None:
+        return float(pixel_threshold)
+    if threshold is not None:
+        return float(threshold)
+    return float(engine.info.pixel_threshold)
 
 
 def check_speed(measured: float, expected: float | None, unit: str) -> dict[str, Any] | None:
@@ -293,8 +308,9 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
-        tracker = GLASSDefectTracker(analyzer, threshold=engine.threshold, motion_method=options["motion_method"],
-                                     fps=fps, min_hits=options["min_track_frames"])
+        tracker = GLASSDefectTracker(analyzer, threshold=region_threshold(engine, options["pixel_threshold"], options["threshold"]),
+                                     motion_method=options["motion_method"], fps=fps,
+                                     min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"])
         settings = {
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
             "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
@@ -322,7 +338,13 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
                      help="Expected surface speed in --physical_unit per second; the report compares it "
                           "with the measured one."),
         click.option("--min_track_frames", type=click.IntRange(min=1), default=3, show_default=True,
-                     help="Report only tracks detected in at least this many frames (shorter ones are map flicker)."),
+                     help="Report only defects detected in at least this many frames (shorter ones are map flicker)."),
+        click.option("--merge_gap", type=click.FloatRange(min=0.0), default=DEFAULT_MERGE_GAP_MM, show_default=True,
+                     help="Regions and tracks closer than this many mm on the surface are one defect (the pieces "
+                          "of a branching crack, a stain seen as several blobs); 0 merges only touching ones."),
+        click.option("--pixel_threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                     help="Anomaly-map level that cuts maps into defect regions (default: the model's calibrated "
+                          "pixel threshold)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,

@@ -63,10 +63,10 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert (info.frame_count, info.width, info.height) == (N_FRAMES, SIZE, SIZE)
 
     report = json.loads((run / "report" / "tracking_report.json").read_text())
-    tracks = report["tracks"]
-    assert len(tracks) >= 1
+    tracks, defects = report["tracks"], report["defects"]
+    assert len(defects) >= 1 and len(tracks) >= len(defects)
     frames = sorted((run / "defects").iterdir())
-    assert len(frames) == len(tracks)  # one representative frame per track
+    assert len(frames) == len(defects)  # one representative frame per physical defect
     for track in tracks:
         assert 0 <= track["first_frame"] <= track["representative_frame"] <= track["last_frame"] < N_FRAMES
         assert track["duration_frames"] == track["last_frame"] - track["first_frame"] + 1
@@ -75,18 +75,32 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
         assert track["max_area_physical"] == pytest.approx(track["max_area_pixels"] * 0.25)
         x1, y1, x2, y2 = track["bbox"]
         assert 0 <= x1 < x2 <= SIZE and 0 <= y1 < y2 <= SIZE
-        path = Path(track["defect_frame"])
-        assert path.name == f"track_{track['track_id']:04d}_frame_{track['representative_frame']:06d}.png"
+    assert {t["defect_id"] for t in tracks if t["defect_id"] is not None} == {d["defect_id"] for d in defects}
+    for defect in defects:
+        members = [t for t in tracks if t["track_id"] in defect["track_ids"]]
+        assert members and all(t["defect_id"] == defect["defect_id"] for t in members)
+        assert defect["first_frame"] == min(t["first_frame"] for t in members)
+        assert defect["last_frame"] == max(t["last_frame"] for t in members)
+        assert defect["first_frame"] <= defect["representative_frame"] <= defect["last_frame"]
+        assert defect["area_physical"] == pytest.approx(defect["area_px"] * 0.25)
+        assert defect["area_mm2"] == pytest.approx(defect["area_physical"])
+        x0, y0, x1, y1 = defect["surface_box_px"]
+        assert defect["length"] == pytest.approx((x1 - x0) * 0.5) and defect["width"] == pytest.approx((y1 - y0) * 0.5)
+        assert x0 <= defect["surface_centroid_px"][0] <= x1 and y0 <= defect["surface_centroid_px"][1] <= y1
+        path = Path(defect["defect_frame"])
+        assert path.name == f"defect_{defect['defect_id']:04d}_frame_{defect['representative_frame']:06d}.png"
         image = cv2.imread(str(cwd / path))
         assert image is not None and image.shape == (SIZE, SIZE, 3)
     totals = report["totals"]
-    assert totals["num_tracks"] == len(tracks) and totals["total_frames"] == N_FRAMES
+    assert totals["num_tracks"] == len(tracks) and totals["num_defects"] == len(defects)
+    assert totals["total_frames"] == N_FRAMES
     assert totals["area_unit"] == "mm^2"
     assert totals["mean_motion_px_per_frame"][0] == pytest.approx(-SHIFT, abs=0.5)
     # 2 px/frame * 0.5 mm/px * 10 fps = 10 mm/s, as --fabric_speed says
     assert totals["fabric_speed_check"]["agrees"] is True
     assert totals["mean_speed_per_second"] == pytest.approx(10.0, rel=0.2)
-    assert report["settings"]["pixel_size"] == 0.5 and report["settings"]["threshold"] == 0.5
+    assert report["settings"]["pixel_size"] == 0.5 and report["settings"]["image_threshold"] == 0.5
+    assert report["settings"]["threshold"] == 0.5  # --threshold also cuts the regions unless --pixel_threshold
     # --backend auto on a CPU runs the ONNX export
     assert report["settings"]["backend"] == "onnx" and report["model"]["class_name"] == tiny_model.class_name
     perf = report["performance"]
@@ -101,7 +115,7 @@ def test_no_organized_output_writes_beside_output_path(tiny_model, moving_clip, 
     names = sorted(p.name for p in (tmp_path / "flat").iterdir())
     assert names == ["tracked.mp4", "tracked_frames.csv", "tracked_report.json", "tracked_timeline.png"]
     report = json.loads((tmp_path / "flat" / "tracked_report.json").read_text())
-    assert all(track["defect_frame"] is None for track in report["tracks"])
+    assert all(defect["defect_frame"] is None for defect in report["defects"])
 
     frames_dir = tmp_path / "frames"
     out2 = tmp_path / "flat2" / "tracked.mp4"
@@ -109,11 +123,12 @@ def test_no_organized_output_writes_beside_output_path(tiny_model, moving_clip, 
                              "--save_defect_frames", "--defect_frames_dir", str(frames_dir))) == 0
     report2 = json.loads((tmp_path / "flat2" / "tracked_report.json").read_text())
     assert sorted(p.name for p in frames_dir.iterdir()) == sorted(
-        Path(t["defect_frame"]).name for t in report2["tracks"])
-    # same input, same settings: the same tracks (deterministic)
+        Path(d["defect_frame"]).name for d in report2["defects"])
+    # same input, same settings: the same tracks and defects (deterministic)
     strip = ("defect_frame",)
-    assert [{k: v for k, v in t.items() if k not in strip} for t in report["tracks"]] == [
-        {k: v for k, v in t.items() if k not in strip} for t in report2["tracks"]]
+    assert report["tracks"] == report2["tracks"]
+    assert [{k: v for k, v in d.items() if k not in strip} for d in report["defects"]] == [
+        {k: v for k, v in d.items() if k not in strip} for d in report2["defects"]]
 
 
 def test_organized_output_takes_the_video_name_from_output_path(tiny_model, moving_clip, tmp_path, monkeypatch):

@@ -1,0 +1,202 @@
+"""Defects on the moving surface: regions that belong together, and each defect's footprint.
+
+A physical defect often reaches the tracker in pieces: a branching crack or a faint stain is cut
+by the map threshold into several nearby regions, and a piece that flickers across the threshold
+starts a new track. Two steps make one defect of them, both in the coordinates of the surface
+(frame pixels minus the accumulated surface motion, so a point keeps its position while it moves
+through the view; frame 0's pixels are the origin):
+
+- `group_regions`: in each frame, regions closer than a gap (in pixels) become one detection;
+- `Footprint`: a defect's mask accumulated on the surface, as votes: a surface pixel belongs to
+  the defect when the map marked it in at least half of the frames that showed it while the
+  defect was tracked. Its area is the defect's area on the surface (a defect longer than the
+  view is assembled from the frames that each show a part), robust to a frame where the
+  threshold cut a little more or less. Tracks whose footprints lie within the gap of each
+  other are merged (`merge_footprints`).
+
+Written with NumPy/OpenCV/SciPy rather than taken from a library: no tracking library keeps
+masks in moving surface coordinates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+VOTE = 0.5  # share of the frames showing a surface pixel in which the map must mark it
+
+
+def group_regions(label_map: np.ndarray, count: int, gap_px: float) -> np.ndarray:
+    """Group index (0..G-1) of each of the `count` labelled regions (labels 1..count): regions whose
+    pixels lie within `gap_px` of each other share a group (transitively)."""
+    if count == 0:
+        return np.zeros(0, np.int64)
+    radius = int(math.ceil(gap_px / 2.0))
+    if radius <= 0:
+        return np.arange(count)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    grown = cv2.dilate((label_map > 0).astype(np.uint8), kernel)
+    _, components = cv2.connectedComponents(grown, connectivity=8)
+    groups = np.empty(count, np.int64)
+    for index, window in enumerate(ndimage.find_objects(label_map, max_label=count)):
+        if window is None:  # a label without pixels: its own group
+            groups[index] = -1 - index
+            continue
+        inside = label_map[window] == index + 1
+        groups[index] = components[window][inside][0]
+    _, dense = np.unique(groups, return_inverse=True)
+    return dense.reshape(-1)
+
+
+@dataclass
+class Footprint:
+    """One defect's mask votes in surface coordinates (x right, y down; frame 0's pixels)."""
+
+    origin: tuple[int, int] = (0, 0)  # surface (x, y) of hits[0, 0]
+    hits: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
+    views: dict[int, tuple[int, int, int, int]] = field(default_factory=dict)  # frame -> visible x0,y0,x1,y1
+
+    def add(self, frame_index: int, mask: np.ndarray, corner: tuple[int, int], offset: tuple[float, float],
+            frame_shape: tuple[int, int]) -> None:
+        """Votes for the pixels of `mask` (bool, its top-left at frame pixel `corner` = (x, y)) seen in a
+        frame whose surface offset is `offset` (frame = surface + offset) and size `frame_shape` (h, w)."""
+        shift_x, shift_y = int(round(offset[0])), int(round(offset[1]))
+        x0, y0 = corner[0] - shift_x, corner[1] - shift_y
+        self._cover(x0, y0, x0 + mask.shape[1], y0 + mask.shape[0])
+        ox, oy = self.origin
+        self.hits[y0 - oy:y0 - oy + mask.shape[0], x0 - ox:x0 - ox + mask.shape[1]] += mask
+        height, width = frame_shape
+        self.views[frame_index] = (-shift_x, -shift_y, width - shift_x, height - shift_y)
+
+    def _cover(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        """Grows the vote canvas to include the surface box [x0, x1) x [y0, y1)."""
+        if self.hits.size == 0:
+            self.origin, self.hits = (x0, y0), np.zeros((y1 - y0, x1 - x0), np.int32)
+            return
+        ox, oy = self.origin
+        height, width = self.hits.shape
+        nx0, ny0 = min(ox, x0), min(oy, y0)
+        nx1, ny1 = max(ox + width, x1), max(oy + height, y1)
+        if (nx0, ny0, nx1, ny1) == (ox, oy, ox + width, oy + height):
+            return
+        grown = np.zeros((ny1 - ny0, nx1 - nx0), np.int32)
+        grown[oy - ny0:oy - ny0 + height, ox - nx0:ox - nx0 + width] = self.hits
+        self.origin, self.hits = (nx0, ny0), grown
+
+    def seen(self) -> np.ndarray:
+        """Per canvas pixel, the number of voting frames whose view contained it."""
+        ox, oy = self.origin
+        height, width = self.hits.shape
+        counts = np.zeros((height + 1, width + 1), np.int32)  # 2-D difference array of the view boxes
+        for x0, y0, x1, y1 in self.views.values():
+            cx0, cy0 = min(max(x0 - ox, 0), width), min(max(y0 - oy, 0), height)
+            cx1, cy1 = min(max(x1 - ox, 0), width), min(max(y1 - oy, 0), height)
+            if cx0 < cx1 and cy0 < cy1:
+                counts[cy0, cx0] += 1
+                counts[cy0, cx1] -= 1
+                counts[cy1, cx0] -= 1
+                counts[cy1, cx1] += 1
+        return counts.cumsum(axis=0).cumsum(axis=1)[:height, :width]
+
+    def mask(self) -> np.ndarray:
+        """The defect's pixels on the canvas: marked in at least VOTE of the frames that showed them."""
+        seen = self.seen()
+        return (self.hits > 0) & (self.hits >= VOTE * np.maximum(seen, 1))
+
+    def merged(self, other: "Footprint") -> "Footprint":
+        """One footprint of two (votes added; a frame seen by both counts once)."""
+        result = Footprint()
+        for part in (self, other):
+            if part.hits.size:
+                ox, oy = part.origin
+                result._cover(ox, oy, ox + part.hits.shape[1], oy + part.hits.shape[0])
+        for part in (self, other):
+            if part.hits.size:
+                ox, oy = part.origin
+                rx, ry = result.origin
+                result.hits[oy - ry:oy - ry + part.hits.shape[0], ox - rx:ox - rx + part.hits.shape[1]] += part.hits
+        result.views = {**self.views, **other.views}
+        return result
+
+
+@dataclass(frozen=True)
+class SurfaceShape:
+    """Measurements of a footprint on the surface, in surface pixels."""
+
+    area_px: int
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+    centroid: tuple[float, float]  # x, y
+
+
+def measure(footprint: Footprint) -> SurfaceShape | None:
+    """Area, box and centroid of a footprint's voted mask (None when no pixel won its vote)."""
+    mask = footprint.mask()
+    if not mask.any():
+        return None
+    ys, xs = np.nonzero(mask)
+    ox, oy = footprint.origin
+    box = (int(xs.min()) + ox, int(ys.min()) + oy, int(xs.max()) + 1 + ox, int(ys.max()) + 1 + oy)
+    return SurfaceShape(int(mask.sum()), box, (float(xs.mean()) + ox, float(ys.mean()) + oy))
+
+
+def voted_crop(footprint: Footprint) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """(voted mask cut to its box, surface (x, y) of the box's corner), or None when empty."""
+    shape = measure(footprint)
+    if shape is None:
+        return None
+    x0, y0, x1, y1 = shape.box
+    ox, oy = footprint.origin
+    return footprint.mask()[y0 - oy:y1 - oy, x0 - ox:x1 - ox], (x0, y0)
+
+
+def footprints_touch(a: Footprint, b: Footprint, gap_px: float) -> bool:
+    """True when two footprints' voted masks come within gap_px of each other (or overlap)."""
+    crops = [voted_crop(a), voted_crop(b)]
+    if crops[0] is None or crops[1] is None:
+        return False
+    margin = max(int(math.ceil(gap_px)), 0) + 1
+    (mask_a, (ax, ay)), (mask_b, (bx, by)) = crops
+    ax1, ay1, bx1, by1 = ax + mask_a.shape[1], ay + mask_a.shape[0], bx + mask_b.shape[1], by + mask_b.shape[0]
+    if ax - margin >= bx1 or bx - margin >= ax1 or ay - margin >= by1 or by - margin >= ay1:
+        return False
+    x0, y0 = min(ax, bx) - margin, min(ay, by) - margin
+    x1, y1 = max(ax1, bx1) + margin, max(ay1, by1) + margin
+    canvases = []
+    for mask, (cx, cy) in crops:
+        canvas = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        canvas[cy - y0:cy - y0 + mask.shape[0], cx - x0:cx - x0 + mask.shape[1]] = mask
+        canvases.append(canvas)
+    radius = max(int(math.ceil(gap_px)), 0)
+    if radius:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        canvases[0] = cv2.dilate(canvases[0], kernel)
+    return bool((canvases[0] & canvases[1]).any())
+
+
+def merge_groups(footprints: dict[int, Footprint], spans: dict[int, tuple[int, int]], gap_px: float,
+                 max_frame_gap: int) -> list[list[int]]:
+    """Track ids grouped into physical defects: tracks whose footprints touch (within gap_px) and whose
+    frame spans overlap or lie within max_frame_gap frames are one defect (transitively)."""
+    ids = sorted(footprints)
+    parent = {track_id: track_id for track_id in ids}
+
+    def root(track_id: int) -> int:
+        while parent[track_id] != track_id:
+            parent[track_id] = parent[parent[track_id]]
+            track_id = parent[track_id]
+        return track_id
+
+    for i, first in enumerate(ids):
+        for second in ids[i + 1:]:
+            (f0, f1), (s0, s1) = spans[first], spans[second]
+            if s0 > f1 + max_frame_gap or f0 > s1 + max_frame_gap:
+                continue
+            if root(first) != root(second) and footprints_touch(footprints[first], footprints[second], gap_px):
+                parent[root(second)] = root(first)
+    groups: dict[int, list[int]] = {}
+    for track_id in ids:
+        groups.setdefault(root(track_id), []).append(track_id)
+    return sorted(groups.values())
