@@ -7,7 +7,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import metrics
 import utils
+from inference import calibration
 from loss import FocalLoss
 from model import (
     CHECKPOINT_FORMAT,
@@ -247,13 +248,16 @@ class GLASS:
         meta: dict[str, Any] | None = None,
         hidden_space_ascent: bool = True,
         compile_mode: str = "auto",
+        heldout: Sequence[str | Path] = (),
     ) -> None:
         self.model = model.to(device)
         self.cfg = cfg
         self.device = device
         self.class_dir = Path(class_dir)
         self.svd = int(svd)
-        self.meta = dict(meta or {})
+        # Defect-free images kept out of training; the thresholds are calibrated on them (calibration.py).
+        self.heldout = [Path(p) for p in heldout]
+        self.meta = {**(meta or {}), "heldout": [p.name for p in self.heldout]}
         self.hidden_space_ascent = hidden_space_ascent  # False: the literal ascent (benchmarks compare both)
         self.gas_gradient = GasGradient(compile_mode)
         self.focal_loss = FocalLoss()
@@ -269,6 +273,7 @@ class GLASS:
                 param.requires_grad_(True)
             self.optimizers["backbone"] = torch.optim.AdamW(model.extractor.parameters(), lr=cfg.lr)
         self.global_step = 0
+        self.stored_calibration: dict[str, Any] | None = None  # the tested checkpoint's (set by test)
         self.writer: SummaryWriter | None = None
         self.timings: dict[str, float] = {}
         self.epoch_seconds: list[float] = []
@@ -571,17 +576,32 @@ class GLASS:
         self, epoch: int, clean_loader: torch.utils.data.DataLoader, clean: torch.Tensor | None,
         test_metrics: dict[str, float] | None,
     ) -> None:
-        """ckpt_best_<epoch>.pth: the selected model, its config and its training-image scores."""
+        """ckpt_best_<epoch>.pth: the selected model, its config, its training-image scores and its
+        calibrated thresholds."""
         state = {
             **self._checkpoint_header(),
             "epoch": epoch,
             "selection": self.cfg.select,
             "weights": self._weights(),
             "train_scores": torch.from_numpy(self.training_scores(clean_loader, clean)),
+            "calibration": self.calibrate(clean_loader),
             "test_metrics_at_selection": test_metrics,
             "timing": self.training_timing(),
         }
         utils.atomic_torch_save(state, self.class_dir / f"ckpt_best_{epoch}.pth")
+
+    def calibrate(self, clean_loader: torch.utils.data.DataLoader) -> dict[str, Any] | None:
+        """Thresholds and leave-one-out false-alarm rates from the held-out images (the training
+        images' spread as a floor), all scored whole as the inference engine scores frames; from the
+        training images alone (optimistic) when none are held out. None when the loader's dataset
+        names no image files."""
+        training = getattr(clean_loader.dataset, "image_paths", None)
+        if not training:
+            return None
+        result = calibration.calibrate_model(self.model, self.device, self.heldout, training,
+                                             batch_size=clean_loader.batch_size or 1)
+        LOGGER.info("%s: %s", self.class_dir.name, calibration.describe(result))
+        return result
 
     def training_timing(self) -> dict[str, Any]:
         """Wall time of the epochs trained in this process (test-set evaluation excluded), by stage."""
@@ -604,6 +624,13 @@ class GLASS:
                 )
         if state.get("finished"):
             return state
+        before = (state.get("meta") or {}).get("heldout", [])
+        if before != header["meta"]["heldout"]:  # an unfinished run must go on with the same training images
+            raise CheckpointError(
+                f"{latest}: was trained with {len(before)} held-out images, this run holds out "
+                f"{len(header['meta']['heldout'])} others (--holdout or train/good changed); use the same --holdout "
+                f"(0 for runs started before --holdout existed) and images, or delete {self.class_dir} to start over"
+            )
         self.model.load_head_state(state["weights"], str(latest))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
@@ -667,6 +694,7 @@ class GLASS:
         data = load_checkpoint(path)
         self.model.load_head_state(data["weights"], str(path))
         self.svd = int(data.get("svd", self.svd))
+        self.stored_calibration = data.get("calibration")
         result = self.evaluate(test_loader, keep_images=vis_dir is not None)
         if vis_dir is not None:
             self._write_visualisations(result, vis_dir)

@@ -23,6 +23,7 @@ from datasets import base as data
 from datasets import distribution
 from datasets.mvtec import forced_resize
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
+from inference import calibration
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger("glass")
@@ -192,6 +193,10 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
 @click.option("--rand_aug", default=1, type=click.IntRange(0, 1), show_default=True)
 @click.option("--downsampling", default=8, type=int, show_default=True, callback=_positive)
 @click.option("--augment", is_flag=True)
+@click.option("--holdout", default=data.DEFAULT_HOLDOUT, type=float, show_default=True,
+              help=f"Fraction of train/good held out of training (at least {data.MIN_HOLDOUT} images, evenly "
+                   "spaced over the sorted files) to calibrate the image and pixel thresholds on; 0: none "
+                   "(thresholds from training-image scores, optimistic).")
 def dataset(**kw: Any) -> tuple[str, data.DatasetConfig]:
     """Dataset NAME at DATA_PATH with LAS textures from AUG_PATH (DTD's images folder)."""
     explicit = {name for name in ("resize", "imagesize")
@@ -344,9 +349,13 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
         clean_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
         svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
         LOGGER.info("%s: %s (svd=%d)", key, how, svd)
+        warning = None if train_set.heldout_paths else data.holdout_warning(len(train_set), sized.holdout)
+        if warning:
+            LOGGER.warning("%s: %s", key, warning)
         trainer = GLASS(model, job.train, device, job.class_dir, svd,
-                        meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set)},
-                        compile_mode=job.compile)
+                        meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
+                              "holdout": sized.holdout},
+                        compile_mode=job.compile, heldout=train_set.heldout_paths)
         pin = device.type == "cuda"
         trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),
                       data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
@@ -356,6 +365,11 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
         trainer = GLASS(model, TrainConfig(), device, job.class_dir, svd=0)
     vis_dir = opts.results_path / "eval" / f"backbone_{job.index}" / key
     scores, epoch, rule = trainer.test(test_loader, vis_dir)
+    if trainer.stored_calibration:
+        LOGGER.info("%s: %s", key, calibration.describe(trainer.stored_calibration))
+    else:
+        LOGGER.info("%s: no calibrated thresholds in the checkpoint (trained before --holdout existed); the "
+                    "engine uses mean + 3 std of the training-image scores", key)
     return {"class": key if job.index == 0 else f"{key}/backbone_{job.index}", **scores, "epoch": epoch,
             "selection": rule}
 

@@ -128,7 +128,8 @@ def our_run(args: argparse.Namespace, data: Path, aug: Path, classes: list[str],
                "--dsc_hidden", str(args.hidden), "--meta_epochs", str(args.epochs),
                "--eval_epochs", str(args.epochs), "--lr", str(args.lr), "--select", "last"]
         net += ["--normalization", args.normalization]
-        dataset = ["dataset", "--distribution", "2" if args.svd == "0" else "3", "--fg", "0",
+        # --holdout 0: the official code trains on every training image; identical settings.
+        dataset = ["dataset", "--distribution", "2" if args.svd == "0" else "3", "--fg", "0", "--holdout", "0",
                    "--batch_size", str(args.batch), "--num_workers", str(args.workers),
                    "--resize", str(args.imagesize), "--imagesize", str(args.imagesize)]
         for c in classes:

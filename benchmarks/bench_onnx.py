@@ -118,10 +118,8 @@ def torch_runner(net: GlassModel) -> Callable[[np.ndarray], object]:
 
 
 def model_info(net: GlassModel, spec: BenchModel) -> ModelInfo:
-    """What an engine needs to know of the benchmark model (threshold 0.5: no training scores)."""
-    return ModelInfo(class_name=spec.key, backbone=spec.backbone, imagesize=spec.imagesize,
-                     mean=tuple(net.cfg.mean), std=tuple(net.cfg.std),
-                     grid=onnx_backend.head_geometry(net).grid, sigma=common.MAP_SIGMA, threshold=0.5)
+    """What an engine needs to know of the benchmark model (thresholds 0.5: it is not calibrated)."""
+    return ModelInfo.for_net(net.cfg, spec.key, net.extractor.strides, threshold=0.5, pixel_threshold=0.5)
 
 
 def export(net: GlassModel, spec: BenchModel, folder: Path, form: str) -> tuple[Path, dict, float]:

@@ -1,13 +1,15 @@
 """Frames per second of the whole tracking pipeline (decode, score, track, write) and of each stage.
 
     python benchmarks/bench_video.py                      # demo lite0 model, torch and onnx, + wideresnet50
-    python benchmarks/bench_video.py --models lite0 --backends onnx --frames 300
+    python benchmarks/bench_video.py --models lite0 --backends onnx --sizes 320x256 1280x720 --frames 300
 
 Runs exactly what `inference/video_inference_with_tracking.py` runs per frame (the runner with
 the tracking renderer: heatmap overlay, size analysis, surface motion, ByteTrack, track boxes,
 defect-frame PNGs, MP4 writing) on a synthetic conveyor video
-(`preprocessing/create_conveyor_video.py`: a real brick photo moving 4 px/frame with painted
-defects), after one warm-up run. Model loading and ONNX export are not timed.
+(`preprocessing/create_conveyor_video.py`: a real photo moving 4 px/frame per 256 px of the
+frame's shorter side, with painted defects) of each requested frame size, after one warm-up run.
+Frames are scored whole at the model's training scale (shorter side -> its resize), so wide and
+large frames cost more than square ones. Model loading and ONNX export are not timed.
 
 Models: `lite0` is the trained demo model (`bash shell/run-demo.sh`, efficientnet_lite0 at
 256 px); `wrn50` is wideresnet50 at 288 px with the paper's dimensions and random weights
@@ -30,6 +32,7 @@ import torch
 import bench_onnx
 import video_io
 from defect_tracking import GLASSDefectTracker
+from inference import cli as shared
 from inference import onnx_backend, runner
 from inference import video_inference_with_tracking as tracking
 from inference.engine import EngineConfig, InferenceEngine, TorchBackend
@@ -48,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model_path", default=str(DEMO_MODEL), help="backbone folder of the trained lite0 model")
     parser.add_argument("--class_name", default="mvtec_brick")
     parser.add_argument("--texture", default="brick", help="conveyor photo (matches the class)")
-    parser.add_argument("--size", type=int, default=256, help="conveyor frame side in pixels (the model input "
-                        "stays the model's size: frames are resized for scoring, maps come back at frame size)")
+    parser.add_argument("--sizes", nargs="+", default=["256x256", "320x256", "1280x720"],
+                        help="conveyor frame sizes WIDTHxHEIGHT (each frame is scored whole at the model's scale)")
     parser.add_argument("--frames", type=int, default=None, help="frames timed per run (default: the whole video)")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
@@ -79,8 +82,8 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int) ->
     """One tracking run as the script does it; (run summary, tracking report)."""
     info = video_io.probe_video(video)
     layout = tracking.TrackingOutput(folder / "out.mp4", folder / "defects", folder / "report.json")
-    tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=engine.threshold, fps=info.fps,
-                                 min_hits=3)
+    tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=shared.region_threshold(engine, None, None),
+                                 fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM)
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)
     try:
@@ -92,11 +95,20 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int) ->
 
 
 def truth_columns(report: dict, sidecar: dict, frames: int) -> list[str]:
-    """Tracks found vs painted defects in view, and motion estimate vs the true belt motion."""
+    """Defects reported vs painted defects in view, and motion estimate vs the true belt motion."""
     seen = {d["defect_id"] for record in sidecar["frames"][:frames] for d in record["defects"]}
     true_dx = sidecar["motion_px_per_frame"][0]
     dx = report["totals"]["mean_motion_px_per_frame"][0]
-    return [f"{report['totals']['num_tracks']} / {len(seen)}", f"{dx:+.2f} / {true_dx:+.1f}"]
+    return [f"{report['totals']['num_defects']} / {len(seen)}", f"{dx:+.2f} / {true_dx:+.1f}"]
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--sizes {text}: use WIDTHxHEIGHT, e.g. 320x256") from None
+    return width, height
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,31 +116,36 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     rows = []
+    sizes = [frame_size(text) for text in args.sizes]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        video = folder / "conveyor.mp4"
-        sidecar = create_conveyor_video(video, ConveyorConfig(texture=args.texture, size=args.size, speed=max(1, round(4 * args.size / 256)),
-                                                                 defects=4))
-        frames = min(args.frames or len(sidecar["frames"]), len(sidecar["frames"]))
-        for key in args.models:
-            for backend in args.backends:
-                if key == "lite0":
-                    engine, weights, label = lite0_engine(args, backend), "trained demo", "efficientnet_lite0 256"
-                else:
-                    engine, weights = wrn50_engine(args, backend, folder)
-                    label = "wideresnet50 288"
-                run_once(engine, video, folder / f"warm-{key}-{backend}", min(frames, 24))  # warm-up
-                summary, report = run_once(engine, video, folder / f"{key}-{backend}", frames)
-                perf = report["performance"]
-                stages = perf["stage_ms_per_frame"]
-                track_ms = perf["tracking_ms_per_frame"]
-                rows.append([label, weights, backend, str(summary.frames), f"{summary.measured_fps:.1f}",
-                             *(f"{stages[s]:.1f}" for s in runner.STAGES),
-                             f"{sum(track_ms.values()):.1f}",
-                             *(truth_columns(report, sidecar, frames) if weights != "random" else ["n/a", "n/a"])])
-                print(f"done: {label} {backend}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
-    header = ["model", "weights", "backend", f"frames ({args.size}x{args.size})", "FPS", "decode ms", "score ms", "render ms", "write ms",
-              "(track ms)", "tracks / defects", "dx / true dx"]
+        runs = [(key, backend, size) for size in sizes for key in args.models for backend in args.backends]
+        for key, backend, (width, height) in runs:
+            video = folder / f"conveyor_{width}x{height}.mp4"
+            if not video.exists():
+                create_conveyor_video(video, ConveyorConfig(
+                    texture=args.texture, width=width, height=height,
+                    speed=max(1, round(4 * min(width, height) / 256)), defects=4))
+            sidecar = json.loads(video.with_name(video.name + ".json").read_text())
+            frames = min(args.frames or len(sidecar["frames"]), len(sidecar["frames"]))
+            if key == "lite0":
+                engine, weights, label = lite0_engine(args, backend), "trained demo", "efficientnet_lite0 256"
+            else:
+                engine, weights = wrn50_engine(args, backend, folder)
+                label = "wideresnet50 288"
+            run_once(engine, video, folder / f"warm-{key}-{backend}-{width}", min(frames, 24))  # warm-up
+            summary, report = run_once(engine, video, folder / f"{key}-{backend}-{width}", frames)
+            perf = report["performance"]
+            stages = perf["stage_ms_per_frame"]
+            track_ms = perf["tracking_ms_per_frame"]
+            rows.append([label, weights, backend, f"{width}x{height}", str(summary.frames),
+                         f"{summary.measured_fps:.1f}",
+                         *(f"{stages[s]:.1f}" for s in runner.STAGES),
+                         f"{sum(track_ms.values()):.1f}",
+                         *(truth_columns(report, sidecar, frames) if weights != "random" else ["n/a", "n/a"])])
+            print(f"done: {label} {backend} {width}x{height}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
+    header = ["model", "weights", "backend", "frame", "frames", "FPS", "decode ms", "score ms", "render ms",
+              "write ms", "(track ms)", "defects / painted", "dx / true dx"]
     print(format_table(header, rows))
     print("render includes tracking (track ms: size analysis + motion + ByteTrack), the overlay and the boxes; "
           "FPS is end to end with model loading excluded.")

@@ -36,6 +36,9 @@ TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FG_MASK_DIR = "fg_mask"
 BETA_RANGE = (0.2, 0.8)
 GOOD = "good"
+DEFAULT_HOLDOUT = 0.1  # `dataset --holdout` default: fraction of train/good held out to calibrate the thresholds
+MIN_HOLDOUT = 8  # at least this many images are held out (fewer give no usable calibration)
+MAX_HOLDOUT = 0.5  # never more held out than trained on
 
 
 class DatasetError(ValueError):
@@ -75,6 +78,9 @@ class DatasetConfig:
     rand_aug: int = 1
     downsampling: int = 8
     augment: bool = False  # accepted like the reference CLI, which passes it on but never uses it
+    # Fraction of train/good kept out of training to calibrate the thresholds on. 0 here (the reference's
+    # dataset: programmatic users such as the benchmarks keep every image); the CLI's default is DEFAULT_HOLDOUT.
+    holdout: float = 0.0
 
     def __post_init__(self) -> None:
         """Coerce paths/tuples and validate the values."""
@@ -126,6 +132,9 @@ class DatasetConfig:
                                f"got {self.fg}")
         if self.rand_aug not in (0, 1):
             raise DatasetError(f"--rand_aug must be 0 or 1, got {self.rand_aug}")
+        if not 0.0 <= self.holdout <= MAX_HOLDOUT:
+            raise DatasetError(f"--holdout must be in [0, {MAX_HOLDOUT}] (the fraction of train/good held out for "
+                               f"calibration; 0 holds out none), got {self.holdout}")
 
     @property
     def augments_clean_images(self) -> bool:
@@ -180,6 +189,43 @@ def list_images(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[
     """Sorted image files directly inside `folder` (hidden files skipped)."""
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes)
+
+
+def holdout_count(n_images: int, fraction: float) -> int:
+    """How many of n training images are held out for calibration: max(MIN_HOLDOUT, round(fraction * n)),
+    or 0 when fraction is 0 or when that would leave fewer training images than held-out ones."""
+    if fraction <= 0:
+        return 0
+    count = max(MIN_HOLDOUT, round(fraction * n_images))
+    return count if n_images >= 2 * count else 0
+
+
+def holdout_indices(n_images: int, count: int) -> list[int]:
+    """`count` indices evenly spaced over range(n_images): the middle of each of `count` equal runs
+    (deterministic; over time-sorted video frames they span the whole recording)."""
+    return sorted({min(n_images - 1, int((i + 0.5) * n_images / count)) for i in range(count)})
+
+
+def split_holdout(samples: Sequence[Sample], fraction: float) -> tuple[list[Sample], list[Sample]]:
+    """(training samples, held-out samples): holdout_count(len, fraction) images chosen by holdout_indices
+    over the file list sorted by path; both lists keep the input order."""
+    count = holdout_count(len(samples), fraction)
+    if not count:
+        return list(samples), []
+    by_path = sorted(range(len(samples)), key=lambda i: str(samples[i].image_path))
+    held = {by_path[i] for i in holdout_indices(len(samples), count)}
+    return ([s for i, s in enumerate(samples) if i not in held],
+            [s for i, s in enumerate(samples) if i in held])
+
+
+def holdout_warning(n_images: int, fraction: float) -> str | None:
+    """The one-line warning for a --holdout that could not be honoured (None when it was, or is 0)."""
+    if fraction <= 0 or holdout_count(n_images, fraction):
+        return None
+    wanted = max(MIN_HOLDOUT, round(fraction * n_images))
+    return (f"only {n_images} training images: --holdout {fraction:g} would hold out {wanted} and train on fewer; "
+            f"nothing held out, so the thresholds come from training-image scores (optimistic: too many false "
+            f"alarms on new footage); add training images (at least {2 * wanted}) to calibrate on held-out ones")
 
 
 def find_textures(aug_path: Path) -> list[Path]:
@@ -257,6 +303,7 @@ class GlassDataset(torch.utils.data.Dataset):
         self._jitter = transforms.ColorJitter(cfg.brightness, cfg.contrast, cfg.saturation)
         self.epoch = 0
         self._empty_fg_warned: set[Path] = set()
+        self.heldout_paths: list[Path] = []  # train split: defect-free images kept out of training (calibration)
 
     def __len__(self) -> int:
         """Number of images."""
@@ -432,7 +479,10 @@ def build_dataset(cfg: DatasetConfig, classname: str, split: str, norm_mean: Seq
     else:
         from datasets.mvtec import mvtec_samples
         samples = mvtec_samples(cfg.data_path, classname, split)
-    for sample in samples:
+    heldout: list[Sample] = []
+    if split == "train":
+        samples, heldout = split_holdout(samples, cfg.holdout)
+    for sample in samples + heldout:
         check_image_header(sample.image_path)
         if sample.mask_path is not None:
             check_image_header(sample.mask_path)
@@ -442,6 +492,9 @@ def build_dataset(cfg: DatasetConfig, classname: str, split: str, norm_mean: Seq
         textures = find_textures(cfg.aug_path)
         if cfg.fg:
             samples = attach_fg_masks(samples, cfg.data_path, classname)
-    LOGGER.info("dataset %s/%s %s: %d images%s", cfg.name, classname, split, len(samples),
+    LOGGER.info("dataset %s/%s %s: %d images%s%s", cfg.name, classname, split, len(samples),
+                f" (+{len(heldout)} held out for calibration)" if heldout else "",
                 f", {len(textures)} textures" if use_las else "")
-    return GlassDataset(cfg, classname, split, samples, norm_mean, norm_std, seed, use_las, textures)
+    dataset = GlassDataset(cfg, classname, split, samples, norm_mean, norm_std, seed, use_las, textures)
+    dataset.heldout_paths = [s.image_path for s in heldout]
+    return dataset

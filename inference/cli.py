@@ -75,14 +75,28 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def size_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--pixel_size --physical_unit --min_defect_area: how anomaly-map regions are measured."""
+    """--pixel_size --physical_unit --min_defect_area --pixel_threshold: how anomaly-map regions are cut and measured."""
     return apply_options(command, [
         click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
                      help="Side length of one video pixel in --physical_unit."),
         click.option("--physical_unit", type=click.Choice(tuple(MM_PER_UNIT)), default="mm", show_default=True),
         click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
                      help="Smallest defect kept, in pixels (smaller regions are noise)."),
+        click.option("--pixel_threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                     help="Anomaly-map level that cuts maps into defect regions (default: the model's pixel "
+                          "threshold, calibrated on held-out defect-free images; --threshold, when given, also "
+                          "sets it)."),
     ])
+
+
+def region_threshold(engine: InferenceEngine, pixel_threshold: float | None, threshold: float | None) -> float:
+    """The map level that cuts defect regions: --pixel_threshold; else --threshold when given (one knob
+    for both, as before calibration); else the model's calibrated pixel threshold."""
+    if pixel_threshold is not None:
+        return float(pixel_threshold)
+    if threshold is not None:
+        return float(threshold)
+    return float(engine.info.pixel_threshold)
 
 
 OUTPUT_HELP = "Output .mp4 (default: output/<class_name>/<video stem>_<mode>.mp4)."
@@ -133,12 +147,17 @@ def prepare(options: Mapping[str, Any], mode: str) -> tuple[EngineConfig, runner
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     run_cfg = run_config(options, class_dir.name, mode)
     info = runner.check_run(run_cfg)
-    if engine_cfg.roi is not None:  # the ROI must lie in the video's frames, said before any work
+    check_roi(engine_cfg, info)
+    return engine_cfg, run_cfg, info
+
+
+def check_roi(engine_cfg: EngineConfig, info: video_io.VideoInfo) -> None:
+    """The --roi must lie in the video's frames: said before any work."""
+    if engine_cfg.roi is not None:
         try:
             preprocess.check_roi(engine_cfg.roi, info.height, info.width)
         except preprocess.PreprocessError as err:
             raise EngineError(str(err)) from None
-    return engine_cfg, run_cfg, info
 
 
 def run_inference(
@@ -162,5 +181,5 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "DEFAULT_MODEL_PATH", "USER_ERRORS", "default_output_path", "engine_config", "model_options",
-    "prepare", "run_cli", "run_config", "run_inference", "video_options",
+    "check_roi", "prepare", "region_threshold", "run_cli", "run_config", "run_inference", "video_options",
 ]

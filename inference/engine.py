@@ -30,9 +30,10 @@ LOGGER = logging.getLogger(__name__)
 BACKENDS = ("auto", "torch", "onnx")  # auto: ONNX Runtime on CPU (fastest there), PyTorch on CUDA
 ONNX_FILE_NAME = "glass.onnx"
 
-# Default decision threshold: the 3-sigma upper control limit of the training-image scores
-# (mean + 3 standard deviations), the classic Shewhart rule of industrial process control.
-# Training images are the model's own normal data; a frame above that limit is out of control.
+# Decision thresholds come from the checkpoint's calibration on held-out defect-free images
+# (inference/calibration.py, docs/calibration.md). Checkpoints written before calibration existed fall back to
+# the 3-sigma upper control limit of the training-image scores (mean + 3 standard deviations, the
+# Shewhart rule of process control), for the image and the pixel threshold alike.
 THRESHOLD_SIGMAS = 3.0
 
 
@@ -42,7 +43,7 @@ class EngineError(ValueError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a runtime needs besides the weights: input size, normalisation, grid, threshold."""
+    """What a runtime needs besides the weights: input size, normalisation, grid, thresholds."""
 
     class_name: str
     backbone: str
@@ -51,10 +52,11 @@ class ModelInfo:
     std: tuple[float, float, float]
     grid: tuple[int, int]  # patch grid of one training view (imagesize x imagesize)
     sigma: float
-    threshold: float
+    threshold: float  # image score at or above which a frame is a defect
     resize: int  # frames are scored with their shorter side at this size (the training scale)
     stride: int  # pixels per patch-grid cell
     pad_to: int  # inputs are padded to a multiple of this (the backbone's largest stride)
+    pixel_threshold: float  # anomaly-map level at or above which a pixel belongs to a defect region
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -62,12 +64,13 @@ class ModelInfo:
             "class_name": self.class_name, "backbone": self.backbone, "imagesize": self.imagesize,
             "mean": list(self.mean), "std": list(self.std), "grid": list(self.grid),
             "sigma": self.sigma, "threshold": self.threshold, "resize": self.resize, "stride": self.stride,
-            "pad_to": self.pad_to,
+            "pad_to": self.pad_to, "pixel_threshold": self.pixel_threshold,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "ModelInfo":
-        """Reads the dict written by to_dict; a missing or bad key names the source file."""
+        """Reads the dict written by to_dict; a missing or bad key names the source file. A description
+        written before pixel thresholds existed gets the image threshold as its pixel threshold."""
         try:
             return cls(
                 class_name=str(data["class_name"]), backbone=str(data["backbone"]),
@@ -75,7 +78,7 @@ class ModelInfo:
                 mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
                 grid=tuple(int(v) for v in data["grid"]), sigma=float(data["sigma"]),
                 threshold=float(data["threshold"]), resize=int(data["resize"]), stride=int(data["stride"]),
-                pad_to=int(data["pad_to"]),
+                pad_to=int(data["pad_to"]), pixel_threshold=float(data.get("pixel_threshold", data["threshold"])),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); "
@@ -84,15 +87,30 @@ class ModelInfo:
     @classmethod
     def from_checkpoint(cls, data: dict[str, Any], class_name: str, strides: Sequence[int]) -> "ModelInfo":
         """The description of a loaded checkpoint (see model.load_checkpoint) whose backbone layers
-        have these strides (the first one is the patch grid's)."""
-        net = glass_model.NetConfig.from_dict(data["net"])
+        have these strides (the first one is the patch grid's). The thresholds are the checkpoint's
+        calibration (inference/calibration.py: from held-out defect-free images); a checkpoint without one
+        (written before calibration existed) gets default_threshold of its training-image scores
+        for both."""
+        calibration = data.get("calibration")
+        if isinstance(calibration, dict) and "image_threshold" in calibration and "pixel_threshold" in calibration:
+            threshold, pixel_threshold = float(calibration["image_threshold"]), float(calibration["pixel_threshold"])
+        else:
+            threshold = default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64))
+            pixel_threshold = threshold
+        return cls.for_net(glass_model.NetConfig.from_dict(data["net"]), class_name, strides, threshold,
+                           pixel_threshold)
+
+    @classmethod
+    def for_net(cls, net: glass_model.NetConfig, class_name: str, strides: Sequence[int], threshold: float,
+                pixel_threshold: float) -> "ModelInfo":
+        """The description of a model of this configuration whose backbone layers have these strides."""
         stride = int(strides[0])
         side = -(-net.imagesize // stride)
         return cls(
             class_name=class_name, backbone=net.backbone, imagesize=net.imagesize,
             mean=tuple(net.mean), std=tuple(net.std), grid=(side, side), sigma=common.MAP_SIGMA,
-            threshold=default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64)),
-            resize=net.resize, stride=stride, pad_to=max(int(v) for v in strides),
+            threshold=float(threshold), resize=net.resize, stride=stride, pad_to=max(int(v) for v in strides),
+            pixel_threshold=float(pixel_threshold),
         )
 
     def geometry(self, frame_shape: Sequence[int], roi: preprocess.Roi | None = None) -> preprocess.FrameGeometry:
@@ -101,7 +119,8 @@ class ModelInfo:
 
 
 def default_threshold(train_scores: np.ndarray) -> float:
-    """Decision threshold from the training-image scores (mean + 3 std, capped below 1)."""
+    """Fallback threshold of an uncalibrated checkpoint from its training-image scores (mean + 3 std,
+    capped below 1)."""
     if train_scores.size == 0:
         LOGGER.warning("checkpoint holds no training-image scores: default threshold 0.5; pass --threshold")
         return 0.5

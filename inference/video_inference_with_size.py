@@ -4,7 +4,8 @@
         --class_name wfdd_pink_flower --video_path input.mp4 --output_path output.mp4 \
         --pixel_size 0.1 --physical_unit mm
 
-Every frame's anomaly map (at frame resolution) is cut at the engine's threshold and measured by
+Every frame's anomaly map (at frame resolution) is cut at the pixel threshold (the model's calibrated
+one, or --pixel_threshold / --threshold) and measured by
 size_analyzer.DefectSizeAnalyzer: each defect gets a box coloured by severity and its area in
 unit^2. Besides the video, the per-frame CSV and the timeline PNG, it writes
 `<output stem>_defects.csv` (one row per defect per frame, size_analyzer.CSV_COLUMNS) and
@@ -33,9 +34,12 @@ MODE = "size"
 class SizeRenderer(runner.BaseRenderer):
     """Overlay + verdict + one severity-coloured box and area label per defect; collects the sizes."""
 
-    def __init__(self, analyzer: DefectSizeAnalyzer, threshold: float, intensity: float = OVERLAY_INTENSITY) -> None:
+    def __init__(self, analyzer: DefectSizeAnalyzer, threshold: float, intensity: float = OVERLAY_INTENSITY,
+                 image_threshold: float | None = None) -> None:
+        """threshold: the map level that cuts regions; image_threshold: the frame decision's (shown)."""
         self.analyzer = analyzer
         self.threshold = threshold
+        self.image_threshold = threshold if image_threshold is None else image_threshold
         self.intensity = intensity
         self.metrics: list[DefectMetrics] = []
 
@@ -44,7 +48,7 @@ class SizeRenderer(runner.BaseRenderer):
         metrics = self.analyzer.analyze_defects(result.anomaly_map, self.threshold)
         self.metrics.append(metrics)
         canvas = annotate_image(runner.overlay(frame, result.anomaly_map, self.intensity), metrics)
-        runner.draw_verdict(canvas, result, self.threshold)
+        runner.draw_verdict(canvas, result, self.image_threshold)
         if metrics.num_defects:
             scale = runner.text_scale(canvas)
             area = f"{metrics.total_defect_area_physical:.2f} {metrics.physical_unit}^2"
@@ -84,6 +88,7 @@ class SizeRenderer(runner.BaseRenderer):
             "settings": {
                 "pixel_size": self.analyzer.pixel_size, "physical_unit": self.analyzer.physical_unit,
                 "min_defect_area_pixels": self.analyzer.min_defect_area, "threshold": self.threshold,
+                "image_threshold": self.image_threshold,
                 "severity_thresholds_mm2": [thresholds.low_below, thresholds.medium_below, thresholds.high_below],
             },
             "summary": self.summary(),
@@ -95,13 +100,15 @@ class SizeRenderer(runner.BaseRenderer):
 @shared.model_options
 @shared.video_options
 @shared.size_options
-def main(pixel_size: float, physical_unit: str, min_defect_area: int, **options: Any) -> None:
+def main(pixel_size: float, physical_unit: str, min_defect_area: int, pixel_threshold: float | None,
+         **options: Any) -> None:
     """Runs the size renderer over the video."""
     analyzer = DefectSizeAnalyzer(pixel_size, physical_unit, min_defect_area)  # checked before the model loads
 
     def make_renderer(engine: InferenceEngine) -> SizeRenderer:
-        """A fresh renderer at the engine's threshold."""
-        return SizeRenderer(analyzer, engine.threshold)
+        """A fresh renderer cutting regions at the pixel threshold (shared.region_threshold)."""
+        return SizeRenderer(analyzer, shared.region_threshold(engine, pixel_threshold, options["threshold"]),
+                            image_threshold=engine.threshold)
 
     shared.run_inference(options, MODE, make_renderer)
 

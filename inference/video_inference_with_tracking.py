@@ -238,16 +238,6 @@ class TrackingRenderer(runner.BaseRenderer):
         }
 
 
-def region_threshold(engine: InferenceEngine, pixel_threshold: float | None, threshold: float | None) -> float:
-    """The map level that cuts defect regions: --pixel_threshold; else --threshold when given (one knob
-    for both, as before calibration); else the model's calibrated pixel threshold."""
-    if pixel_threshold is not None:
-        return float(pixel_threshold)
-    if threshold is not None:
-        return float(threshold)
-    return float(engine.info.pixel_threshold)
-
-
 def check_speed(measured: float, expected: float | None, unit: str) -> dict[str, Any] | None:
     """Compares the measured surface speed with --fabric_speed; warns when they disagree."""
     if expected is None:
@@ -300,6 +290,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
     engine_cfg = shared.engine_config(options)
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     info = video_io.probe_video(options["video_path"])
+    shared.check_roi(engine_cfg, info)
     layout = plan_output(options, class_dir.name, now or dt.datetime.now())
     created: list[Path] = []
     try:
@@ -308,7 +299,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
-        tracker = GLASSDefectTracker(analyzer, threshold=region_threshold(engine, options["pixel_threshold"], options["threshold"]),
+        tracker = GLASSDefectTracker(analyzer, threshold=shared.region_threshold(engine, options["pixel_threshold"], options["threshold"]),
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"])
         settings = {
@@ -342,9 +333,6 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--merge_gap", type=click.FloatRange(min=0.0), default=DEFAULT_MERGE_GAP_MM, show_default=True,
                      help="Regions and tracks closer than this many mm on the surface are one defect (the pieces "
                           "of a branching crack, a stain seen as several blobs); 0 merges only touching ones."),
-        click.option("--pixel_threshold", type=click.FloatRange(0.0, 1.0), default=None,
-                     help="Anomaly-map level that cuts maps into defect regions (default: the model's calibrated "
-                          "pixel threshold)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,

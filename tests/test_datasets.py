@@ -15,9 +15,14 @@ from datasets.base import (
     DATASET_NAMES,
     DatasetConfig,
     DatasetError,
+    Sample,
     build_dataloader,
     build_dataset,
+    holdout_count,
+    holdout_indices,
+    holdout_warning,
     loader_error_message,
+    split_holdout,
     worker_init_fn,
 )
 from datasets.mvtec import forced_resize
@@ -445,6 +450,10 @@ def test_worker_error_summarised_to_one_line(tmp_path: Path) -> None:
     ({"hflip": 1.5}, "--hflip"),
     ({"distribution": 7}, "--distribution"),
     ({"subdatasets": ()}, "--subdatasets"),
+    ({"holdout": -0.1}, "--holdout"),
+    ({"holdout": 0.6}, "--holdout"),
+    ({"holdout": 1.0}, "--holdout"),
+    ({"holdout": float("nan")}, "--holdout"),
 ])
 def test_config_validation(tmp_path: Path, changes: dict, match: str) -> None:
     fields = {"name": "mvtec", "data_path": tmp_path, "aug_path": tmp_path, "subdatasets": (CLASS,)}
@@ -486,3 +495,53 @@ def test_bad_split(mvtec: tuple[Path, Path]) -> None:
 def test_forced_resize_mirrors_the_reference(dataset: str, classname: str, imagesize: int,
                                              expected: int | None) -> None:
     assert forced_resize(dataset, classname, imagesize) == expected
+
+
+# ---- held-out calibration images -------------------------------------------------------------------
+
+@pytest.mark.parametrize(("n", "fraction", "expected"), [
+    (6, 0.1, 0), (15, 0.1, 0), (16, 0.1, 8), (80, 0.1, 8), (100, 0.1, 10), (1000, 0.1, 100),
+    (100, 0.0, 0), (100, 0.25, 25), (20, 0.5, 10),
+])
+def test_holdout_count(n: int, fraction: float, expected: int) -> None:
+    assert holdout_count(n, fraction) == expected
+
+
+@pytest.mark.parametrize(("n", "count"), [(16, 8), (80, 8), (100, 10), (37, 9)])
+def test_holdout_indices_are_evenly_spaced_over_the_whole_list(n: int, count: int) -> None:
+    indices = holdout_indices(n, count)
+    assert len(indices) == count and indices == sorted(set(indices))
+    assert indices[0] < n / count and indices[-1] >= n - n / count  # from the first run to the last
+    gaps = np.diff(indices)
+    assert gaps.max() - gaps.min() <= 1
+    assert holdout_indices(80, 8) == [5, 15, 25, 35, 45, 55, 65, 75]
+
+
+def test_split_holdout_sorts_by_path_and_keeps_the_order() -> None:
+    samples = [Sample(Path(f"{i:03d}.png"), "good", 0) for i in reversed(range(16))]
+    train, held = split_holdout(samples, 0.1)
+    assert [s.image_path.name for s in held] == [f"{i:03d}.png" for i in (15, 13, 11, 9, 7, 5, 3, 1)]
+    assert len(train) == 8 and not {s.image_path for s in train} & {s.image_path for s in held}
+    assert [s.image_path for s in train] == [s.image_path for s in samples if s not in held]
+    assert split_holdout(samples[:15], 0.1) == (samples[:15], [])
+
+
+def test_holdout_warning_only_when_the_rule_cannot_be_honoured() -> None:
+    message = holdout_warning(6, 0.1)
+    assert message is not None and "\n" not in message
+    assert "6 training images" in message and "optimistic" in message and "16" in message
+    assert holdout_warning(16, 0.1) is None and holdout_warning(6, 0.0) is None
+
+
+def test_heldout_images_are_not_training_items(tmp_path: Path) -> None:
+    root, aug = make_mvtec(tmp_path / "mvtec", n_train=20), make_textures(tmp_path / "dtd")
+    for las in (True, False):
+        dataset = build_dataset(config(root, aug, holdout=0.1), CLASS, "train", MEAN, STD, seed=0, las=las)
+        assert len(dataset) == 12 and len(dataset.heldout_paths) == 8
+        assert not set(dataset.image_paths) & {str(p) for p in dataset.heldout_paths}
+        assert {dataset[i]["image_path"] for i in range(len(dataset))} == set(dataset.image_paths)
+    everything = build_dataset(config(root, aug, holdout=0.0), CLASS, "train", MEAN, STD, seed=0)
+    assert len(everything) == 20 and everything.heldout_paths == []
+    test = build_dataset(config(root, aug, holdout=0.1), CLASS, "test", MEAN, STD, seed=0, las=False)
+    assert len(test) == 2 and test.heldout_paths == []  # the test split is never touched
+    assert DatasetConfig("mvtec", root, aug, (CLASS,)).holdout == 0.0  # programmatic default: the reference's

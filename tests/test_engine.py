@@ -1,6 +1,8 @@
 """The inference engine: same scores as the evaluation path, maps at frame resolution, errors."""
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import PIL.Image
@@ -188,10 +190,11 @@ def test_same_frames_same_numbers(engine, tiny_model):
         assert s1 == s2 and np.array_equal(m1, m2)
 
 
-def test_default_threshold_is_the_3_sigma_limit_of_training_scores(engine, tiny_model):
+def test_default_thresholds_are_the_calibrated_ones_and_3_sigma_is_the_fallback(engine, tiny_model):
     _, data = load_trained_model(tiny_model.class_dir)
-    scores = data["train_scores"].numpy().astype(np.float64)
-    assert engine.threshold == pytest.approx(scores.mean() + 3 * scores.std())
+    assert engine.threshold == pytest.approx(data["calibration"]["image_threshold"])
+    assert engine.info.pixel_threshold == pytest.approx(data["calibration"]["pixel_threshold"])
+    # Checkpoints without calibration (older ones) keep mean + 3 std of the training-image scores.
     assert default_threshold(np.array([0.2, 0.4])) == pytest.approx(0.3 + 3 * 0.1)
     assert default_threshold(np.array([0.9, 1.0])) == 0.999
     assert default_threshold(np.array([])) == 0.5
@@ -201,6 +204,11 @@ def test_default_threshold_is_the_3_sigma_limit_of_training_scores(engine, tiny_
 
 def test_model_info_round_trip_and_bad_description(engine):
     assert ModelInfo.from_dict(engine.info.to_dict(), "x.json") == engine.info
+    info = dataclasses.replace(engine.info, threshold=0.7, pixel_threshold=0.55)
+    described = info.to_dict()
+    assert described["pixel_threshold"] == 0.55 and ModelInfo.from_dict(described, "x.json") == info
+    del described["pixel_threshold"]  # a description exported before pixel thresholds existed
+    assert ModelInfo.from_dict(described, "x.json").pixel_threshold == 0.7
     broken = engine.info.to_dict()
     del broken["grid"]
     with pytest.raises(EngineError, match="x.json"):

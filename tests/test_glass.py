@@ -289,17 +289,18 @@ def test_training_epoch_centre_and_discriminator_passes(tmp_path, train_backbone
     after = trainer.model.extractor.state_dict()
     if train_backbone:
         # The centre pass (2 batches, no gradients) and the discriminator pass (2 steps x clean + LAS images)
-        # run the backbone in train mode; testing (6 images, 2 batches) and the training-image scores
-        # (2 batches) in eval mode.
+        # run the backbone in train mode; testing (6 images, 2 batches), the training-image scores
+        # (2 batches) and the calibration (nothing held out: the 6 training images, 2 batches) in eval mode.
         assert modes[:6] == [(True, False)] * 2 + [(True, True)] * 4
-        assert modes[6:] == [(False, False)] * 4
+        assert modes[6:] == [(False, False)] * 6
         assert all(int(n.num_batches_tracked) == 6 for n in _batch_norms(trainer))
         stored = load_checkpoint(tmp_path / "model" / "ckpt_best_0.pth")["weights"]["backbone"]
         assert all(torch.equal(stored[name], after[name]) for name in after)
         assert any(not torch.equal(before[name], after[name]) for name in before)
     else:
-        # Cached clean features (1 pass over 2 batches), LAS images (2), testing (2), training scores: cached.
-        assert modes == [(False, False)] * 6
+        # Cached clean features (1 pass over 2 batches), LAS images (2), testing (2), training scores: cached,
+        # calibration on the 6 training images (2).
+        assert modes == [(False, False)] * 8
         assert all(torch.equal(before[name], after[name]) for name in before)
 
 

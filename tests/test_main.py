@@ -155,6 +155,16 @@ def test_bad_dataset_values_exit_2(tmp_path, tiny_mvtec, capsys):
     assert not (tmp_path / "r" / "models").exists() or not list((tmp_path / "r" / "models").rglob("*.pth"))
 
 
+@pytest.mark.parametrize("value", ["-0.1", "1", "1.5", "abc", "nan"])
+def test_bad_holdout_exits_2_naming_the_flag(tmp_path, tiny_mvtec, capsys, value):
+    code = main.cli(["--results_path", str(tmp_path / "r"), *net_args(1),
+                     *dataset_args(*tiny_mvtec, "--holdout", value)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and "--holdout" in err[0], err
+    assert not (tmp_path / "r" / "models").exists()
+
+
 def test_test_only_rejects_conflicting_imagesize_and_missing_model(tmp_path, tiny_mvtec, capsys):
     data, aug = tiny_mvtec
     code = main.cli(["--results_path", str(tmp_path / "none"), "--test", "test", "dataset", "--fg", "0",

@@ -124,7 +124,8 @@ def check_size_outputs(defects_csv: Path, sizes_json: Path) -> None:
     assert defects, "threshold 0.5 should yield defect regions on the tiny model's maps"
     assert report["summary"]["total_defects"] == len(defects)
     assert report["settings"] == {"pixel_size": 0.5, "physical_unit": "cm", "min_defect_area_pixels": 4,
-                                  "threshold": 0.5, "severity_thresholds_mm2": [1.0, 10.0, 100.0]}
+                                  "threshold": 0.5, "image_threshold": 0.5,  # --threshold sets both
+                                  "severity_thresholds_mm2": [1.0, 10.0, 100.0]}
     for row in defects:
         assert row["physical_unit"] == "cm"
         assert int(row["area_pixels"]) >= 4

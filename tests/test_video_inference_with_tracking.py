@@ -162,6 +162,10 @@ def write_unreadable(folder: Path) -> Path:
     ("bad pixel size", "--pixel_size"),
     ("bad fabric speed", "--fabric_speed"),
     ("bad motion method", "--motion_method"),
+    ("bad roi", "--roi"),
+    ("roi outside the frames", "--roi"),
+    ("bad merge gap", "--merge_gap"),
+    ("bad pixel threshold", "--pixel_threshold"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_clip, tmp_path, monkeypatch, capsys,
                                                             case, needle):
@@ -189,6 +193,14 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--fabric_speed", "-3"]
     elif case == "bad motion method":
         extra = ["--motion_method", "psychic"]
+    elif case == "bad roi":
+        extra = ["--roi", "10,10,5"]
+    elif case == "roi outside the frames":
+        extra = ["--roi", "100,100,200,200"]  # the clip is 64x64
+    elif case == "bad merge gap":
+        extra = ["--merge_gap", "-2"]
+    elif case == "bad pixel threshold":
+        extra = ["--pixel_threshold", "1.5"]
     before = files_under(tmp_path)
     code = tracking.cli([*model, "--device", "cpu", "--video_path", str(video), *extra])
     err = capsys.readouterr().err.strip().splitlines()
@@ -217,3 +229,15 @@ def test_speed_check_compares_measured_and_expected():
     bad = tracking.check_speed(5.0, 10.0, "mm/s")
     assert bad["agrees"] is False and bad["ratio"] == pytest.approx(0.5)
     assert tracking.check_speed(0.0, 0.0, "mm/s")["agrees"] is True
+
+
+def test_pixel_threshold_and_roi_reach_the_tracker(tiny_model, moving_clip, tmp_path):
+    """--pixel_threshold cuts the regions (the frame decision keeps --threshold); --roi limits the map."""
+    out = tmp_path / "roi" / "tracked.mp4"
+    assert tracking.cli(args(tiny_model, moving_clip, "--output_path", str(out), "--no_organized_output",
+                             "--pixel_threshold", "0.999", "--roi", "0,0,32,64")) == 0
+    report = json.loads((tmp_path / "roi" / "tracked_report.json").read_text())
+    assert report["settings"]["threshold"] == 0.999 and report["settings"]["image_threshold"] == 0.5
+    assert report["defects"] == [] or all(d["max_score"] >= 0.999 for d in report["defects"])
+    with open(tmp_path / "roi" / "tracked_frames.csv", newline="") as handle:
+        assert sum(1 for _ in handle) == N_FRAMES + 1
