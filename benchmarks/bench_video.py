@@ -82,7 +82,8 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int) ->
     """One tracking run as the script does it; (run summary, tracking report)."""
     info = video_io.probe_video(video)
     layout = tracking.TrackingOutput(folder / "out.mp4", folder / "defects", folder / "report.json")
-    tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=shared.region_threshold(engine, None, None),
+    high, low = shared.region_thresholds(engine, None, None)
+    tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=high, low_threshold=low,
                                  fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM)
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)

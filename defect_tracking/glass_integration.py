@@ -207,12 +207,14 @@ class GLASSDefectTracker:
     def __init__(self, analyzer: _SizeAnalyzer, tracker_config: TrackerConfig | None = None, *,
                  threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
                  fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1,
-                 merge_gap_mm: float = 0.0) -> None:
+                 merge_gap_mm: float = 0.0, low_threshold: float | None = None) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
         min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
         of the map near the threshold, not a defect that crossed the view).
         merge_gap_mm: regions of one frame, and tracks on the surface, closer than this are one defect.
+        low_threshold: regions extend down to this map level around pixels at or above `threshold`
+        (surface.hysteresis_map); None: regions are cut at `threshold` alone.
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
@@ -227,12 +229,17 @@ class GLASSDefectTracker:
             raise TrackingError(f"threshold must be a finite number, got {threshold!r}")
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise TrackingError(f"fps must be a positive number, got {fps!r}")
-        config = tracker_config if tracker_config is not None else TrackerConfig.for_map_threshold(
-            min(max(float(threshold), 0.0), 1.0))
-        # One source of truth for the video rate: the tracker's lost-track buffer scales with it.
-        self.config = replace(config, frame_rate=float(fps))
         self.analyzer = analyzer
         self.threshold = float(threshold)
+        if low_threshold is not None and (isinstance(low_threshold, bool) or not isinstance(low_threshold, (int, float))
+                                          or not math.isfinite(low_threshold)):
+            raise TrackingError(f"low_threshold must be a finite number or None, got {low_threshold!r}")
+        self.low_threshold = self.threshold if low_threshold is None else min(float(low_threshold), self.threshold)
+        # Every region the analysis keeps may start a track: its peak is at least the level it was cut at.
+        config = tracker_config if tracker_config is not None else TrackerConfig.for_map_threshold(
+            min(max(self.low_threshold, 0.0), 1.0))
+        # One source of truth for the video rate: the tracker's lost-track buffer scales with it.
+        self.config = replace(config, frame_rate=float(fps))
         self.use_morphology = bool(use_morphology)
         self.fps = float(fps)
         self.motion_method = motion_method
@@ -271,12 +278,17 @@ class GLASSDefectTracker:
         self._last_index = None
         self._recent.clear()
 
-    def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray) -> FrameTracks:
-        """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution)."""
+    def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray,
+               flagged: bool = False) -> FrameTracks:
+        """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution); `flagged`: the
+        frame's image score is at or above the image threshold (its strongest region is then kept)."""
         self._check_frame(frame_index, frame, anomaly_map)
         # The map is analysed first: a map the analyzer rejects leaves the motion state untouched.
         started = time.perf_counter()
-        metrics = self.analyzer.analyze_defects(anomaly_map, self.threshold, self.use_morphology,
+        if self.low_threshold < self.threshold:
+            anomaly_map = surface.hysteresis_map(np.asarray(anomaly_map, np.float32), self.threshold,
+                                                 self.low_threshold, seed_peak=bool(flagged))
+        metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px)
         analysed = time.perf_counter()
@@ -413,7 +425,8 @@ class GLASSDefectTracker:
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""
-        return {"threshold": self.threshold, "use_morphology": self.use_morphology, "min_hits": self.min_hits,
+        return {"threshold": self.threshold, "low_threshold": self.low_threshold,
+                "use_morphology": self.use_morphology, "min_hits": self.min_hits,
                 "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,
                 "pixel_size": self.analyzer.pixel_size, "physical_unit": self.analyzer.physical_unit,

@@ -29,6 +29,26 @@ from scipy import ndimage
 VOTE = 0.5  # share of the frames showing a surface pixel in which the map must mark it
 
 
+def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: bool = False) -> np.ndarray:
+    """The map with every pixel zeroed that is not in an 8-connected area at or above `low` holding a
+    pixel at or above `high` (hysteresis, as in Canny's edge linking); `seed_peak` also keeps the area
+    of the map's maximum (a frame whose image score is above the image threshold shows its strongest
+    region even when the smoothed map peaks below `high`). Cutting the result at `low` gives the regions."""
+    if low >= high:
+        return anomaly_map
+    above = anomaly_map >= low
+    labels, count = ndimage.label(above, structure=np.ones((3, 3), bool))
+    if count == 0:
+        return np.zeros_like(anomaly_map)
+    seeds = labels[anomaly_map >= high]
+    if seed_peak:
+        seeds = np.append(seeds, labels.flat[int(np.argmax(anomaly_map))])
+    keep = np.zeros(count + 1, bool)
+    keep[seeds] = True
+    keep[0] = False
+    return np.where(keep[labels], anomaly_map, 0).astype(anomaly_map.dtype, copy=False)
+
+
 def group_regions(label_map: np.ndarray, count: int, gap_px: float) -> np.ndarray:
     """Group index (0..G-1) of each of the `count` labelled regions (labels 1..count): regions whose
     pixels lie within `gap_px` of each other share a group (transitively)."""

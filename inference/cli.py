@@ -67,7 +67,8 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "or auto (onnx on CPU, torch on CUDA)."),
         click.option("--batch_size", type=int, default=8, show_default=True, help="Frames scored per batch."),
         click.option("--threshold", type=float, default=None,
-                     help="Frame decision threshold in [0, 1] (default: from the model's training-image scores)."),
+                     help="Frame decision threshold in [0, 1] (default: the model's, calibrated on held-out "
+                          "defect-free images)."),
         click.option("--roi", default=None, metavar="X0,Y0,X1,Y1",
                      help="Score only this region of every frame (frame pixels, e.g. the belt); default: the "
                           "whole frame. Frames are scored whole at the training scale (shorter side -> resize)."),
@@ -97,6 +98,16 @@ def region_threshold(engine: InferenceEngine, pixel_threshold: float | None, thr
     if threshold is not None:
         return float(threshold)
     return float(engine.info.pixel_threshold)
+
+
+def region_thresholds(engine: InferenceEngine, pixel_threshold: float | None,
+                      threshold: float | None) -> tuple[float, float]:
+    """(level that seeds a region, level regions extend down to): the calibrated pixel threshold and
+    the typical defect-free map peak (hysteresis); a level given on the command line is used for both."""
+    high = region_threshold(engine, pixel_threshold, threshold)
+    if pixel_threshold is not None or threshold is not None:
+        return high, high
+    return high, float(engine.info.region_low)
 
 
 OUTPUT_HELP = "Output .mp4 (default: output/<class_name>/<video stem>_<mode>.mp4)."
@@ -181,5 +192,5 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "DEFAULT_MODEL_PATH", "USER_ERRORS", "default_output_path", "engine_config", "model_options",
-    "check_roi", "prepare", "region_threshold", "run_cli", "run_config", "run_inference", "video_options",
+    "check_roi", "prepare", "region_threshold", "region_thresholds", "run_cli", "run_config", "run_inference", "video_options",
 ]

@@ -12,6 +12,7 @@ builds it, padding cut off, resized to the ROI; zero outside it).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,14 @@ class ModelInfo:
     stride: int  # pixels per patch-grid cell
     pad_to: int  # inputs are padded to a multiple of this (the backbone's largest stride)
     pixel_threshold: float  # anomaly-map level at or above which a pixel belongs to a defect region
+    # Regions reach down to this level around pixels above pixel_threshold (hysteresis): the typical
+    # peak of a defect-free frame's map, so a defect's extent is measured, not just its core.
+    pixel_low: float | None = None  # None: pixel_threshold (no hysteresis)
+
+    @property
+    def region_low(self) -> float:
+        """The level regions extend down to (pixel_low, or pixel_threshold without one)."""
+        return self.pixel_threshold if self.pixel_low is None else min(self.pixel_low, self.pixel_threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values."""
@@ -64,7 +73,7 @@ class ModelInfo:
             "class_name": self.class_name, "backbone": self.backbone, "imagesize": self.imagesize,
             "mean": list(self.mean), "std": list(self.std), "grid": list(self.grid),
             "sigma": self.sigma, "threshold": self.threshold, "resize": self.resize, "stride": self.stride,
-            "pad_to": self.pad_to, "pixel_threshold": self.pixel_threshold,
+            "pad_to": self.pad_to, "pixel_threshold": self.pixel_threshold, "pixel_low": self.pixel_low,
         }
 
     @classmethod
@@ -79,6 +88,7 @@ class ModelInfo:
                 grid=tuple(int(v) for v in data["grid"]), sigma=float(data["sigma"]),
                 threshold=float(data["threshold"]), resize=int(data["resize"]), stride=int(data["stride"]),
                 pad_to=int(data["pad_to"]), pixel_threshold=float(data.get("pixel_threshold", data["threshold"])),
+                pixel_low=None if data.get("pixel_low") is None else float(data["pixel_low"]),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); "
@@ -92,13 +102,18 @@ class ModelInfo:
         (written before calibration existed) gets default_threshold of its training-image scores
         for both."""
         calibration = data.get("calibration")
+        pixel_low = None
         if isinstance(calibration, dict) and "image_threshold" in calibration and "pixel_threshold" in calibration:
             threshold, pixel_threshold = float(calibration["image_threshold"]), float(calibration["pixel_threshold"])
+            maxima = np.asarray(calibration.get("map_maxima", []), dtype=np.float64)
+            if maxima.size:  # the typical peak of a defect-free map
+                pixel_low = min(float(maxima.mean()), pixel_threshold)
         else:
             threshold = default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64))
             pixel_threshold = threshold
-        return cls.for_net(glass_model.NetConfig.from_dict(data["net"]), class_name, strides, threshold,
+        info = cls.for_net(glass_model.NetConfig.from_dict(data["net"]), class_name, strides, threshold,
                            pixel_threshold)
+        return dataclasses.replace(info, pixel_low=pixel_low)
 
     @classmethod
     def for_net(cls, net: glass_model.NetConfig, class_name: str, strides: Sequence[int], threshold: float,

@@ -51,7 +51,7 @@ LOGGER = logging.getLogger(__name__)
 
 FORMS = ("auto", "fold", "pool")
 PROVIDERS = ("cpu", "cuda")
-EXPORT_FORMAT = "glass-onnx/2"  # /2: height and width are dynamic
+EXPORT_FORMAT = "glass-onnx/3"  # /2: height and width are dynamic; /3: pixel thresholds (calibration)
 INPUT_NAME = "images"
 OUTPUT_NAME = "patch_scores"
 MIN_OPSET = 13

@@ -164,7 +164,7 @@ class TrackingRenderer(runner.BaseRenderer):
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
         """Tracks the frame's defects and draws them over the heatmap overlay."""
-        tracks = self.tracker.update(index, frame, result.anomaly_map)
+        tracks = self.tracker.update(index, frame, result.anomaly_map, flagged=result.is_defect)
         if self.layout.defects_dir is not None:
             self._keep_representatives(frame, tracks, index)
         canvas = draw_tracks(runner.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
@@ -299,7 +299,8 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
-        tracker = GLASSDefectTracker(analyzer, threshold=shared.region_threshold(engine, options["pixel_threshold"], options["threshold"]),
+        high, low = shared.region_thresholds(engine, options["pixel_threshold"], options["threshold"])
+        tracker = GLASSDefectTracker(analyzer, threshold=high, low_threshold=low,
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"])
         settings = {

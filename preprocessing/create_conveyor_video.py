@@ -114,6 +114,7 @@ class ConveyorConfig:
     height: int | None = None
     edge_defects: int = 0
     pairs: int = 0
+    frames: int | None = None  # at least this many frames (a longer strip); None: as the defects need
 
     def __post_init__(self) -> None:
         """Rejects settings that cannot make a video, naming the flag and the fix."""
@@ -131,6 +132,8 @@ class ConveyorConfig:
             raise ConveyorError(f"--defects {self.defects}: must not be negative")
         if self.fps <= 0:
             raise ConveyorError(f"--fps {self.fps}: must be positive")
+        if self.frames is not None and self.frames < 1:
+            raise ConveyorError(f"--frames {self.frames}: use a positive number of frames (or leave it out)")
         unknown = [name for name in self.defect_types if name not in CONVEYOR_DEFECT_TYPES]
         if unknown or not self.defect_types:
             raise ConveyorError(f"--defect_types {','.join(unknown) or '(none)'}: unknown; "
@@ -222,7 +225,10 @@ def defect_slots(cfg: ConveyorConfig) -> tuple[list[DefectSlot], int]:
             slots.append(DefectSlot(index + 1, cfg.defect_types[index % len(cfg.defect_types)],
                                     cursor + k * tile, tile, group, _placement(cfg, index)))
         cursor += len(members) * tile + width
-    return slots, cursor + width - cfg.single_tile // 2
+    length = cursor + width - cfg.single_tile // 2
+    if cfg.frames is not None:  # a longer recording: more surface after the last defect
+        length = max(length, width + (cfg.frames - 1) * cfg.speed)
+    return slots, length
 
 
 def _mirror_tile(image: np.ndarray, length: int, axis: int) -> np.ndarray:
@@ -444,6 +450,9 @@ def _with_preset(ctx: click.Context, preset: Mapping[str, object], values: dict)
               help="How many defects (the last ones) touch the top/bottom frame edge, in turn.")
 @click.option("--pairs", default=0, show_default=True,
               help="How many pairs of defects (the first ones) are in view at once.")
+@click.option("--frames", type=int, default=None,
+              help="At least this many frames (a longer recording, e.g. a defect-free one to train on with "
+                   "--defects 0); default: as long as the defects need.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--fps", default=25.0, show_default=True)
 @click.option("--output", default=None,

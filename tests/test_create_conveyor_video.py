@@ -1,6 +1,8 @@
 """Synthetic conveyor video: known motion, known defects, ground truth in the sidecar."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -279,3 +281,16 @@ def test_wide_preset_is_the_acceptance_scenario_and_flags_override_it(tmp_path, 
     assert conveyor.cli(["--preset", "wide", "--size", "64", "--defects", "2", "--output", "sq.mp4"]) == 0
     assert video_io.read_sidecar(tmp_path / "sq.mp4")["settings"]["pairs"] == 1
     assert (video_io.probe_video(tmp_path / "sq.mp4").width, video_io.probe_video(tmp_path / "sq.mp4").height) == (64, 64)
+
+
+def test_frames_makes_a_longer_defect_free_recording(tmp_path):
+    """--frames N with --defects 0: a defect-free video of at least N frames (a recording to train on)."""
+    from preprocessing.create_conveyor_video import cli
+
+    out = tmp_path / "normal.mp4"
+    assert cli(["--width", "96", "--height", "64", "--speed", "4", "--defects", "0", "--frames", "40",
+                "--output", str(out)]) == 0
+    sidecar = json.loads(out.with_name(out.name + ".json").read_text())
+    assert sidecar["num_frames"] >= 40 and sidecar["defects"] == []
+    assert not any(frame["is_defect"] for frame in sidecar["frames"])
+    assert cli(["--frames", "0", "--output", str(tmp_path / "x.mp4")]) == 2

@@ -285,3 +285,18 @@ def test_auto_backend_runs_onnx_on_cpu_and_falls_back_to_torch_when_export_fails
     with pytest.raises(PermissionError):  # asked for onnx explicitly: no fallback
         InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name, device="cpu",
                                                  backend="onnx"))
+
+
+def test_regions_extend_to_the_typical_defect_free_peak(tiny_model):
+    """pixel_low is the mean map maximum of the calibration images, never above the pixel threshold."""
+    _, data = load_trained_model(tiny_model.class_dir)
+    calibrated = dict(data, calibration={**data.get("calibration", {}), "image_threshold": 0.7,
+                                         "pixel_threshold": 0.6, "map_maxima": [0.4, 0.5, 0.6]})
+    info = ModelInfo.from_checkpoint(calibrated, "c", (8, 16))
+    assert info.pixel_low == pytest.approx(0.5) and info.region_low == pytest.approx(0.5)
+    assert ModelInfo.from_dict(info.to_dict(), "x.json") == info
+    high = dict(calibrated, calibration={**calibrated["calibration"], "map_maxima": [0.9, 0.95]})
+    assert ModelInfo.from_checkpoint(high, "c", (8, 16)).region_low == pytest.approx(0.6)
+    old = {k: v for k, v in data.items() if k != "calibration"}
+    legacy = ModelInfo.from_checkpoint(old, "c", (8, 16))
+    assert legacy.pixel_low is None and legacy.region_low == legacy.pixel_threshold

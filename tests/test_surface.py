@@ -184,3 +184,40 @@ def test_a_defect_at_the_frame_edge_is_measured():
 def test_bad_merge_gap_is_refused():
     with pytest.raises(TrackingError, match="merge_gap_mm"):
         GLASSDefectTracker(analyzer(), threshold=0.5, merge_gap_mm=-1.0)
+
+
+def test_hysteresis_keeps_low_areas_only_around_seeds():
+    """Areas above `low` survive only when they hold a pixel above `high` (or the peak, when asked)."""
+    from defect_tracking.surface import hysteresis_map
+
+    amap = np.zeros((20, 40), np.float32)
+    amap[2:8, 2:8] = 0.6
+    amap[4, 4] = 0.9  # a seed: its whole 0.6 area stays
+    amap[12:16, 20:30] = 0.65  # above low, no seed: dropped
+    amap[2:5, 30:34] = 0.55  # below low: dropped
+    kept = hysteresis_map(amap, high=0.8, low=0.5)
+    assert (kept[2:8, 2:8] == amap[2:8, 2:8]).all()
+    assert not kept[12:16, 20:30].any() and not kept[2:5, 30:34].any()
+    peak = hysteresis_map(amap, high=0.95, low=0.5, seed_peak=True)  # no pixel reaches high: the peak's area
+    assert (peak[2:8, 2:8] > 0).all() and not peak[12:16, 20:30].any()
+    assert (hysteresis_map(amap, high=0.5, low=0.5) == amap).all()  # low == high: plain threshold, untouched
+
+
+def test_tracker_with_hysteresis_measures_the_whole_area_of_a_faint_defect():
+    """A defect whose core alone passes `threshold` is measured down to `low_threshold`."""
+    square = np.ones((16, 16), bool)
+    video, maps = conveyor([(square, square, 180, 30)], speed=5, frames=50)
+    for amap in maps:
+        amap *= 0.6  # the defect's map level ...
+        ys, xs = np.nonzero(amap)
+        if ys.size:
+            amap[ys.min() + 6:ys.min() + 10, xs.min() + 6:xs.min() + 10] = 0.9  # ... with a strong core
+    low = GLASSDefectTracker(analyzer(), threshold=0.8, low_threshold=0.5, motion_method="phase", fps=25.0,
+                             merge_gap_mm=1.0, min_hits=3)
+    core_only = GLASSDefectTracker(analyzer(), threshold=0.8, motion_method="phase", fps=25.0,
+                                   merge_gap_mm=1.0, min_hits=3)
+    for index, (frame, amap) in enumerate(zip(video, maps)):
+        low.update(index, frame, amap)
+        core_only.update(index, frame, amap)
+    assert [d.area_px for d in low.defects()] == [frame_area((maps[20] > 0).astype(np.float32))]
+    assert core_only.defects()[0].area_px < 20

@@ -1,0 +1,115 @@
+"""A production line set up from a recording, end to end, scored against ground truth.
+
+    python benchmarks/bench_line.py                                   # 640x256 gravel, ~15 min on 2 cores
+    python benchmarks/bench_line.py --texture grass --width 1280 --height 720 --speed 12 --out results/line_grass
+
+The four commands of the README's workflow, run as a user runs them:
+
+1. record: a defect-free conveyor video of the surface (`create_conveyor_video.py --defects 0 --frames N`),
+   and a second one at another speed and start (new footage for the false-alarm count), and the test
+   video with painted defects (`--preset wide` scenario at the chosen size: a branching crack, a faint
+   stain, defects at the frame edges, two in view at once);
+2. dataset: `video_to_dataset.py` on the defect-free recording;
+3. train: `main.py` (efficientnet_lite0, demo settings; thresholds calibrated on held-out frames);
+4. track: `video_inference_with_tracking.py` on the three videos;
+
+then `evaluate_tracking.py` on the defect video, and the share of flagged frames of the two
+defect-free videos. Prints one table; everything stays under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_FLAGS = [
+    "net", "-b", "efficientnet_lite0", "-le", "blocks.2", "-le", "blocks.4", "--pretrain_embed_dimension", "512",
+    "--target_embed_dimension", "512", "--dsc_hidden", "512", "--lr", "0.0005", "--select", "last",
+]
+
+
+def run(command: list[str], log: Path) -> tuple[float, str]:
+    """Runs one command from the repository root; (wall seconds, its output, also appended to log)."""
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    with open(log, "a") as handle:
+        handle.write("$ " + " ".join(command) + "\n" + done.stdout + done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}; see {log}")
+    return time.perf_counter() - started, done.stdout
+
+
+def flagged(frames_csv: Path) -> tuple[int, int]:
+    """(frames flagged, frames) of a tracking run's per-frame CSV."""
+    with open(frames_csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return sum(row["is_defect"] in ("1", "True", "true") for row in rows), len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the workflow and prints the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texture", default="gravel")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--speed", type=int, default=6)
+    parser.add_argument("--normal_frames", type=int, default=600, help="frames of the defect-free recording")
+    parser.add_argument("--every", type=int, default=3, help="video_to_dataset --every")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--pixel_size", type=float, default=0.1, help="mm per pixel")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("results/line"))
+    parser.add_argument("--aug_path", type=Path, default=REPO / "demo_data" / "dtd" / "images",
+                        help="LAS texture folder (DTD's images; the demo's: bash shell/run-demo.sh, or "
+                             "python preprocessing/make_demo_dataset.py)")
+    args = parser.parse_args(argv)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "bench_line.log"
+    py = sys.executable
+    frame = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture]
+    videos = {name: out / "videos" / f"{name}.mp4" for name in ("normal", "normal_new", "defects")}
+    times = {}
+    times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *frame, "--speed", str(args.speed),
+                              "--defects", "0", "--frames", str(args.normal_frames), "--seed", str(args.seed),
+                              "--output", str(videos["normal"])], log)
+    run([py, "preprocessing/create_conveyor_video.py", *frame, "--speed", str(max(1, args.speed // 2)),
+         "--defects", "0", "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1),
+         "--output", str(videos["normal_new"])], log)
+    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *frame, "--speed", str(args.speed),
+         "--seed", str(args.seed), "--output", str(videos["defects"])], log)
+    times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
+                               "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),
+                               "--overwrite"], log)
+    short = str(min(args.width, args.height) // 16 * 16)
+    times["train"], _ = run([py, "main.py", "--seed", str(args.seed), "--results_path", str(out / "results"),
+                             *TRAIN_FLAGS, "--meta_epochs", str(args.epochs),
+                             "dataset", "--fg", "0", "--distribution", "1", "--resize", short, "--imagesize", short,
+                             "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
+    model = ["--model_path", str(out / "results" / "models" / "backbone_0"), "--class_name", "custom_line",
+             "--pixel_size", str(args.pixel_size), "--no_organized_output"]
+    print(f"line: {args.texture} {args.width}x{args.height}, {args.speed} px/frame, pixel {args.pixel_size} mm; "
+          f"record {times['record']:.0f} s, dataset {times['dataset']:.0f} s, train {times['train']:.0f} s")
+    print("| video | frames flagged | share | FPS (end to end) |")
+    print("|---|---|---|---|")
+    for name, video in videos.items():
+        target = out / "runs" / f"{name}_tracking.mp4"
+        seconds, text = run([py, "inference/video_inference_with_tracking.py", *model, "--video_path", str(video),
+                             "--output_path", str(target)], log)
+        hits, total = flagged(target.with_name(f"{target.stem}_frames.csv"))
+        fps = next((line.split()[1] for line in text.splitlines() if line.startswith("speed")), "?")
+        print(f"| {name} | {hits} / {total} | {100.0 * hits / max(total, 1):.1f} % | {fps} |")
+    report = out / "runs" / "defects_tracking_report.json"
+    _, text = run([py, "inference/evaluate_tracking.py", str(report), str(videos["defects"]) + ".json",
+                   "--json", str(out / "evaluation.json")], log)
+    print()
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
