@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|")
     for name, video in videos.items():
         target = out / "runs" / f"{name}_tracking.mp4"
-        seconds, text = run([py, "inference/video_inference_with_tracking.py", *model, "--video_path", str(video),
-                             "--output_path", str(target)], log)
+        frames = ["--save_defect_frames"] if name == "defects" else []
+        _, text = run([py, "inference/video_inference_with_tracking.py", *model, "--video_path", str(video),
+                             "--output_path", str(target), *frames], log)
         hits, total = flagged(target.with_name(f"{target.stem}_frames.csv"))
         fps = next((line.split()[1] for line in text.splitlines() if line.startswith("speed")), "?")
         print(f"| {name} | {hits} / {total} | {100.0 * hits / max(total, 1):.1f} % | {fps} |")

@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
             sidecar = json.loads(video.with_name(video.name + ".json").read_text())
             frames = min(args.frames or len(sidecar["frames"]), len(sidecar["frames"]))
             if key == "lite0":
-                engine, weights, label = lite0_engine(args, backend), "trained demo", "efficientnet_lite0 256"
+                engine, weights = lite0_engine(args, backend), f"trained ({args.class_name})"
+                label = f"efficientnet_lite0 {engine.info.resize}"
             else:
                 engine, weights = wrn50_engine(args, backend, folder)
                 label = "wideresnet50 288"

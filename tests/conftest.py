@@ -86,3 +86,19 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     assert code == 0
     model_path = results / "models" / "backbone_0"
     return TinyModel(model_path, "mvtec_toy", model_path / "mvtec_toy", data)
+
+
+def interrupt_second_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Makes training die (Ctrl-C) during its second epoch, after ckpt.pth of the first was written."""
+    import glass
+
+    original = glass.GLASS._train_epoch
+    calls = {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(glass.GLASS, "_train_epoch", interrupted)

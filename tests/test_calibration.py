@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import main
-from conftest import write_tiny_mvtec
+from conftest import interrupt_second_epoch, write_tiny_mvtec
 from glass import GLASS, TrainConfig
 from inference import calibration
 from inference.engine import EngineConfig, InferenceEngine, ModelInfo, default_threshold
@@ -185,22 +185,11 @@ def test_resume_requires_the_same_heldout_images(tmp_path):
 
 
 def test_a_resumed_run_holds_out_the_same_images_and_calibrates_the_same(heldout_run, tmp_path, monkeypatch):
-    import glass
-
     data, aug, class_dir = heldout_run
-    original = glass.GLASS._train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # dies during the second epoch, after ckpt.pth of the first
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(glass.GLASS, "_train_epoch", interrupted)
+    interrupt_second_epoch(monkeypatch)
     with pytest.raises(AssertionError):  # _train asserts exit code 0; Ctrl-C gives 130
         _train(tmp_path / "cut", data, aug)
     cut = tmp_path / "cut" / "models" / "backbone_0" / "mvtec_toy"
     assert load_checkpoint(cut / "ckpt.pth")["meta"]["heldout"] == _stored(class_dir)["meta"]["heldout"]
-    monkeypatch.setattr(glass.GLASS, "_train_epoch", original)
+    monkeypatch.undo()  # training works again
     assert _stored(_train(tmp_path / "cut", data, aug))["calibration"] == _stored(class_dir)["calibration"]

@@ -13,7 +13,7 @@ import torch
 
 import glass
 import main
-from conftest import write_tiny_mvtec
+from conftest import interrupt_second_epoch, write_tiny_mvtec
 from model import load_checkpoint, load_trained_model, resolve_class_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,23 +86,14 @@ def test_same_seed_same_numbers(tmp_path, tiny_mvtec):
 def test_resume_after_interruption_gives_the_same_final_scores(tmp_path, tiny_mvtec, monkeypatch):
     uninterrupted = read_results(train(tmp_path, tiny_mvtec, "whole"))
 
-    original = glass.GLASS._train_epoch
-    calls = {"n": 0}
-
-    def interrupted(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:  # dies during the second epoch, after ckpt.pth of the first
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(glass.GLASS, "_train_epoch", interrupted)
+    interrupt_second_epoch(monkeypatch)
     code = main.cli(["--results_path", str(tmp_path / "cut"), "--seed", "3", *net_args(2),
                      *dataset_args(*tiny_mvtec)])
     assert code == 130  # Ctrl-C
     class_dir = tmp_path / "cut/models/backbone_0/mvtec_toy"
     assert load_checkpoint(class_dir / "ckpt.pth")["epoch"] == 1
     assert not list(class_dir.glob("ckpt_best_*.pth"))
-    monkeypatch.setattr(glass.GLASS, "_train_epoch", original)
+    monkeypatch.undo()  # training works again
     resumed = read_results(train(tmp_path, tiny_mvtec, "cut"))
     assert resumed == uninterrupted
 
