@@ -81,6 +81,7 @@ class DatasetConfig:
     # Fraction of train/good kept out of training to calibrate the thresholds on. 0 here (the reference's
     # dataset: programmatic users such as the benchmarks keep every image); the CLI's default is DEFAULT_HOLDOUT.
     holdout: float = 0.0
+    resize_masks: bool = False  # resize ground-truth masks to their image (else a size mismatch is an error)
 
     def __post_init__(self) -> None:
         """Coerce paths/tuples and validate the values."""
@@ -174,6 +175,17 @@ def check_image_header(path: Path) -> None:
             img.size  # noqa: B018 - forces header parsing
     except (OSError, PIL.UnidentifiedImageError, ValueError) as exc:
         raise DatasetError(f"cannot read image {path} ({one_line(exc)}); replace or remove the file") from exc
+
+
+def check_mask_size(image_path: Path, mask_path: Path) -> None:
+    """Raise DatasetError when a ground-truth mask's size differs from its image's (headers only):
+    resized on its own, it would move the defect's pixels and change pixel AUROC and PRO unnoticed."""
+    with PIL.Image.open(image_path) as image, PIL.Image.open(mask_path) as mask:
+        image_size, mask_size = image.size, mask.size
+    if image_size != mask_size:
+        raise DatasetError(f"mask {mask_path} is {mask_size[0]}x{mask_size[1]} but its image {image_path.name} is "
+                           f"{image_size[0]}x{image_size[1]}; fix the mask, or pass --resize_masks to resize "
+                           "masks to their images (nearest neighbour)")
 
 
 def load_image(path: Path, mode: str) -> PIL.Image.Image:
@@ -422,7 +434,10 @@ class GlassDataset(torch.utils.data.Dataset):
         if sample.mask_path is None:
             mask_gt = torch.zeros(1, size, size)
         else:
-            mask = self._resize_crop(binarize_mask(load_image(sample.mask_path, "L")))
+            mask = binarize_mask(load_image(sample.mask_path, "L"))
+            if mask.size != image.size:  # only with --resize_masks (checked in build_dataset)
+                mask = mask.resize(image.size, PIL.Image.NEAREST)
+            mask = self._resize_crop(mask)
             mask_gt = torch.from_numpy((np.asarray(mask) >= 128).astype(np.float32))[None]
         return {
             "image": torch.from_numpy(self._to_normalized(self._resize_crop(image))),
@@ -486,6 +501,8 @@ def build_dataset(cfg: DatasetConfig, classname: str, split: str, norm_mean: Seq
         check_image_header(sample.image_path)
         if sample.mask_path is not None:
             check_image_header(sample.mask_path)
+            if not cfg.resize_masks:
+                check_mask_size(sample.image_path, sample.mask_path)
     use_las = las and split == "train"
     textures: list[Path] = []
     if use_las:

@@ -26,6 +26,7 @@ the file's batch size and zero-pads the last chunk (padding rows are dropped fro
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -559,11 +560,15 @@ def export_onnx(class_dir: str | os.PathLike, output: Path | None = None, opset:
     class_dir = Path(class_dir)
     target = Path(output) if output is not None else class_dir / ONNX_FILE_NAME
     _check_writable(target)
-    net, data = glass_model.load_trained_model(class_dir, "cpu")
     checkpoint = glass_model.final_checkpoint_path(class_dir)
+    # Hashed before loading: should the file change in between, the recorded hash is the older one and
+    # the next cached_export exports again (never a new graph recorded under an old hash, or the reverse).
+    source = {"source_checkpoint": checkpoint.name if checkpoint else None,
+              "source_checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None}
+    net, data = glass_model.load_trained_model(class_dir, "cpu")
     geometry = head_geometry(net)
     info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
-    return export_model(net, info, target, settings, {"source_checkpoint": checkpoint.name}, geometry)
+    return export_model(net, info, target, settings, source, geometry)
 
 
 def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, settings: ExportSettings,
@@ -632,22 +637,35 @@ def _export_facts(settings: ExportSettings, info: ModelInfo) -> dict[str, Any]:
     }
 
 
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _is_fresh(onnx_path: Path, checkpoint: Path) -> bool:
-    """True when an existing export belongs to the current checkpoint and is not older than it."""
+    """True when an existing export was made from exactly this checkpoint's bytes by this export format.
+
+    By content, not by file times or names: a model folder restored with `cp -p`, `rsync -a` or `tar`
+    keeps old times, and a checkpoint copied over another keeps its name."""
     json_path = sidecar_path(onnx_path)
     if not (onnx_path.is_file() and json_path.is_file()):
         return False
-    if onnx_path.stat().st_mtime < checkpoint.stat().st_mtime:
-        return False
     try:
         description = json.loads(json_path.read_text(encoding="utf-8"))
-        return description.get("source_checkpoint") == checkpoint.name and description.get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
+        return (isinstance(description, dict) and description.get("format") == EXPORT_FORMAT
+                and description.get("source_checkpoint_sha256") == file_sha256(checkpoint))
+    except (OSError, ValueError):
         return False
 
 
 def cached_export(class_dir: str | os.PathLike) -> Path:
-    """The class directory's glass.onnx (dynamic batch), exported when missing or older than the checkpoint."""
+    """The class directory's glass.onnx (dynamic batch), exported again unless it was made from exactly the
+    current checkpoint (same SHA-256) by this export format. A folder that cannot be written raises
+    OSError (the engine then runs the checkpoint in PyTorch, or stops when ONNX was asked for)."""
     class_dir = Path(class_dir)
     checkpoint = glass_model.final_checkpoint_path(class_dir)
     if checkpoint is None:

@@ -545,3 +545,17 @@ def test_heldout_images_are_not_training_items(tmp_path: Path) -> None:
     test = build_dataset(config(root, aug, holdout=0.1), CLASS, "test", MEAN, STD, seed=0, las=False)
     assert len(test) == 2 and test.heldout_paths == []  # the test split is never touched
     assert DatasetConfig("mvtec", root, aug, (CLASS,)).holdout == 0.0  # programmatic default: the reference's
+
+
+def test_a_mask_of_another_size_than_its_image_is_an_error_naming_it(mvtec: tuple[Path, Path]) -> None:
+    """Resized on its own it would move the defect's pixels; --resize_masks resizes it on purpose."""
+    root, aug = mvtec
+    mask_path = root / CLASS / "ground_truth" / "crack" / "000_mask.png"
+    mask = np.asarray(PIL.Image.open(mask_path))
+    PIL.Image.fromarray(mask).resize((mask.shape[1] * 2, mask.shape[0]), PIL.Image.NEAREST).save(mask_path)
+    with pytest.raises(DatasetError, match="--resize_masks") as info:
+        build_dataset(config(root, aug), CLASS, "test", MEAN, STD, seed=0)
+    _assert_one_line_error(info, mask_path)
+    dataset = build_dataset(config(root, aug, resize_masks=True), CLASS, "test", MEAN, STD, seed=0)
+    masks = [dataset[i]["mask_gt"] for i in range(len(dataset))]
+    assert all(m.shape == (1, SIZE, SIZE) for m in masks) and max(float(m.sum()) for m in masks) > 0

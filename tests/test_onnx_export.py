@@ -283,16 +283,38 @@ def test_engine_onnx_backend_gives_the_torch_maps(model_copy, tiny_model):
 
 
 def test_cached_export_reuses_a_fresh_file_and_redoes_a_stale_one(model_copy, tiny_model):
+    """Freshness is by content: a touched checkpoint with the same bytes keeps the export; a different
+    checkpoint copied over it with old times and the same name (cp -p, rsync -a, tar) is exported again,
+    and the engine then scores with the new weights."""
     class_dir = model_copy / tiny_model.class_name
     path = onnx_backend.cached_export(class_dir)
     stamp = path.stat().st_mtime_ns
     assert onnx_backend.cached_export(class_dir) == path and path.stat().st_mtime_ns == stamp
     checkpoint = final_checkpoint_path(class_dir)
     later = path.stat().st_mtime + 10
-    os.utime(checkpoint, (later, later))  # a retrained checkpoint is newer than the export
+    os.utime(checkpoint, (later, later))  # newer file time, same bytes: still fresh
     onnx_backend.cached_export(class_dir)
-    assert path.stat().st_mtime_ns != stamp
-    assert json.loads(onnx_backend.sidecar_path(path).read_text())["batch"] == "dynamic"
+    assert path.stat().st_mtime_ns == stamp
+
+    frames = _real_frames(tiny_model)[:3]
+    before = np.stack(InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="onnx"))
+                      .patch_scores(frames))
+    data = load_checkpoint(checkpoint)
+    tail = data["weights"]["discriminator"]["tail.0.weight"]
+    data["weights"]["discriminator"]["tail.0.weight"] = -tail  # another model under the same name ...
+    torch.save(data, checkpoint)
+    earlier = path.stat().st_mtime - 100
+    os.utime(checkpoint, (earlier, earlier))  # ... with file times older than the export (cp -p)
+    assert path.stat().st_mtime > checkpoint.stat().st_mtime
+    after_onnx = np.stack(InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="onnx"))
+                          .patch_scores(frames))
+    after_torch = np.stack(InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="torch"))
+                           .patch_scores(frames))
+    np.testing.assert_allclose(after_onnx, after_torch, atol=TOLERANCE)
+    assert np.abs(after_onnx - before).max() > 0.01
+    description = json.loads(onnx_backend.sidecar_path(path).read_text())
+    assert description["batch"] == "dynamic"
+    assert description["source_checkpoint_sha256"] == onnx_backend.file_sha256(checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
