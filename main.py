@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import click
+import PIL.Image
 import torch
 
 import backbones
@@ -193,6 +194,9 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
 @click.option("--rand_aug", default=1, type=click.IntRange(0, 1), show_default=True)
 @click.option("--downsampling", default=8, type=int, show_default=True, callback=_positive)
 @click.option("--augment", is_flag=True)
+@click.option("--resize_masks", is_flag=True,
+              help="Resize ground-truth masks whose size differs from their image's (nearest neighbour); "
+                   "without it such a mask is an error naming the file.")
 @click.option("--holdout", default=data.DEFAULT_HOLDOUT, type=float, show_default=True,
               help=f"Fraction of train/good held out of training (at least {data.MIN_HOLDOUT} images, evenly "
                    "spaced over the sorted files) to calibrate the image and pixel thresholds on; 0: none "
@@ -219,19 +223,16 @@ def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
         raise common.ConfigError("--test ckpt trains a model and needs the 'net' command (or use --test test)")
     device = common.select_device(opts.gpu)
     jobs = plan_jobs(opts, net_opts, dataset_cfg, explicit)
+    table = opts.results_path / "results.csv"
     rows = []
     for job in jobs:
         row = run_job(job, opts, dataset_cfg, device)
         rows.append(row)
-        utils.write_results_csv(opts.results_path / "results.csv", rows, selection=_selection(rows))
+        # Merged into the table (under its lock) as soon as the class is finished: rows of other classes,
+        # from earlier or concurrent runs, are kept, and a run killed later still leaves this one.
+        utils.update_results_csv(table, [row])
     click.echo(utils.format_table(rows))
-    click.echo(f"results: {opts.results_path / 'results.csv'}")
-
-
-def _selection(rows: Sequence[dict[str, Any]]) -> str:
-    """The selection rule of a results table (mixed when classes differ)."""
-    rules = {r["selection"] for r in rows}
-    return rules.pop() if len(rules) == 1 else "mixed"
+    click.echo(f"results: {table}")
 
 
 @dataclass(frozen=True)
@@ -262,11 +263,38 @@ def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.D
                                 net_opts.compile))
         else:
             jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit))
-    for classname in dataset_cfg.subdatasets:  # folder layout errors surface here, before training
-        data.build_dataset(dataset_cfg, classname, "test", (0.5,) * 3, (0.5,) * 3, seed=0, las=False)
-        if opts.test == "ckpt":
-            data.build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
+    for classname in dataset_cfg.subdatasets:  # layout errors and undecodable images surface here, before
+        validate_class_images(dataset_cfg, classname, train=opts.test == "ckpt")  # any folder is created
     return jobs
+
+
+def validate_class_images(dataset_cfg: data.DatasetConfig, classname: str, train: bool) -> int:
+    """Checks a class's folders and decodes every image it will read: test images and ground-truth masks,
+    and when training, train/good (held-out images included) and foreground masks. DatasetError naming
+    the first file that does not decode; returns the number of files decoded."""
+    test_set = data.build_dataset(dataset_cfg, classname, "test", (0.5,) * 3, (0.5,) * 3, seed=0, las=False)
+    paths = [p for s in test_set.samples for p in (s.image_path, s.mask_path) if p is not None]
+    if train:
+        train_set = data.build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
+        paths += [p for s in train_set.samples for p in (s.image_path, s.fg_path) if p is not None]
+        paths += train_set.heldout_paths
+    for path in paths:
+        decode_image(path)
+    return len(paths)
+
+
+def decode_image(path: Path) -> None:
+    """Decodes an image fully (a truncated or corrupt file raises DatasetError naming it). JPEGs decode at
+    1/8 scale: every entropy-coded block is still read (truncation and stream errors are caught) at about
+    half the cost; PNGs decode fully (about 12 ms for a 900 x 900 RGB PNG on this 2-core machine)."""
+    try:
+        with PIL.Image.open(path) as img:
+            if img.format == "JPEG":
+                img.draft(img.mode, (max(img.width // 8, 1), max(img.height // 8, 1)))
+            img.load()
+    except (OSError, PIL.UnidentifiedImageError, ValueError, SyntaxError, EOFError) as exc:
+        raise data.DatasetError(f"cannot decode image {path} ({data.one_line(exc)}); replace or remove the file") \
+            from exc
 
 
 def class_resize(dataset_cfg: data.DatasetConfig, classname: str, log: bool = False) -> int:

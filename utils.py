@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import click
 import cv2
+import filelock
 import numpy as np
 import torch
 
@@ -104,23 +107,132 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def write_results_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], selection: str) -> None:
-    """results.csv: a row per class, a Mean row, and the model-selection rule of every number."""
-    fields = ["class", *METRIC_NAMES, "epoch", "selection"]
+RESULTS_FIELDS = ("class", *METRIC_NAMES, "epoch", "selection")
+MEAN_ROW = "Mean"
+RESULTS_LOCK_TIMEOUT_S = 300.0
+
+
+class ResultsTableError(ValueError):
+    """An existing results.csv that is not a results table (truncated, edited, another format)."""
+
+
+def read_results_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The class rows of results.csv as written (strings), without the Mean row; [] when there is no file.
+
+    ResultsTableError when the file is not a table with exactly the RESULTS_FIELDS columns and numeric
+    metrics. A class that occurs twice (hand-edited file) keeps its last row, at its first position.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except UnicodeDecodeError as exc:
+        raise ResultsTableError(f"not UTF-8 text ({exc.reason})") from exc
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if tuple(reader.fieldnames or ()) != RESULTS_FIELDS:
+            raise ResultsTableError(f"header {','.join(reader.fieldnames or ()) or '(empty file)'} is not "
+                                    f"{','.join(RESULTS_FIELDS)}")
+        rows: dict[str, dict[str, str]] = {}
+        for row in reader:
+            line = reader.line_num
+            if None in row or any(value is None for value in row.values()):
+                raise ResultsTableError(f"line {line} does not have the {len(RESULTS_FIELDS)} columns of the header")
+            if not row["class"]:
+                raise ResultsTableError(f"line {line} has no class name")
+            try:
+                [float(row[name]) for name in METRIC_NAMES]
+            except ValueError as exc:
+                raise ResultsTableError(f"line {line}: {exc}") from exc
+            if row["class"] != MEAN_ROW:
+                rows[row["class"]] = row
+    except csv.Error as exc:
+        raise ResultsTableError(f"not CSV ({exc})") from exc
+    return list(rows.values())
+
+
+def render_results_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """results.csv text: the class rows in order, then the Mean row.
+
+    The Mean row averages every class row of the table (this run's and those kept from earlier runs),
+    from the values as written (4 decimals), so it can be recomputed from the file alone; its selection
+    is the rule all rows share, or `mixed`; its epoch is empty.
+    """
+    rows = [_format_row(row) for row in rows]
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=RESULTS_FIELDS, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({**{k: _fmt(row.get(k)) for k in fields}, "selection": row.get("selection", selection)})
+    writer.writerows(rows)
     if rows:
-        mean = {name: _fmt(float(np.mean([r[name] for r in rows]))) for name in METRIC_NAMES}
-        writer.writerow({"class": "Mean", **mean, "epoch": "", "selection": selection})
-    atomic_write_text(path, out.getvalue())
+        mean = {name: _fmt(float(np.mean([float(r[name]) for r in rows]))) for name in METRIC_NAMES}
+        rules = {r["selection"] for r in rows}
+        selection = rules.pop() if len(rules) == 1 else "mixed"
+        writer.writerow({"class": MEAN_ROW, **mean, "epoch": "", "selection": selection})
+    return out.getvalue()
+
+
+def update_results_csv(path: str | os.PathLike, new_rows: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """Merges class rows into results.csv; returns the table's class rows.
+
+    Under a file lock (concurrent runs on one results folder take turns): reads the current table,
+    replaces the row of each class in new_rows (in place) or appends it, keeps every other row,
+    recomputes the Mean row and writes the file atomically, so a run killed at any point leaves the
+    previous table or the new one. An existing file that is not a results table is moved aside to
+    results.csv.corrupt-<time> with a warning, never dropped. Each row carries its own selection rule.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # FileLock (flock) leaves results.csv.lock behind on release: deleting it would let a waiting process
+    # lock an unlinked inode while a third one creates a new file. The file is empty and harmless.
+    lock_path = path.with_name(f"{path.name}.lock")
+    try:
+        with filelock.FileLock(lock_path, timeout=RESULTS_LOCK_TIMEOUT_S):
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed while writing
+                stale.unlink(missing_ok=True)
+            try:
+                current = read_results_csv(path)
+            except ResultsTableError as err:
+                aside = _move_aside(path)
+                LOGGER.warning("%s is not a results table (%s); moved it to %s and started a new table",
+                               path, err, aside.name)
+                current = []
+            table = {row["class"]: row for row in current}
+            for row in new_rows:
+                formatted = _format_row(row)
+                table[formatted["class"]] = formatted
+            rows = list(table.values())
+            atomic_write_text(path, render_results_csv(rows))
+    except filelock.Timeout as exc:
+        raise OSError(errno.EAGAIN, f"another run has held {lock_path.name} for over {RESULTS_LOCK_TIMEOUT_S:.0f} s; "
+                      "the model is saved, rerun with --test test to add its results", str(path)) from exc
+    return rows
+
+
+def _format_row(row: dict[str, Any]) -> dict[str, str]:
+    """A results row as written: metrics with 4 decimals (strings read back from the file are kept as they are)."""
+    formatted = {name: "" if row.get(name) is None else str(_fmt(row[name])) for name in RESULTS_FIELDS}
+    for name in METRIC_NAMES:
+        if not isinstance(row[name], str):
+            formatted[name] = _fmt(float(row[name]))
+    return formatted
 
 
 def _fmt(value: Any) -> Any:
     """Rounds floats for the CSV."""
     return f"{value:.4f}" if isinstance(value, float) else value
+
+
+def _move_aside(path: Path) -> Path:
+    """Renames a file to <name>.corrupt-<YYYYmmdd-HHMMSS>[-n] beside it; returns the new path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 0
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    os.rename(path, aside)
+    return aside
 
 
 def format_table(rows: Iterable[dict[str, Any]]) -> str:
@@ -164,20 +276,36 @@ def save_visualisation(path: str | os.PathLike, image: np.ndarray, mask: np.ndar
 def run_command(command: click.Command, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...],
                 oserror_hint: str = "check the path and its permissions",
                 message: Callable[[BaseException], str] = str) -> int:
-    """Runs a Click command line: user errors -> `error: <one line>` on stderr and 2, Ctrl-C -> 130.
+    """Runs a Click command line: user errors -> `error: <one line>` on stderr and 2, Ctrl-C -> 130,
+    SIGTERM -> 143.
 
     user_errors are the exceptions a user can cause with a flag or a file (anything else is a
     bug and keeps its traceback); `message` turns one into text; an OSError gets `oserror_hint`.
+    While the command runs, SIGTERM (`kill`, `docker stop`, systemd) raises KeyboardInterrupt, so
+    the cleanup that Ctrl-C gets runs for it too (a second SIGTERM does not cut that cleanup short).
     """
+    import signal
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    terminated = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        if not terminated:
+            terminated.append(signum)
+            raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: signals stay as they are
+        previous = False
     try:
         # Without standalone mode Click returns (not raises) the code of click.exceptions.Exit.
         result = command.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except click.exceptions.Exit as stop:
         return stop.exit_code
     except (click.Abort, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
-        return 130
+        click.echo("terminated" if terminated else "interrupted", err=True)
+        return 143 if terminated else 130
     except click.ClickException as err:
         click.echo(f"error: {one_line(err.format_message())}", err=True)
         return 2
@@ -188,6 +316,9 @@ def run_command(command: click.Command, argv: Sequence[str] | None, user_errors:
         where = f"{err.filename}: " if err.filename else ""
         click.echo(f"error: {where}{err.strerror or err}; {oserror_hint}", err=True)
         return 2
+    finally:
+        if previous is not False:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return result if isinstance(result, int) else 0
 
 

@@ -17,6 +17,12 @@ which source image and label every frame holds, so that a run on the video can b
 Every bad input (missing file, not a video, a video without frames, a folder that cannot be
 written, a frame of the wrong size) raises :class:`VideoError` (a ValueError) with a one-line
 message naming the file and what to do.
+
+*Partial* files and folders (a video being written, a run's staging folder, a run's lock) carry
+their writer's process id in their name and are held with an advisory lock (``flock``) while the
+writer works on them (:class:`PartialLock`). A run killed with ``kill -9`` cannot clean up after
+itself; :func:`remove_stale_partials` lets the next run remove what it left, and only that: an
+entry whose lock is still held (a run that is still going, even a paused one) is never touched.
 """
 from __future__ import annotations
 
@@ -24,12 +30,21 @@ import json
 import logging
 import math
 import os
+import re
 import secrets
+import shutil
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Callable
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: partials are told dead by their writer's pid alone
+    fcntl = None  # type: ignore[assignment]
 
 # FFmpeg prints its own demuxer errors ("moov atom not found") on stderr before OpenCV reports a
 # failed open; VideoError already says what is wrong, so FFmpeg is kept quiet (AV_LOG_QUIET). The
@@ -48,6 +63,20 @@ FOURCC = "mp4v"
 VIDEO_SUFFIX = ".mp4"
 SIDECAR_SUFFIX = ".json"
 DEFAULT_FPS = 25.0  # used when a container does not state its frame rate
+
+# Names of partial entries; group "pid" is the writer's process id, the 8 hex digits make the name unique.
+PARTIAL_VIDEO = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.partial\.mp4$")  # .<stem>.<pid>-<hex>.partial.mp4
+PARTIAL_NAMES = (
+    PARTIAL_VIDEO,
+    re.compile(r"^\.staging-(?P<pid>\d+)-[0-9a-f]{8}$"),  # a run's staging folder
+    re.compile(r"^\.run-(?P<pid>\d+)-[0-9a-f]{8}\.lock$"),  # held while a run writes into its run folder
+)
+# A partial whose lock is free but whose writer pid is alive is dead all the same once it is this old:
+# the pid was reused (e.g. pid 1 in a restarted container); a live writer locks its partials microseconds
+# after creating them.
+PARTIAL_GRACE_SECONDS = 30.0
+PARTIAL_MIN_AGE_SECONDS = 2.0  # younger partials are never removed (created, not yet locked)
+_CREATING = threading.Lock()  # held from creating a partial to locking it; scans of this process wait for it
 
 
 class VideoError(ValueError):
@@ -204,28 +233,191 @@ def _check_size(path: Path, size: Sequence[int]) -> tuple[int, int]:
     return width, height
 
 
-def _create_temp_file(folder: Path, stem: str) -> Path:
-    """Creates a new empty hidden `.<stem>.<random>.mp4` in `folder` (OSError if the folder is not writable).
+class PartialLock:
+    """A partial file or folder held by its writer: named with the writer's pid, locked (flock) until released.
 
-    Not tempfile.mkstemp: that creates the file with mode 0600, which the published video would
-    keep; os.open with mode 0666 lets the umask decide, as for any new file. The .mp4 suffix
-    matters: OpenCV picks the container from the file name.
+    `create` makes the entry (a new name each time) and takes the lock at once; `release` lets the
+    lock go (the entry stays: e.g. a video renamed into place); `remove` deletes the entry, then
+    releases. The lock also goes when the process dies, however it dies, which is what tells a
+    later run that the entry is dead.
     """
-    while True:
-        candidate = folder / f".{stem}.{secrets.token_hex(4)}{VIDEO_SUFFIX}"
+
+    def __init__(self, path: Path, fd: int | None) -> None:
+        """An entry and the open descriptor holding its lock (None: released)."""
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike, name: Callable[[str], str], directory: bool = False) -> PartialLock:
+        """Creates a new partial in `folder` named name("<pid>-<8 hex digits>") and locks it (OSError if the
+        folder is not writable).
+
+        Files are created with mode 0666 and folders with 0777, less the umask, as any new entry (not
+        tempfile's 0600/0700, which a published file would keep).
+        """
+        folder = Path(folder)
+        with _CREATING:
+            while True:
+                path = folder / name(f"{os.getpid()}-{secrets.token_hex(4)}")
+                try:
+                    if directory:
+                        os.mkdir(path, 0o777)
+                        fd = os.open(path, os.O_RDONLY)
+                    else:
+                        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                except FileExistsError:
+                    continue
+                break
+            partial = cls(path, fd)
+            try:
+                if fcntl is not None:
+                    try:  # blocking: a scan of another run may hold it for a moment while it looks
+                        fcntl.flock(fd, fcntl.LOCK_EX)
+                    except OSError:  # a file system without locks: a scan falls back on the pid
+                        LOGGER.debug("%s: no advisory lock on this file system", path)
+            except BaseException:  # e.g. Ctrl-C or SIGTERM right here: nothing left behind
+                partial.remove()
+                raise
+        return partial
+
+    @property
+    def held(self) -> bool:
+        """Whether the lock is still held (not released)."""
+        return self._fd is not None
+
+    def release(self) -> None:
+        """Lets the lock go; the entry itself stays."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        """Deletes the entry (a folder with its contents), then lets the lock go."""
         try:
-            os.close(os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        return candidate
+            if self.path.is_dir() and not self.path.is_symlink():
+                shutil.rmtree(self.path, ignore_errors=True)
+            else:
+                self.path.unlink(missing_ok=True)
+        finally:
+            self.release()
+
+
+def partial_pid(name: str) -> int | None:
+    """The writer's pid in a partial entry's name, None for any other name."""
+    for pattern in PARTIAL_NAMES:
+        match = pattern.match(name)
+        if match:
+            return int(match["pid"])
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists (in this pid namespace; a zombie counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OverflowError, ValueError):
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return pid > 0
+
+
+def _lock_is_held(fd: int | None) -> bool | None:
+    """True: another open file holds the entry's lock; False: nobody did (it is now held on fd); None: cannot
+    tell (no descriptor, no locks here)."""
+    if fd is None or fcntl is None:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    return False
+
+
+def _is_dead(path: Path, pid: int, held: bool | None) -> bool:
+    """Whether a partial's writer is provably gone: its lock is free and its pid is not alive (or, lock
+    free, the pid is this process's own or the entry is older than the grace period: the pid was reused)."""
+    if held:
+        return False  # a live run, maybe paused or in another container: never touched
+    try:
+        age = time.time() - path.lstat().st_mtime
+    except OSError:
+        return False
+    if age < PARTIAL_MIN_AGE_SECONDS:
+        return False  # just created: its writer may not have locked it yet
+    own = pid == os.getpid()
+    if not own and not _pid_alive(pid):
+        return True
+    if held is None:
+        return False  # no lock to ask: a live writer cannot be told from a reused pid
+    # This process creates partials under _CREATING and locks them at once: an unlocked one with its pid
+    # is older (a killed run that had the same pid, e.g. pid 1 of a restarted container).
+    return own or age > PARTIAL_GRACE_SECONDS
+
+
+def remove_stale_partials(folder: str | os.PathLike) -> list[Path]:
+    """Removes the partial entries directly in `folder` whose writer is gone (killed: `kill -9`, a power cut);
+    returns them. Entries of a run that is still going hold their lock and are left alone; a folder that
+    cannot be read, or an entry that cannot be removed, is skipped."""
+    try:
+        entries = [(entry.name, Path(entry.path)) for entry in os.scandir(folder)]
+    except OSError:
+        return []
+    removed = []
+    for name, path in entries:
+        pid = partial_pid(name)
+        if pid is not None and _remove_if_dead(path, pid):
+            removed.append(path)
+    return removed
+
+
+def _remove_if_dead(path: Path, pid: int) -> bool:
+    """Removes one partial entry when its writer is gone (the lock is held on it meanwhile)."""
+    with _CREATING:
+        if path.is_symlink():
+            return False
+        try:
+            fd: int | None = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            return False  # removed meanwhile (e.g. by another run's scan)
+        except OSError:
+            fd = None
+        try:
+            if not _is_dead(path, pid, _lock_is_held(fd)):
+                return False
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            LOGGER.debug("cannot remove %s (%s)", path, exc)
+            return False
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return True
+
+
+def _partial_video_name(stem: str) -> Callable[[str], str]:
+    """Names of the hidden partial files of a video `<stem>.mp4`: `.<stem>.<pid>-<hex>.partial.mp4` (the .mp4
+    suffix matters: OpenCV picks the container from the file name)."""
+    return lambda tag: f".{stem}.{tag}.partial{VIDEO_SUFFIX}"
 
 
 class AtomicVideoWriter:
     """Context manager writing an MP4 that appears at `path` only when every frame was written.
 
-    Frames go to a hidden temporary file in the same folder (so the final rename is atomic);
-    on a clean exit the file is checked to decode and renamed onto `path`; on an exception, or
-    when no frame was written, the temporary file is deleted and `path` is left as it was.
+    Frames go to a hidden partial file in the same folder (so the final rename is atomic),
+    `.<stem>.<pid>-<hex>.partial.mp4`, locked while it is written (:class:`PartialLock`); on a clean
+    exit the file is checked to decode and renamed onto `path`; on an exception, or when no frame
+    was written, the partial file is deleted and `path` is left as it was. After `kill -9` the next
+    run's :func:`remove_stale_partials` removes it.
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]) -> None:
@@ -241,6 +433,7 @@ class AtomicVideoWriter:
         self.encoded_size = (self.size[0] + self.size[0] % 2, self.size[1] + self.size[1] % 2)
         self.frames_written = 0
         self._tmp: Path | None = None
+        self._lock: PartialLock | None = None
         self._writer: cv2.VideoWriter | None = None
 
     def __enter__(self) -> AtomicVideoWriter:
@@ -248,7 +441,8 @@ class AtomicVideoWriter:
         folder = self.path.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            self._tmp = _create_temp_file(folder, self.path.stem)
+            self._lock = PartialLock.create(folder, _partial_video_name(self.path.stem))
+            self._tmp = self._lock.path
         except OSError as exc:
             raise VideoError(f"cannot write video {self.path}: folder {folder} cannot be created or written "
                              f"({exc.strerror or exc}); choose a writable output folder") from exc
@@ -302,6 +496,9 @@ class AtomicVideoWriter:
             self._discard()
             raise
         self._tmp = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
         LOGGER.info("wrote %s (%d frames, %dx%d, %.3g fps)", self.path, self.frames_written, *self.encoded_size,
                     self.fps)
 
@@ -321,10 +518,13 @@ class AtomicVideoWriter:
                              f"choose another output path") from exc
 
     def _discard(self) -> None:
-        """Deletes the temporary file if it exists."""
+        """Deletes the partial file if it exists and lets its lock go."""
         if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
 
 def sidecar_path(video_path: str | os.PathLike) -> Path:

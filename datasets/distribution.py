@@ -9,9 +9,8 @@ whose spectrum is little more than the DC term (-> manifold, svd 0).
 from __future__ import annotations
 
 import csv
+import io
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 import PIL.Image
 
+import utils
 from datasets.base import DatasetError, load_image, one_line
 
 LOGGER = logging.getLogger(__name__)
@@ -119,22 +119,14 @@ def read_table(path: Path) -> dict[str, int]:
 
 
 def write_table(path: Path, rows: dict[str, int]) -> None:
-    """Write Class,Distribution rows atomically (temporary file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(TABLE_COLUMNS)
-            for name, value in rows.items():
-                writer.writerow((name, int(value)))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    """Write Class,Distribution rows atomically (utils.atomic_write_text: temporary file, then os.replace),
+    with the mode a plain open() gives (0666 & ~umask) like every other output."""
+    out = io.StringIO()
+    writer = csv.writer(out)  # csv's default \r\n line ends, as the table has always been written
+    writer.writerow(TABLE_COLUMNS)
+    for name, value in rows.items():
+        writer.writerow((name, int(value)))
+    utils.atomic_write_text(Path(path), out.getvalue())
 
 
 def _judge_and_save(table: Path, class_key: str, judge: Callable[[], int]) -> int:

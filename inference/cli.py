@@ -3,7 +3,8 @@
 A video script is a Click command decorated with `model_options` and `video_options` (plus its
 own flags) whose body calls `run_inference(options, mode, make_renderer)`, and a
 `cli(argv) -> int` that calls `run_cli(command, argv)`. User errors end as one line on stderr,
-`error: <message>`, with exit code 2; Ctrl-C ends with 130. Nothing is written before the input
+`error: <message>`, with exit code 2; Ctrl-C ends with 130, SIGTERM (`docker stop`, systemd) is cleaned
+up as Ctrl-C is and ends with 143. Nothing is written before the input
 (model directory, class, video, output folder) has been checked.
 """
 from __future__ import annotations
@@ -186,7 +187,8 @@ def run_inference(
 
 
 def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
-    """Runs a Click command; user errors -> 'error: <one line>' on stderr and 2, Ctrl-C -> 130."""
+    """Runs a Click command; user errors -> 'error: <one line>' on stderr and 2, Ctrl-C -> 130, SIGTERM -> 143
+    (handled as Ctrl-C: the run's cleanup removes its partial files)."""
     return utils.run_command(command, argv, USER_ERRORS)
 
 

@@ -9,8 +9,10 @@ runner also writes, beside the output video:
 - `<output stem>_timeline.png`: score per frame, the threshold, true defect frames shaded when the
   sidecar is there.
 
-All files are written atomically and only once the whole video went through: an error (or Ctrl-C)
-leaves no output file behind, half-written or otherwise.
+All files are written atomically and only once the whole video went through: an error (or Ctrl-C, or
+SIGTERM: `docker stop`, systemd) leaves no output file behind, half-written or otherwise. A run killed
+outright (`kill -9`) leaves its hidden partial video (named with its pid, locked while written); the
+next run into the same folder removes it (`remove_interrupted`) and says so in one line.
 
 It also holds the drawing primitives shared by the renderers. Heatmaps use a FIXED colour scale
 [0, 1] (scores are probabilities): a per-frame min-max stretch would paint the highest patch of a
@@ -27,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -226,6 +228,42 @@ def create_folder(folder: Path, flag: str) -> list[Path]:
     return missing
 
 
+def remove_interrupted(folders: Iterable[Path] = (), run_dirs: Iterable[Path] = ()) -> list[Path]:
+    """Removes what killed runs left behind (`kill -9`, a power cut: no cleanup ran) and returns it.
+
+    In each of `folders` the partial entries whose writer is gone (video_io.remove_stale_partials: a
+    partial video, a staging folder, a run lock; an entry whose lock is held belongs to a live run and
+    stays); in each of `run_dirs` (a run's own folder, e.g. output/<class>/<timestamp>/) also those in
+    its subfolders, then the subfolders and the run folder itself when that left them empty. Logs one
+    line when anything was removed; never fails the run.
+    """
+    removed: list[Path] = []
+    for folder in folders:
+        removed += video_io.remove_stale_partials(folder)
+    emptied = []
+    for run_dir in run_dirs:
+        try:
+            subfolders = [p for p in run_dir.iterdir() if p.is_dir() and not p.is_symlink()]
+        except OSError:
+            continue
+        found = video_io.remove_stale_partials(run_dir)
+        for sub in subfolders:
+            found += video_io.remove_stale_partials(sub)
+        if found:  # the run that owned this folder is dead: what it left empty goes too
+            removed += found
+            for folder in (*subfolders, run_dir):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only when empty
+            if not run_dir.exists():
+                emptied.append(run_dir)
+    if removed:
+        shown = ", ".join(str(p) for p in removed[:4]) + (f" and {len(removed) - 4} more" if len(removed) > 4 else "")
+        folders_note = f"; removed {len(emptied)} empty run folder(s)" if emptied else ""
+        LOGGER.info("removed %d leftover(s) of interrupted run(s) whose process is gone: %s%s",
+                    len(removed), shown, folders_note)
+    return removed
+
+
 def _no_screen() -> bool:
     """True on Linux without an X11/Wayland display (cv2.imshow would abort)."""
     return sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
@@ -236,6 +274,7 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig,
     """Scores every frame of cfg.video_path, writes the rendered video plus per-frame CSV and timeline
     (info: the video's probe, when the caller has it)."""
     info = check_run(cfg, info)
+    remove_interrupted([Path(cfg.output_path).parent])
     sidecar = video_io.read_sidecar(cfg.video_path)
     truth = _truth_by_index(sidecar)
     output = Path(cfg.output_path)

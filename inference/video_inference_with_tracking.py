@@ -16,6 +16,13 @@ With `--no_organized_output` the video goes to `--output_path` (default
 output/<class_name>/<video stem>_tracking.mp4), the report beside it (`<stem>_report.json`) and
 the defect frames only with `--save_defect_frames` (to `--defect_frames_dir`, default
 `<stem>_defects/`). Everything is written only once the whole video went through.
+
+An error, Ctrl-C or SIGTERM (`docker stop`, systemd; exit code 143) leaves no file and no run folder.
+While it runs, a run's hidden entries carry its pid and are locked (video_io.PartialLock): the partial
+video `.<stem>.<pid>-<hex>.partial.mp4`, the staging folder of defect frames `defects/.staging-<pid>-<hex>/`
+and, in an organized run folder, `.run-<pid>-<hex>.lock`. After `kill -9` the next run on the same output
+folders removes those whose lock is free and whose process is gone (and the run folders that leaves
+empty) and says so in one line; a run that is still going keeps its lock and its files.
 """
 from __future__ import annotations
 
@@ -23,9 +30,7 @@ import datetime as dt
 import json
 import logging
 import math
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -132,12 +137,15 @@ class TrackingRenderer(runner.BaseRenderer):
         # succeeded; cleanup() removes what is left.
         self._pending: dict[int, tuple[int, np.ndarray]] = {}
         self._staging: Path | None = None
+        self._staging_lock: video_io.PartialLock | None = None
 
     def _stage(self, track_id: int) -> None:
-        """Writes a track's pending representative frame to the staging folder."""
+        """Writes a track's pending representative frame to the staging folder (.staging-<pid>-<hex>/, locked)."""
         index, image = self._pending.pop(track_id)
         if self._staging is None:
-            self._staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.layout.defects_dir))
+            self._staging_lock = video_io.PartialLock.create(self.layout.defects_dir, lambda tag: f".staging-{tag}",
+                                                             directory=True)
+            self._staging = self._staging_lock.path
         path = self._staging / f"track_{track_id:04d}.png"
         if not cv2.imwrite(str(path), image, PNG_FAST):
             raise OSError(f"{path}: could not write the defect frame")
@@ -153,9 +161,10 @@ class TrackingRenderer(runner.BaseRenderer):
 
     def cleanup(self) -> None:
         """Removes the staging folder (after the run, whether it succeeded or not)."""
-        if self._staging is not None:
-            shutil.rmtree(self._staging, ignore_errors=True)
-            self._staging = None
+        if self._staging_lock is not None:
+            self._staging_lock.remove()
+            self._staging_lock = None
+        self._staging = None
 
     @property
     def unit(self) -> str:
@@ -260,12 +269,79 @@ def plan_output(options: dict[str, Any], class_name: str, now: dt.datetime) -> T
     return organized_output(class_name, options["video_path"], name, options["defect_frames_dir"], now)
 
 
-def create_output_folders(layout: TrackingOutput, created: list[Path]) -> None:
-    """Creates the layout's folders (checked writable), adding each new one to `created`."""
-    if layout.defects_dir is not None:
-        created += runner.create_folder(layout.defects_dir, "--defect_frames_dir:")
-    created += runner.create_folder(layout.report.parent, "--output_path:")
-    created += runner.create_folder(layout.video.parent, "--output_path:")
+def create_output_folders(layout: TrackingOutput,
+                          created: list[Path]) -> tuple[TrackingOutput, video_io.PartialLock | None]:
+    """Creates the layout's folders (checked writable), adding each new one to `created`; returns the layout
+    (an organized run folder taken meanwhile by another run: the next free name) and the run folder's lock
+    (release it with `finish_run_folder`)."""
+    run_lock = None
+    if layout.run_dir is not None:
+        created += runner.create_folder(layout.run_dir.parent, "--output_path:")
+        layout = claim_run_folder(layout)
+        created.append(layout.run_dir)
+        try:
+            run_lock = video_io.PartialLock.create(layout.run_dir, lambda tag: f".run-{tag}.lock")
+        except OSError as err:
+            raise runner.RunError(f"--output_path: cannot write in {layout.run_dir} ({err.strerror}); "
+                                  "choose a writable folder") from None
+    try:
+        if layout.defects_dir is not None:
+            created += runner.create_folder(layout.defects_dir, "--defect_frames_dir:")
+        created += runner.create_folder(layout.report.parent, "--output_path:")
+        created += runner.create_folder(layout.video.parent, "--output_path:")
+    except BaseException:
+        finish_run_folder(run_lock)
+        raise
+    return layout, run_lock
+
+
+def claim_run_folder(layout: TrackingOutput) -> TrackingOutput:
+    """Creates the organized run folder, this run's alone: when another run created it first (two runs
+    within one second), the next free `<timestamp>_<n>` (the layout's paths follow)."""
+    run_dir = layout.run_dir
+    stamp = "_".join(run_dir.name.split("_")[:2])
+    suffix = 0
+    while True:
+        try:
+            run_dir.mkdir()
+        except FileExistsError:
+            suffix += 1
+            run_dir = run_dir.with_name(f"{stamp}_{suffix}")
+            continue
+        except OSError as err:
+            raise runner.RunError(f"--output_path: cannot create folder {run_dir} ({err.strerror}); "
+                                  "choose a writable folder") from None
+        break
+    if run_dir == layout.run_dir:
+        return layout
+
+    def moved(path: Path) -> Path:
+        return run_dir / path.relative_to(layout.run_dir) if path.is_relative_to(layout.run_dir) else path
+
+    defects = moved(layout.defects_dir) if layout.defects_dir is not None else None
+    return TrackingOutput(moved(layout.video), defects, moved(layout.report), run_dir)
+
+
+def finish_run_folder(run_lock: video_io.PartialLock | None) -> None:
+    """Removes the run folder's lock: the run ended (its files are complete, or were removed)."""
+    if run_lock is not None:
+        run_lock.remove()
+
+
+def remove_interrupted(layout: TrackingOutput) -> list[Path]:
+    """Removes what runs killed outright (`kill -9`) left in this run's output folders: in every run folder of
+    the class (output/<class>/*/) or in the --no_organized_output folder, and in --defect_frames_dir."""
+    folders = [] if layout.run_dir is not None else [layout.video.parent]
+    if layout.defects_dir is not None and (layout.run_dir is None or not layout.defects_dir.is_relative_to(
+            layout.run_dir)):
+        folders.append(layout.defects_dir)
+    run_dirs = []
+    if layout.run_dir is not None and layout.run_dir.parent.is_dir():
+        try:
+            run_dirs = sorted(p for p in layout.run_dir.parent.iterdir() if p.is_dir() and not p.is_symlink())
+        except OSError:
+            pass
+    return runner.remove_interrupted(folders, run_dirs)
 
 
 def remove_empty(folders: list[Path]) -> None:
@@ -292,9 +368,11 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
     info = video_io.probe_video(options["video_path"])
     shared.check_roi(engine_cfg, info)
     layout = plan_output(options, class_dir.name, now or dt.datetime.now())
+    remove_interrupted(layout)
     created: list[Path] = []
+    run_lock = None
     try:
-        create_output_folders(layout, created)
+        layout, run_lock = create_output_folders(layout, created)
         run_cfg = runner.RunConfig(options["video_path"], layout.video, options["display"], options["max_frames"])
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
@@ -315,8 +393,10 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
         finally:
             renderer.cleanup()
     except BaseException:
+        finish_run_folder(run_lock)
         remove_empty(created)  # a failed run leaves no files and no empty folders of its own
         raise
+    finish_run_folder(run_lock)
     click.echo(summary.report())
     click.echo(f"report         {layout.report}")
     return summary, layout

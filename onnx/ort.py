@@ -72,15 +72,28 @@ def plan_jobs(image: Path, output: Path | None) -> tuple[list[Job], Path]:
     return jobs, folder / "scores.csv"
 
 
-def check_writable(folder: Path) -> None:
-    """Creates the output folder and fails early (one line) when files cannot be written there."""
+def check_writable(folder: Path) -> list[Path]:
+    """Creates the output folder and fails early (one line) when files cannot be written there; returns the
+    folders it created (none left behind when it fails)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as err:
+        remove_empty(missing)
         raise InputError(f"--output {folder}: cannot write there ({err.strerror}); "
                          "choose a writable --output") from None
+    return missing
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Removes those of the folders (created by this run) that are empty, deepest first."""
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or gone)
+            pass
 
 
 def read_bgr(path: Path) -> np.ndarray | None:
@@ -159,10 +172,15 @@ def main(onnx_path: Path, image: Path, output: Path | None, provider: str, thres
          batch_size: int, threads: int | None) -> None:
     """Score images with an ONNX GLASS model; write heatmaps and a CSV of scores."""
     jobs, csv_path = plan_jobs(image, output)
-    check_writable(csv_path.parent)
+    # The model is loaded (a missing or corrupt file fails here) before anything is created.
     backend = OnnxBackend(onnx_path, provider=provider, threads=threads)
     engine = InferenceEngine(backend, backend.info, threshold=threshold, batch_size=batch_size)
-    rows = run(engine, jobs, csv_path, progress=len(jobs) > 1)
+    created = check_writable(csv_path.parent)
+    try:
+        rows = run(engine, jobs, csv_path, progress=len(jobs) > 1)
+    except BaseException:
+        remove_empty(created)  # e.g. no readable image: no empty --output folder left behind
+        raise
     defects = sum(int(row["is_defect"]) for row in rows)
     LOGGER.info("%d image(s) scored, %d above threshold %.4f; scores in %s", len(rows), defects, engine.threshold,
                 csv_path)

@@ -442,6 +442,29 @@ def test_ort_script_single_image_and_threshold_override(ort_script, exports, tin
     assert ort_script.cli([*args, "--threshold", "1.5"]) == 2
 
 
+def test_ort_script_with_a_bad_model_or_no_readable_image_leaves_no_output_folder(ort_script, exports, tmp_path,
+                                                                                     capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((64, 64, 3), 128, np.uint8))
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07not a protobuf" * 20)
+    shutil.copy(onnx_backend.sidecar_path(exports["fold"]), onnx_backend.sidecar_path(corrupt))
+    out = tmp_path / "out" / "heatmaps"
+    for model, needle in ((tmp_path / "missing.onnx", "missing.onnx"), (corrupt, "corrupt.onnx")):
+        for output in (out, out / "one.png"):  # a folder of images, one image
+            image = images if output == out else images / "a.png"
+            assert ort_script.cli(["--onnx", str(model), "--image", str(image), "--output", str(output)]) == 2
+            assert needle in _one_line_error(capsys)
+            assert not (tmp_path / "out").exists()
+    unreadable = tmp_path / "unreadable"
+    unreadable.mkdir()
+    (unreadable / "b.png").write_bytes(b"not a png")
+    assert ort_script.cli(["--onnx", str(exports["fold"]), "--image", str(unreadable), "--output", str(out)]) == 2
+    assert "no readable image" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
 def test_ort_script_runs_as_a_command(exports, tiny_model, tmp_path):
     """As users run it: python onnx/ort.py (the script folder first on sys.path must not shadow onnx)."""
     image = sorted((tiny_model.data_path / "toy" / "test" / "good").glob("*.png"))[0]

@@ -64,3 +64,70 @@ def test_run_command_exit_codes_and_one_line_errors(capsys, what, code, message)
 def test_run_command_lets_bugs_keep_their_traceback():
     with pytest.raises(KeyError):
         utils.run_command(toy, ["--what", "bug"], (UserMistake,))
+
+
+def _row(cls: str, value: float, selection: str = "last", epoch: int = 1) -> dict:
+    return {"class": cls, **{name: value for name in utils.METRIC_NAMES}, "epoch": epoch, "selection": selection}
+
+
+def _table(path) -> list[list[str]]:
+    return [line.split(",") for line in path.read_text().splitlines()]
+
+
+def test_results_csv_merge_keeps_other_rows_and_replaces_in_place(tmp_path):
+    path = tmp_path / "results.csv"
+    utils.update_results_csv(path, [_row("mvtec_a", 0.1), _row("mvtec_b", 0.2)])
+    utils.update_results_csv(path, [_row("mvtec_c", 0.3, "test-best", 7)])
+    utils.update_results_csv(path, [_row("mvtec_a", 0.5)])  # replaced where it was
+    table = _table(path)
+    assert table[0] == ["class", *utils.METRIC_NAMES, "epoch", "selection"]
+    assert [r[0] for r in table[1:]] == ["mvtec_a", "mvtec_b", "mvtec_c", "Mean"]
+    assert table[1] == ["mvtec_a", *["0.5000"] * 5, "1", "last"]
+    assert table[3] == ["mvtec_c", *["0.3000"] * 5, "7", "test-best"]  # each row keeps its own rule
+    # Mean: every class row of the table, from the values as written; `mixed` when the rules differ.
+    assert table[4] == ["Mean", *["0.3333"] * 5, "", "mixed"]
+    assert [r["class"] for r in utils.read_results_csv(path)] == ["mvtec_a", "mvtec_b", "mvtec_c"]
+
+
+def test_results_csv_keeps_the_mean_rule_when_all_rows_share_it(tmp_path):
+    path = tmp_path / "results.csv"
+    utils.update_results_csv(path, [_row("x", 0.25, "test-best"), _row("y", 0.75, "test-best")])
+    assert _table(path)[-1] == ["Mean", *["0.5000"] * 5, "", "test-best"]
+
+
+@pytest.mark.parametrize("content", [
+    "class,image_auroc\nmvtec_a,0.5\n",  # another header
+    "class,image_auroc,image_ap,pixel_auroc,pixel_ap,pixel_pro,epoch,selection\nmvtec_a,0.5,0.5,0.5\n",  # truncated
+    "class,image_auroc,image_ap,pixel_auroc,pixel_ap,pixel_pro,epoch,selection\nmvtec_a,x,0.5,0.5,0.5,0.5,1,last\n",
+    "",
+    "\xff\xfe",
+])
+def test_unreadable_results_csv_is_moved_aside_not_dropped(tmp_path, caplog, content):
+    path = tmp_path / "results.csv"
+    path.write_bytes(content.encode("latin-1"))
+    with caplog.at_level("WARNING", logger="utils"):
+        utils.update_results_csv(path, [_row("mvtec_b", 0.2)])
+    aside = list(tmp_path.glob("results.csv.corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == content.encode("latin-1")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and aside[0].name in warnings[0] and "\n" not in warnings[0]
+    assert [r["class"] for r in utils.read_results_csv(path)] == ["mvtec_b"]
+
+
+def test_interrupted_results_write_leaves_the_old_table(tmp_path, monkeypatch):
+    path = tmp_path / "results.csv"
+    utils.update_results_csv(path, [_row("mvtec_a", 0.1)])
+    before = path.read_bytes()
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(utils.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        utils.update_results_csv(path, [_row("mvtec_b", 0.2)])
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    (tmp_path / ".results.csv.abc123.tmp").write_text("half a tab")  # as a kill -9 during the write leaves
+    utils.update_results_csv(path, [_row("mvtec_b", 0.2)])
+    assert not list(tmp_path.glob(".results.csv.*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.csv.lock"]

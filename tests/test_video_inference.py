@@ -334,6 +334,22 @@ def test_interrupt_in_cli_returns_130_and_saves_nothing(tiny_model, clip, tmp_pa
     assert code == 130 and files_under(out_dir) == []
 
 
+def test_a_run_removes_partial_videos_of_killed_runs_in_its_output_folder(tiny_model, clip, tmp_path, caplog):
+    """After kill -9 (no cleanup ran) the next run into the folder removes the dead partial video, in one line."""
+    proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / "out" / f".x.{int(proc.stdout)}-0123abcd.partial.mp4"
+    dead.parent.mkdir()
+    dead.write_bytes(b"half a video")
+    os.utime(dead, (0, 0))
+    with caplog.at_level("INFO", logger=runner.LOGGER.name):
+        code = video_inference.cli(model_args(tiny_model, "--video_path", str(clip), "--output_path",
+                                              str(tmp_path / "out" / "x.mp4")))
+    assert code == 0 and not dead.exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.mp4", "x_frames.csv", "x_timeline.png"]
+    lines = [r.getMessage() for r in caplog.records if "interrupted run" in r.getMessage()]
+    assert len(lines) == 1 and dead.name in lines[0]
+
+
 def test_run_video_summary_matches_engine_and_sidecar(engine, clip, tmp_path):
     class Recorder(runner.BaseRenderer):
         def __init__(self):

@@ -145,6 +145,28 @@ def test_organized_output_takes_the_video_name_from_output_path(tiny_model, movi
     assert second.run_dir == Path("output/mvtec_toy/20260102_030405_1")
 
 
+def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_clip, tmp_path, monkeypatch):
+    """Two runs planned in the same second: the second to create the folder gets <timestamp>_1, whole."""
+    monkeypatch.chdir(tmp_path)
+    options = {"no_organized_output": False, "video_path": str(moving_clip), "output_path": None,
+               "defect_frames_dir": None, "save_defect_frames": False}
+    now = dt.datetime(2026, 1, 2, 3, 4, 5)
+    first = tracking.plan_output(options, "mvtec_toy", now)
+    second = tracking.plan_output(options, "mvtec_toy", now)  # planned before the first created its folder
+    assert first == second
+    created: list[Path] = []
+    first, first_lock = tracking.create_output_folders(first, created)
+    second, second_lock = tracking.create_output_folders(second, created)
+    assert first.run_dir.name == "20260102_030405" and second.run_dir.name == "20260102_030405_1"
+    assert second.video == second.run_dir / "output-video" / "moving_tracking.mp4"
+    assert second.report.parent.is_dir() and second.defects_dir.is_dir() and second.video.parent.is_dir()
+    assert first_lock.path.parent == first.run_dir and first_lock.path.name.startswith(".run-")
+    tracking.finish_run_folder(first_lock)
+    tracking.finish_run_folder(second_lock)
+    tracking.remove_empty(created)
+    assert not (tmp_path / "output").exists()
+
+
 def write_unreadable(folder: Path) -> Path:
     """A file named .mp4 holding no video."""
     path = folder / "broken.mp4"

@@ -123,6 +123,20 @@ def test_writer_leaves_no_temp_file_on_success(tmp_path: Path) -> None:
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as any new file, not a temp file's 0600
 
 
+def test_writer_partial_file_carries_the_pid_and_is_locked_while_written(tmp_path: Path) -> None:
+    target = tmp_path / "out.mp4"
+    with AtomicVideoWriter(target, 10, (64, 48)) as writer:
+        writer.write(smooth_frames(1)[0])
+        (partial,) = [p for p in tmp_path.iterdir()]
+        assert video_io.PARTIAL_VIDEO.match(partial.name) and partial.name.startswith(f".out.{os.getpid()}-")
+        assert video_io.partial_pid(partial.name) == os.getpid()
+        os.utime(partial, (0, 0))  # however old: a scan (another run's) leaves a locked partial alone
+        assert video_io.remove_stale_partials(tmp_path) == [] and partial.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+    os.utime(target, (0, 0))
+    assert video_io.remove_stale_partials(tmp_path) == []  # a finished video is no partial
+
+
 def test_writer_rejects_zero_frames_and_saves_nothing(tmp_path: Path) -> None:
     with pytest.raises(VideoError) as err:
         with AtomicVideoWriter(tmp_path / "empty.mp4", 10, (64, 48)):
