@@ -7,7 +7,10 @@
 Every class model under `--results_path` (`**/backbone_*/<class>/ckpt_best_*.pth`) scores the
 same `--sample_frames` frames, spread evenly over the video. GLASS models are trained on
 defect-free images of one product, so the model whose normal appearance fits the video best
-gives the lowest scores: the lowest mean sample score wins (ties: the lower maximum). The
+finds the frames most normal. Models differ in the scale of their scores, so each model's mean
+sample score is measured against its own defect-free images (the held-out calibration images'
+scores, or the training images' for models without): the lowest z = (mean - normal mean) /
+normal std wins (ties: the lower mean, then the lower maximum). The
 ranking is printed, then `video_inference_with_tracking.py` runs with the winner and every
 tracking flag given here; the ranking is saved beside the tracking report
 (`model_selection.json`). A model that cannot be loaded (corrupt checkpoint, backbone weights
@@ -55,6 +58,7 @@ class ModelScore:
     max_score: float | None = None
     threshold: float | None = None
     flagged_fraction: float | None = None  # sample frames at or above the model's threshold
+    normality: float | None = None  # z of the mean sample score against the model's own normal scores
     seconds: float = 0.0
     error: str | None = None
 
@@ -97,23 +101,38 @@ def score_model(class_dir: Path, samples: list[np.ndarray], options: dict[str, A
         LOGGER.warning("skipping %s: %s", class_dir, err)
         return ModelScore(class_dir.name, str(class_dir), error=str(err))
     scores = np.asarray(engine.image_scores(samples))
+    normal = normal_scores(class_dir)
+    spread = max(float(normal.std()), 1e-6) if normal.size else 1.0
+    normality = (float(scores.mean()) - float(normal.mean())) / spread if normal.size else float(scores.mean())
     return ModelScore(class_dir.name, str(class_dir), float(scores.mean()), float(scores.max()), engine.threshold,
-                      float((scores >= engine.threshold).mean()), time.perf_counter() - tick)
+                      float((scores >= engine.threshold).mean()), normality=normality,
+                      seconds=time.perf_counter() - tick)
+
+
+def normal_scores(class_dir: Path) -> np.ndarray:
+    """The model's image scores of defect-free images: its held-out calibration images (whole frames, as
+    the engine scores), else its training images; empty when the checkpoint has neither."""
+    data = glass_model.load_checkpoint(glass_model.final_checkpoint_path(class_dir))
+    calibration = data.get("calibration")
+    if isinstance(calibration, dict) and calibration.get("image_scores"):
+        return np.asarray(calibration["image_scores"], dtype=np.float64)
+    return np.asarray(data.get("train_scores", []), dtype=np.float64)
 
 
 def rank(scores: Sequence[ModelScore]) -> list[ModelScore]:
-    """Usable models by mean sample score, lowest (best fit) first; then the ones that failed."""
-    usable = sorted((s for s in scores if s.ok), key=lambda s: (s.mean_score, s.max_score, s.class_dir))
+    """Usable models by normality (z of the mean sample score), lowest (best fit) first; then the ones that failed."""
+    usable = sorted((s for s in scores if s.ok), key=lambda s: (s.normality, s.mean_score, s.max_score, s.class_dir))
     return usable + [s for s in scores if not s.ok]
 
 
 def ranking_table(ranking: Sequence[ModelScore]) -> str:
     """The ranking as a plain-text table."""
-    lines = [f"{'rank':>4}  {'class':<24} {'mean':>7} {'max':>7} {'thresh':>7} {'flagged':>8}  model directory"]
+    lines = [f"{'rank':>4}  {'class':<24} {'z':>7} {'mean':>7} {'max':>7} {'thresh':>7} {'flagged':>8}  model directory"]
     for position, score in enumerate(ranking, start=1):
         if score.ok:
-            lines.append(f"{position:>4}  {score.class_name:<24} {score.mean_score:>7.4f} {score.max_score:>7.4f} "
-                         f"{score.threshold:>7.4f} {score.flagged_fraction:>8.0%}  {score.class_dir}")
+            lines.append(f"{position:>4}  {score.class_name:<24} {score.normality:>7.2f} {score.mean_score:>7.4f} "
+                         f"{score.max_score:>7.4f} {score.threshold:>7.4f} {score.flagged_fraction:>8.0%}  "
+                         f"{score.class_dir}")
         else:
             lines.append(f"{'-':>4}  {score.class_name:<24} {'skipped: ' + score.error}")
     return "\n".join(lines)
@@ -173,11 +192,12 @@ def main(list_models: bool, results_path: str, sample_frames: int, **options: An
     video_io.probe_video(options["video_path"])
     ranking, indices = select_model({**options, "results_path": results_path, "sample_frames": sample_frames})
     best = ranking[0]
-    click.echo(f"model ranking on {len(indices)} sample frames (lowest mean score fits best):")
+    click.echo(f"model ranking on {len(indices)} sample frames (lowest z = (mean - normal mean) / normal std "
+               "fits best):")
     click.echo(ranking_table(ranking))
     click.echo(f"selected {best.class_name} ({best.class_dir})")
     content = {"video": options["video_path"], "results_path": results_path, "sample_frames": indices,
-                 "criterion": "lowest mean image score on the sample frames",
+                 "criterion": "lowest z of the mean sample image score against the model's own normal scores",
                  "selected": asdict(best), "ranking": [asdict(score) for score in ranking]}
     run_options = {**options, "model_path": best.class_dir, "class_name": None, "onnx_path": None}
     # the ranking is saved with the tracking report, in the same all-or-nothing step
