@@ -14,11 +14,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import main
 import utils
 from conftest import write_tiny_mvtec
 from datasets import distribution
+from model import load_checkpoint
 from test_main import dataset_args, net_args
 
 REPO = Path(__file__).resolve().parents[1]
@@ -211,3 +213,33 @@ def test_image_validation_decodes_every_file_of_the_class(tmp_path):
         assert str(bad) in str(err)
     else:
         raise AssertionError("a truncated held-out image passed")
+
+
+def _train_command(results: Path, data: Path, aug: Path, epochs: int) -> list[str]:
+    return [sys.executable, "main.py", "--results_path", str(results), "--seed", "3", *net_args(epochs),
+            *dataset_args(data, aug)]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_killed_training_resumes_from_its_last_checkpoint(tmp_path, how):
+    """SIGTERM (docker stop, systemd) is handled like Ctrl-C: exit 143; kill -9 cannot be handled. Either way
+    ckpt.pth of the last finished epoch loads, and rerunning finishes the class with a results row."""
+    data, aug = write_tiny_mvtec(tmp_path / "data")
+    results = tmp_path / "results"
+    command = _train_command(results, data, aug, epochs=12)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    latest = results / "models" / "backbone_0" / "mvtec_toy" / "ckpt.pth"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, f"training ended before it could be killed: {process.stderr.read()}"
+    time.sleep(random.uniform(0.0, 0.5))
+    process.send_signal(getattr(signal, how))
+    code = process.wait(timeout=60)
+    assert code == (143 if how == "SIGTERM" else -signal.SIGKILL)
+    state = load_checkpoint(latest)
+    assert 1 <= state["epoch"] < 12 and not state.get("finished")
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming after epoch" in done.stderr
+    assert "mvtec_toy" in read_rows(results)
