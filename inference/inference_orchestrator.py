@@ -7,10 +7,13 @@
 Every class model under `--results_path` (`**/backbone_*/<class>/ckpt_best_*.pth`) scores the
 same `--sample_frames` frames, spread evenly over the video. GLASS models are trained on
 defect-free images of one product, so the model whose normal appearance fits the video best
-finds the frames most normal. Models differ in the scale of their scores, so each model's mean
-sample score is measured against its own defect-free images (the held-out calibration images'
-scores, or the training images' for models without): the lowest z = (mean - normal mean) /
-normal std wins (ties: the lower mean, then the lower maximum). The
+finds the frames most normal: the lowest MEDIAN sample score wins (ties: the lower mean, then the
+lower maximum). The median, not the mean: a production video's frames are mostly defect-free, and
+the frames that do show a defect are scored high by exactly the model that fits (it sees the
+defect), which pulled the mean of the right model above a wrong one's on the demo conveyors. The
+z of the median against the model's own held-out defect-free scores is printed too, but does not
+rank: eight held-out images estimate a spread too poorly to divide by (a model whose held-out
+scores happened to agree closely got z 5 on its own product). The
 ranking is printed, then `video_inference_with_tracking.py` runs with the winner and every
 tracking flag given here; the ranking is saved beside the tracking report
 (`model_selection.json`). A model that cannot be loaded (corrupt checkpoint, backbone weights
@@ -58,7 +61,8 @@ class ModelScore:
     max_score: float | None = None
     threshold: float | None = None
     flagged_fraction: float | None = None  # sample frames at or above the model's threshold
-    normality: float | None = None  # z of the mean sample score against the model's own normal scores
+    median_score: float | None = None  # the ranking key: robust to the minority of frames showing a defect
+    normality: float | None = None  # z of the median sample score against the model's own normal scores
     seconds: float = 0.0
     error: str | None = None
 
@@ -103,9 +107,10 @@ def score_model(class_dir: Path, samples: list[np.ndarray], options: dict[str, A
     scores = np.asarray(engine.image_scores(samples))
     normal = normal_scores(class_dir)
     spread = max(float(normal.std()), 1e-6) if normal.size else 1.0
-    normality = (float(scores.mean()) - float(normal.mean())) / spread if normal.size else float(scores.mean())
+    median = float(np.median(scores))
+    normality = (median - float(normal.mean())) / spread if normal.size else None
     return ModelScore(class_dir.name, str(class_dir), float(scores.mean()), float(scores.max()), engine.threshold,
-                      float((scores >= engine.threshold).mean()), normality=normality,
+                      float((scores >= engine.threshold).mean()), median_score=median, normality=normality,
                       seconds=time.perf_counter() - tick)
 
 
@@ -120,18 +125,21 @@ def normal_scores(class_dir: Path) -> np.ndarray:
 
 
 def rank(scores: Sequence[ModelScore]) -> list[ModelScore]:
-    """Usable models by normality (z of the mean sample score), lowest (best fit) first; then the ones that failed."""
-    usable = sorted((s for s in scores if s.ok), key=lambda s: (s.normality, s.mean_score, s.max_score, s.class_dir))
+    """Usable models by median sample score, lowest (best fit) first; then the ones that failed."""
+    usable = sorted((s for s in scores if s.ok), key=lambda s: (s.median_score, s.mean_score, s.max_score,
+                                                                 s.class_dir))
     return usable + [s for s in scores if not s.ok]
 
 
 def ranking_table(ranking: Sequence[ModelScore]) -> str:
     """The ranking as a plain-text table."""
-    lines = [f"{'rank':>4}  {'class':<24} {'z':>7} {'mean':>7} {'max':>7} {'thresh':>7} {'flagged':>8}  model directory"]
+    lines = [f"{'rank':>4}  {'class':<24} {'median':>7} {'mean':>7} {'max':>7} {'z':>6} {'thresh':>7} {'flagged':>8}"
+             "  model directory"]
     for position, score in enumerate(ranking, start=1):
         if score.ok:
-            lines.append(f"{position:>4}  {score.class_name:<24} {score.normality:>7.2f} {score.mean_score:>7.4f} "
-                         f"{score.max_score:>7.4f} {score.threshold:>7.4f} {score.flagged_fraction:>8.0%}  "
+            z = f"{score.normality:>6.1f}" if score.normality is not None else f"{'-':>6}"
+            lines.append(f"{position:>4}  {score.class_name:<24} {score.median_score:>7.4f} {score.mean_score:>7.4f} "
+                         f"{score.max_score:>7.4f} {z} {score.threshold:>7.4f} {score.flagged_fraction:>8.0%}  "
                          f"{score.class_dir}")
         else:
             lines.append(f"{'-':>4}  {score.class_name:<24} {'skipped: ' + score.error}")
@@ -192,12 +200,11 @@ def main(list_models: bool, results_path: str, sample_frames: int, **options: An
     video_io.probe_video(options["video_path"])
     ranking, indices = select_model({**options, "results_path": results_path, "sample_frames": sample_frames})
     best = ranking[0]
-    click.echo(f"model ranking on {len(indices)} sample frames (lowest z = (mean - normal mean) / normal std "
-               "fits best):")
+    click.echo(f"model ranking on {len(indices)} sample frames (lowest median score fits best):")
     click.echo(ranking_table(ranking))
     click.echo(f"selected {best.class_name} ({best.class_dir})")
     content = {"video": options["video_path"], "results_path": results_path, "sample_frames": indices,
-                 "criterion": "lowest z of the mean sample image score against the model's own normal scores",
+                 "criterion": "lowest median image score on the sample frames",
                  "selected": asdict(best), "ranking": [asdict(score) for score in ranking]}
     run_options = {**options, "model_path": best.class_dir, "class_name": None, "onnx_path": None}
     # the ranking is saved with the tracking report, in the same all-or-nothing step

@@ -102,3 +102,15 @@ def interrupt_second_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(glass.GLASS, "_train_epoch", interrupted)
+
+
+def write_scrolling_clip(tiny_model: TinyModel, path: Path, frames: int, shift: int = 2) -> Path:
+    """An MP4 of the fixture's first defective test image scrolling left by `shift` px per frame."""
+    import video_io
+
+    image = cv2.imread(str(tiny_model.data_path / "toy" / "test" / "blob" / "000.png"))
+    height, width = image.shape[:2]
+    with video_io.AtomicVideoWriter(path, 10.0, (width, height)) as writer:
+        for index in range(frames):
+            writer.write(np.ascontiguousarray(np.roll(image, -shift * index, axis=1)))
+    return path

@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import click
-import cv2
-import numpy as np
 import pytest
 
 import utils
 import video_io
+from conftest import write_scrolling_clip
 from inference import runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,12 +33,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX si
 @pytest.fixture(scope="module")
 def long_clip(tiny_model, tmp_path_factory) -> Path:
     """300 frames of a defective test image scrolling left by 2 px per frame (the blob keeps crossing)."""
-    image = cv2.imread(str(tiny_model.data_path / "toy" / "test" / "blob" / "000.png"))
-    path = tmp_path_factory.mktemp("long") / "long.mp4"
-    with video_io.AtomicVideoWriter(path, 10.0, (SIZE, SIZE)) as writer:
-        for index in range(N_FRAMES):
-            writer.write(np.ascontiguousarray(np.roll(image, -2 * index, axis=1)))
-    return path
+    return write_scrolling_clip(tiny_model, tmp_path_factory.mktemp("long") / "long.mp4", N_FRAMES)
 
 
 class Run:

@@ -78,7 +78,7 @@ def test_sample_frames_are_spread_over_the_whole_video(toy_video):
     assert [i for i, _ in video_io.sample_frames(toy_video, 50)] == list(range(10))  # never more than there are
 
 
-def test_ranks_by_normality_and_tracks_with_the_lowest(results, toy_video, tmp_path, monkeypatch, capsys):
+def test_ranks_by_median_sample_score_and_tracks_with_the_lowest(results, toy_video, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code = orchestrator.cli(["--video_path", str(toy_video), "--results_path", str(results), "--sample_frames", "5",
                              "--device", "cpu"])
@@ -87,7 +87,7 @@ def test_ranks_by_normality_and_tracks_with_the_lowest(results, toy_video, tmp_p
     selection = json.loads(next(tmp_path.rglob("model_selection.json")).read_text())
     ranking = selection["ranking"]
     assert sorted(r["class_name"] for r in ranking) == ["mvtec_stripes", "mvtec_toy"]
-    assert ranking[0]["normality"] <= ranking[1]["normality"]
+    assert ranking[0]["median_score"] <= ranking[1]["median_score"]
     assert selection["selected"] == ranking[0] and f"selected {ranking[0]['class_name']}" in out
     assert selection["sample_frames"] == [0, 2, 4, 7, 9]
     # the ranking's numbers are each engine's own scores on those frames
@@ -97,8 +97,9 @@ def test_ranks_by_normality_and_tracks_with_the_lowest(results, toy_video, tmp_p
         scores = engine.image_scores(frames)
         assert entry["mean_score"] == pytest.approx(np.mean(scores), abs=1e-6)
         assert entry["max_score"] == pytest.approx(np.max(scores), abs=1e-6)
+        assert entry["median_score"] == pytest.approx(np.median(scores), abs=1e-6)
         normal = orchestrator.normal_scores(Path(entry["class_dir"]))
-        assert entry["normality"] == pytest.approx((np.mean(scores) - normal.mean()) / normal.std(), rel=1e-5)
+        assert entry["normality"] == pytest.approx((np.median(scores) - normal.mean()) / normal.std(), rel=1e-5)
     # then tracking ran with the chosen model, into its organized output folder
     report_path = next(tmp_path.rglob("tracking_report.json"))
     report = json.loads(report_path.read_text())
@@ -176,11 +177,9 @@ def test_tracking_flags_are_checked_before_any_model_scores(results, toy_video, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rank_measures_each_model_against_its_own_normal_scores():
-    """A model whose scores run low everywhere does not win by scale: the z against its normal images decides."""
-    low_scale = orchestrator.ModelScore("a", "a", mean_score=0.40, max_score=0.5, threshold=0.3, flagged_fraction=1.0,
-                                        normality=8.0)
-    fitting = orchestrator.ModelScore("b", "b", mean_score=0.70, max_score=0.8, threshold=0.75, flagged_fraction=0.0,
-                                      normality=0.5)
+def test_rank_goes_by_the_median_so_defect_frames_do_not_count_against_the_right_model():
+    """The fitting model scores the few defect frames high (mean up) but the many normal ones low (median down)."""
+    fitting = orchestrator.ModelScore("a", "a", mean_score=0.79, median_score=0.717, max_score=0.99)
+    other = orchestrator.ModelScore("b", "b", mean_score=0.76, median_score=0.727, max_score=0.97)
     broken = orchestrator.ModelScore("c", "c", error="corrupt")
-    assert [s.class_name for s in orchestrator.rank([low_scale, broken, fitting])] == ["b", "a", "c"]
+    assert [s.class_name for s in orchestrator.rank([other, broken, fitting])] == ["a", "b", "c"]

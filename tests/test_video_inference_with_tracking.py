@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 import video_io
+from conftest import write_scrolling_clip
 from inference import video_inference_with_tracking as tracking
 
 SIZE = 64
@@ -20,12 +20,7 @@ N_FRAMES = 12
 @pytest.fixture(scope="module")
 def moving_clip(tiny_model, tmp_path_factory) -> Path:
     """12 frames of one defective test image scrolling left by 2 px per frame (one defect crossing)."""
-    image = cv2.imread(str(tiny_model.data_path / "toy" / "test" / "blob" / "000.png"))
-    path = tmp_path_factory.mktemp("moving") / "moving.mp4"
-    with video_io.AtomicVideoWriter(path, 10.0, (SIZE, SIZE)) as writer:
-        for index in range(N_FRAMES):
-            writer.write(np.ascontiguousarray(np.roll(image, -SHIFT * index, axis=1)))
-    return path
+    return write_scrolling_clip(tiny_model, tmp_path_factory.mktemp("moving") / "moving.mp4", N_FRAMES, SHIFT)
 
 
 def args(tiny_model, video: Path, *extra: str) -> list[str]:
