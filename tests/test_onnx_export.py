@@ -472,3 +472,29 @@ def test_ort_script_runs_as_a_command(exports, tiny_model, tmp_path):
                            "--image", str(image)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "heatmap.png").is_file() and (tmp_path / "heatmap.csv").is_file()  # the defaults
+
+
+def test_an_export_that_dies_midway_is_never_used(model_copy, tiny_model, monkeypatch, caplog):
+    """The old description goes before the new model is written: an export killed in between leaves a model
+    without a description, which is refused (PyTorch runs meanwhile) and exported again next time."""
+    class_dir = model_copy / tiny_model.class_name
+    path = onnx_backend.cached_export(class_dir)
+    checkpoint = final_checkpoint_path(class_dir)
+    data = load_checkpoint(checkpoint)
+    data["weights"]["discriminator"]["tail.0.weight"] = -data["weights"]["discriminator"]["tail.0.weight"]
+    torch.save(data, checkpoint)  # retrained: the export is stale
+
+    def dies(target, payload):
+        raise OSError(28, "No space left on device", str(target))
+
+    monkeypatch.setattr(onnx_backend.utils, "atomic_write_bytes", dies)
+    frames = _real_frames(tiny_model)[:2]
+    engine = InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="auto"))
+    assert engine.backend_name == "torch" and "running the checkpoint in PyTorch" in caplog.text
+    assert path.is_file() and not onnx_backend.sidecar_path(path).exists()  # old model, no description
+    monkeypatch.undo()
+    again = InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="onnx"))
+    np.testing.assert_allclose(np.stack(again.patch_scores(frames)), np.stack(engine.patch_scores(frames)),
+                               atol=TOLERANCE)
+    assert json.loads(onnx_backend.sidecar_path(path).read_text())["source_checkpoint_sha256"] == \
+        onnx_backend.file_sha256(checkpoint)
