@@ -70,6 +70,8 @@ class FrameGeometry:
 def frame_geometry(frame_shape: Sequence[int], short_side: int, stride: int, roi: Roi | None = None) -> FrameGeometry:
     """The geometry of scoring a frame of this shape whole (or its ROI) at the training scale."""
     height, width = int(frame_shape[0]), int(frame_shape[1])
+    if height < 1 or width < 1:
+        raise PreprocessError(f"frame of shape {tuple(frame_shape)} is empty; a frame needs at least one pixel")
     roi = check_roi(roi, height, width)
     x0, y0, x1, y1 = roi
     scaled = scaled_size(y1 - y0, x1 - x0, short_side)

@@ -248,6 +248,7 @@ class GLASSDefectTracker:
         self.tracker = FabricByteTracker(self.config)
         self.stage_seconds = {"motion": 0.0, "analysis": 0.0, "tracking": 0.0}
         self._states: dict[int, _TrackState] = {}
+        self._defects: tuple[int, list[PhysicalDefect]] | None = None  # (frames seen, defects then)
         self._last_index: int | None = None
         # The library gives a track its id on its k-th consecutive detection (k = max(minimum_consecutive_frames,
         # 2), checked in tests): the defect was already detected in the k - 1 updates before, kept here.
@@ -277,6 +278,7 @@ class GLASSDefectTracker:
         self._states.clear()
         self._last_index = None
         self._recent.clear()
+        self._defects = None
 
     def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray,
                flagged: bool = False) -> FrameTracks:
@@ -343,7 +345,14 @@ class GLASSDefectTracker:
 
     def defects(self) -> list[PhysicalDefect]:
         """One entry per physical defect: tracks whose surface footprints lie within the merge gap (and
-        whose frame spans meet within the lost-track budget) merged, measured on the surface."""
+        whose frame spans meet within the lost-track budget) merged, measured on the surface. Computed
+        once per frame seen (the report, the defect frames and the summary all ask at the end)."""
+        if self._defects is None or self._defects[0] != self.tracker.frame_count:
+            self._defects = (self.tracker.frame_count, self._merged_defects())
+        return list(self._defects[1])
+
+    def _merged_defects(self) -> list[PhysicalDefect]:
+        """defects(), computed."""
         states = {track_id: state for track_id, state in self._states.items() if state.footprint.views}
         groups = surface.merge_groups({k: v.footprint for k, v in states.items()},
                                       {k: (v.first_frame, v.last_frame) for k, v in states.items()},

@@ -242,6 +242,8 @@ def test_missing_model_and_wrong_class(tmp_path, tiny_model):
 
 
 def test_bad_frames_are_refused(engine):
+    with pytest.raises(EngineError, match="empty"):
+        engine.predict([np.zeros((0, 10, 3), np.uint8)])
     with pytest.raises(EngineError, match="uint8"):
         engine.predict([np.zeros((64, 64, 3), np.float32)])
     with pytest.raises(EngineError, match="shape"):

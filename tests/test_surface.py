@@ -221,3 +221,16 @@ def test_tracker_with_hysteresis_measures_the_whole_area_of_a_faint_defect():
         core_only.update(index, frame, amap)
     assert [d.area_px for d in low.defects()] == [frame_area((maps[20] > 0).astype(np.float32))]
     assert core_only.defects()[0].area_px < 20
+
+
+def test_defects_are_computed_once_per_frame_and_forgotten_on_reset():
+    square = np.ones((12, 12), bool)
+    video, maps = conveyor([(square, square, 180, 10)], speed=5, frames=30)
+    tracker = track(video[:20], maps[:20], merge_gap_mm=2.0)
+    first = tracker.defects()
+    assert first == tracker.defects() and first is not tracker.defects()  # same answer, callers get copies
+    for index in range(20, 30):
+        tracker.update(index, video[index], maps[index])
+    assert tracker.defects()[0].last_frame > first[0].last_frame  # a new frame: computed again
+    tracker.reset()
+    assert tracker.defects() == []
