@@ -27,6 +27,7 @@ from defect_tracking.fabric_bytetrack import FabricByteTracker, TrackerConfig, T
 from defect_tracking.motion_estimation import FabricMotionEstimator
 
 LOGGER = logging.getLogger(__name__)
+REGION_HEIGHT = 0.5  # regions measured at half their height above the frame's background (surface.cut_at_height)
 
 
 class _SizeAnalyzer(Protocol):
@@ -207,7 +208,8 @@ class GLASSDefectTracker:
     def __init__(self, analyzer: _SizeAnalyzer, tracker_config: TrackerConfig | None = None, *,
                  threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
                  fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1,
-                 merge_gap_mm: float = 0.0, low_threshold: float | None = None) -> None:
+                 merge_gap_mm: float = 0.0, low_threshold: float | None = None,
+                 region_height: float = REGION_HEIGHT) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
         min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
@@ -215,12 +217,19 @@ class GLASSDefectTracker:
         merge_gap_mm: regions of one frame, and tracks on the surface, closer than this are one defect.
         low_threshold: regions extend down to this map level around pixels at or above `threshold`
         (surface.hysteresis_map); None: regions are cut at `threshold` alone.
+        region_height: each region is then measured where the map is at least this fraction of the way
+        from the frame's background to the region's peak (surface.cut_at_height; 0.5: full width at half
+        maximum, 0: the whole region).
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
         if isinstance(merge_gap_mm, bool) or not isinstance(merge_gap_mm, (int, float)) \
                 or not math.isfinite(merge_gap_mm) or merge_gap_mm < 0:
             raise TrackingError(f"merge_gap_mm must be a number >= 0, got {merge_gap_mm!r}")
+        if isinstance(region_height, bool) or not isinstance(region_height, (int, float)) \
+                or not 0.0 <= region_height < 1.0:
+            raise TrackingError(f"region_height must be a number in [0, 1), got {region_height!r}")
+        self.region_height = float(region_height)
         self.min_hits = min_hits
         self.merge_gap_mm = float(merge_gap_mm)
         mm_per_pixel = analyzer.pixel_size * math.sqrt(analyzer.area_to_mm2)
@@ -287,9 +296,12 @@ class GLASSDefectTracker:
         self._check_frame(frame_index, frame, anomaly_map)
         # The map is analysed first: a map the analyzer rejects leaves the motion state untouched.
         started = time.perf_counter()
+        full_map = np.asarray(anomaly_map, np.float32)
+        regions = full_map
         if self.low_threshold < self.threshold:
-            anomaly_map = surface.hysteresis_map(np.asarray(anomaly_map, np.float32), self.threshold,
-                                                 self.low_threshold, seed_peak=bool(flagged))
+            regions = surface.hysteresis_map(full_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
+        anomaly_map = surface.cut_at_height(np.where(regions >= self.low_threshold, regions, 0), full_map,
+                                            self.region_height)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px)
@@ -434,7 +446,7 @@ class GLASSDefectTracker:
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""
-        return {"threshold": self.threshold, "low_threshold": self.low_threshold,
+        return {"threshold": self.threshold, "low_threshold": self.low_threshold, "region_height": self.region_height,
                 "use_morphology": self.use_morphology, "min_hits": self.min_hits,
                 "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,

@@ -42,6 +42,7 @@ import numpy as np
 import model as glass_model
 import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
+from defect_tracking.glass_integration import REGION_HEIGHT
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
@@ -380,7 +381,8 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
         high, low = shared.region_thresholds(engine, options["pixel_threshold"], options["threshold"])
         tracker = GLASSDefectTracker(analyzer, threshold=high, low_threshold=low,
                                      motion_method=options["motion_method"], fps=fps,
-                                     min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"])
+                                     min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
+                                     region_height=options["region_height"])
         settings = {
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
             "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
@@ -414,6 +416,11 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--merge_gap", type=click.FloatRange(min=0.0), default=DEFAULT_MERGE_GAP_MM, show_default=True,
                      help="Regions and tracks closer than this many mm on the surface are one defect (the pieces "
                           "of a branching crack, a stain seen as several blobs); 0 merges only touching ones."),
+        click.option("--region_height", type=click.FloatRange(0.0, 1.0, max_open=True), default=REGION_HEIGHT,
+                     show_default=True,
+                     help="Measure each region where the map is at least this fraction of the way from the frame's "
+                          "background to the region's peak (0.5: full width at half maximum; 0: down to the "
+                          "region threshold)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,

@@ -1,6 +1,8 @@
 """Defects on the surface: region grouping, footprint votes, track merging, on ground-truth maps."""
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import pytest
@@ -234,3 +236,50 @@ def test_defects_are_computed_once_per_frame_and_forgotten_on_reset():
     assert tracker.defects()[0].last_frame > first[0].last_frame  # a new frame: computed again
     tracker.reset()
     assert tracker.defects() == []
+
+
+def blurred_disk(radius: float, amplitude: float, background: float = 0.45, sigma: float = 6.0) -> np.ndarray:
+    """A map: a disk of `radius` px at `amplitude` above `background`, blurred as a patch model blurs it."""
+    ys, xs = np.mgrid[0:160, 0:160]
+    disk = ((xs - 80) ** 2 + (ys - 80) ** 2 <= radius ** 2).astype(np.float64)
+    return (background + amplitude * ndimage.gaussian_filter(disk, sigma)).astype(np.float32)
+
+
+@pytest.mark.parametrize("amplitude", [0.2, 0.5])
+def test_cut_at_half_height_measures_a_blurred_disk_at_its_edge_whatever_its_strength(amplitude):
+    """Half height above the background lies on a blurred disk's edge: its area within 6 % for a weak
+    and a strong disk, where one fixed level measures them over 20 % apart."""
+    from defect_tracking.surface import cut_at_height
+
+    radius = 25.0
+    amap = blurred_disk(radius, amplitude)
+    region = np.where(amap >= 0.5, amap, 0)  # the regions a fixed level of 0.5 cuts
+    cut = cut_at_height(region, amap, 0.5)
+    assert abs((cut > 0).sum() / (math.pi * radius ** 2) - 1) < 0.06
+    assert cut.max() == amap.max()  # the peak stays
+    weak, strong = blurred_disk(radius, 0.2), blurred_disk(radius, 0.5)
+    assert (strong >= 0.5).sum() > 1.2 * (weak >= 0.5).sum()  # what a fixed level does instead
+
+
+def test_cut_at_height_cuts_each_region_at_its_own_peak_and_only_shrinks():
+    from defect_tracking.surface import cut_at_height
+
+    amap = np.full((40, 80), 0.2, np.float32)
+    amap[5:15, 5:15] = 0.6
+    amap[8:12, 8:12] = 1.0  # strong core: level 0.2 + 0.5 * 0.8 = 0.6 keeps the 0.6 ring
+    amap[20:30, 40:60] = 0.5
+    amap[24:26, 48:52] = 0.9  # level 0.55: the 0.5 ring goes, the 0.9 core stays
+    region = np.where(amap >= 0.5, amap, 0)
+    cut = cut_at_height(region, amap, 0.5)
+    assert (cut[5:15, 5:15] > 0).all()
+    assert (cut[20:30, 40:60] > 0).sum() == 8 and (cut[24:26, 48:52] == 0.9).all()
+    assert ((cut > 0) <= (region > 0)).all()
+    assert cut_at_height(region, amap, 0.0) is region  # 0: untouched
+    empty = np.zeros_like(amap)
+    assert not cut_at_height(empty, amap, 0.5).any()
+
+
+def test_bad_region_height_is_refused():
+    for bad in (-0.1, 1.0, True, float("nan")):
+        with pytest.raises(TrackingError, match="region_height"):
+            GLASSDefectTracker(analyzer(), threshold=0.5, region_height=bad)

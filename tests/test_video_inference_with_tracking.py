@@ -182,6 +182,7 @@ def write_unreadable(folder: Path) -> Path:
     ("bad roi", "--roi"),
     ("roi outside the frames", "--roi"),
     ("bad merge gap", "--merge_gap"),
+    ("bad region height", "--region_height"),
     ("bad pixel threshold", "--pixel_threshold"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_clip, tmp_path, monkeypatch, capsys,
@@ -216,6 +217,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--roi", "100,100,200,200"]  # the clip is 64x64
     elif case == "bad merge gap":
         extra = ["--merge_gap", "-2"]
+    elif case == "bad region height":
+        extra = ["--region_height", "1"]
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
     before = files_under(tmp_path)
