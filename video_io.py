@@ -89,7 +89,7 @@ class VideoInfo:
     """What a video holds: frame rate, frame count (as the container states it) and frame size."""
 
     path: Path
-    fps: float
+    fps: float  # always > 0: probe_video assumes ASSUMED_FPS for a container that states none
     frame_count: int
     width: int
     height: int
