@@ -19,6 +19,8 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from errors import UserError
+
 LOGGER = logging.getLogger(__name__)
 
 WEIGHTS_DIR_ENV = "GLASS_WEIGHTS_DIR"
@@ -46,7 +48,7 @@ NORMALIZATIONS = ("imagenet", "backbone")
 DEFAULT_NORMALIZATION = "backbone"
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError):
     """Bad backbone name, layer name or weights file (one-line message with the fix)."""
 
 

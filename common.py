@@ -10,10 +10,12 @@ import scipy.ndimage as ndimage
 import torch
 import torch.nn.functional as F
 
+from errors import UserError
+
 LOGGER = logging.getLogger(__name__)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A command-line value that cannot work (one-line message naming the flag and the fix)."""
 
 

@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 import metrics
 import utils
+from errors import first_line
 from inference import calibration
 from loss import FocalLoss
 from model import (
@@ -225,7 +226,7 @@ class GasGradient:
             return self._compiled(disc, hidden, companion)
         except (RuntimeError, OSError, torch._dynamo.exc.TorchDynamoException) as err:
             LOGGER.warning("torch.compile unavailable (%s); the GAS gradient runs uncompiled",
-                           str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+                           first_line(err))
             self.mode = "off"
             return eager(disc, hidden, companion)
 

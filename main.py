@@ -23,12 +23,12 @@ import utils
 from datasets import base as data
 from datasets import distribution
 from datasets.mvtec import forced_resize
+from errors import first_line
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
 from inference import calibration
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger("glass")
-USER_ERRORS = (common.ConfigError, backbones.BackboneError, data.DatasetError, CheckpointError)
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,6 @@ class RunOptions:
     test: str
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Click callback: the value must be > 0."""
-    if value is not None and value <= 0:
-        raise click.BadParameter(f"must be > 0, got {value}")
-    return value
-
-
 def _fraction(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Click callback: the value must lie in [0, 1]."""
     if value is not None and not 0.0 <= value <= 1.0:
@@ -113,22 +106,22 @@ def main(**kwargs: Any) -> None:
 @click.option("--backbone_names", "-b", type=str, multiple=True, default=["wideresnet50"], show_default=True)
 @click.option("--layers_to_extract_from", "-le", type=str, multiple=True, default=[],
               help="Default: the backbone's stride-8 and stride-16 stages (layer2, layer3 for ResNets).")
-@click.option("--pretrain_embed_dimension", type=int, default=1024, show_default=True, callback=_positive)
-@click.option("--target_embed_dimension", type=int, default=1024, show_default=True, callback=_positive)
-@click.option("--patchsize", type=int, default=3, show_default=True, callback=_positive)
-@click.option("--meta_epochs", type=int, default=640, show_default=True, callback=_positive)
-@click.option("--eval_epochs", type=int, default=1, show_default=True, callback=_positive)
-@click.option("--dsc_layers", type=int, default=2, show_default=True, callback=_positive)
-@click.option("--dsc_hidden", type=int, default=1024, show_default=True, callback=_positive)
+@click.option("--pretrain_embed_dimension", type=int, default=1024, show_default=True, callback=utils.positive)
+@click.option("--target_embed_dimension", type=int, default=1024, show_default=True, callback=utils.positive)
+@click.option("--patchsize", type=int, default=3, show_default=True, callback=utils.positive)
+@click.option("--meta_epochs", type=int, default=640, show_default=True, callback=utils.positive)
+@click.option("--eval_epochs", type=int, default=1, show_default=True, callback=utils.positive)
+@click.option("--dsc_layers", type=int, default=2, show_default=True, callback=utils.positive)
+@click.option("--dsc_hidden", type=int, default=1024, show_default=True, callback=utils.positive)
 @click.option("--pre_proj", type=click.IntRange(min=0), default=1, show_default=True)
 @click.option("--mining", type=click.IntRange(0, 1), default=1, show_default=True)
-@click.option("--noise", type=float, default=0.015, show_default=True, callback=_positive)
+@click.option("--noise", type=float, default=0.015, show_default=True, callback=utils.positive)
 @click.option("--radius", type=float, default=0.75, show_default=True, callback=_fraction)
 @click.option("--p", type=float, default=0.5, show_default=True, callback=_fraction)
-@click.option("--lr", type=float, default=0.0001, show_default=True, callback=_positive)
+@click.option("--lr", type=float, default=0.0001, show_default=True, callback=utils.positive)
 @click.option("--svd", type=click.IntRange(0, 1), default=0, show_default=True)
 @click.option("--step", type=click.IntRange(min=0), default=20, show_default=True)
-@click.option("--limit", type=int, default=392, show_default=True, callback=_positive)
+@click.option("--limit", type=int, default=392, show_default=True, callback=utils.positive)
 @click.option("--select", type=click.Choice(SELECTION_RULES), default="last", show_default=True,
               help="Model kept per class: the last epoch (honest) or the epoch with the best test AUROC "
                    "(the reference's rule; labelled as such in results.csv).")
@@ -171,12 +164,12 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
 @click.argument("data_path", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("aug_path", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--subdatasets", "-d", multiple=True, type=str, required=True)
-@click.option("--batch_size", default=8, type=int, show_default=True, callback=_positive)
+@click.option("--batch_size", default=8, type=int, show_default=True, callback=utils.positive)
 @click.option("--num_workers", default=data.default_num_workers(), type=click.IntRange(min=0), show_default=True)
-@click.option("--resize", default=288, type=int, show_default=True, callback=_positive,
+@click.option("--resize", default=288, type=int, show_default=True, callback=utils.positive,
               help="Shorter side before the centre crop; mvtec toothbrush and wood use round(imagesize*329/288) "
                    "instead, as the reference.")
-@click.option("--imagesize", default=288, type=int, show_default=True, callback=_positive)
+@click.option("--imagesize", default=288, type=int, show_default=True, callback=utils.positive)
 @click.option("--rotate_degrees", default=0, type=int)
 @click.option("--translate", default=0, type=float)
 @click.option("--scale", default=0.0, type=float)
@@ -192,7 +185,7 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
 @click.option("--std", default=0.1, type=float, show_default=True)
 @click.option("--fg", default=1, type=click.IntRange(0, 1), show_default=True)
 @click.option("--rand_aug", default=1, type=click.IntRange(0, 1), show_default=True)
-@click.option("--downsampling", default=8, type=int, show_default=True, callback=_positive)
+@click.option("--downsampling", default=8, type=int, show_default=True, callback=utils.positive)
 @click.option("--augment", is_flag=True)
 @click.option("--resize_masks", is_flag=True,
               help="Resize ground-truth masks whose size differs from their image's (nearest neighbour); "
@@ -293,7 +286,7 @@ def decode_image(path: Path) -> None:
                 img.draft(img.mode, (max(img.width // 8, 1), max(img.height // 8, 1)))
             img.load()
     except (OSError, PIL.UnidentifiedImageError, ValueError, SyntaxError, EOFError) as exc:
-        raise data.DatasetError(f"cannot decode image {path} ({data.one_line(exc)}); replace or remove the file") \
+        raise data.DatasetError(f"cannot decode image {path} ({first_line(exc)}); replace or remove the file") \
             from exc
 
 
@@ -429,7 +422,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     common.keep_freed_memory()
     LOGGER.info("command line: %s", " ".join(sys.argv if argv is None else ["main.py", *argv]))
     # loader_error_message drops the worker traceback torch prepends to errors raised in workers.
-    return utils.run_command(main, argv, USER_ERRORS, "choose a writable --results_path", data.loader_error_message)
+    return utils.run_command(main, argv, "choose a writable --results_path", data.loader_error_message)
 
 
 if __name__ == "__main__":

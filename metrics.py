@@ -28,13 +28,15 @@ from scipy import ndimage
 from skimage import measure
 from sklearn import metrics as skm
 
+from errors import UserError
+
 LOGGER = logging.getLogger(__name__)
 
 GLASS_PRO_DILATION = 5  # side of the square the official code dilates predictions with
 _FPR_RANGE_EPS = 1e-10  # added to the FPR range before rescaling, as in GLASS
 
 
-class MetricInputError(ValueError):
+class MetricInputError(UserError):
     """Scores, labels, maps or masks that a metric cannot be computed from."""
 
 

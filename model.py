@@ -19,13 +19,14 @@ from torch import nn
 
 import backbones
 import common
+from errors import UserError, first_line
 
 CHECKPOINT_FORMAT = "glass-toolkit/1"
 FINAL_PATTERN = "ckpt_best_*.pth"
 LATEST_NAME = "ckpt.pth"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A model directory or checkpoint file that cannot be used (one-line message)."""
 
 
@@ -270,7 +271,7 @@ class GlassModel(nn.Module):
             if "backbone" in state:
                 self.extractor.load_state_dict(state["backbone"])
         except (KeyError, RuntimeError) as err:
-            first = str(err).strip().splitlines()[0]
+            first = first_line(err)
             raise CheckpointError(f"{source}: weights do not fit the stored configuration ({first})") from None
 
 

@@ -19,10 +19,12 @@ import PIL.Image
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from errors import UserError
+
 Roi = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels (x1, y1 exclusive)
 
 
-class PreprocessError(ValueError):
+class PreprocessError(UserError):
     """A frame or region that cannot be turned into a network input (one-line message)."""
 
 

@@ -18,6 +18,8 @@ import filelock
 import numpy as np
 import torch
 
+from errors import UserError, first_line
+
 LOGGER = logging.getLogger(__name__)
 
 METRIC_NAMES = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_pro")
@@ -112,7 +114,7 @@ MEAN_ROW = "Mean"
 RESULTS_LOCK_TIMEOUT_S = 300.0
 
 
-class ResultsTableError(ValueError):
+class ResultsTableError(UserError):
     """An existing results.csv that is not a results table (truncated, edited, another format)."""
 
 
@@ -273,14 +275,15 @@ def save_visualisation(path: str | os.PathLike, image: np.ndarray, mask: np.ndar
     atomic_write_bytes(path, encoded.tobytes())
 
 
-def run_command(command: click.Command, argv: Sequence[str] | None, user_errors: tuple[type[BaseException], ...],
+def run_command(command: click.Command, argv: Sequence[str] | None,
                 oserror_hint: str = "check the path and its permissions",
-                message: Callable[[BaseException], str] = str) -> int:
+                message: Callable[[UserError], str] = first_line) -> int:
     """Runs a Click command line: user errors -> `error: <one line>` on stderr and 2, Ctrl-C -> 130,
     SIGTERM -> 143.
 
-    user_errors are the exceptions a user can cause with a flag or a file (anything else is a
-    bug and keeps its traceback); `message` turns one into text; an OSError gets `oserror_hint`.
+    A UserError is one a user can cause with a flag or a file (anything else is a bug and keeps
+    its traceback); `message` turns it into one line (default: its first line); an OSError gets
+    `oserror_hint`.
     While the command runs, SIGTERM (`kill`, `docker stop`, systemd) raises KeyboardInterrupt, so
     the cleanup that Ctrl-C gets runs for it too (a second SIGTERM does not cut that cleanup short).
     """
@@ -309,8 +312,8 @@ def run_command(command: click.Command, argv: Sequence[str] | None, user_errors:
     except click.ClickException as err:
         click.echo(f"error: {one_line(err.format_message())}", err=True)
         return 2
-    except user_errors as err:
-        click.echo(f"error: {one_line(message(err))}", err=True)
+    except UserError as err:
+        click.echo(f"error: {message(err)}", err=True)
         return 2
     except OSError as err:  # e.g. an output folder that cannot be created, disk full
         where = f"{err.filename}: " if err.filename else ""
@@ -322,6 +325,14 @@ def run_command(command: click.Command, argv: Sequence[str] | None, user_errors:
     return result if isinstance(result, int) else 0
 
 
+def positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback: the value must be > 0."""
+    if value is not None and value <= 0:
+        raise click.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
 def one_line(message: str) -> str:
-    """A message's lines joined into one."""
+    """A message's lines joined into one (Click wraps its own usage messages over several lines; an
+    error of ours shows only its first line, errors.first_line)."""
     return " ".join(part.strip() for part in message.splitlines() if part.strip())

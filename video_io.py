@@ -55,14 +55,15 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 import cv2  # noqa: E402 - after the FFmpeg log setting above
 import numpy as np  # noqa: E402
 
+from errors import UserError  # noqa: E402
+from paths import sidecar_path  # noqa: E402
 from utils import atomic_write_text  # noqa: E402
 
 LOGGER = logging.getLogger(__name__)
 
 FOURCC = "mp4v"
 VIDEO_SUFFIX = ".mp4"
-SIDECAR_SUFFIX = ".json"
-DEFAULT_FPS = 25.0  # used when a container does not state its frame rate
+ASSUMED_FPS = 25.0  # the frame rate of a video whose container states none
 
 # Names of partial entries; group "pid" is the writer's process id, the 8 hex digits make the name unique.
 PARTIAL_VIDEO = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}\.partial\.mp4$")  # .<stem>.<pid>-<hex>.partial.mp4
@@ -79,7 +80,7 @@ PARTIAL_MIN_AGE_SECONDS = 2.0  # younger partials are never removed (created, no
 _CREATING = threading.Lock()  # held from creating a partial to locking it; scans of this process wait for it
 
 
-class VideoError(ValueError):
+class VideoError(UserError):
     """Bad video input or output; the one-line message names the file and the fix."""
 
 
@@ -88,7 +89,7 @@ class VideoInfo:
     """What a video holds: frame rate, frame count (as the container states it) and frame size."""
 
     path: Path
-    fps: float
+    fps: float  # always > 0: probe_video assumes ASSUMED_FPS for a container that states none
     frame_count: int
     width: int
     height: int
@@ -150,8 +151,8 @@ def probe_video(path: str | os.PathLike, exact: bool = False) -> VideoInfo:
             raise VideoError(f"video {path} holds no readable frames; re-create or re-encode it")
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         if not math.isfinite(fps) or fps <= 0:
-            LOGGER.warning("video %s states no frame rate; assuming %.0f fps", path, DEFAULT_FPS)
-            fps = DEFAULT_FPS
+            LOGGER.warning("video %s states no frame rate; assuming %.0f fps", path, ASSUMED_FPS)
+            fps = ASSUMED_FPS
         stated = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         if exact or not math.isfinite(stated) or stated < 1:
             frame_count = 1 + _count_frames(capture)
@@ -525,12 +526,6 @@ class AtomicVideoWriter:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
-
-
-def sidecar_path(video_path: str | os.PathLike) -> Path:
-    """The sidecar JSON of a video: the video's file name plus '.json' (clip.mp4 -> clip.mp4.json)."""
-    video_path = Path(video_path)
-    return video_path.with_name(video_path.name + SIDECAR_SUFFIX)
 
 
 def make_sidecar(video_path: str | os.PathLike, fps: float, size: tuple[int, int],

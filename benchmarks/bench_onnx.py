@@ -129,7 +129,7 @@ def export(net: GlassModel, spec: BenchModel, folder: Path, form: str) -> tuple[
     path, _ = onnx_backend.export_model(net, info, folder / f"{spec.key}-{form}.onnx",
                                         onnx_backend.ExportSettings(dynamic_batch=True, form=form))
     seconds = time.perf_counter() - start
-    _, description = onnx_backend.read_sidecar(path)
+    _, description = onnx_backend.read_model_description(path)
     return path, description, seconds
 
 

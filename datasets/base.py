@@ -24,6 +24,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 import preprocess
+from errors import UserError, first_line
+from paths import IMAGE_SUFFIXES
 from perlin import las_mask
 
 LOGGER = logging.getLogger(__name__)
@@ -31,7 +33,6 @@ LOGGER = logging.getLogger(__name__)
 DATASET_NAMES = ("mvtec", "mpdd", "wfdd", "mad-man", "mad-sys", "custom", "visa")
 MVTEC_LAYOUT_NAMES = ("mvtec", "mpdd", "wfdd", "mad-man", "mad-sys", "custom")
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TEXTURE_SUFFIXES = (".jpg", ".jpeg", ".png")
 FG_MASK_DIR = "fg_mask"
 BETA_RANGE = (0.2, 0.8)
@@ -41,7 +42,7 @@ MIN_HOLDOUT = 8  # at least this many images are held out (fewer give no usable 
 MAX_HOLDOUT = 0.5  # never more held out than trained on
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """Bad dataset input; the one-line message names the missing path or bad value and the fix."""
 
 
@@ -160,12 +161,6 @@ class Sample:
     fg_path: Path | None = None
 
 
-def one_line(exc: BaseException) -> str:
-    """First line of an exception message (keeps DatasetError messages one line)."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def check_image_header(path: Path) -> None:
     """Raise DatasetError if `path` is missing or not an image PIL can identify (reads the header only)."""
     if not path.is_file():
@@ -174,7 +169,7 @@ def check_image_header(path: Path) -> None:
         with PIL.Image.open(path) as img:
             img.size  # noqa: B018 - forces header parsing
     except (OSError, PIL.UnidentifiedImageError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path} ({one_line(exc)}); replace or remove the file") from exc
+        raise DatasetError(f"cannot read image {path} ({first_line(exc)}); replace or remove the file") from exc
 
 
 def check_mask_size(image_path: Path, mask_path: Path) -> None:
@@ -194,7 +189,7 @@ def load_image(path: Path, mode: str) -> PIL.Image.Image:
         with PIL.Image.open(path) as img:
             return img.convert(mode)
     except (OSError, PIL.UnidentifiedImageError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path} ({one_line(exc)}); replace or remove the file") from exc
+        raise DatasetError(f"cannot read image {path} ({first_line(exc)}); replace or remove the file") from exc
 
 
 def list_images(folder: Path, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
@@ -392,7 +387,7 @@ class GlassDataset(torch.utils.data.Dataset):
         try:
             mask, pooled = las_mask(size, rng, self.cfg.downsampling, fg)
         except ValueError as exc:
-            raise DatasetError(f"{one_line(exc)}; check the foreground masks or pass --fg 0") from exc
+            raise DatasetError(f"{first_line(exc)}; check the foreground masks or pass --fg 0") from exc
         beta = np.float32(np.clip(rng.normal(self.cfg.mean, self.cfg.std), *BETA_RANGE))
         aug = image * (1 - mask) + (1 - beta) * texture * mask + beta * image * mask
         return aug.astype(np.float32), mask, pooled.astype(np.float32)

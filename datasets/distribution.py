@@ -19,7 +19,8 @@ import numpy as np
 import PIL.Image
 
 import utils
-from datasets.base import DatasetError, load_image, one_line
+from datasets.base import DatasetError, load_image
+from errors import first_line
 
 LOGGER = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def read_table(path: Path) -> dict[str, int]:
                                    f"fix its header or delete it and rerun with --distribution 1")
             rows = {row["Class"].strip(): row["Distribution"].strip() for row in reader}
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"cannot read distribution table {path} ({one_line(exc)}); fix or delete it") from exc
+        raise DatasetError(f"cannot read distribution table {path} ({first_line(exc)}); fix or delete it") from exc
     table = {}
     for name, value in rows.items():
         if value not in ("0", "1", "0.0", "1.0"):

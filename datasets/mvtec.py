@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.base import FG_MASK_DIR, GOOD, IMAGE_SUFFIXES, DatasetError, Sample, list_images
+from datasets.base import FG_MASK_DIR, GOOD, DatasetError, Sample, list_images
+from paths import IMAGE_SUFFIXES
 
 GROUND_TRUTH_DIR = "ground_truth"
 

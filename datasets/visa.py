@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from datasets.base import GOOD, DatasetError, Sample, one_line
+from datasets.base import GOOD, DatasetError, Sample
+from errors import first_line
 
 SPLIT_CSV = Path("split_csv") / "1cls.csv"
 CSV_COLUMNS = ("object", "split", "label", "image", "mask")
@@ -32,7 +33,7 @@ def read_split_csv(root: Path) -> list[dict[str, str]]:
                                    f"the header must be {','.join(CSV_COLUMNS)}")
             return [{k: (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"cannot read VisA split file {path} ({one_line(exc)}); fix or regenerate it") from exc
+        raise DatasetError(f"cannot read VisA split file {path} ({first_line(exc)}); fix or regenerate it") from exc
 
 
 def row_sample(root: Path, row: dict[str, str], csv_path: Path) -> Sample:

@@ -32,8 +32,10 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
+from errors import UserError
 
-class TrackingError(ValueError):
+
+class TrackingError(UserError):
     """A bad tracker setting or input; the message is one line naming the fix."""
 
 

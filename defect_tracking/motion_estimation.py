@@ -31,6 +31,8 @@ import math
 import cv2
 import numpy as np
 
+from errors import UserError
+
 LOGGER = logging.getLogger(__name__)
 
 METHODS = ("phase", "flow", "template")
@@ -49,7 +51,7 @@ MIN_CONFIDENCE = {"phase": 0.1, "flow": 0.1, "template": 0.5}
 _MIN_PATCH_STD = 1.0
 
 
-class MotionEstimationError(ValueError):
+class MotionEstimationError(UserError):
     """A bad motion-estimation setting or frame; the message is one line naming the fix."""
 
 

@@ -17,13 +17,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import click
 
-import backbones
-import common
 import model as glass_model
 import preprocess
 import utils
 import video_io
-from size_analyzer import MM_PER_UNIT, SizeAnalysisError
+from size_analyzer import MM_PER_UNIT
 from inference import runner
 from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
 
@@ -31,12 +29,6 @@ LOGGER = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PATH = "results/models/backbone_0/"
 DEFAULT_OUTPUT_ROOT = "output"
-
-# Every error a user can cause with a flag or a file; anything else is a bug and keeps its traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    glass_model.CheckpointError, EngineError, video_io.VideoError, runner.RunError, common.ConfigError,
-    backbones.BackboneError, SizeAnalysisError,
-)
 
 MODEL_OPTION_NAMES = ("model_path", "class_name", "device", "backend", "onnx_path", "batch_size", "threshold", "roi")
 
@@ -189,10 +181,10 @@ def run_inference(
 def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
     """Runs a Click command; user errors -> 'error: <one line>' on stderr and 2, Ctrl-C -> 130, SIGTERM -> 143
     (handled as Ctrl-C: the run's cleanup removes its partial files)."""
-    return utils.run_command(command, argv, USER_ERRORS)
+    return utils.run_command(command, argv)
 
 
 __all__ = [
-    "DEFAULT_MODEL_PATH", "USER_ERRORS", "default_output_path", "engine_config", "model_options",
+    "DEFAULT_MODEL_PATH", "default_output_path", "engine_config", "model_options",
     "check_roi", "prepare", "region_threshold", "region_thresholds", "run_cli", "run_config", "run_inference", "video_options",
 ]

@@ -25,6 +25,7 @@ import torch
 import common
 import model as glass_model
 import preprocess
+from errors import UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ ONNX_FILE_NAME = "glass.onnx"
 THRESHOLD_SIGMAS = 3.0
 
 
-class EngineError(ValueError):
+class EngineError(UserError):
     """A bad engine setting or model input; the message is one line naming the fix."""
 
 

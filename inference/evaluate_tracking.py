@@ -39,6 +39,7 @@ import click
 import numpy as np
 
 import utils
+from errors import UserError
 from size_analyzer import MM_PER_UNIT
 
 LOGGER = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ TRUTH_FIX = ("pass the sidecar <video>.mp4.json that preprocessing/create_convey
 FOUND_ONCE, SPLIT, MERGED, MISSED, BELOW_SIZE = "found once", "split", "merged", "missed", "below size"
 
 
-class EvaluationError(ValueError):
+class EvaluationError(UserError):
     """A report or ground-truth file that cannot be evaluated (one-line message with the fix)."""
 
 
@@ -416,7 +417,7 @@ def _command(report: Path, ground_truth: Path, min_area_mm2: float, tolerance_px
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Runs the command; bad input prints one line and returns 2."""
-    return utils.run_command(_command, argv, (EvaluationError,), "choose a writable --json path")
+    return utils.run_command(_command, argv, "choose a writable --json path")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -46,7 +45,9 @@ from torch import nn
 
 import model as glass_model
 import utils
+from errors import first_line
 from inference.engine import ONNX_FILE_NAME, EngineError, ModelInfo
+from paths import make_writable_folder, sidecar_path
 
 LOGGER = logging.getLogger(__name__)
 
@@ -465,12 +466,6 @@ def max_difference(module: nn.Module, net: glass_model.GlassModel, images: torch
 # Export.
 # ----------------------------------------------------------------------------------------
 
-def sidecar_path(onnx_path: str | os.PathLike) -> Path:
-    """The JSON description beside an ONNX file: `<file>.json`."""
-    path = Path(onnx_path)
-    return path.with_name(path.name + ".json")
-
-
 def _check_export_request(opset: int, batch: int, form: str) -> None:
     """Validates export options before any work."""
     if not MIN_OPSET <= opset <= MAX_OPSET:
@@ -483,18 +478,12 @@ def _check_export_request(opset: int, batch: int, form: str) -> None:
 
 def _check_writable(target: Path) -> None:
     """Fails early (one line) when the output file's folder cannot be created or written."""
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OnnxModelError(f"{target}: cannot create its folder ({err.strerror}); "
-                             "choose a writable --output") from None
     if target.is_dir():
         raise OnnxModelError(f"{target}: is a folder; pass a file name such as {target / ONNX_FILE_NAME}")
     try:
-        with tempfile.TemporaryFile(dir=target.parent):
-            pass
+        make_writable_folder(target.parent)
     except OSError as err:
-        raise OnnxModelError(f"{target.parent}: cannot write there ({err.strerror}); "
+        raise OnnxModelError(f"{target.parent}: cannot create or write there ({err.strerror}); "
                              "choose a writable --output") from None
 
 
@@ -695,7 +684,7 @@ def physical_cores() -> int:
     return max(1, len(cores))
 
 
-def read_sidecar(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dict[str, Any]]:
+def read_model_description(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dict[str, Any]]:
     """(ModelInfo, whole description) from `<file>.json`; missing or invalid -> OnnxModelError."""
     json_path = sidecar_path(onnx_path)
     fix = "export the model again with python onnx/pth2onnx.py --model_path ... --class_name ..."
@@ -753,7 +742,7 @@ def open_session(onnx_path: Path, provider: str = "cpu", threads: int | None = N
     try:
         return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
     except load_errors as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = first_line(err)[:160]
         raise OnnxModelError(f"{onnx_path}: not a loadable ONNX model ({reason}); export it again with "
                              "python onnx/pth2onnx.py") from None
 
@@ -765,7 +754,7 @@ class OnnxBackend:
 
     def __init__(self, onnx_path: str | os.PathLike, provider: str = "cpu", threads: int | None = None) -> None:
         self.path = Path(onnx_path)
-        self.info, self.description = read_sidecar(self.path)
+        self.info, self.description = read_model_description(self.path)
         self.session = open_session(self.path, provider, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or inputs[0].name != INPUT_NAME or outputs[0].name != OUTPUT_NAME:

@@ -37,12 +37,13 @@ import tqdm
 
 import utils
 import video_io
+from errors import UserError
 from inference.engine import FrameResult
+from paths import make_writable_folder
 
 LOGGER = logging.getLogger(__name__)
 
 STAGES = ("decode", "score", "render", "write")
-FALLBACK_FPS = 25.0  # when a container reports no frame rate
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc closes the preview and ends the run cleanly
 
 OK_COLOUR = (60, 200, 60)  # BGR
@@ -52,7 +53,7 @@ DEFECT_COLOUR = (40, 40, 230)
 Artifact = str | bytes | Path  # content of an extra output file, or a finished file to move there
 
 
-class RunError(ValueError):
+class RunError(UserError):
     """A run setting that cannot work; the message is one line naming the flag and the fix."""
 
 
@@ -218,14 +219,11 @@ def create_folder(folder: Path, flag: str) -> list[Path]:
     """Creates a writable folder (else a one-line RunError starting with `flag`); returns the folders it made."""
     if folder.exists() and not folder.is_dir():
         raise RunError(f"{flag} {folder} is a file, not a folder; choose a folder")
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        return make_writable_folder(folder)
     except OSError as err:
-        raise RunError(f"{flag} cannot create folder {folder} ({err.strerror}); choose a writable folder") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise RunError(f"{flag} folder {folder} is not writable; choose a writable folder")
-    return missing
+        raise RunError(f"{flag} cannot create or write in folder {folder} ({err.strerror}); "
+                       "choose a writable folder") from None
 
 
 def remove_interrupted(folders: Iterable[Path] = (), run_dirs: Iterable[Path] = ()) -> list[Path]:
@@ -308,8 +306,7 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig,
                     tick = time.perf_counter()
                     if writer is None:
                         height, width = rendered.shape[:2]
-                        fps = info.fps if info.fps and info.fps > 0 else FALLBACK_FPS
-                        writer = stack.enter_context(video_io.AtomicVideoWriter(output, fps, (width, height)))
+                        writer = stack.enter_context(video_io.AtomicVideoWriter(output, info.fps, (width, height)))
                     writer.write(rendered)
                     timings["write"] += time.perf_counter() - tick
                     records.append(_record(index, result, truth))
@@ -329,7 +326,7 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig,
             summary.extra = dict(renderer.finish())
             files: dict[Path, Artifact] = {
                 summary.csv_path: frames_csv(records),
-                summary.timeline_path: timeline_png(records, engine.threshold, info.fps or FALLBACK_FPS),
+                summary.timeline_path: timeline_png(records, engine.threshold, info.fps),
             }
             extra_files = renderer.artifacts(output, summary)
             files.update(extra_files)

@@ -377,10 +377,9 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
         run_cfg = runner.RunConfig(options["video_path"], layout.video, options["display"], options["max_frames"])
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
-        fps = info.fps if info.fps and info.fps > 0 else runner.FALLBACK_FPS
         high, low = shared.region_thresholds(engine, options["pixel_threshold"], options["threshold"])
         tracker = GLASSDefectTracker(analyzer, threshold=high, low_threshold=low,
-                                     motion_method=options["motion_method"], fps=fps,
+                                     motion_method=options["motion_method"], fps=info.fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
                                      region_height=options["region_height"])
         settings = {

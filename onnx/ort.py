@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -27,17 +26,18 @@ import numpy as np
 from tqdm import tqdm
 
 import utils
+from errors import UserError
 from inference import runner
-from inference.engine import EngineError, FrameResult, InferenceEngine
+from inference.engine import FrameResult, InferenceEngine
 from inference.onnx_backend import OnnxBackend
+from paths import IMAGE_SUFFIXES, make_writable_folder, remove_empty_folders
 
 LOGGER = logging.getLogger("ort")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 OVERLAY_ALPHA = 0.5
 CSV_FIELDS = ("image", "score", "threshold", "is_defect", "heatmap")
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """A missing or unreadable --image / --output (one-line message with the fix)."""
 
 
@@ -75,25 +75,11 @@ def plan_jobs(image: Path, output: Path | None) -> tuple[list[Job], Path]:
 def check_writable(folder: Path) -> list[Path]:
     """Creates the output folder and fails early (one line) when files cannot be written there; returns the
     folders it created (none left behind when it fails)."""
-    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        return make_writable_folder(folder)
     except OSError as err:
-        remove_empty(missing)
         raise InputError(f"--output {folder}: cannot write there ({err.strerror}); "
                          "choose a writable --output") from None
-    return missing
-
-
-def remove_empty(folders: Sequence[Path]) -> None:
-    """Removes those of the folders (created by this run) that are empty, deepest first."""
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (or gone)
-            pass
 
 
 def read_bgr(path: Path) -> np.ndarray | None:
@@ -179,7 +165,7 @@ def main(onnx_path: Path, image: Path, output: Path | None, provider: str, thres
     try:
         rows = run(engine, jobs, csv_path, progress=len(jobs) > 1)
     except BaseException:
-        remove_empty(created)  # e.g. no readable image: no empty --output folder left behind
+        remove_empty_folders(created)  # e.g. no readable image: no empty --output folder left behind
         raise
     defects = sum(int(row["is_defect"]) for row in rows)
     LOGGER.info("%d image(s) scored, %d above threshold %.4f; scores in %s", len(rows), defects, engine.threshold,
@@ -188,7 +174,7 @@ def main(onnx_path: Path, image: Path, output: Path | None, provider: str, thres
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with `error: <one line>` and exit code 2, never a traceback."""
-    return utils.run_command(main, argv, (EngineError, InputError), "choose a writable --output")
+    return utils.run_command(main, argv, "choose a writable --output")
 
 
 if __name__ == "__main__":

@@ -16,15 +16,12 @@ from typing import Sequence
 
 import click
 
-import backbones
 import common
 import model as glass_model
 import utils
 from inference import onnx_backend
-from inference.engine import EngineError
 
 LOGGER = logging.getLogger("pth2onnx")
-USER_ERRORS = (EngineError, glass_model.CheckpointError, backbones.BackboneError, common.ConfigError)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,7 +49,7 @@ def main(model_path: str, class_name: str | None, output: Path | None, opset: in
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with `error: <one line>` and exit code 2, never a traceback."""
-    return utils.run_command(main, argv, USER_ERRORS, "choose a writable --output")
+    return utils.run_command(main, argv, "choose a writable --output")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ from skimage.morphology import skeletonize
 
 import utils
 import video_io
+from errors import UserError
 from preprocessing.defect_simulator import ALL_DEFECT_TYPES, DefectParams, simulate_defect
 from preprocessing.make_demo_dataset import CLASS_PHOTOS, load_photo
 
@@ -95,7 +96,7 @@ _ATTEMPTS = 10
 _EIGHT = np.ones((3, 3), bool)
 
 
-class ConveyorError(ValueError):
+class ConveyorError(UserError):
     """A bad conveyor setting; one line naming the flag and the fix."""
 
 
@@ -473,7 +474,7 @@ def _command(ctx: click.Context, preset: str | None, output: str | None, defect_
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Runs the command; user errors print one line and return 2."""
-    return utils.run_command(_command, argv, (ConveyorError, video_io.VideoError), "choose a writable --output")
+    return utils.run_command(_command, argv, "choose a writable --output")
 
 
 if __name__ == "__main__":

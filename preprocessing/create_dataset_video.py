@@ -30,10 +30,11 @@ from pathlib import Path
 import click
 
 from preprocessing.video_sources import (
-    DEFAULT_FPS, DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, RESIZE_METHODS, FrameConfig, TestType, class_test_dir,
-    dataset_options, ensure_output_folder, format_structure, list_test_types, plan_frame_size, positive, render_video,
+    DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, GENERATED_VIDEO_FPS, RESIZE_METHODS, FrameConfig, TestType, class_test_dir,
+    dataset_options, ensure_output_folder, format_structure, list_test_types, plan_frame_size, render_video,
     resolve_data_path, run_cli, select_types,
 )
+from utils import positive
 
 LOGGER = logging.getLogger("create_dataset_video")
 
@@ -51,7 +52,7 @@ class DatasetVideoOptions:
     test_types: tuple[str, ...] = ()
     resize_method: str = "pad"
     size: int = DEFAULT_SIZE
-    fps: float = DEFAULT_FPS
+    fps: float = GENERATED_VIDEO_FPS
     list_structure: bool = False
 
     def video_dir(self) -> Path:
@@ -102,7 +103,7 @@ def create_dataset_videos(opts: DatasetVideoOptions) -> list[Path]:
                    "fixed: --size x --size.")
 @click.option("--size", type=int, default=DEFAULT_SIZE, show_default=True, callback=positive,
               help="Frame side for --resize_method fixed (rounded up to even).")
-@click.option("--fps", type=float, default=DEFAULT_FPS, show_default=True, callback=positive)
+@click.option("--fps", type=float, default=GENERATED_VIDEO_FPS, show_default=True, callback=positive)
 @click.option("--list_structure", is_flag=True, help="Print the test types, image counts and ground truth; exit.")
 def main(**kwargs: object) -> None:
     """Create videos from a dataset class's test images (test-video/<dataset>/<class>/)."""

@@ -35,10 +35,11 @@ import cv2
 import numpy as np
 
 from preprocessing.video_sources import (
-    DEFAULT_FPS, DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, FrameConfig, SourceError, SourceImage, class_test_dir,
-    dataset_options, even, list_test_types, positive, render_video, replace_folder, resolve_data_path, run_cli,
+    DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, GENERATED_VIDEO_FPS, FrameConfig, SourceError, SourceImage, class_test_dir,
+    dataset_options, even, list_test_types, render_video, replace_folder, resolve_data_path, run_cli,
     staging_folder,
 )
+from utils import positive
 
 LOGGER = logging.getLogger("create_enhanced_video")
 
@@ -62,7 +63,7 @@ class EnhancedVideoOptions:
     save_good_frames: bool = True
     enhance: bool = False
     seed: int = 0
-    fps: float = DEFAULT_FPS
+    fps: float = GENERATED_VIDEO_FPS
     size: int = DEFAULT_SIZE
 
     def __post_init__(self) -> None:
@@ -182,7 +183,7 @@ def create_enhanced_video(opts: EnhancedVideoOptions) -> Path:
               help="Save the good frames as good_frames/frame_<index>.jpg.")
 @click.option("--enhance", is_flag=True, help="Mild CLAHE + unsharp-mask enhancement of every frame.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image draws.")
-@click.option("--fps", type=float, default=DEFAULT_FPS, show_default=True, callback=positive)
+@click.option("--fps", type=float, default=GENERATED_VIDEO_FPS, show_default=True, callback=positive)
 @click.option("--size", type=int, default=DEFAULT_SIZE, show_default=True, callback=positive,
               help="Frames are SIZE x SIZE pixels (rounded up to even).")
 def main(**kwargs: object) -> None:

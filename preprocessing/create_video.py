@@ -22,9 +22,10 @@ from pathlib import Path
 import click
 
 from preprocessing.video_sources import (
-    DEFAULT_FPS, DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, FrameConfig, SourceError, SourceImage, class_test_dir, even,
-    folder_images, list_test_types, positive, render_video, resolve_data_path, run_cli, select_types,
+    DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, GENERATED_VIDEO_FPS, FrameConfig, SourceError, SourceImage, class_test_dir, even,
+    folder_images, list_test_types, render_video, resolve_data_path, run_cli, select_types,
 )
+from utils import positive
 
 LOGGER = logging.getLogger("create_video")
 
@@ -40,7 +41,7 @@ class CreateVideoOptions:
     output_dir: Path = Path(DEFAULT_OUTPUT_DIR)
     dataset: str = "custom"
     data_path: Path | None = None
-    fps: float = DEFAULT_FPS
+    fps: float = GENERATED_VIDEO_FPS
     size: int = DEFAULT_SIZE
     enhance: bool = False
 
@@ -95,7 +96,7 @@ def create_video(opts: CreateVideoOptions) -> Path:
               help="Dataset name; the data path defaults to datasets/<dataset>.")
 @click.option("--data_path", type=click.Path(path_type=Path), default=None,
               help="Folder holding the class folders (MVTec layout). Default: datasets/<dataset>.")
-@click.option("--fps", type=float, default=DEFAULT_FPS, show_default=True, callback=positive)
+@click.option("--fps", type=float, default=GENERATED_VIDEO_FPS, show_default=True, callback=positive)
 @click.option("--size", type=int, default=DEFAULT_SIZE, show_default=True, callback=positive,
               help="Frames are SIZE x SIZE pixels (rounded up to even).")
 @click.option("--enhance", is_flag=True, help="Mild CLAHE + unsharp-mask enhancement of every frame.")

@@ -28,6 +28,9 @@ from types import MappingProxyType
 import cv2
 import numpy as np
 
+from errors import UserError, first_line
+from paths import IMAGE_SUFFIXES
+
 LOGGER = logging.getLogger(__name__)
 
 # The classic types: the demo dataset's and the CLI's default.
@@ -35,7 +38,6 @@ DEFECT_TYPES = ("scratch", "crack", "hole", "stain", "contamination")
 # Further shapes (thin hair, faint smear, misplaced texture piece, shading-only dent/bulge).
 EXTRA_DEFECT_TYPES = ("fibre", "smudge", "patch", "bump")
 ALL_DEFECT_TYPES = DEFECT_TYPES + EXTRA_DEFECT_TYPES
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Supersampling factor for OpenCV drawing: sub-pixel coordinates via `shift` bits.
 _SHIFT_BITS = 4
@@ -47,7 +49,7 @@ _MAX_ATTEMPTS = 30
 Range = tuple[float, float]
 
 
-class DefectError(ValueError):
+class DefectError(UserError):
     """Bad defect request (unknown type, bad image, bad parameters)."""
 
 
@@ -560,8 +562,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.input.is_dir():
             raise DefectError(f"--input {args.input}: not a folder; give a folder of images")
         count = _defect_folder(args.input, args.output, args.types, args.seed, DefectParams())
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except UserError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
     LOGGER.info("wrote %d defective images and masks to %s", count, args.output)
     return 0

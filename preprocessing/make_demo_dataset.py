@@ -47,6 +47,7 @@ import skimage.data
 if __package__ in (None, ""):  # run as a script (python preprocessing/...): make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from errors import UserError, first_line
 from preprocessing.defect_simulator import DEFECT_TYPES, DefectParams, simulate_defect
 
 LOGGER = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ TEXTURE_PHOTOS = MappingProxyType({
 })
 
 
-class DemoDatasetError(ValueError):
+class DemoDatasetError(UserError):
     """Bad demo-dataset setting."""
 
 
@@ -233,7 +234,7 @@ def _write_class(output: Path, name: str, config: DatasetConfig, plan: DatasetPl
         number = index // len(plan.defects)
         defective, mask = simulate_defect(view(), kind.defect_type, rng, kind.params)
         if not mask.any():
-            raise RuntimeError(f"{root}: the {kind.label} defect {number:03d} came out empty; try another seed")
+            raise DemoDatasetError(f"{root}: the {kind.label} defect {number:03d} came out empty; try another seed")
         image_path = root / "test" / kind.label / f"{number:03d}.png"
         mask_path = root / "ground_truth" / kind.label / f"{number:03d}_mask.png"
         _write_image(output / image_path, defective)
@@ -351,8 +352,8 @@ def run_cli(parse: Callable[[], argparse.Namespace], config_type: Callable[..., 
                              n_test_defect=args.test_defect, size=args.size, seed=args.seed,
                              textures_per_category=args.textures)
         build(args.output, config, force=args.force)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except UserError as error:
+        print(f"error: {first_line(error)}", file=sys.stderr)
         return 2
     return 0
 

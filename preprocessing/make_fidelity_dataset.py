@@ -62,6 +62,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python preprocessing/...): make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from errors import UserError
 from preprocessing.defect_simulator import ALL_DEFECT_TYPES, DefectParams
 from preprocessing.make_demo_dataset import (
     DatasetPlan,
@@ -125,7 +126,7 @@ DEFECTS = (
 )
 
 
-class FidelityDatasetError(ValueError):
+class FidelityDatasetError(UserError):
     """Bad fidelity-dataset setting."""
 
 

@@ -42,21 +42,23 @@ import PIL.Image
 from tqdm import tqdm
 
 import utils
-from datasets.base import GOOD, IMAGE_SUFFIXES, list_images
+from datasets.base import GOOD, list_images
 from datasets.mvtec import GROUND_TRUTH_DIR, find_ground_truth
-from video_io import AtomicVideoWriter, FrameRecord, VideoError, make_sidecar, write_sidecar
+from errors import UserError
+from paths import IMAGE_SUFFIXES
+from video_io import AtomicVideoWriter, FrameRecord, make_sidecar, write_sidecar
 
 LOGGER = logging.getLogger(__name__)
 
 RESIZE_METHODS = ("pad", "largest", "fixed")
 DEFAULT_DATASETS_DIR = "datasets"
 DEFAULT_OUTPUT_DIR = "test-video"
-DEFAULT_FPS = 10.0
+GENERATED_VIDEO_FPS = 10.0  # the frame rate of the videos these generators write (--fps)
 DEFAULT_SIZE = 256
 TEST_DIR = "test"
 
 
-class SourceError(ValueError):
+class SourceError(UserError):
     """Bad video-creation input; the one-line message names the flag or file and the fix."""
 
 
@@ -114,7 +116,7 @@ class FrameConfig:
     frame_size: tuple[int, int]
     resize_method: str = "fixed"
     enhance: bool = False
-    fps: float = DEFAULT_FPS
+    fps: float = GENERATED_VIDEO_FPS
     enhancement: EnhanceConfig = field(default_factory=EnhanceConfig)
 
     def settings(self) -> dict[str, Any]:
@@ -360,13 +362,6 @@ def staging_folder(parent: Path, name: str) -> Path:
 
 # ---------------------------------------------------------------- command line
 
-def positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Click callback: the value must be > 0."""
-    if value is not None and value <= 0:
-        raise click.BadParameter(f"must be > 0, got {value}")
-    return value
-
-
 def expand_multi_value(args: Sequence[str], flag: str) -> list[str]:
     """Rewrites `flag a b c` (and `flag a,b`) as `flag a flag b flag c`, which Click's multiple=True takes."""
     out: list[str] = []
@@ -412,5 +407,4 @@ def run_cli(command: click.Command, argv: Sequence[str] | None, multi_value_flag
     args = list(sys.argv[1:] if argv is None else argv)
     for flag in multi_value_flags:
         args = expand_multi_value(args, flag)
-    return utils.run_command(command, args, (SourceError, VideoError), "choose a writable output folder",
-                             lambda err: str(err).strip().splitlines()[0])
+    return utils.run_command(command, args, "choose a writable output folder")

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 import utils
 import video_io
+from errors import UserError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ READ_BATCH = 16
 STAGING_DIR = "frames"
 
 
-class VideoDatasetError(ValueError):
+class VideoDatasetError(UserError):
     """A bad setting or input; one line naming the flag or file and the fix."""
 
 
@@ -306,7 +307,7 @@ def _command(video: str, class_name: str, output: str, every: int, start: int, e
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """Runs the command; user errors print one line and return 2."""
-    return utils.run_command(_command, argv, (VideoDatasetError, video_io.VideoError), "choose a writable --output")
+    return utils.run_command(_command, argv, "choose a writable --output")
 
 
 if __name__ == "__main__":

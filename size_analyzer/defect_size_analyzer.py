@@ -32,6 +32,7 @@ from typing import Any, Iterable, Sequence
 import cv2
 import numpy as np
 
+from errors import UserError
 from utils import atomic_write_text
 
 LOGGER = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ CSV_COLUMNS = (
 )
 
 
-class SizeAnalysisError(ValueError):
+class SizeAnalysisError(UserError):
     """Bad input to the size analyzer (one-line message naming the argument and the fix)."""
 
 

@@ -124,7 +124,7 @@ def test_onnx_export_carries_both_thresholds(heldout_run, tmp_path):
     _, _, class_dir = heldout_run
     cal = _stored(class_dir)["calibration"]
     onnx_path, _ = onnx_backend.export_onnx(class_dir, tmp_path / "m.onnx", dynamic_batch=True)
-    info, _ = onnx_backend.read_sidecar(onnx_path)
+    info, _ = onnx_backend.read_model_description(onnx_path)
     assert info.threshold == pytest.approx(cal["image_threshold"])
     assert info.pixel_threshold == pytest.approx(cal["pixel_threshold"])
 

@@ -8,6 +8,7 @@ import click
 import pytest
 
 import utils
+from errors import UserError
 
 
 def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
@@ -24,7 +25,7 @@ def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
-class UserMistake(ValueError):
+class UserMistake(UserError):
     pass
 
 
@@ -47,13 +48,13 @@ def toy(what: str) -> int:
 @pytest.mark.parametrize("what, code, message", [
     ("ok", 0, None),
     ("code", 3, None),
-    ("user", 2, "error: --what user: first line second line"),
+    ("user", 2, "error: --what user: first line"),
     ("oserror", 2, "error: /somewhere/out.mp4: Permission denied; choose a writable --out"),
     ("nonsense", 2, "error: Invalid value for '--what'"),
     ("interrupt", 130, "interrupted"),
 ])
 def test_run_command_exit_codes_and_one_line_errors(capsys, what, code, message):
-    assert utils.run_command(toy, ["--what", what], (UserMistake,), "choose a writable --out") == code
+    assert utils.run_command(toy, ["--what", what], "choose a writable --out") == code
     err = capsys.readouterr().err.strip().splitlines()
     if message is None:
         assert err == []
@@ -63,7 +64,7 @@ def test_run_command_exit_codes_and_one_line_errors(capsys, what, code, message)
 
 def test_run_command_lets_bugs_keep_their_traceback():
     with pytest.raises(KeyError):
-        utils.run_command(toy, ["--what", "bug"], (UserMistake,))
+        utils.run_command(toy, ["--what", "bug"])
 
 
 def _row(cls: str, value: float, selection: str = "last", epoch: int = 1) -> dict:
@@ -131,3 +132,22 @@ def test_interrupted_results_write_leaves_the_old_table(tmp_path, monkeypatch):
     utils.update_results_csv(path, [_row("mvtec_b", 0.2)])
     assert not list(tmp_path.glob(".results.csv.*.tmp"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.csv", "results.csv.lock"]
+
+
+@click.command()
+@click.option("--count", type=int, default=1, callback=utils.positive)
+@click.option("--fps", type=float, default=None, callback=utils.positive)
+def counted(count: int, fps: float | None) -> None:
+    click.echo(f"{count} {fps}")
+
+
+@pytest.mark.parametrize("args, code, shown", [
+    (["--count", "3", "--fps", "0.5"], 0, "3 0.5"),
+    ([], 0, "1 None"),
+    (["--count", "0"], 2, "error: Invalid value for '--count': must be > 0, got 0"),
+    (["--fps", "-2.5"], 2, "error: Invalid value for '--fps': must be > 0, got -2.5"),
+])
+def test_positive_accepts_numbers_above_zero_and_nothing(capsys, args, code, shown):
+    assert utils.run_command(counted, args) == code
+    out = capsys.readouterr()
+    assert (out.out if code == 0 else out.err).strip() == shown
