@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+import drawing
 import utils
 from inference import runner
 from inference.engine import EngineError, FrameResult, InferenceEngine
@@ -104,7 +105,7 @@ def read_bgr(path: Path) -> np.ndarray | None:
 
 def overlay_panel(frame: np.ndarray, result: FrameResult, threshold: float) -> np.ndarray:
     """BGR panel: original | heatmap overlay (fixed range 0..1) with score and decision, as the video scripts draw."""
-    blended = runner.draw_verdict(runner.overlay(frame, result.anomaly_map, OVERLAY_ALPHA), result, threshold)
+    blended = runner.draw_verdict(drawing.overlay(frame, result.anomaly_map, OVERLAY_ALPHA), result, threshold)
     return np.hstack([frame, blended])
 
 
