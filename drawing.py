@@ -55,12 +55,12 @@ def draw_boxes(
     corners[:, 2:] = np.maximum(corners[:, 2:] - 1, corners[:, :2])
     detections = sv.Detections(xyxy=corners)
     palette = sv.ColorPalette([sv.Color.from_bgr_tuple(tuple(int(v) for v in c)) for c in colours])
-    sv.BoxAnnotator(palette, thickness, sv.ColorLookup.INDEX).annotate(image, detections)
+    sv.BoxAnnotator(color=palette, thickness=thickness, color_lookup=sv.ColorLookup.INDEX).annotate(image, detections)
     if labels is not None:
         sv.LabelAnnotator(
-            palette, sv.ColorLookup.INDEX, text_color=sv.Color.from_bgr_tuple(BLACK), text_scale=text_scale,
-            text_thickness=text_thickness, text_padding=2, smart_position=True,
-        ).annotate(image, detections, list(labels))
+            color=palette, color_lookup=sv.ColorLookup.INDEX, text_color=sv.Color.from_bgr_tuple(BLACK),
+            text_scale=text_scale, text_thickness=text_thickness, text_padding=2, smart_position=True,
+        ).annotate(image, detections, labels=list(labels))
     return image
 
 
