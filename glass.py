@@ -16,6 +16,7 @@ import tqdm
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+import drawing
 import metrics
 import utils
 from errors import first_line
@@ -708,7 +709,8 @@ class GLASS:
         for i, (image, mask, amap) in enumerate(zip(result.images, result.masks, result.maps)):
             name = Path(result.paths[i])
             out = vis_dir / f"{i + 1:03d}_{name.parent.name}_{name.stem}.png"
-            utils.save_visualisation(out, image, mask.astype(np.float32), utils.heatmap(amap, vmin, vmax))
+            heat_rgb = drawing.colorize(amap, vmin, vmax)[..., ::-1]  # BGR -> RGB like the image
+            utils.save_visualisation(out, image, mask.astype(np.float32), heat_rgb)
 
     def _add_time(self, stage: str, seconds: float) -> None:
         """Accumulates wall time per stage (printed by benchmarks/bench_train.py)."""

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 
-import cv2
 import numpy as np
 from scipy import ndimage
 from skimage import measure
@@ -97,33 +96,6 @@ def compute_pro(
     false_positives = negative_hist.sum() - np.cumsum(negative_hist)[:num_thresholds]
     fpr = false_positives / negative_hist.sum()
     return pro_auc(fpr, pro, max_fpr)
-
-
-def compute_pro_reference(
-    masks: np.ndarray,
-    maps: np.ndarray,
-    max_fpr: float = 0.3,
-    num_thresholds: int = 200,
-    dilation: int = GLASS_PRO_DILATION,
-) -> float:
-    """Return the same PRO score by the literal loop over thresholds and regions (slow; for tests)."""
-    maps, masks = _segmentation_inputs(maps, masks)
-    _check_pro_arguments(max_fpr, num_thresholds, dilation)
-    _require_both_classes(masks.ravel(), "PRO masks")
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (dilation, dilation))
-    negatives = ~masks
-    pro_curve, fpr_curve = [], []
-    for threshold in pro_thresholds(maps, num_thresholds):
-        predicted = maps > threshold
-        overlaps = []
-        for prediction, mask in zip(predicted, masks):
-            grown = cv2.dilate(prediction.astype(np.uint8), kernel).astype(bool)
-            for region in measure.regionprops(measure.label(mask, connectivity=2)):
-                rows, cols = region.coords[:, 0], region.coords[:, 1]
-                overlaps.append(grown[rows, cols].sum() / region.area)
-        pro_curve.append(np.mean(overlaps))
-        fpr_curve.append(np.logical_and(predicted, negatives).sum() / negatives.sum())
-    return pro_auc(np.array(fpr_curve), np.array(pro_curve), max_fpr)
 
 
 def pro_thresholds(maps: np.ndarray, num_thresholds: int) -> np.ndarray:

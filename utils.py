@@ -258,13 +258,6 @@ def denormalise(image: torch.Tensor | np.ndarray, mean: Sequence[float], std: Se
     return (np.clip(array.transpose(1, 2, 0), 0, 1) * 255).astype(np.uint8)
 
 
-def heatmap(anomaly_map: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
-    """Anomaly map -> uint8 RGB JET heatmap with a fixed value range."""
-    scaled = np.clip((anomaly_map - vmin) / max(vmax - vmin, 1e-10), 0, 1)
-    coloured = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    return cv2.cvtColor(coloured, cv2.COLOR_BGR2RGB)
-
-
 def save_visualisation(path: str | os.PathLike, image: np.ndarray, mask: np.ndarray, heat: np.ndarray) -> None:
     """Writes image | ground truth | heatmap side by side as a PNG (atomically)."""
     mask_rgb = np.repeat((np.clip(mask, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)

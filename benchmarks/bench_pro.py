@@ -1,4 +1,4 @@
-"""Time metrics.compute_pro against the literal metrics.compute_pro_reference on synthetic data.
+"""Time metrics.compute_pro against the literal loop the tests check it with (tests/pro_reference.py).
 
     python benchmarks/bench_pro.py --images 50 --size 256
 """
@@ -6,15 +6,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 from skimage import draw
 
-from metrics import GLASS_PRO_DILATION, compute_pro, compute_pro_reference
+from metrics import GLASS_PRO_DILATION, compute_pro
+
+REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "pro_reference.py"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ def best_time(function: Callable[[], float], repeats: int) -> tuple[float, float
     return min(times), result
 
 
+def load_reference() -> Callable[..., float]:
+    """The tests' literal PRO loop (tests/pro_reference.py), loaded from its file (tests/ is no package)."""
+    spec = importlib.util.spec_from_file_location("pro_reference", REFERENCE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.compute_pro_reference
+
+
 def run(config: BenchConfig) -> list[tuple[str, float, float]]:
     """Time both implementations; return rows (name, seconds, PRO)."""
     masks, maps = synthetic_set(config)
@@ -69,7 +81,8 @@ def run(config: BenchConfig) -> list[tuple[str, float, float]]:
     rows = [("compute_pro", *best_time(lambda: compute_pro(masks, maps, **kwargs), config.repeats))]
     if not config.skip_reference:
         # The literal version is slow; one call is enough to time it.
-        rows.append(("compute_pro_reference", *best_time(lambda: compute_pro_reference(masks, maps, **kwargs), 1)))
+        reference = load_reference()
+        rows.append(("compute_pro_reference", *best_time(lambda: reference(masks, maps, **kwargs), 1)))
     return rows
 
 

@@ -88,7 +88,7 @@ def train_samples(folder: Path) -> list[Sample]:
     return [Sample(path, GOOD, 0) for path in images]
 
 
-def test_samples(folder: Path) -> list[Sample]:
+def evaluation_samples(folder: Path) -> list[Sample]:
     """Test images of every <class>/test/<type> folder (sorted types), with ground-truth masks for defects."""
     test = folder / "test"
     if not test.is_dir():
@@ -108,4 +108,4 @@ def test_samples(folder: Path) -> list[Sample]:
 def mvtec_samples(root: Path, classname: str, split: str) -> list[Sample]:
     """Samples of one class and split in MVTec layout (DatasetError naming any missing path)."""
     folder = class_folder(root, classname)
-    return train_samples(folder) if split == "train" else test_samples(folder)
+    return train_samples(folder) if split == "train" else evaluation_samples(folder)

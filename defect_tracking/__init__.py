@@ -1,5 +1,4 @@
 """Defect tracking across video frames on a moving surface (ByteTrack + surface motion)."""
-from defect_tracking.fabric_bytetrack import FabricByteTracker, TrackedBox, TrackerConfig, TrackingError
 from defect_tracking.glass_integration import (
     FrameTrack,
     FrameTracks,
@@ -8,16 +7,17 @@ from defect_tracking.glass_integration import (
     draw_tracks,
     track_colour,
 )
-from defect_tracking.motion_estimation import METHODS, FabricMotionEstimator, MotionEstimationError
+from defect_tracking.motion_estimation import METHODS, MotionEstimationError, SurfaceMotionEstimator
+from defect_tracking.surface_bytetrack import SurfaceByteTracker, TrackedBox, TrackerConfig, TrackingError
 
 __all__ = [
     "METHODS",
-    "FabricByteTracker",
-    "FabricMotionEstimator",
     "FrameTrack",
     "FrameTracks",
     "GLASSDefectTracker",
     "MotionEstimationError",
+    "SurfaceByteTracker",
+    "SurfaceMotionEstimator",
     "TrackedBox",
     "TrackedDefectSummary",
     "TrackerConfig",

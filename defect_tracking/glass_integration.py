@@ -4,7 +4,7 @@
 motion from the frame, segments the map into measured defect regions with
 `size_analyzer.DefectSizeAnalyzer`, joins regions closer than the merge gap into one detection
 (`surface.group_regions`: the pieces of a branching crack), uses each detection's maximum map
-score as its confidence, updates `FabricByteTracker`, and keeps per track its life span, scores,
+score as its confidence, updates `SurfaceByteTracker`, and keeps per track its life span, scores,
 largest area, representative frame and its footprint on the surface (`surface.Footprint`).
 `defects()` merges tracks whose footprints lie within the gap into one physical defect each,
 measured on the surface; `report()` is the JSON-ready result; `draw_tracks` annotates a frame.
@@ -19,12 +19,12 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
-import cv2
 import numpy as np
 
+import drawing
 from defect_tracking import surface
-from defect_tracking.fabric_bytetrack import FabricByteTracker, TrackerConfig, TrackingError
-from defect_tracking.motion_estimation import FabricMotionEstimator
+from defect_tracking.motion_estimation import SurfaceMotionEstimator
+from defect_tracking.surface_bytetrack import SurfaceByteTracker, TrackerConfig, TrackingError
 
 LOGGER = logging.getLogger(__name__)
 REGION_HEIGHT = 0.5  # regions measured at half their height above the frame's background (surface.cut_at_height)
@@ -39,7 +39,7 @@ class _SizeAnalyzer(Protocol):
 
     def analyze_defects(self, anomaly_map: np.ndarray, threshold: float = 0.5,
                         use_morphology: bool = True, *, keep_label_map: bool = False) -> Any:
-        """DefectMetrics of one map (bounding_boxes, max_scores, defect_areas_pixels/_physical, label_map)."""
+        """SizeAnalysis of one map (its defects, and the label map when asked)."""
 
     def classify_severity(self, area_physical: float) -> str:
         """Severity of one area in unit^2."""
@@ -65,7 +65,7 @@ class FrameTracks:
     motion: tuple[float, float]  # surface displacement (dx, dy) from the previous frame, px
     new_representative: set[int]  # tracks whose representative frame is now this one
     num_regions: int  # defect regions found in the map (tracked or not yet confirmed)
-    metrics: Any = field(default=None, repr=False, compare=False)  # the frame's DefectMetrics
+    metrics: Any = field(default=None, repr=False, compare=False)  # the frame's size_analyzer.SizeAnalysis
 
 
 @dataclass(frozen=True)
@@ -144,22 +144,22 @@ class _Detections:
 
 def _grouped_detections(metrics: Any, gap_px: float) -> _Detections:
     """The frame's regions with those closer than gap_px joined (union box, max score, summed areas)."""
-    groups = surface.group_regions(metrics.label_map, metrics.num_defects, gap_px)
+    groups = surface.group_regions(metrics.label_map, len(metrics.defects), gap_px)
     count = int(groups.max()) + 1 if groups.size else 0
     boxes = np.zeros((count, 4), np.float64)
     scores = np.full(count, -np.inf)
     areas_px, areas_phys = [0] * count, [0.0] * count
     labels: list[list[int]] = [[] for _ in range(count)]
-    for index, group in enumerate(groups.tolist()):
-        box = np.asarray(metrics.bounding_boxes[index], np.float64)
+    for index, (group, defect) in enumerate(zip(groups.tolist(), metrics.defects)):
+        box = np.asarray(defect.box, np.float64)
         if labels[group]:
             boxes[group, :2] = np.minimum(boxes[group, :2], box[:2])
             boxes[group, 2:] = np.maximum(boxes[group, 2:], box[2:])
         else:
             boxes[group] = box
-        scores[group] = max(scores[group], float(metrics.max_scores[index]))
-        areas_px[group] += int(metrics.defect_areas_pixels[index])
-        areas_phys[group] += float(metrics.defect_areas_physical[index])
+        scores[group] = max(scores[group], float(defect.max_score))
+        areas_px[group] += int(defect.area_px)
+        areas_phys[group] += float(defect.area_physical)
         labels[group].append(index + 1)
     return _Detections(boxes, scores, areas_px, areas_phys, labels)
 
@@ -252,9 +252,9 @@ class GLASSDefectTracker:
         self.use_morphology = bool(use_morphology)
         self.fps = float(fps)
         self.motion_method = motion_method
-        self.estimator = (FabricMotionEstimator(motion_method, motion_downscale)
+        self.estimator = (SurfaceMotionEstimator(motion_method, motion_downscale)
                           if motion_method is not None else None)
-        self.tracker = FabricByteTracker(self.config)
+        self.tracker = SurfaceByteTracker(self.config)
         self.stage_seconds = {"motion": 0.0, "analysis": 0.0, "tracking": 0.0}
         self._states: dict[int, _TrackState] = {}
         self._defects: tuple[int, list[PhysicalDefect]] | None = None  # (frames seen, defects then)
@@ -336,7 +336,7 @@ class GLASSDefectTracker:
         self.stage_seconds["motion"] += measured - analysed
         self.stage_seconds["tracking"] += finished - measured
         return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
-                           new_representative, int(metrics.num_defects), metrics)
+                           new_representative, len(metrics.defects), metrics)
 
     def summaries(self) -> list[TrackedDefectSummary]:
         """One summary per track seen so far with at least min_hits detections, by track id."""
@@ -485,19 +485,11 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
 
 def draw_tracks(frame: np.ndarray, frame_tracks: FrameTracks, unit: str) -> np.ndarray:
     """Copy of the frame with each track's box and 'ID n, score, area unit^2' label."""
-    canvas = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
-    height, width = canvas.shape[:2]
-    font_scale = max(0.35, min(height, width) / 700.0)
+    canvas = drawing.as_bgr(frame)
+    font_scale = max(0.35, min(canvas.shape[:2]) / 700.0)
     thickness = max(1, int(round(font_scale * 2)))
-    for track in frame_tracks.tracks:
-        colour = track_colour(track.track_id)
-        x1, y1, x2, y2 = track.box
-        cv2.rectangle(canvas, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), colour, thickness)
-        label = f"ID {track.track_id} {track.score:.2f} {track.area_physical:.1f} {unit}^2"
-        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        top = y1 - text_h - baseline - 2 if y1 - text_h - baseline - 2 >= 0 else min(y2 + 1, height - text_h - baseline)
-        left = min(max(0, x1), max(0, width - text_w))
-        cv2.rectangle(canvas, (left, top), (left + text_w, top + text_h + baseline), colour, cv2.FILLED)
-        cv2.putText(canvas, label, (left, top + text_h), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    (0, 0, 0), thickness, cv2.LINE_AA)
-    return canvas
+    tracks = frame_tracks.tracks
+    return drawing.draw_boxes(
+        canvas, [track.box for track in tracks], [track_colour(track.track_id) for track in tracks],
+        [f"ID {track.track_id} {track.score:.2f} {track.area_physical:.1f} {unit}^2" for track in tracks],
+        thickness=thickness, text_scale=font_scale, text_thickness=thickness)

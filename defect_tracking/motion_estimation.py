@@ -1,6 +1,6 @@
 """Global surface motion between consecutive frames (conveyor belt, fabric web, sheet metal).
 
-`FabricMotionEstimator.estimate(frame)` returns the displacement (dx, dy) in pixels of the
+`SurfaceMotionEstimator.estimate(frame)` returns the displacement (dx, dy) in pixels of the
 surface content from the previous frame to this one: content at x in the previous frame is at
 x + dx now. Three selectable methods, all OpenCV:
 
@@ -55,7 +55,7 @@ class MotionEstimationError(UserError):
     """A bad motion-estimation setting or frame; the message is one line naming the fix."""
 
 
-class FabricMotionEstimator:
+class SurfaceMotionEstimator:
     """Stateful estimator of the global surface displacement between consecutive frames."""
 
     def __init__(self, method: str = "phase", downscale: int | None = None,

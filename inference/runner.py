@@ -14,9 +14,8 @@ SIGTERM: `docker stop`, systemd) leaves no output file behind, half-written or o
 outright (`kill -9`) leaves its hidden partial video (named with its pid, locked while written); the
 next run into the same folder removes it (`remove_interrupted`) and says so in one line.
 
-It also holds the drawing primitives shared by the renderers. Heatmaps use a FIXED colour scale
-[0, 1] (scores are probabilities): a per-frame min-max stretch would paint the highest patch of a
-perfectly good frame red and make every frame look defective.
+It also draws the frame verdict; the drawing primitives shared by the renderers (heatmap on a
+fixed [0, 1] scale, overlay, text) are in `drawing`.
 """
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ import cv2
 import numpy as np
 import tqdm
 
+import drawing
 import utils
 import video_io
 from errors import UserError
@@ -475,40 +475,13 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
 
-# ---- drawing primitives shared by the renderers ------------------------------------------------
-
-def colorize(anomaly_map: np.ndarray) -> np.ndarray:
-    """Anomaly map -> BGR JET heatmap on the fixed score scale [0, 1] (see module docstring)."""
-    # convertScaleAbs scales by 255 and saturates to uint8 in one pass (maps are >= 0: sigmoid scores).
-    return cv2.applyColorMap(cv2.convertScaleAbs(anomaly_map, alpha=255.0), cv2.COLORMAP_JET)
-
-
-def overlay(frame: np.ndarray, anomaly_map: np.ndarray, intensity: float = 0.5) -> np.ndarray:
-    """The frame with its heatmap blended in (intensity = heatmap weight, 0..1)."""
-    return cv2.addWeighted(frame, 1.0 - intensity, colorize(anomaly_map), intensity, 0.0)
-
-
-def text_scale(image: np.ndarray) -> float:
-    """A font scale readable on the image (grows with the frame, floor for tiny frames)."""
-    return max(0.3, min(image.shape[:2]) / 600.0)
-
-
-def put_text(image: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int],
-             scale: float | None = None) -> None:
-    """Draws text on a black box so it stays legible on any heatmap colour (in place; origin = baseline left)."""
-    scale = text_scale(image) if scale is None else scale
-    thickness = max(1, round(1.5 * scale))
-    (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    x, y = origin
-    cv2.rectangle(image, (x - 2, y - height - 3), (x + width + 2, y + baseline), (0, 0, 0), cv2.FILLED)
-    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
-
+# ---- drawing: the frame verdict (the primitives are in drawing.py) --------------------------------
 
 def draw_verdict(image: np.ndarray, result: FrameResult, threshold: float) -> np.ndarray:
     """Writes 'score S / T' and DEFECT or OK in the top-left corner (in place; returns image)."""
-    scale = text_scale(image)
+    scale = drawing.text_scale(image)
     line = int(32 * scale) + 4
     colour = DEFECT_COLOUR if result.is_defect else OK_COLOUR
-    put_text(image, f"score {result.score:.3f} / {threshold:.3f}", (6, line), (255, 255, 255), scale)
-    put_text(image, "DEFECT" if result.is_defect else "OK", (6, 2 * line), colour, scale)
+    drawing.put_text(image, f"score {result.score:.3f} / {threshold:.3f}", (6, line), (255, 255, 255), scale)
+    drawing.put_text(image, "DEFECT" if result.is_defect else "OK", (6, 2 * line), colour, scale)
     return image

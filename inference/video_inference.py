@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
+import drawing
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
@@ -31,7 +32,7 @@ class OverlayRenderer(runner.BaseRenderer):
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
         """Overlay + 'score S / T' + DEFECT or OK."""
-        return runner.draw_verdict(runner.overlay(frame, result.anomaly_map, self.intensity), result, self.threshold)
+        return runner.draw_verdict(drawing.overlay(frame, result.anomaly_map, self.intensity), result, self.threshold)
 
 
 def make_renderer(engine: InferenceEngine) -> OverlayRenderer:

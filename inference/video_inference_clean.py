@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
+import drawing
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult
@@ -30,7 +31,7 @@ class CleanRenderer(runner.BaseRenderer):
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
         """The blended overlay."""
-        return runner.overlay(frame, result.anomaly_map, self.intensity)
+        return drawing.overlay(frame, result.anomaly_map, self.intensity)
 
 
 @click.command(name="video_inference_clean", help="Heatmap overlay only, no text.")

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
+import drawing
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
@@ -30,9 +31,9 @@ class SideBySideRenderer(runner.BaseRenderer):
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
         """hstack(original, overlay + verdict)."""
-        right = runner.draw_verdict(runner.overlay(frame, result.anomaly_map, self.intensity), result, self.threshold)
+        right = runner.draw_verdict(drawing.overlay(frame, result.anomaly_map, self.intensity), result, self.threshold)
         left = frame.copy()
-        runner.put_text(left, "original", (6, int(32 * runner.text_scale(left)) + 4), (255, 255, 255))
+        drawing.put_text(left, "original", (6, int(32 * drawing.text_scale(left)) + 4), (255, 255, 255))
         return np.hstack([left, right])
 
 

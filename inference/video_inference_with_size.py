@@ -22,11 +22,12 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
+import drawing
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
 from inference.video_inference import OVERLAY_INTENSITY
-from size_analyzer import DefectMetrics, DefectSizeAnalyzer, annotate_image, csv_text
+from size_analyzer import DefectSizeAnalyzer, SizeAnalysis, csv_text, draw_defects, frame_report, summarize_batch
 
 MODE = "size"
 
@@ -41,25 +42,25 @@ class SizeRenderer(runner.BaseRenderer):
         self.threshold = threshold
         self.image_threshold = threshold if image_threshold is None else image_threshold
         self.intensity = intensity
-        self.metrics: list[DefectMetrics] = []
+        self.metrics: list[SizeAnalysis] = []
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
         """Measures the frame's defects and draws them with their areas."""
         metrics = self.analyzer.analyze_defects(result.anomaly_map, self.threshold)
         self.metrics.append(metrics)
-        canvas = annotate_image(runner.overlay(frame, result.anomaly_map, self.intensity), metrics)
+        canvas = draw_defects(drawing.overlay(frame, result.anomaly_map, self.intensity), metrics)
         runner.draw_verdict(canvas, result, self.image_threshold)
-        if metrics.num_defects:
-            scale = runner.text_scale(canvas)
-            area = f"{metrics.total_defect_area_physical:.2f} {metrics.physical_unit}^2"
-            text = f"{metrics.num_defects} defect(s), {area}"
+        if metrics.defects:
+            scale = drawing.text_scale(canvas)
+            area = f"{metrics.total_area_physical:.2f} {metrics.physical_unit}^2"
+            text = f"{len(metrics.defects)} defect(s), {area}"
             # bottom-left: the top-left holds the verdict, and box labels sit above their boxes
-            runner.put_text(canvas, text, (6, canvas.shape[0] - int(12 * scale) - 2), (255, 255, 255), scale)
+            drawing.put_text(canvas, text, (6, canvas.shape[0] - int(12 * scale) - 2), (255, 255, 255), scale)
         return canvas
 
     def summary(self) -> dict[str, Any]:
         """Totals and statistics over all frames (size_analyzer.summarize_batch)."""
-        return self.analyzer.summarize_batch(self.metrics)
+        return summarize_batch(self.metrics, self.analyzer.physical_unit)
 
     def finish(self) -> dict[str, Any]:
         """A one-line size summary for the terminal plus the full statistics."""
@@ -92,7 +93,7 @@ class SizeRenderer(runner.BaseRenderer):
                 "severity_thresholds_mm2": [thresholds.low_below, thresholds.medium_below, thresholds.high_below],
             },
             "summary": self.summary(),
-            "frames": [{"frame_index": i, **m.to_dict()} for i, m in enumerate(self.metrics) if m.num_defects],
+            "frames": [{"frame_index": i, **frame_report(m)} for i, m in enumerate(self.metrics) if m.defects],
         }
 
 

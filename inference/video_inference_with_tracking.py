@@ -39,6 +39,7 @@ import click
 import cv2
 import numpy as np
 
+import drawing
 import model as glass_model
 import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
@@ -112,8 +113,8 @@ def representative_frame(frame: np.ndarray, frame_tracks: FrameTracks, track_id:
     """The original frame with one track's box and 'ID n score area' label, plus its frame number."""
     only = replace(frame_tracks, tracks=[t for t in frame_tracks.tracks if t.track_id == track_id])
     canvas = draw_tracks(frame, only, unit)
-    scale = runner.text_scale(canvas)
-    runner.put_text(canvas, f"frame {frame_tracks.frame_index}", (6, canvas.shape[0] - int(12 * scale) - 2),
+    scale = drawing.text_scale(canvas)
+    drawing.put_text(canvas, f"frame {frame_tracks.frame_index}", (6, canvas.shape[0] - int(12 * scale) - 2),
                     (255, 255, 255), scale)
     return canvas
 
@@ -177,12 +178,12 @@ class TrackingRenderer(runner.BaseRenderer):
         tracks = self.tracker.update(index, frame, result.anomaly_map, flagged=result.is_defect)
         if self.layout.defects_dir is not None:
             self._keep_representatives(frame, tracks, index)
-        canvas = draw_tracks(runner.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
+        canvas = draw_tracks(drawing.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
         runner.draw_verdict(canvas, result, self.engine.threshold)
-        scale = runner.text_scale(canvas)
+        scale = drawing.text_scale(canvas)
         dx, dy = tracks.motion
         status = f"tracks {len(tracks.tracks)} in view, {self.tracker.num_tracks} total | motion {dx:+.1f},{dy:+.1f} px"
-        runner.put_text(canvas, status, (6, canvas.shape[0] - int(12 * scale) - 2), (255, 255, 255), scale)
+        drawing.put_text(canvas, status, (6, canvas.shape[0] - int(12 * scale) - 2), (255, 255, 255), scale)
         return canvas
 
     def finish(self) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+import drawing
 import utils
 from errors import UserError
 from inference import runner
@@ -90,7 +91,7 @@ def read_bgr(path: Path) -> np.ndarray | None:
 
 def overlay_panel(frame: np.ndarray, result: FrameResult, threshold: float) -> np.ndarray:
     """BGR panel: original | heatmap overlay (fixed range 0..1) with score and decision, as the video scripts draw."""
-    blended = runner.draw_verdict(runner.overlay(frame, result.anomaly_map, OVERLAY_ALPHA), result, threshold)
+    blended = runner.draw_verdict(drawing.overlay(frame, result.anomaly_map, OVERLAY_ALPHA), result, threshold)
     return np.hstack([frame, blended])
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import click
 
 from preprocessing.video_sources import (
-    DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, GENERATED_VIDEO_FPS, RESIZE_METHODS, FrameConfig, TestType, class_test_dir,
+    DEFAULT_OUTPUT_DIR, DEFAULT_SIZE, GENERATED_VIDEO_FPS, RESIZE_METHODS, FrameConfig, TypeFolder, class_test_dir,
     dataset_options, ensure_output_folder, format_structure, list_test_types, plan_frame_size, render_video,
     resolve_data_path, run_cli, select_types,
 )
@@ -60,7 +60,7 @@ class DatasetVideoOptions:
         return self.output_dir / self.dataset / self.class_name
 
 
-def plan_videos(opts: DatasetVideoOptions, types: Sequence[TestType]) -> dict[str, list[TestType]]:
+def plan_videos(opts: DatasetVideoOptions, types: Sequence[TypeFolder]) -> dict[str, list[TypeFolder]]:
     """Video file name -> the test types it shows."""
     if opts.separate:
         return {f"{opts.class_name}_{t.name}.mp4": [t] for t in types}

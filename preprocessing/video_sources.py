@@ -82,7 +82,7 @@ class SourceImage:
 
 
 @dataclass(frozen=True)
-class TestType:
+class TypeFolder:
     """One test type folder (good or a defect type) with its images and ground-truth masks."""
 
     name: str
@@ -164,8 +164,8 @@ def _type_order(name: str) -> tuple[int, str]:
     return (name != GOOD, name)
 
 
-def list_test_types(test_dir: Path) -> list[TestType]:
-    """Every non-hidden sub-folder of a test folder as a TestType (good first), masks from ../ground_truth."""
+def list_test_types(test_dir: Path) -> list[TypeFolder]:
+    """Every non-hidden sub-folder of a test folder as a TypeFolder (good first), masks from ../ground_truth."""
     gt_root = test_dir.parent / GROUND_TRUTH_DIR
     types = []
     for folder in sorted((p for p in test_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
@@ -175,11 +175,11 @@ def list_test_types(test_dir: Path) -> list[TestType]:
             SourceImage(path, folder.name, find_ground_truth(gt_folder, path) if folder.name != GOOD else None)
             for path in list_images(folder)
         )
-        types.append(TestType(folder.name, images))
+        types.append(TypeFolder(folder.name, images))
     return types
 
 
-def select_types(types: Sequence[TestType], wanted: Sequence[str], flag: str = "--test_types") -> list[TestType]:
+def select_types(types: Sequence[TypeFolder], wanted: Sequence[str], flag: str = "--test_types") -> list[TypeFolder]:
     """The requested types in the order given (all non-empty ones when none is given); SourceError otherwise."""
     available = [t.name for t in types if t.images]
     if not available:
@@ -188,7 +188,7 @@ def select_types(types: Sequence[TestType], wanted: Sequence[str], flag: str = "
     if not wanted:
         return [t for t in types if t.images]
     by_name = {t.name: t for t in types}
-    chosen: list[TestType] = []
+    chosen: list[TypeFolder] = []
     for name in dict.fromkeys(wanted):  # keeps the user's order, drops repeats
         if name not in by_name:
             raise SourceError(f"{flag} {name}: unknown test type; available: {', '.join(available)}")
@@ -206,7 +206,7 @@ def folder_images(folder: Path) -> list[SourceImage]:
     return [SourceImage(path, folder.name) for path in images]
 
 
-def format_structure(class_name: str, test_dir: Path, types: Sequence[TestType]) -> str:
+def format_structure(class_name: str, test_dir: Path, types: Sequence[TypeFolder]) -> str:
     """Plain-text table of a class's test types: images and ground-truth masks per type."""
     header = f"{'test type':<24}{'images':>8}  ground truth"
     lines = [f"{class_name}: {test_dir}", header, "-" * len(header)]

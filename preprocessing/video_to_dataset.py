@@ -116,7 +116,7 @@ def is_kept(index: int, cfg: VideoDatasetConfig) -> bool:
     return in_range and (index - cfg.start) % cfg.every == 0
 
 
-def test_positions(kept: int, test: int) -> list[int]:
+def held_out_positions(kept: int, test: int) -> list[int]:
     """Positions (0..kept-1) of the `test` held-out frames: the centres of `test` equal parts of the kept frames.
 
     Evenly spaced rather than one contiguous block, so the held-out frames span the whole recording
@@ -190,7 +190,7 @@ def split_frames(staging: Path, kept: list[int], test_fraction: float) -> dict[s
     """Moves the staged frames into train/good and test/good, numbered in source order; returns the
     images of each split as {"image": path relative to the class folder, "frame": source index}."""
     n_train, n_test = split_counts(len(kept), test_fraction)
-    held_out = set(test_positions(len(kept), n_test)) if n_test else set()
+    held_out = set(held_out_positions(len(kept), n_test)) if n_test else set()
     sources = {"train": [src for pos, src in enumerate(kept) if pos not in held_out],
                "test": [src for pos, src in enumerate(kept) if pos in held_out]}
     width = max(3, len(str(max(n_train, n_test) - 1)))  # names sort in frame order

@@ -1,36 +1,33 @@
-"""Defect size analysis: anomaly maps -> defect regions measured in pixels and mm / cm / inch."""
-from size_analyzer.defect_size_analyzer import (
-    CSV_COLUMNS,
+"""Defect size analysis: anomaly maps -> defect regions measured in pixels and mm / cm / inch.
+
+`measure` finds and measures the regions (`DefectSizeAnalyzer` -> `SizeAnalysis` of `Defect`s),
+`report` turns analyses into JSON-ready dicts, CSV text and batch summaries, `draw` draws them.
+"""
+from size_analyzer.draw import SEVERITY_COLOURS_BGR, draw_defects
+from size_analyzer.measure import (
     MM_PER_UNIT,
     SEVERITY_LEVELS,
-    DefectMetrics,
+    Defect,
     DefectSizeAnalyzer,
     SeverityThresholds,
+    SizeAnalysis,
     SizeAnalysisError,
-    annotate_image,
-    csv_text,
-    export_csv,
-    export_json,
-    normalise_unit,
-    read_csv,
-    summarize_batch,
-    to_mm2,
 )
+from size_analyzer.report import CSV_COLUMNS, csv_rows, csv_text, frame_report, summarize_batch
 
 __all__ = [
     "CSV_COLUMNS",
     "MM_PER_UNIT",
+    "SEVERITY_COLOURS_BGR",
     "SEVERITY_LEVELS",
-    "DefectMetrics",
+    "Defect",
     "DefectSizeAnalyzer",
     "SeverityThresholds",
+    "SizeAnalysis",
     "SizeAnalysisError",
-    "annotate_image",
+    "csv_rows",
     "csv_text",
-    "export_csv",
-    "export_json",
-    "normalise_unit",
-    "read_csv",
+    "draw_defects",
+    "frame_report",
     "summarize_batch",
-    "to_mm2",
 ]

@@ -44,21 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'unit':<5} {'defect':>6} {'true px':>8} {'measured px':>11} {'area':>14} {'in mm^2':>9}  severity")
     for unit, mm in MM_PER_UNIT.items():
         analyzer = DefectSizeAnalyzer(pixel_size=args.pixel_size / mm, physical_unit=unit, min_defect_area=10)
-        metrics = analyzer.analyze_defects(anomaly_map, threshold=0.5, use_morphology=False)
-        order = np.argsort([box[0] for box in metrics.bounding_boxes])
-        if metrics.num_defects != len(truth):
-            print(f"{unit}: found {metrics.num_defects} defects, expected {len(truth)}")
+        defects = analyzer.analyze_defects(anomaly_map, threshold=0.5, use_morphology=False).defects
+        if len(defects) != len(truth):
+            print(f"{unit}: found {len(defects)} defects, expected {len(truth)}")
             ok = False
             continue
-        for number, (index, true_px) in enumerate(zip(order, truth), start=1):
-            measured = metrics.defect_areas_pixels[index]
-            area = metrics.defect_areas_physical[index]
+        left_to_right = sorted(defects, key=lambda defect: defect.box[0])
+        for number, (defect, true_px) in enumerate(zip(left_to_right, truth), start=1):
+            measured = defect.area_px
+            area = defect.area_physical
             in_mm2 = area * mm * mm
             ok &= abs(measured - true_px) <= TOLERANCE * true_px
             ok &= abs(in_mm2 - measured * args.pixel_size ** 2) <= 1e-6 * max(in_mm2, 1.0)
             area_text = f"{area:.4f} {unit}^2"
             print(f"{unit:<5} {number:>6} {true_px:>8} {measured:>11} {area_text:>14} {in_mm2:>9.3f}  "
-                  f"{metrics.severities[index]}")
+                  f"{defect.severity}")
     print("OK: areas within 2 % and units consistent" if ok else "FAILED")
     return 0 if ok else 1
 

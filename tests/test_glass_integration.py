@@ -174,14 +174,14 @@ def test_representative_frame_is_the_largest_area_then_highest_score() -> None:
         new_representative.append(tracker.update(index * 2, frame, anomaly_map).new_representative)
     assert new_representative == [set(), {1}, {1}, {1}, {1}, set()]
     (summary,) = tracker.summaries()
-    largest = analyzer.analyze_defects(anomaly_map, 0.5)
+    largest = analyzer.analyze_defects(anomaly_map, 0.5).defects[0]
     assert summary.representative_frame == 8 and summary.max_score == pytest.approx(0.95)
     assert summary.first_frame == 0 and summary.last_frame == 10 and summary.hits == 6
     assert summary.duration_frames == 11 and summary.duration_seconds == pytest.approx(1.1)
     assert summary.mean_score == pytest.approx(np.mean([0.8, 0.95, 0.9, 0.95, 0.6]))
-    assert summary.max_area_pixels == largest.defect_areas_pixels[0]
-    assert summary.bbox == largest.bounding_boxes[0]
-    assert summary.max_area_physical == pytest.approx(largest.defect_areas_pixels[0] * 0.25)
+    assert summary.max_area_pixels == largest.area_px
+    assert summary.bbox == largest.box
+    assert summary.max_area_physical == pytest.approx(largest.area_px * 0.25)
 
 
 def test_draw_tracks_labels_each_box() -> None:

@@ -1,4 +1,4 @@
-"""FabricMotionEstimator: known shifts of real texture photos, every method, errors."""
+"""SurfaceMotionEstimator: known shifts of real texture photos, every method, errors."""
 from __future__ import annotations
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from defect_tracking.motion_estimation import METHODS, FabricMotionEstimator, MotionEstimationError
+from defect_tracking.motion_estimation import METHODS, SurfaceMotionEstimator, MotionEstimationError
 
 
 def texture_strip(name: str = "gravel", tiles: int = 6) -> np.ndarray:
@@ -32,7 +32,7 @@ def moving_frames(strip: np.ndarray, velocity: tuple[float, float], count: int, 
 
 def estimates(method: str, frames: list[np.ndarray], **kwargs: int) -> np.ndarray:
     """(count-1, 2) estimates after the first frame; asserts the first one is (0, 0)."""
-    estimator = FabricMotionEstimator(method, **kwargs)
+    estimator = SurfaceMotionEstimator(method, **kwargs)
     values = [estimator.estimate(frame) for frame in frames]
     assert values[0] == (0.0, 0.0)
     assert estimator.unreliable_count == 0 and estimator.reliable
@@ -67,10 +67,10 @@ def test_downscale_scales_back_to_frame_pixels() -> None:
 
 
 def test_auto_downscale_and_gray_input() -> None:
-    estimator = FabricMotionEstimator("flow")
+    estimator = SurfaceMotionEstimator("flow")
     assert estimator.factor_for((128, 128)) == 2
-    assert FabricMotionEstimator("phase").factor_for((256, 256)) == 1
-    assert FabricMotionEstimator("phase").factor_for((1080, 1920)) == 8
+    assert SurfaceMotionEstimator("phase").factor_for((256, 256)) == 1
+    assert SurfaceMotionEstimator("phase").factor_for((1080, 1920)) == 8
     frames = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in moving_frames(texture_strip(), (-5.0, 0.0), 6)]
     values = estimates("phase", frames)
     assert np.abs(values - (-5.0, 0.0)).max() <= 0.5
@@ -78,7 +78,7 @@ def test_auto_downscale_and_gray_input() -> None:
 
 def test_reset_starts_over_and_same_input_same_output() -> None:
     frames = moving_frames(texture_strip(), (-9.0, 1.0), count=8)
-    estimator = FabricMotionEstimator("template")
+    estimator = SurfaceMotionEstimator("template")
     first = [estimator.estimate(frame) for frame in frames]
     estimator.reset()
     second = [estimator.estimate(frame) for frame in frames]
@@ -92,9 +92,9 @@ def test_stored_frame_is_not_altered_between_calls(method: str) -> None:
     # must not be changed by the estimate it took part in, so the estimate (f1 -> f2) is the
     # same whether or not f1 was first compared with f0.
     frames = moving_frames(texture_strip(), (-4.0, 1.0), count=3)
-    chained = FabricMotionEstimator(method)
+    chained = SurfaceMotionEstimator(method)
     chained_values = [chained.estimate(frame) for frame in frames]
-    fresh = FabricMotionEstimator(method)
+    fresh = SurfaceMotionEstimator(method)
     fresh_values = [fresh.estimate(frame) for frame in frames[1:]]
     assert chained_values[2] == fresh_values[1]
 
@@ -104,7 +104,7 @@ def test_flat_or_unrelated_frames_keep_the_last_reliable_motion(method: str) -> 
     frames = moving_frames(texture_strip(), (-7.0, 0.0), count=8)
     flat = np.full_like(frames[0], 120)
     unrelated = moving_frames(texture_strip("grass"), (0.0, 0.0), count=1, seed=5)[0]
-    estimator = FabricMotionEstimator(method)
+    estimator = SurfaceMotionEstimator(method)
     values = [estimator.estimate(frame) for frame in frames[:4]]
     assert estimator.reliable and estimator.confidence >= 0.5
     last = values[-1]
@@ -125,12 +125,12 @@ def test_flat_or_unrelated_frames_keep_the_last_reliable_motion(method: str) -> 
 ])
 def test_bad_settings_raise_one_line(kwargs: dict, fragment: str) -> None:
     with pytest.raises(MotionEstimationError, match=fragment) as error:
-        FabricMotionEstimator(**kwargs)
+        SurfaceMotionEstimator(**kwargs)
     assert isinstance(error.value, ValueError) and "\n" not in str(error.value)
 
 
 def test_bad_frames_raise_one_line() -> None:
-    estimator = FabricMotionEstimator("phase")
+    estimator = SurfaceMotionEstimator("phase")
     with pytest.raises(MotionEstimationError, match="shape"):
         estimator.estimate(np.zeros((32, 32, 2), np.uint8))
     with pytest.raises(MotionEstimationError, match="non-empty"):
@@ -139,11 +139,11 @@ def test_bad_frames_raise_one_line() -> None:
     with pytest.raises(MotionEstimationError, match="frame size changed from 64x64 to 48x64"):
         estimator.estimate(np.zeros((64, 48, 3), np.uint8))
     with pytest.raises(MotionEstimationError, match="smaller than 16 px"):
-        FabricMotionEstimator("phase", downscale=8).estimate(np.zeros((64, 64), np.uint8))
+        SurfaceMotionEstimator("phase", downscale=8).estimate(np.zeros((64, 64), np.uint8))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.int32, np.bool_])
 def test_unsupported_frame_dtype_is_a_one_line_error(dtype) -> None:
     frame = np.zeros((32, 32, 3), dtype)
     with pytest.raises(MotionEstimationError, match=f"dtype {np.dtype(dtype)}"):
-        FabricMotionEstimator("flow").estimate(frame)
+        SurfaceMotionEstimator("flow").estimate(frame)

@@ -24,19 +24,19 @@ def anomaly_maps(draw: st.DrawFn) -> np.ndarray:
 @given(anomaly_maps(), st.floats(0.0, 1.0), st.booleans(), st.integers(0, 6))
 def test_size_analyzer_regions_are_consistent_on_any_map(amap, threshold, morphology, min_area):
     analyzer = DefectSizeAnalyzer(pixel_size=0.5, physical_unit="mm", min_defect_area=min_area)
-    metrics = analyzer.analyze_defects(amap, threshold, morphology, keep_label_map=True)
+    result = analyzer.analyze_defects(amap, threshold, morphology, keep_label_map=True)
     height, width = amap.shape
-    assert metrics.num_defects == len(metrics.bounding_boxes) == len(metrics.defect_areas_pixels)
-    assert metrics.label_map.shape == amap.shape
-    assert metrics.total_defect_area_pixels == int((metrics.label_map > 0).sum()) <= height * width
-    for index, (x1, y1, x2, y2) in enumerate(metrics.bounding_boxes):
-        region = metrics.label_map == index + 1
+    assert result.label_map.shape == amap.shape
+    assert result.total_area_px == int((result.label_map > 0).sum()) <= height * width
+    for index, defect in enumerate(result.defects):
+        x1, y1, x2, y2 = defect.box
+        region = result.label_map == index + 1
         assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
-        assert int(region.sum()) == metrics.defect_areas_pixels[index] >= max(min_area, 1)
-        assert metrics.defect_areas_physical[index] == np.float64(metrics.defect_areas_pixels[index]) * 0.25
+        assert int(region.sum()) == defect.area_px >= max(min_area, 1)
+        assert defect.area_physical == np.float64(defect.area_px) * 0.25
         assert region[y1:y2, x1:x2].sum() == region.sum()  # the box holds the whole region
-        assert np.isclose(metrics.max_scores[index], amap[region].max())
-    areas = metrics.defect_areas_pixels
+        assert np.isclose(defect.max_score, amap[region].max())
+    areas = [defect.area_px for defect in result.defects]
     assert areas == sorted(areas, reverse=True)
 
 

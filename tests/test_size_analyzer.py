@@ -1,6 +1,8 @@
-"""Tests of size_analyzer: known-answer geometry, units, severity, batch, export round trips, errors."""
+"""Tests of size_analyzer: known-answer geometry, units, severity, batch summary, JSON/CSV, drawing, errors."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 
@@ -10,24 +12,36 @@ import pytest
 
 from size_analyzer import (
     CSV_COLUMNS,
-    DefectMetrics,
+    MM_PER_UNIT,
+    SEVERITY_COLOURS_BGR,
+    Defect,
     DefectSizeAnalyzer,
     SeverityThresholds,
+    SizeAnalysis,
     SizeAnalysisError,
-    annotate_image,
-    export_csv,
-    export_json,
-    read_csv,
+    csv_rows,
+    csv_text,
+    draw_defects,
+    frame_report,
     summarize_batch,
-    to_mm2,
 )
-from size_analyzer.defect_size_analyzer import _foreground_windows
+from size_analyzer.measure import _foreground_windows
 
 
 def disc_mask(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
     """Boolean disc: pixels whose centre lies within radius of centre (x, y)."""
     yy, xx = np.mgrid[: shape[0], : shape[1]]
     return (xx - centre[0]) ** 2 + (yy - centre[1]) ** 2 <= radius**2
+
+
+def areas(result: SizeAnalysis) -> list[int]:
+    """Pixel areas of the defects, in result order."""
+    return [d.area_px for d in result.defects]
+
+
+def boxes_of(result: SizeAnalysis) -> list[tuple[int, int, int, int]]:
+    """Boxes of the defects, in result order."""
+    return [d.box for d in result.defects]
 
 
 def rect_map(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], value: float = 1.0) -> np.ndarray:
@@ -40,19 +54,17 @@ def rect_map(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], val
 
 def test_rectangle_known_answers_without_morphology() -> None:
     analyzer = DefectSizeAnalyzer(pixel_size=0.5, physical_unit="mm", min_defect_area=1)
-    metrics = analyzer.analyze_defects(rect_map((60, 80), [(10, 20, 40, 30)]), threshold=0.5, use_morphology=False)
-    assert metrics.num_defects == 1
-    assert metrics.defect_areas_pixels == [300]
-    assert metrics.defect_areas_physical == pytest.approx([75.0])
-    assert metrics.bounding_boxes == [(10, 20, 40, 30)]
-    assert metrics.centroids[0] == pytest.approx((24.5, 24.5))
-    assert metrics.equivalent_diameters_pixels[0] == pytest.approx(math.sqrt(4 * 300 / math.pi))
-    assert metrics.equivalent_diameters_physical[0] == pytest.approx(0.5 * math.sqrt(4 * 300 / math.pi))
-    assert metrics.total_defect_area_pixels == 300
-    assert metrics.total_defect_area_physical == pytest.approx(75.0)
-    assert metrics.std_defect_area_physical == 0.0
-    assert metrics.image_shape == (60, 80)
-    assert metrics.physical_unit == "mm" and metrics.pixel_size == 0.5
+    result = analyzer.analyze_defects(rect_map((60, 80), [(10, 20, 40, 30)]), threshold=0.5, use_morphology=False)
+    diameter = math.sqrt(4 * 300 / math.pi)
+    assert result.defects == [Defect(
+        area_px=300, area_physical=75.0, box=(10, 20, 40, 30), centroid=(24.5, 24.5),
+        equivalent_diameter_px=pytest.approx(diameter), equivalent_diameter_physical=pytest.approx(0.5 * diameter),
+        max_score=1.0, mean_score=1.0, severity="high")]
+    assert result.total_area_px == 300
+    assert result.total_area_physical == pytest.approx(75.0)
+    assert frame_report(result)["std_defect_area_physical"] == 0.0
+    assert result.image_shape == (60, 80)
+    assert result.physical_unit == "mm" and result.pixel_size == 0.5
 
 
 def test_disc_with_morphology_keeps_area_centroid_and_diameter() -> None:
@@ -61,62 +73,61 @@ def test_disc_with_morphology_keeps_area_centroid_and_diameter() -> None:
     anomaly_map = disc.astype(np.float32)
     analyzer = DefectSizeAnalyzer(pixel_size=1.0, min_defect_area=10)
     plain = analyzer.analyze_defects(anomaly_map, use_morphology=False)
-    assert plain.defect_areas_pixels == [int(disc.sum())]
-    smoothed = analyzer.analyze_defects(anomaly_map, use_morphology=True)
-    assert smoothed.num_defects == 1
-    assert smoothed.defect_areas_pixels[0] == pytest.approx(disc.sum(), rel=0.03)
-    assert smoothed.centroids[0] == pytest.approx((40.0, 55.0), abs=0.05)
-    assert smoothed.equivalent_diameters_pixels[0] == pytest.approx(2 * radius, rel=0.03)
-    assert smoothed.bounding_boxes[0] == (40 - radius, 55 - radius, 40 + radius + 1, 55 + radius + 1)
+    assert areas(plain) == [int(disc.sum())]
+    [smoothed] = analyzer.analyze_defects(anomaly_map, use_morphology=True).defects
+    assert smoothed.area_px == pytest.approx(disc.sum(), rel=0.03)
+    assert smoothed.centroid == pytest.approx((40.0, 55.0), abs=0.05)
+    assert smoothed.equivalent_diameter_px == pytest.approx(2 * radius, rel=0.03)
+    assert smoothed.box == (40 - radius, 55 - radius, 40 + radius + 1, 55 + radius + 1)
 
 
 def test_rectangle_with_morphology_loses_only_corners() -> None:
     analyzer = DefectSizeAnalyzer(min_defect_area=1)
-    metrics = analyzer.analyze_defects(rect_map((50, 50), [(5, 5, 35, 15)]))
+    result = analyzer.analyze_defects(rect_map((50, 50), [(5, 5, 35, 15)]))
     # The 3x3 elliptical (cross) kernel's opening removes the 4 corner pixels of a rectangle.
-    assert metrics.defect_areas_pixels == [300 - 4]
-    assert metrics.bounding_boxes == [(5, 5, 35, 15)]
+    assert areas(result) == [300 - 4]
+    assert boxes_of(result) == [(5, 5, 35, 15)]
 
 
 def test_several_defects_ordered_by_descending_area() -> None:
     boxes = [(2, 2, 6, 6), (20, 30, 40, 40), (50, 5, 60, 20)]  # areas 16, 200, 150
-    metrics = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(rect_map((64, 64), boxes), use_morphology=False)
-    assert metrics.num_defects == 3
-    assert metrics.defect_areas_pixels == [200, 150, 16]
-    assert metrics.bounding_boxes == [boxes[1], boxes[2], boxes[0]]
-    assert metrics.median_defect_area_physical == 150.0
-    assert metrics.mean_defect_area_physical == pytest.approx(366 / 3)
-    assert metrics.std_defect_area_physical == pytest.approx(np.std([200, 150, 16]))
-    assert metrics.largest_defect_area_physical == 200.0
+    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(rect_map((64, 64), boxes), use_morphology=False)
+    assert areas(result) == [200, 150, 16]
+    assert boxes_of(result) == [boxes[1], boxes[2], boxes[0]]
+    report = frame_report(result)
+    assert report["num_defects"] == 3
+    assert report["median_defect_area_physical"] == 150.0
+    assert report["mean_defect_area_physical"] == pytest.approx(366 / 3)
+    assert report["std_defect_area_physical"] == pytest.approx(np.std([200, 150, 16]))
 
 
 def test_eight_connectivity_joins_diagonal_neighbours() -> None:
     anomaly_map = np.zeros((20, 20), np.float32)
     anomaly_map[5:10, 5:10] = 1.0
     anomaly_map[10:15, 10:15] = 1.0  # touches the first square at one corner only
-    metrics = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(anomaly_map, use_morphology=False)
-    assert metrics.num_defects == 1 and metrics.defect_areas_pixels == [50]
+    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(anomaly_map, use_morphology=False)
+    assert areas(result) == [50]
 
 
 def test_min_defect_area_filters_small_regions_boundary_included() -> None:
     anomaly_map = rect_map((40, 40), [(2, 2, 5, 5), (20, 20, 30, 30)])  # 9 px and 100 px
     kept = DefectSizeAnalyzer(min_defect_area=9).analyze_defects(anomaly_map, use_morphology=False)
-    assert kept.defect_areas_pixels == [100, 9]
+    assert areas(kept) == [100, 9]
     dropped = DefectSizeAnalyzer(min_defect_area=10).analyze_defects(anomaly_map, use_morphology=False)
-    assert dropped.defect_areas_pixels == [100]
+    assert areas(dropped) == [100]
     none = DefectSizeAnalyzer(min_defect_area=101).analyze_defects(anomaly_map, use_morphology=False)
-    assert none.num_defects == 0
+    assert none.defects == []
 
 
 def test_threshold_is_inclusive_and_scores_are_per_region() -> None:
     anomaly_map = np.zeros((30, 30), np.float32)
     anomaly_map[5:10, 5:15] = np.linspace(0.5, 0.9, 10, dtype=np.float32)[None, :]
     anomaly_map[20:25, 20:25] = 0.49
-    metrics = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(anomaly_map, threshold=0.5, use_morphology=False)
-    assert metrics.num_defects == 1
-    assert metrics.max_scores[0] == pytest.approx(0.9)
-    assert metrics.mean_scores[0] == pytest.approx(0.7)
-    assert metrics.threshold == 0.5
+    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(anomaly_map, threshold=0.5, use_morphology=False)
+    [defect] = result.defects
+    assert defect.max_score == pytest.approx(0.9)
+    assert defect.mean_score == pytest.approx(0.7)
+    assert result.threshold == 0.5
 
 
 def test_morphology_removes_specks_and_fills_pinholes() -> None:
@@ -126,10 +137,9 @@ def test_morphology_removes_specks_and_fills_pinholes() -> None:
     for x, y in specks:
         anomaly_map[y, x] = 1.0
     raw = DefectSizeAnalyzer(min_defect_area=0).analyze_defects(anomaly_map, use_morphology=False)
-    assert raw.num_defects == 4 and raw.defect_areas_pixels[0] == 899
+    assert areas(raw) == [899, 1, 1, 1]
     clean = DefectSizeAnalyzer(min_defect_area=0).analyze_defects(anomaly_map, use_morphology=True)
-    assert clean.num_defects == 1
-    assert clean.defect_areas_pixels == [900 - 4]
+    assert areas(clean) == [900 - 4]
 
 
 def test_cropped_processing_equals_whole_map_reference() -> None:
@@ -142,18 +152,17 @@ def test_cropped_processing_equals_whole_map_reference() -> None:
         for threshold in (0.55, 0.8):
             mask = (anomaly_map >= threshold).astype(np.uint8)
             expected = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel), cv2.MORPH_CLOSE, kernel)
-            np.testing.assert_array_equal(analyzer.defect_mask(anomaly_map, threshold), expected)
-            metrics = analyzer.analyze_defects(anomaly_map, threshold, keep_label_map=True)
-            assert metrics.total_defect_area_pixels == int(expected.sum())
-            np.testing.assert_array_equal(metrics.label_map > 0, expected > 0)
-            for i, (x1, y1, x2, y2) in enumerate(metrics.bounding_boxes):
-                region = metrics.label_map == i + 1
-                assert int(region.sum()) == metrics.defect_areas_pixels[i]
+            result = analyzer.analyze_defects(anomaly_map, threshold, keep_label_map=True)
+            assert result.total_area_px == int(expected.sum())
+            np.testing.assert_array_equal(result.label_map > 0, expected > 0)
+            for i, defect in enumerate(result.defects):
+                region = result.label_map == i + 1
+                assert int(region.sum()) == defect.area_px
                 ys, xs = np.nonzero(region)
-                assert (x1, y1, x2, y2) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-                assert metrics.centroids[i] == pytest.approx((xs.mean(), ys.mean()))
-                assert metrics.max_scores[i] == pytest.approx(float(anomaly_map[region].max()))
-                assert metrics.mean_scores[i] == pytest.approx(float(anomaly_map[region].mean()), rel=1e-6)
+                assert defect.box == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+                assert defect.centroid == pytest.approx((xs.mean(), ys.mean()))
+                assert defect.max_score == pytest.approx(float(anomaly_map[region].max()))
+                assert defect.mean_score == pytest.approx(float(anomaly_map[region].mean()), rel=1e-6)
 
 
 def reference_areas(anomaly_map: np.ndarray, threshold: float, use_morphology: bool, kernel_size: int = 3) -> list:
@@ -175,9 +184,9 @@ def test_windowing_matches_whole_map_for_every_gap(kernel_size: int, use_morphol
         boxes = [(0, 0, 8, 8), (20, 20, 30, 30), (30 + gap, 20, 40 + gap, 30), (20, 30 + gap, 30, 40 + gap)]
         anomaly_map = rect_map((64, 64), boxes)
         anomaly_map[22, 32 + gap] = 0.0  # a pinhole that closing fills
-        metrics = analyzer.analyze_defects(anomaly_map, 0.5, use_morphology, keep_label_map=True)
-        assert metrics.defect_areas_pixels == reference_areas(anomaly_map, 0.5, use_morphology, kernel_size), gap
-        assert [int((metrics.label_map == i + 1).sum()) for i in range(metrics.num_defects)] == metrics.defect_areas_pixels
+        result = analyzer.analyze_defects(anomaly_map, 0.5, use_morphology, keep_label_map=True)
+        assert areas(result) == reference_areas(anomaly_map, 0.5, use_morphology, kernel_size), gap
+        assert [int((result.label_map == i + 1).sum()) for i in range(len(result.defects))] == areas(result)
 
 
 def test_many_clusters_fall_back_to_one_window() -> None:
@@ -185,23 +194,24 @@ def test_many_clusters_fall_back_to_one_window() -> None:
     anomaly_map[5:200:10, 5:200:10] = 1.0  # 400 isolated pixels
     anomaly_map[55:58, 55:58] = 1.0  # grows one of them to 9 px
     assert len(_foreground_windows(anomaly_map.astype(np.uint8), 0)) == 1
-    metrics = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(anomaly_map, use_morphology=False)
-    assert metrics.num_defects == 400
-    assert metrics.defect_areas_pixels[0] == 9
-    assert metrics.defect_areas_pixels == reference_areas(anomaly_map, 0.5, False)
-    assert metrics.bounding_boxes[1] == (5, 5, 6, 6)  # equal areas: top then left first
-    assert metrics.bounding_boxes[2] == (15, 5, 16, 6)
+    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(anomaly_map, use_morphology=False)
+    assert len(result.defects) == 400
+    assert result.defects[0].area_px == 9
+    assert areas(result) == reference_areas(anomaly_map, 0.5, False)
+    assert result.defects[1].box == (5, 5, 6, 6)  # equal areas: top then left first
+    assert result.defects[2].box == (15, 5, 16, 6)
 
 
 def test_no_defects_gives_zero_statistics_and_strict_json() -> None:
-    metrics = DefectSizeAnalyzer().analyze_defects(np.zeros((32, 32), np.float32))
-    assert metrics.num_defects == 0
-    assert metrics.defect_areas_physical == [] and metrics.severities == []
-    assert metrics.mean_defect_area_physical == 0.0
-    assert metrics.median_defect_area_physical == 0.0
-    assert metrics.std_defect_area_physical == 0.0
-    assert metrics.largest_defect_area_physical == 0.0
-    json.dumps(metrics.to_dict(), allow_nan=False)
+    result = DefectSizeAnalyzer().analyze_defects(np.zeros((32, 32), np.float32))
+    assert result.defects == [] and result.total_area_px == 0 and result.total_area_physical == 0.0
+    report = frame_report(result)
+    assert report["num_defects"] == 0
+    assert report["defect_areas_physical"] == [] and report["severities"] == []
+    assert report["mean_defect_area_physical"] == 0.0
+    assert report["median_defect_area_physical"] == 0.0
+    assert report["std_defect_area_physical"] == 0.0
+    json.dumps(report, allow_nan=False)
 
 
 @pytest.mark.parametrize(
@@ -210,18 +220,18 @@ def test_no_defects_gives_zero_statistics_and_strict_json() -> None:
 )
 def test_units_give_same_physical_defect(unit: str, pixel_size: float, to_mm: float) -> None:
     anomaly_map = rect_map((64, 64), [(10, 10, 30, 40)])  # 600 px = 6 mm^2 at 0.1 mm/px
-    metrics = DefectSizeAnalyzer(pixel_size, unit).analyze_defects(anomaly_map, use_morphology=False)
-    assert metrics.physical_unit == ("inch" if unit == "in" else unit)
-    assert metrics.defect_areas_physical[0] * to_mm**2 == pytest.approx(6.0)
-    assert to_mm2(metrics.defect_areas_physical[0], unit) == pytest.approx(6.0)
-    assert metrics.equivalent_diameters_physical[0] * to_mm == pytest.approx(0.1 * math.sqrt(4 * 600 / math.pi))
-    assert metrics.severities == ["medium"]
+    result = DefectSizeAnalyzer(pixel_size, unit).analyze_defects(anomaly_map, use_morphology=False)
+    assert result.physical_unit == ("inch" if unit == "in" else unit)
+    [defect] = result.defects
+    assert defect.area_physical * to_mm**2 == pytest.approx(6.0)
+    assert defect.equivalent_diameter_physical * to_mm == pytest.approx(0.1 * math.sqrt(4 * 600 / math.pi))
+    assert defect.severity == "medium"
 
 
 def test_unit_conversion_factors() -> None:
-    assert to_mm2(1.0, "cm") == pytest.approx(100.0)
-    assert to_mm2(1.0, "inch") == pytest.approx(645.16)
-    assert to_mm2(2.0, "MM") == 2.0
+    assert MM_PER_UNIT == {"mm": 1.0, "cm": 10.0, "inch": 25.4}
+    assert DefectSizeAnalyzer(physical_unit="inch").area_to_mm2 == pytest.approx(645.16)
+    assert DefectSizeAnalyzer(physical_unit=" CM ").physical_unit == "cm"
 
 
 @pytest.mark.parametrize(
@@ -231,9 +241,8 @@ def test_unit_conversion_factors() -> None:
 def test_severity_boundaries_in_every_unit(pixels: int, expected: str, unit: str, pixel_size: float) -> None:
     anomaly_map = np.zeros((100, 100), np.float32)
     anomaly_map.ravel()[:pixels] = 1.0  # whole rows then a partial row: one 8-connected region
-    metrics = DefectSizeAnalyzer(pixel_size, unit, min_defect_area=1).analyze_defects(anomaly_map, use_morphology=False)
-    assert metrics.defect_areas_pixels == [pixels]
-    assert metrics.severities == [expected]
+    result = DefectSizeAnalyzer(pixel_size, unit, min_defect_area=1).analyze_defects(anomaly_map, use_morphology=False)
+    assert [(d.area_px, d.severity) for d in result.defects] == [(pixels, expected)]
 
 
 @pytest.mark.parametrize(
@@ -244,9 +253,9 @@ def test_severity_boundary_survives_float_round_off(unit: str, pixel_size: float
     anomaly_map = np.zeros((100, 100), np.float32)
     anomaly_map.ravel()[:pixels] = 1.0
     analyzer = DefectSizeAnalyzer(pixel_size, unit, min_defect_area=1, severity_thresholds_mm2=(1.0, area_mm2, 1000.0))
-    metrics = analyzer.analyze_defects(anomaly_map, use_morphology=False)
-    assert to_mm2(metrics.defect_areas_physical[0], unit) < area_mm2  # the round-off really happens
-    assert metrics.severities == ["high"]
+    [defect] = analyzer.analyze_defects(anomaly_map, use_morphology=False).defects
+    assert defect.area_physical * analyzer.area_to_mm2 < area_mm2  # the round-off really happens
+    assert defect.severity == "high"
 
 
 def test_default_and_custom_severity_thresholds() -> None:
@@ -269,11 +278,7 @@ def test_batch_and_summary() -> None:
         rect_map((40, 40), [(0, 0, 4, 4), (20, 20, 40, 35)]),
     ])
     analyzer = DefectSizeAnalyzer(pixel_size=0.1, min_defect_area=1)
-    batch = analyzer.analyze_batch(frames, threshold=0.5, use_morphology=False)
-    assert batch == [analyzer.analyze_defects(f, 0.5, False) for f in frames]
-    assert analyzer.analyze_batch(iter(list(frames)), 0.5, False) == batch
-    with pytest.raises(SizeAnalysisError, match="analyze_defects"):
-        analyzer.analyze_batch(frames[0])
+    batch = [analyzer.analyze_defects(f, 0.5, False) for f in frames]
     summary = summarize_batch(batch)
     assert summary["frames_analysed"] == 3
     assert summary["frames_with_defects"] == 2
@@ -287,7 +292,7 @@ def test_batch_and_summary() -> None:
     assert summary["severity_counts"] == {"low": 1, "medium": 2, "high": 0, "critical": 0}
     assert summary["physical_unit"] == "mm"
     json.dumps(summary, allow_nan=False)
-    empty = analyzer.summarize_batch([])
+    empty = summarize_batch([], analyzer.physical_unit)
     assert empty["frames_analysed"] == 0 and empty["total_defects"] == 0 and empty["physical_unit"] == "mm"
     assert empty["std_defect_area_physical"] == 0.0
 
@@ -299,68 +304,90 @@ def test_summary_rejects_mixed_units() -> None:
         summarize_batch([one, two])
 
 
-def test_json_round_trip_single_and_batch(tmp_path) -> None:
-    analyzer = DefectSizeAnalyzer(pixel_size=0.25, physical_unit="cm", min_defect_area=1)
-    disc = disc_mask((50, 50), (20, 25), 7).astype(np.float32) * 0.8
-    single = analyzer.analyze_defects(disc)
-    path = tmp_path / "out" / "single.json"
-    export_json(single, path)
-    loaded = json.loads(path.read_text())
-    assert loaded == json.loads(json.dumps(single.to_dict()))
-    assert DefectMetrics.from_dict(loaded) == single
-    batch = analyzer.analyze_batch([disc, np.zeros((50, 50))])
-    analyzer.export_json(batch, tmp_path / "batch.json")
-    data = json.loads((tmp_path / "batch.json").read_text())
-    assert [f["frame_index"] for f in data["frames"]] == [0, 1]
-    assert [DefectMetrics.from_dict(f) for f in data["frames"]] == batch
-    assert data["summary"] == summarize_batch(batch)
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["batch.json", "out", "single.json"]  # no temp files left
+def test_frame_report_known_answers_and_layout() -> None:
+    analyzer = DefectSizeAnalyzer(pixel_size=0.5, physical_unit="cm", min_defect_area=1)
+    result = analyzer.analyze_defects(rect_map((10, 12), [(2, 3, 6, 5)], 0.8), use_morphology=False)
+    diameter = math.sqrt(4 * 8 / math.pi)
+    report = frame_report(result)
+    assert report == {
+        "num_defects": 1,
+        "defect_areas_pixels": [8],
+        "defect_areas_physical": [2.0],
+        "bounding_boxes": [[2, 3, 6, 5]],
+        "centroids": [[3.5, 3.5]],
+        "equivalent_diameters_pixels": [pytest.approx(diameter)],
+        "equivalent_diameters_physical": [pytest.approx(0.5 * diameter)],
+        "max_scores": [pytest.approx(0.8)],
+        "mean_scores": [pytest.approx(0.8)],
+        "severities": ["critical"],  # 2 cm^2 = 200 mm^2
+        "total_defect_area_pixels": 8,
+        "total_defect_area_physical": 2.0,
+        "mean_defect_area_physical": 2.0,
+        "median_defect_area_physical": 2.0,
+        "std_defect_area_physical": 0.0,
+        "pixel_size": 0.5,
+        "physical_unit": "cm",
+        "threshold": 0.5,
+        "image_shape": [10, 12],
+        "severity_counts": {"low": 0, "medium": 0, "high": 0, "critical": 1},
+    }
+    assert list(report)[:3] == ["num_defects", "defect_areas_pixels", "defect_areas_physical"]  # the JSON's order
+    json.dumps(report, allow_nan=False)
 
 
-def test_csv_round_trip(tmp_path) -> None:
+def test_csv_rows_known_answers() -> None:
     analyzer = DefectSizeAnalyzer(pixel_size=0.1, min_defect_area=1)
-    batch = analyzer.analyze_batch([
-        rect_map((40, 40), [(1, 1, 9, 6), (20, 20, 30, 38)]),
+    batch = [analyzer.analyze_defects(m, use_morphology=False) for m in (
+        rect_map((40, 40), [(1, 1, 9, 6), (20, 20, 30, 38)]),  # 40 px and 180 px
         np.zeros((40, 40), np.float32),
-        disc_mask((40, 40), (20, 20), 5).astype(np.float32),
-    ], use_morphology=False)
-    path = tmp_path / "defects.csv"
-    export_csv(batch, path, frame_indices=[10, 11, 12])
-    rows = read_csv(path)
-    assert list(rows[0].keys()) == list(CSV_COLUMNS)
-    expected = batch[0].defect_rows(10) + batch[2].defect_rows(12)
-    assert rows == expected
-    assert [r["frame_index"] for r in rows] == [10, 10, 12]
-    analyzer.export_csv(batch[0], tmp_path / "one.csv")
-    assert read_csv(tmp_path / "one.csv") == batch[0].defect_rows(0)
+        rect_map((40, 40), [(0, 30, 5, 35)]),  # 25 px
+    )]
+    text = csv_text(batch, frame_indices=[10, 11, 12])
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    assert [(r["frame_index"], r["defect_index"], r["area_pixels"], r["severity"]) for r in rows] == [
+        ("10", "0", "180", "medium"), ("10", "1", "40", "low"), ("12", "0", "25", "low")]
+    assert [float(r["area_physical"]) for r in rows] == pytest.approx([1.8, 0.4, 0.25])
+    first = rows[0]
+    assert (first["x1"], first["y1"], first["x2"], first["y2"], first["physical_unit"]) == ("20", "20", "30", "38", "mm")
+    assert (float(first["centroid_x"]), float(first["centroid_y"])) == (24.5, 28.5)
+    assert float(first["equivalent_diameter_physical"]) == pytest.approx(0.1 * math.sqrt(4 * 180 / math.pi))
+    assert csv_rows(batch[2], 12)[0]["area_pixels"] == 25
+    assert csv_text(batch).splitlines()[3].startswith("2,0,25,")  # frames numbered 0, 1, 2 by default
     with pytest.raises(SizeAnalysisError, match="frame_indices"):
-        export_csv(batch, path, frame_indices=[0])
+        csv_text(batch, frame_indices=[0])
 
 
-def test_annotate_returns_new_image_and_leaves_input() -> None:
-    metrics = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(rect_map((64, 64), [(20, 20, 40, 40)]))
+def test_drawn_boxes_outline_the_defects() -> None:
+    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(rect_map((64, 64), [(20, 20, 40, 40)]))
     image = np.full((64, 64, 3), 128, np.uint8)
     before = image.copy()
-    annotated = annotate_image(image, metrics)
-    assert annotated.shape == image.shape and annotated.dtype == np.uint8
-    assert annotated is not image
-    np.testing.assert_array_equal(image, before)
-    assert np.any(annotated != image)
-    # box drawn on the defect's outline (severity colour of a 396 mm^2 region: critical = red)
-    assert tuple(annotated[30, 20]) == (0, 0, 255)
-    grey = DefectSizeAnalyzer().annotate_image(np.zeros((64, 64), np.uint8), metrics, show_labels=False)
-    assert grey.shape == (64, 64, 3) and grey.any()
-    scaled = annotate_image(np.zeros((128, 128, 3), np.uint8), metrics, colour=(255, 0, 0), show_labels=False)
-    assert tuple(scaled[60, 40]) == (255, 0, 0)  # box scaled x2 from map to image resolution
-    untouched = annotate_image(image, DefectSizeAnalyzer().analyze_defects(np.zeros((64, 64))))
+    drawn = draw_defects(image, result)
+    assert drawn.shape == image.shape and drawn.dtype == np.uint8
+    np.testing.assert_array_equal(image, before)  # the input is left as it was
+    red = SEVERITY_COLOURS_BGR["critical"]  # a 396 mm^2 region
+    assert red == (0, 0, 255)
+    # On the outline: first and last pixel column and row of the defect; off it: inside, right of and below it.
+    for y, x in [(30, 20), (30, 39), (39, 30)]:
+        assert tuple(drawn[y, x]) == red, (y, x)
+    for y, x in [(30, 30), (25, 35), (30, 50), (55, 30)]:
+        assert tuple(drawn[y, x]) == (128, 128, 128), (y, x)
+    assert (drawn[:20, 20:40] == red).all(axis=2).any()  # the area label's tag sits above the box
+    grey = draw_defects(np.zeros((64, 64), np.uint8), result, show_labels=False)
+    assert grey.shape == (64, 64, 3) and tuple(grey[30, 20]) == red and not grey[:18].any()
+    scaled = draw_defects(np.zeros((128, 128, 3), np.uint8), result, colour=(255, 0, 0), show_labels=False)
+    assert tuple(scaled[60, 40]) == (255, 0, 0) and tuple(scaled[60, 79]) == (255, 0, 0)  # box scaled x2
+    assert not scaled[60, 42:78].any()
+    untouched = draw_defects(image, DefectSizeAnalyzer().analyze_defects(np.zeros((64, 64))))
     np.testing.assert_array_equal(untouched, image)
 
 
 def test_guide_usage_snippet() -> None:
     analyzer = DefectSizeAnalyzer(pixel_size=0.1, physical_unit="mm", min_defect_area=10)
-    metrics = analyzer.analyze_defects(rect_map((64, 64), [(5, 5, 25, 25)]), threshold=0.5, use_morphology=True)
-    text = f"{metrics.total_defect_area_physical:.2f} {metrics.physical_unit} {max(metrics.defect_areas_physical):.2f}"
-    assert text == "3.96 mm 3.96"
+    result = analyzer.analyze_defects(rect_map((64, 64), [(5, 5, 25, 25)]), threshold=0.5, use_morphology=True)
+    text = (f"{len(result.defects)} {result.total_area_physical:.2f} {result.physical_unit} "
+            f"{[round(d.area_physical, 2) for d in result.defects]} {result.severity_counts}")
+    assert text == "1 3.96 mm [3.96] {'low': 0, 'medium': 1, 'high': 0, 'critical': 0}"
 
 
 @pytest.mark.parametrize(
@@ -407,20 +434,16 @@ def test_bad_maps_and_thresholds(anomaly_map: np.ndarray, threshold, needle: str
     assert "\n" not in str(info.value)
 
 
-def test_bad_annotate_and_export_inputs(tmp_path) -> None:
-    metrics = DefectSizeAnalyzer().analyze_defects(np.zeros((8, 8)))
-    with pytest.raises(SizeAnalysisError, match="uint8"):
-        annotate_image(np.zeros((8, 8, 3), np.float32), metrics)
-    with pytest.raises(SizeAnalysisError, match="DefectMetrics"):
-        export_json([{"num_defects": 0}], tmp_path / "x.json")
-    with pytest.raises(SizeAnalysisError, match="lacks"):
-        DefectMetrics.from_dict({"num_defects": 0})
-    assert not (tmp_path / "x.json").exists()
+def test_bad_image_to_draw_on() -> None:
+    result = DefectSizeAnalyzer().analyze_defects(np.zeros((8, 8)))
+    with pytest.raises(SizeAnalysisError, match="uint8") as info:
+        draw_defects(np.zeros((8, 8, 3), np.float32), result)
+    assert "\n" not in str(info.value)
 
 
 def test_integer_and_boolean_maps_are_accepted() -> None:
     as_int = np.zeros((20, 20), np.uint8)
     as_int[5:10, 5:10] = 1
-    metrics = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(as_int, use_morphology=False)
-    assert metrics.defect_areas_pixels == [25]
-    assert DefectSizeAnalyzer(min_defect_area=1).analyze_defects(as_int.astype(bool), use_morphology=False) == metrics
+    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(as_int, use_morphology=False)
+    assert areas(result) == [25]
+    assert DefectSizeAnalyzer(min_defect_area=1).analyze_defects(as_int.astype(bool), use_morphology=False) == result

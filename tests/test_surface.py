@@ -131,7 +131,7 @@ def analyzer() -> DefectSizeAnalyzer:
 
 def frame_area(amap: np.ndarray) -> int:
     """What the size analyzer measures of a map in one frame (its morphology rounds corners)."""
-    return int(analyzer().analyze_defects(amap, 0.5).total_defect_area_pixels)
+    return analyzer().analyze_defects(amap, 0.5).total_area_px
 
 
 def track(video, maps, merge_gap_mm: float) -> GLASSDefectTracker:
@@ -156,7 +156,7 @@ def test_a_branching_crack_cut_into_pieces_is_one_defect_with_its_area():
     assert defect.area_px < 0.5 * (crack.shape[0] * crack.shape[1])
     x0, y0, x1, y1 = defect.surface_box_px
     # surface coordinates are frame 0's pixels: the crack was painted at strip x 200 (frame 0 shows x 0..160)
-    boxes = np.array(analyzer().analyze_defects(maps[25], 0.5).bounding_boxes)  # frame 25 shows x 150..310
+    boxes = np.array([d.box for d in analyzer().analyze_defects(maps[25], 0.5).defects])  # frame 25: x 150..310
     expected = (boxes[:, 0].min() + 150, boxes[:, 1].min(), boxes[:, 2].max() + 150, boxes[:, 3].max())
     assert np.abs(np.subtract(defect.surface_box_px, expected)).max() <= 2
     assert defect.area_mm2 == pytest.approx(defect.area_px * PIXEL_SIZE ** 2)

@@ -98,8 +98,8 @@ def test_held_out_frames_are_evenly_spaced() -> None:
     assert v2d.split_counts(100, 0.1) == (90, 10)
     assert v2d.split_counts(3, 0.1) == (2, 1)
     assert v2d.split_counts(5, 0.0) == (5, 0)
-    assert v2d.test_positions(100, 10) == [5, 15, 25, 35, 45, 55, 65, 75, 85, 95]
-    assert v2d.test_positions(7, 3) == [1, 3, 5]
+    assert v2d.held_out_positions(100, 10) == [5, 15, 25, 35, 45, 55, 65, 75, 85, 95]
+    assert v2d.held_out_positions(7, 3) == [1, 3, 5]
 
 
 def test_layout_is_read_by_the_mvtec_dataset(video: Path, tmp_path: Path) -> None:

@@ -92,7 +92,7 @@ class TrackedBox:
     detection_index: int  # row of the detection in this frame's input
 
 
-class FabricByteTracker:
+class SurfaceByteTracker:
     """ByteTrack on surface coordinates: ids survive surface motion of any speed."""
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
@@ -151,12 +151,6 @@ class FabricByteTracker:
                 score=float(scores[index]),
                 detection_index=index))
         return sorted(results, key=lambda item: item.detection_index)
-
-    def active_tracks(self) -> dict[int, tuple[float, float, float, float]]:
-        """Confirmed live tracks (also those missed this frame): id -> Kalman box in frame px."""
-        shift = np.concatenate([self._offset, self._offset])
-        return {int(t.tracker_id) + 1: tuple(float(v) for v in np.asarray(t.get_state_bbox()) + shift)
-                for t in self._tracker.tracks if t.tracker_id >= 0}
 
 
 def _checked_inputs(boxes: np.ndarray, scores: np.ndarray,
