@@ -31,13 +31,14 @@ def engine(tiny_model) -> InferenceEngine:
 def _dataset_inputs(tiny_model, split: str = "test") -> torch.Tensor:
     """The inputs the training/testing loader makes of the fixture's test images (same order as _test_frames)."""
     from datasets import base as data
+    from datasets.registry import build_dataset
     from model import NetConfig
 
     _, ckpt = load_trained_model(tiny_model.class_dir)
     net = NetConfig.from_dict(ckpt["net"])
     cfg = data.DatasetConfig("mvtec", tiny_model.data_path, tiny_model.data_path, ("toy",), batch_size=4,
                              num_workers=0, resize=net.resize, imagesize=net.imagesize, fg=0)
-    dataset = data.build_dataset(cfg, "toy", split, net.mean, net.std, seed=0, las=False)
+    dataset = build_dataset(cfg, "toy", split, net.mean, net.std, seed=0, las=False)
     order = sorted(range(len(dataset)), key=lambda i: (dataset.samples[i].is_anomaly, str(dataset.samples[i].image_path)))
     return torch.stack([dataset[i]["image"] for i in order])
 
