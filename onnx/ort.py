@@ -29,7 +29,7 @@ from tqdm import tqdm
 import utils
 from inference import runner
 from inference.engine import EngineError, FrameResult, InferenceEngine
-from inference.onnx_backend import OnnxBackend
+from inference.onnx_runtime import OnnxBackend
 
 LOGGER = logging.getLogger("ort")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
