@@ -23,6 +23,7 @@ import utils
 from datasets import base as data
 from datasets import distribution
 from datasets.mvtec import forced_resize
+from datasets.registry import build_dataset
 from errors import first_line
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
 from inference import calibration
@@ -265,10 +266,10 @@ def validate_class_images(dataset_cfg: data.DatasetConfig, classname: str, train
     """Checks a class's folders and decodes every image it will read: test images and ground-truth masks,
     and when training, train/good (held-out images included) and foreground masks. DatasetError naming
     the first file that does not decode; returns the number of files decoded."""
-    test_set = data.build_dataset(dataset_cfg, classname, "test", (0.5,) * 3, (0.5,) * 3, seed=0, las=False)
+    test_set = build_dataset(dataset_cfg, classname, "test", (0.5,) * 3, (0.5,) * 3, seed=0, las=False)
     paths = [p for s in test_set.samples for p in (s.image_path, s.mask_path) if p is not None]
     if train:
-        train_set = data.build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
+        train_set = build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
         paths += [p for s in train_set.samples for p in (s.image_path, s.fg_path) if p is not None]
         paths += train_set.heldout_paths
     for path in paths:
@@ -361,13 +362,13 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
     LOGGER.info("class %s, backbone_%d (%s)", key, job.index, job.net.backbone)
     norm = (job.net.mean, job.net.std)
     sized = job_dataset_config(dataset_cfg, job)
-    test_set = data.build_dataset(sized, job.classname, "test", *norm, seed=opts.seed, las=False)
+    test_set = build_dataset(sized, job.classname, "test", *norm, seed=opts.seed, las=False)
     test_loader = data.build_dataloader(test_set, sized, opts.seed, shuffle=False, pin_memory=device.type == "cuda")
     model = GlassModel.build(job.net)
     job.class_dir.mkdir(parents=True, exist_ok=True)
     if job.train is not None:
-        train_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
-        clean_set = data.build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
+        train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
+        clean_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
         svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
         LOGGER.info("%s: %s (svd=%d)", key, how, svd)
         warning = None if train_set.heldout_paths else data.holdout_warning(len(train_set), sized.holdout)

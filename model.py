@@ -211,7 +211,7 @@ class GlassModel(nn.Module):
         if self.training:
             return self.discriminator(self.project(features))
         if self._folded is None:
-            self._folded = self._fold_affine_head()
+            self._folded = self.fold_affine_head()
         x = F.linear(features, *self._folded)
         body = self.discriminator.body
         if not len(body):
@@ -222,9 +222,10 @@ class GlassModel(nn.Module):
         return self.discriminator.tail(x)
 
     @torch.no_grad()
-    def _fold_affine_head(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Multiplies out projection -> first linear -> eval batch norm (all affine) into one
-        (weight, bias): same scores, and 1536x1024 instead of 1536x1536 + 1536x1024 per patch."""
+    def fold_affine_head(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The eval-mode affine part of the head, projection -> first discriminator linear -> batch norm
+        (or the tail's linear without hidden layers), as one (weight, bias): the scores are the same, the
+        work 1536x1024 instead of 1536x1536 + 1536x1024 per patch. Eval mode and the ONNX export use it."""
         dim = self.cfg.target_embed_dimension
         weight = torch.eye(dim, device=self.discriminator.tail[0].weight.device)
         bias = torch.zeros(dim, device=weight.device)

@@ -28,8 +28,9 @@ import torch
 
 import backbones
 import common
-from inference import onnx_backend
-from inference.engine import ModelInfo
+from inference import onnx_export
+from inference.model_info import ModelInfo
+from inference.onnx_runtime import OnnxBackend
 from model import GlassModel, NetConfig
 
 LOGGER = logging.getLogger("bench_onnx")
@@ -62,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per setting (median reported)")
-    parser.add_argument("--form", choices=onnx_backend.FORMS, default="auto", help="ONNX head form")
+    parser.add_argument("--form", choices=onnx_export.FORMS, default="auto", help="ONNX head form")
     parser.add_argument("--both_forms", action="store_true", help="also time the ONNX form auto did not pick")
     return parser.parse_args(argv)
 
@@ -126,10 +127,10 @@ def export(net: GlassModel, spec: BenchModel, folder: Path, form: str) -> tuple[
     """Dynamic-batch ONNX export of the net; (path, description, seconds)."""
     info = model_info(net, spec)
     start = time.perf_counter()
-    path, _ = onnx_backend.export_model(net, info, folder / f"{spec.key}-{form}.onnx",
-                                        onnx_backend.ExportSettings(dynamic_batch=True, form=form))
+    path, _ = onnx_export.export_model(net, info, folder / f"{spec.key}-{form}.onnx",
+                                        onnx_export.ExportSettings(dynamic_batch=True, form=form))
     seconds = time.perf_counter() - start
-    _, description = onnx_backend.read_model_description(path)
+    _, description = onnx_export.read_model_description(path)
     return path, description, seconds
 
 
@@ -152,10 +153,10 @@ def onnx_runners(net: GlassModel, spec: BenchModel, args: argparse.Namespace, fo
     for path, description, seconds in exports:
         form = description["form"]
         label = f"onnxruntime cpu ({form}{', ' + args.form if form == chosen else ''})"
-        runners[label] = onnx_backend.OnnxBackend(path, "cpu", threads=args.threads).patch_scores
-        costs = description["form_costs"]
-        notes.append(f"{spec.key}: {form} form (head cost/image, M MAC-equivalents: pool "
-                     f"{costs['pool']['cost'] / 1e6:.0f}, fold {costs['fold']['cost'] / 1e6:.0f}), "
+        runners[label] = OnnxBackend(path, "cpu", threads=args.threads).patch_scores
+        macs = description["form_macs"]
+        notes.append(f"{spec.key}: {form} form (head multiply-adds/image, M: pool "
+                     f"{macs['pool'] / 1e6:.0f}, fold {macs['fold'] / 1e6:.0f}), "
                      f"export {seconds:.1f} s, max |onnx - torch| {description['max_abs_diff_vs_torch']:.1e}")
     return runners, notes
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from datasets import base as data
+from datasets.registry import build_dataset
 from glass import GLASS, TrainConfig
 from model import GlassModel, NetConfig
 import backbones
@@ -98,9 +99,9 @@ def main(argv: list[str] | None = None) -> int:
                                   subdatasets=(args.classname,), batch_size=args.batch_size,
                                   num_workers=args.num_workers, resize=args.imagesize, imagesize=args.imagesize,
                                   fg=0, downsampling=backbones.layer_strides(args.backbone, cfg.layers)[0])
-        sets = {split: data.build_dataset(dcfg, args.classname, split, cfg.mean, cfg.std, seed=0, las=las)
+        sets = {split: build_dataset(dcfg, args.classname, split, cfg.mean, cfg.std, seed=0, las=las)
                 for split, las in (("train", True), ("test", False))}
-        clean = data.build_dataset(dcfg, args.classname, "train", cfg.mean, cfg.std, seed=0, las=False)
+        clean = build_dataset(dcfg, args.classname, "train", cfg.mean, cfg.std, seed=0, las=False)
         loaders = {name: data.build_dataloader(ds, dcfg, 0, shuffle=name == "train") for name, ds in sets.items()}
         model = GlassModel.build(cfg, pretrained=not args.random_weights)
         train_cfg = TrainConfig(meta_epochs=args.epochs, eval_epochs=10**6, step=args.step, limit=args.limit)

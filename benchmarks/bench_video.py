@@ -33,9 +33,11 @@ import bench_onnx
 import video_io
 from defect_tracking import GLASSDefectTracker
 from inference import cli as shared
-from inference import onnx_backend, runner
+from inference import runner
 from inference import video_inference_with_tracking as tracking
-from inference.engine import EngineConfig, InferenceEngine, TorchBackend
+from inference.backends import TorchBackend
+from inference.engine import EngineConfig, InferenceEngine
+from inference.onnx_runtime import OnnxBackend
 from preprocessing.create_conveyor_video import ConveyorConfig, create_conveyor_video
 from size_analyzer import DefectSizeAnalyzer
 
@@ -71,7 +73,7 @@ def wrn50_engine(args: argparse.Namespace, backend: str, folder: Path) -> tuple[
     net, weights = bench_onnx.build_net(spec)
     if backend == "onnx":
         path, _, _ = bench_onnx.export(net, spec, folder, "auto")
-        onnx = onnx_backend.OnnxBackend(path, "cpu", threads=args.threads)
+        onnx = OnnxBackend(path, "cpu", threads=args.threads)
         return InferenceEngine(onnx, onnx.info, batch_size=args.batch_size), weights
     bench_onnx.set_channels_last(net, True)
     info = bench_onnx.model_info(net, spec)

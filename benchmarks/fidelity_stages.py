@@ -259,6 +259,7 @@ def our_side(args: argparse.Namespace, data_root: Path, aug_root: Path, masks: t
     import backbones
     import common
     from datasets import base as data
+    from datasets.registry import build_dataset
     from glass import GLASS, TrainConfig
     from model import GlassModel, NetConfig
 
@@ -268,9 +269,9 @@ def our_side(args: argparse.Namespace, data_root: Path, aug_root: Path, masks: t
     cfg = data.DatasetConfig("mvtec", data_root, aug_root, (CLASSNAME,), batch_size=batch, num_workers=0,
                              resize=size, imagesize=size, fg=0, rand_aug=0, mean=LAS_MEAN, std=0.0)
     out: dict[str, Any] = {}
-    test_set = data.build_dataset(cfg, CLASSNAME, "test", mean, std, seed=0, las=False)
+    test_set = build_dataset(cfg, CLASSNAME, "test", mean, std, seed=0, las=False)
     out["preprocess"] = torch.stack([test_set[i]["image"] for i in range(batch)])
-    train_set = data.build_dataset(cfg, CLASSNAME, "train", mean, std, seed=0, las=True)
+    train_set = build_dataset(cfg, CLASSNAME, "train", mean, std, seed=0, las=True)
     with _fixed_las_masks(masks):
         items = [train_set[i] for i in range(batch)]
     out["las_aug"] = torch.stack([it["aug"] for it in items])

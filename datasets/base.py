@@ -475,38 +475,3 @@ def build_dataloader(dataset: torch.utils.data.Dataset, cfg: DatasetConfig, seed
         persistent_workers=False,
     )
 
-
-def build_dataset(cfg: DatasetConfig, classname: str, split: str, norm_mean: Sequence[float],
-                  norm_std: Sequence[float], seed: int, las: bool = True) -> torch.utils.data.Dataset:
-    """Validate the files of one class/split and return its dataset (DatasetError on any problem)."""
-    if split not in SPLITS:
-        raise DatasetError(f"unknown split '{split}'; use one of: {', '.join(SPLITS)}")
-    if not cfg.data_path.is_dir():
-        raise DatasetError(f"dataset folder {cfg.data_path} does not exist; pass the dataset root as DATA_PATH")
-    if cfg.name == "visa":
-        from datasets.visa import visa_samples
-        samples = visa_samples(cfg.data_path, classname, split)
-    else:
-        from datasets.mvtec import mvtec_samples
-        samples = mvtec_samples(cfg.data_path, classname, split)
-    heldout: list[Sample] = []
-    if split == "train":
-        samples, heldout = split_holdout(samples, cfg.holdout)
-    for sample in samples + heldout:
-        check_image_header(sample.image_path)
-        if sample.mask_path is not None:
-            check_image_header(sample.mask_path)
-            if not cfg.resize_masks:
-                check_mask_size(sample.image_path, sample.mask_path)
-    use_las = las and split == "train"
-    textures: list[Path] = []
-    if use_las:
-        textures = find_textures(cfg.aug_path)
-        if cfg.fg:
-            samples = attach_fg_masks(samples, cfg.data_path, classname)
-    LOGGER.info("dataset %s/%s %s: %d images%s%s", cfg.name, classname, split, len(samples),
-                f" (+{len(heldout)} held out for calibration)" if heldout else "",
-                f", {len(textures)} textures" if use_las else "")
-    dataset = GlassDataset(cfg, classname, split, samples, norm_mean, norm_std, seed, use_las, textures)
-    dataset.heldout_paths = [s.image_path for s in heldout]
-    return dataset

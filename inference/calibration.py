@@ -205,7 +205,9 @@ def read_frame(path: str | Path) -> np.ndarray:
 
 def model_engine(net: Any, device: torch.device, class_name: str = "", batch_size: int = 8) -> Any:
     """An InferenceEngine on a GlassModel in memory (thresholds irrelevant: only scores and maps are used)."""
-    from inference.engine import InferenceEngine, ModelInfo, TorchBackend
+    from inference.backends import TorchBackend
+    from inference.engine import InferenceEngine
+    from inference.model_info import ModelInfo
 
     info = ModelInfo.for_net(net.cfg, class_name, net.extractor.strides, 0.5, 0.5)
     return InferenceEngine(TorchBackend(net, device), info, batch_size=batch_size)

@@ -30,7 +30,7 @@ import utils
 from errors import UserError
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
-from inference.onnx_backend import OnnxBackend
+from inference.onnx_runtime import OnnxBackend
 from paths import IMAGE_SUFFIXES, make_writable_folder, remove_empty_folders
 
 LOGGER = logging.getLogger("ort")

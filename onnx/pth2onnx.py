@@ -19,7 +19,7 @@ import click
 import common
 import model as glass_model
 import utils
-from inference import onnx_backend
+from inference import onnx_export
 
 LOGGER = logging.getLogger("pth2onnx")
 
@@ -34,15 +34,15 @@ LOGGER = logging.getLogger("pth2onnx")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Fixed batch size of the graph (default 1).")
 @click.option("--dynamic_batch", is_flag=True, help="Batch axis of any size.")
 @click.option("--simplify", is_flag=True, help="Run onnxsim on the graph when it is installed.")
-@click.option("--form", type=click.Choice(onnx_backend.FORMS), default="auto", show_default=True,
-              help="Head form: fold (3x3 convolutions) or pool (the model's own pooling); auto picks the cheaper.")
+@click.option("--form", type=click.Choice(onnx_export.FORMS), default="auto", show_default=True,
+              help="Head form: fold (3x3 convolutions) or pool (the model's own pooling); auto: fewer multiply-adds.")
 def main(model_path: str, class_name: str | None, output: Path | None, opset: int, batch: int | None,
          dynamic_batch: bool, simplify: bool, form: str) -> None:
     """Export a trained class model to ONNX, checked against PyTorch."""
     if batch is not None and dynamic_batch:
         raise common.ConfigError("--batch and --dynamic_batch exclude each other; pass one of them")
     class_dir = glass_model.resolve_class_dir(model_path, class_name)
-    onnx_path, json_path = onnx_backend.export_onnx(
+    onnx_path, json_path = onnx_export.export_onnx(
         class_dir, output, opset=opset, batch=batch or 1, dynamic_batch=dynamic_batch, simplify=simplify, form=form)
     LOGGER.info("wrote %s and %s", onnx_path, json_path)
 

@@ -14,7 +14,8 @@ import main
 from conftest import interrupt_second_epoch, write_tiny_mvtec
 from glass import GLASS, TrainConfig
 from inference import calibration
-from inference.engine import EngineConfig, InferenceEngine, ModelInfo, default_threshold
+from inference.engine import EngineConfig, InferenceEngine
+from inference.model_info import ModelInfo, default_threshold
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint, load_trained_model
 
 N_TRAIN = 20  # holds out max(8, round(0.1 * 20)) = 8, trains on 12
@@ -119,12 +120,12 @@ def test_heldout_images_are_listed_scored_as_frames_and_calibrate_the_engine(hel
 
 
 def test_onnx_export_carries_both_thresholds(heldout_run, tmp_path):
-    from inference import onnx_backend
+    from inference import onnx_export
 
     _, _, class_dir = heldout_run
     cal = _stored(class_dir)["calibration"]
-    onnx_path, _ = onnx_backend.export_onnx(class_dir, tmp_path / "m.onnx", dynamic_batch=True)
-    info, _ = onnx_backend.read_model_description(onnx_path)
+    onnx_path, _ = onnx_export.export_onnx(class_dir, tmp_path / "m.onnx", dynamic_batch=True)
+    info, _ = onnx_export.read_model_description(onnx_path)
     assert info.threshold == pytest.approx(cal["image_threshold"])
     assert info.pixel_threshold == pytest.approx(cal["pixel_threshold"])
 

@@ -17,7 +17,6 @@ from datasets.base import (
     DatasetError,
     Sample,
     build_dataloader,
-    build_dataset,
     holdout_count,
     holdout_indices,
     holdout_warning,
@@ -25,7 +24,9 @@ from datasets.base import (
     split_holdout,
     worker_init_fn,
 )
-from datasets.mvtec import forced_resize
+from datasets.mvtec import forced_resize, mvtec_samples
+from datasets.registry import LAYOUTS, build_dataset
+from datasets.visa import visa_samples
 from perlin import max_pool_mask
 
 MEAN = (0.485, 0.456, 0.406)
@@ -287,6 +288,12 @@ def test_test_items(mvtec: tuple[Path, Path]) -> None:
     assert 300 < gt.sum() < 360
     expected = (torch.tensor(GOOD_COLOUR) / 255.0 - torch.tensor(MEAN)) / torch.tensor(STD)
     torch.testing.assert_close(items[1]["image"][:, 5, 5], expected, atol=1e-5, rtol=0)
+
+
+def test_every_dataset_name_has_its_folder_layout() -> None:
+    assert set(LAYOUTS) == set(DATASET_NAMES)
+    assert LAYOUTS["visa"] is visa_samples
+    assert all(LAYOUTS[name] is mvtec_samples for name in ("mvtec", "mpdd", "wfdd", "mad-man", "mad-sys", "custom"))
 
 
 def test_visa_dataset(tmp_path: Path) -> None:

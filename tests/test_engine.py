@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import common
-from inference.engine import (
-    EngineConfig, EngineError, FrameResult, InferenceEngine, ModelInfo, default_threshold, resolve_device,
-)
+from inference.backends import resolve_device
+from inference.engine import EngineConfig, FrameResult, InferenceEngine
+from inference.model_info import EngineError, ModelInfo, default_threshold
 from model import CheckpointError, load_trained_model
 
 
@@ -31,13 +31,14 @@ def engine(tiny_model) -> InferenceEngine:
 def _dataset_inputs(tiny_model, split: str = "test") -> torch.Tensor:
     """The inputs the training/testing loader makes of the fixture's test images (same order as _test_frames)."""
     from datasets import base as data
+    from datasets.registry import build_dataset
     from model import NetConfig
 
     _, ckpt = load_trained_model(tiny_model.class_dir)
     net = NetConfig.from_dict(ckpt["net"])
     cfg = data.DatasetConfig("mvtec", tiny_model.data_path, tiny_model.data_path, ("toy",), batch_size=4,
                              num_workers=0, resize=net.resize, imagesize=net.imagesize, fg=0)
-    dataset = data.build_dataset(cfg, "toy", split, net.mean, net.std, seed=0, las=False)
+    dataset = build_dataset(cfg, "toy", split, net.mean, net.std, seed=0, las=False)
     order = sorted(range(len(dataset)), key=lambda i: (dataset.samples[i].is_anomaly, str(dataset.samples[i].image_path)))
     return torch.stack([dataset[i]["image"] for i in order])
 
@@ -254,7 +255,7 @@ def test_onnx_provider_auto_falls_back_to_cpu_without_cuda_provider(monkeypatch)
     """--device auto on a CUDA machine with CPU-only onnxruntime runs ONNX on CPU; cuda asks for CUDA."""
     import onnxruntime
 
-    from inference.engine import _onnx_provider
+    from inference.backends import _onnx_provider
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     assert _onnx_provider("auto", torch.device("cuda")) == "cpu"
@@ -266,7 +267,7 @@ def test_onnx_provider_auto_falls_back_to_cpu_without_cuda_provider(monkeypatch)
 
 
 def test_auto_backend_runs_onnx_on_cpu_and_falls_back_to_torch_when_export_fails(tiny_model, monkeypatch, caplog):
-    from inference import onnx_backend
+    from inference import onnx_export
 
     frames = _test_frames(tiny_model)[:2]
     cfg = EngineConfig(str(tiny_model.model_path), tiny_model.class_name, device="cpu", backend="auto")
@@ -281,7 +282,7 @@ def test_auto_backend_runs_onnx_on_cpu_and_falls_back_to_torch_when_export_fails
     def unwritable(class_dir):
         raise PermissionError(13, "Permission denied", str(class_dir))
 
-    monkeypatch.setattr(onnx_backend, "cached_export", unwritable)
+    monkeypatch.setattr(onnx_export, "cached_export", unwritable)
     fallback = InferenceEngine.from_config(cfg)
     assert fallback.backend_name == "torch" and "running the checkpoint in PyTorch" in caplog.text
     with pytest.raises(PermissionError):  # asked for onnx explicitly: no fallback

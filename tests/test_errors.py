@@ -79,8 +79,8 @@ def _value_error_classes(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
 def test_every_error_a_command_shows_in_one_line_is_a_user_error(monkeypatch):
     classes = _value_error_classes(monkeypatch)
     assert {"common.ConfigError", "model.CheckpointError", "base.DatasetError",
-            "video_io.VideoError", "runner.RunError", "ort.InputError", "onnx_backend.OnnxModelError",
-            "inference_orchestrator.SelectionError", "fabric_bytetrack.TrackingError",
+            "video_io.VideoError", "runner.RunError", "ort.InputError", "onnx_export.OnnxModelError",
+            "inference_orchestrator.SelectionError", "surface_bytetrack.TrackingError",
             "utils.ResultsTableError", "loss.FocalLossInputError"} <= set(classes)
     not_user_errors = sorted(name for name, cls in classes.items() if not issubclass(cls, UserError))
     assert not_user_errors == sorted(NOT_USER_ERRORS)

@@ -13,7 +13,8 @@ from torch import nn
 
 import backbones
 from conftest import write_tiny_mvtec
-from datasets.base import DatasetConfig, build_dataloader, build_dataset
+from datasets.base import DatasetConfig, build_dataloader
+from datasets.registry import build_dataset
 from glass import (GLASS, GasGradient, TrainConfig, ascend_features, ascend_in_hidden_space, truncate_offsets,
                    truncation_vjp)
 from model import Discriminator, GlassModel, NetConfig, load_checkpoint

@@ -14,6 +14,7 @@ import torch
 import glass
 import main
 from conftest import interrupt_second_epoch, write_tiny_mvtec
+from datasets.registry import build_dataset
 from model import load_checkpoint, load_trained_model, resolve_class_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -286,8 +287,8 @@ def test_enlarged_class_sees_the_centre_of_a_329_px_image(tmp_path):
     for classname, cropped in (("wood", True), ("bottle", False)):
         sized = main.job_dataset_config(cfg, jobs[classname])
         norm = jobs[classname].net.mean, jobs[classname].net.std
-        train = main.data.build_dataset(sized, classname, "train", *norm, seed=0, las=True)[0]
-        test = main.data.build_dataset(sized, classname, "test", *norm, seed=0, las=False)
+        train = build_dataset(sized, classname, "train", *norm, seed=0, las=True)[0]
+        test = build_dataset(sized, classname, "test", *norm, seed=0, las=False)
         good, hole = sorted((test[0], test[1]), key=lambda item: item["is_anomaly"])
         for item, image in ((train, images[classname][0]), (good, images[classname][1]),
                             (hole, images[classname][2])):

@@ -1,4 +1,4 @@
-"""ONNX export (onnx/pth2onnx.py, inference.onnx_backend) and ONNX Runtime inference (onnx/ort.py)."""
+"""ONNX export (onnx/pth2onnx.py, inference.onnx_export) and ONNX Runtime inference (inference.onnx_runtime, onnx/ort.py)."""
 from __future__ import annotations
 
 import csv
@@ -18,8 +18,9 @@ import skimage.data
 import torch
 import torch.nn.functional as F
 
-from inference import onnx_backend
-from inference.engine import EngineConfig, InferenceEngine, ModelInfo
+from inference import onnx_export, onnx_runtime
+from inference.engine import EngineConfig, InferenceEngine
+from inference.model_info import ModelInfo
 from model import GlassModel, NetConfig, final_checkpoint_path, load_checkpoint, load_trained_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,8 +65,8 @@ def torch_engine(tiny_model) -> InferenceEngine:
 def exports(tiny_model, tmp_path_factory) -> dict[str, Path]:
     """fold form with a dynamic batch, pool form with a fixed batch of 2."""
     folder = tmp_path_factory.mktemp("onnx_exports")
-    fold, _ = onnx_backend.export_onnx(tiny_model.class_dir, folder / "fold.onnx", dynamic_batch=True, form="fold")
-    pool, _ = onnx_backend.export_onnx(tiny_model.class_dir, folder / "pool.onnx", batch=2, form="pool")
+    fold, _ = onnx_export.export_onnx(tiny_model.class_dir, folder / "fold.onnx", dynamic_batch=True, form="fold")
+    pool, _ = onnx_export.export_onnx(tiny_model.class_dir, folder / "pool.onnx", batch=2, form="pool")
     return {"fold": fold, "pool": pool}
 
 
@@ -87,9 +88,9 @@ def test_pooling_conv_equals_unfold_then_adaptive_pooling(channels, size):
     rows = F.unfold(x, kernel_size=3, padding=1).transpose(1, 2).reshape(-1, channels * 9)
     expected = F.adaptive_avg_pool1d(rows.unsqueeze(1), size).squeeze(1)
     with torch.no_grad():
-        got = onnx_backend.pooling_conv(channels, 3, size)(x).permute(0, 2, 3, 1).reshape(-1, size)
+        got = onnx_export.pooling_conv(channels, 3, size)(x).permute(0, 2, 3, 1).reshape(-1, size)
     assert torch.allclose(got, expected, atol=1e-6, rtol=0)
-    matrix = torch.from_numpy(onnx_backend.pool_matrix(channels * 9, size)).float()
+    matrix = torch.from_numpy(onnx_export.pool_matrix(channels * 9, size)).float()
     assert torch.allclose(rows @ matrix.T, expected, atol=1e-5)
 
 
@@ -99,7 +100,7 @@ def test_channel_pool_equals_adaptive_pooling(length, size):
     rows = x.permute(0, 2, 3, 1).reshape(-1, length)
     expected = F.adaptive_avg_pool1d(rows.unsqueeze(1), size).squeeze(1)
     with torch.no_grad():
-        got = onnx_backend.channel_pool(length, size)(x).permute(0, 2, 3, 1).reshape(-1, size)
+        got = onnx_export.channel_pool(length, size)(x).permute(0, 2, 3, 1).reshape(-1, size)
     assert torch.allclose(got, expected, atol=1e-6, rtol=0)
 
 
@@ -126,12 +127,12 @@ def _random_net(backbone: str, layers: tuple[str, ...], pre_proj: int, dsc_layer
 ])
 def test_both_forms_equal_the_model(backbone, layers, pre_proj, dsc_layers, dims):
     net = _random_net(backbone, layers, pre_proj, dsc_layers, dims, seed=len(layers) + dims[0])
-    images = onnx_backend.verification_batch(64, batch=3) * 0.5
+    images = onnx_export.verification_batch(64, batch=3) * 0.5
     with torch.no_grad():
         expected = net(images)
     assert expected.std() > 1e-3  # scores are not saturated: the comparison means something
     for form in ("pool", "fold"):
-        module, chosen, geometry = onnx_backend.build_export_module(net, form)
+        module, chosen, geometry = onnx_export.build_export_module(net, form)
         assert chosen == form
         with torch.no_grad():
             got = module(images)
@@ -145,9 +146,9 @@ def _kinds(module: torch.nn.Module) -> set[str]:
 
 def test_static_padding_copy_keeps_the_maps_and_the_original(tiny_model):
     net, _ = load_trained_model(tiny_model.class_dir)
-    static = onnx_backend.with_static_padding(net.extractor, 64)
+    static = onnx_export.with_static_padding(net.extractor, 64)
     assert "Conv2dSame" in _kinds(net.extractor) and "Conv2dSame" not in _kinds(static)
-    images = onnx_backend.verification_batch(64)
+    images = onnx_export.verification_batch(64)
     with torch.no_grad():
         for got, want in zip(static(images), net.extractor(images)):
             assert got.shape == want.shape and float((got - want).abs().max()) < 1e-5
@@ -165,24 +166,26 @@ def test_exported_pads_are_constants_onnxruntime_can_fuse(exports):
     assert not [node for node in graph.node if node.op_type == "Cast" and not node.name.startswith("/head/")]
 
 
-def test_auto_form_follows_the_cost_model():
-    lite0 = onnx_backend.HeadGeometry((40, 112), ((32, 32), (16, 16)), 3, 1536, 1536, 1024)
-    wrn = onnx_backend.HeadGeometry((512, 1024), ((36, 36), (18, 18)), 3, 1024, 1024, 1024)
-    demo = onnx_backend.HeadGeometry((40, 112), ((32, 32), (16, 16)), 3, 512, 512, 512)
-    tiny = onnx_backend.HeadGeometry((40, 112), ((8, 8), (4, 4)), 3, 64, 64, 32)
-    assert onnx_backend.choose_form(lite0) == "fold"
-    assert onnx_backend.choose_form(demo) == "fold"  # near tie: within FOLD_MARGIN
-    assert onnx_backend.choose_form(wrn) == "pool"
-    assert onnx_backend.choose_form(tiny) == "pool"
-    assert onnx_backend.choose_form(wrn, "fold") == "fold"
-    costs = onnx_backend.form_costs(lite0)
+def test_auto_form_is_the_one_with_fewer_multiply_adds():
+    lite0 = onnx_export.HeadGeometry((40, 112), ((32, 32), (16, 16)), 3, 1536, 1536, 1024)
+    wrn = onnx_export.HeadGeometry((512, 1024), ((36, 36), (18, 18)), 3, 1024, 1024, 1024)
+    demo = onnx_export.HeadGeometry((40, 112), ((32, 32), (16, 16)), 3, 512, 512, 512)
+    tiny = onnx_export.HeadGeometry((40, 112), ((8, 8), (4, 4)), 3, 64, 64, 32)
+    macs = onnx_export.form_macs(lite0)
     # fold: one 3x3 conv per layer to the hidden width, at the layer's own resolution
-    assert costs["fold"].macs == 1024 * (40 * 9 * 32 * 32 + 112 * 9 * 16 * 16)
+    assert macs["fold"] == 1024 * (40 * 9 * 32 * 32 + 112 * 9 * 16 * 16) == 641_728_512
     # pool: grouped pooling convs (groups gcd(40, 1536) = 8, gcd(112, 1536) = 16), then the
     # 1536 -> 1024 head at every position of the 32x32 grid (3072 -> 1536 is a mean: no MACs)
-    assert costs["pool"].macs == 1536 * 9 * (5 * 32 * 32 + 7 * 16 * 16) + 32 * 32 * 1536 * 1024
-    with pytest.raises(onnx_backend.OnnxModelError, match="--form"):
-        onnx_backend.choose_form(lite0, "matmul")
+    assert macs["pool"] == 1536 * 9 * (5 * 32 * 32 + 7 * 16 * 16) + 32 * 32 * 1536 * 1024 == 1_706_164_224
+    assert onnx_export.form_macs(demo) == {"fold": 320_864_256, "pool": 300_285_952}
+    assert onnx_export.form_macs(wrn) == {"fold": 9_172_942_848, "pool": 1_373_884_416}
+    assert onnx_export.choose_form(lite0) == "fold"
+    assert onnx_export.choose_form(demo) == "pool"  # fold: 7 % more multiply-adds
+    assert onnx_export.choose_form(wrn) == "pool"
+    assert onnx_export.choose_form(tiny) == "pool"
+    assert onnx_export.choose_form(wrn, "fold") == "fold"
+    with pytest.raises(onnx_export.OnnxModelError, match="--form"):
+        onnx_export.choose_form(lite0, "matmul")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,7 +196,7 @@ def test_auto_form_follows_the_cost_model():
 def test_onnx_patch_scores_match_torch_on_real_images(form, exports, tiny_model, torch_engine):
     frames = _real_frames(tiny_model)
     batch = torch_engine.preprocess(frames)
-    backend = onnx_backend.OnnxBackend(exports[form], threads=2)
+    backend = onnx_runtime.OnnxBackend(exports[form], threads=2)
     onnx_scores = backend.patch_scores(batch)
     torch_scores = torch_engine.backend.patch_scores(batch)
     assert onnx_scores.shape == torch_scores.shape == (len(frames), 8, 8)
@@ -206,7 +209,7 @@ def test_onnx_patch_scores_match_torch_on_real_images(form, exports, tiny_model,
 
 def test_dynamic_batch_accepts_1_and_5(exports, tiny_model, torch_engine):
     batch = torch_engine.preprocess(_real_frames(tiny_model)[:5])
-    backend = onnx_backend.OnnxBackend(exports["fold"], threads=2)
+    backend = onnx_runtime.OnnxBackend(exports["fold"], threads=2)
     assert backend.fixed_batch is None
     five = backend.patch_scores(batch)
     one = backend.patch_scores(batch[2:3])
@@ -217,12 +220,12 @@ def test_dynamic_batch_accepts_1_and_5(exports, tiny_model, torch_engine):
 
 def test_fixed_batch_file_splits_and_pads_other_batch_sizes(exports, tiny_model, torch_engine):
     batch = torch_engine.preprocess(_real_frames(tiny_model)[:5])
-    backend = onnx_backend.OnnxBackend(exports["pool"], threads=1)
+    backend = onnx_runtime.OnnxBackend(exports["pool"], threads=1)
     assert backend.fixed_batch == 2
     scores = backend.patch_scores(batch)  # 5 = 2 + 2 + 1 (padded)
     assert scores.shape == (5, 8, 8)
     np.testing.assert_allclose(scores, torch_engine.backend.patch_scores(batch), atol=TOLERANCE)
-    with pytest.raises(onnx_backend.OnnxModelError, match="multiples of 16"):
+    with pytest.raises(onnx_export.OnnxModelError, match="multiples of 16"):
         backend.patch_scores(batch[:, :, :40])
 
 
@@ -232,7 +235,7 @@ def test_onnx_scores_whole_wide_frames_like_torch(form, exports, tiny_model, tor
     frame = _real_frames(tiny_model)[0]
     wide = cv2.resize(frame, (200, 70), interpolation=cv2.INTER_CUBIC)
     tall = cv2.resize(frame, (66, 131), interpolation=cv2.INTER_CUBIC)
-    backend = onnx_backend.OnnxBackend(exports[form], threads=2)
+    backend = onnx_runtime.OnnxBackend(exports[form], threads=2)
     for image in (wide, tall):
         batch = torch_engine.preprocess([image] * 2)
         onnx_scores = backend.patch_scores(batch)
@@ -241,7 +244,7 @@ def test_onnx_scores_whole_wide_frames_like_torch(form, exports, tiny_model, tor
 
 
 def test_sidecar_describes_the_model(exports, tiny_model):
-    data = json.loads(onnx_backend.sidecar_path(exports["pool"]).read_text())
+    data = json.loads(onnx_export.sidecar_path(exports["pool"]).read_text())
     ckpt = load_checkpoint(final_checkpoint_path(tiny_model.class_dir))
     expected = ModelInfo.from_checkpoint(ckpt, tiny_model.class_name, (8, 16))
     assert ModelInfo.from_dict(data, "sidecar") == expected
@@ -254,8 +257,8 @@ def test_sidecar_describes_the_model(exports, tiny_model):
     assert data["resize"] == 64 and data["stride"] == 8 and data["pad_to"] == 16 and data["input_multiple"] == 16
     assert data["source_checkpoint"] == final_checkpoint_path(tiny_model.class_dir).name
     assert data["max_abs_diff_vs_torch"] <= TOLERANCE
-    assert set(data["form_costs"]) == {"pool", "fold"}
-    dynamic = json.loads(onnx_backend.sidecar_path(exports["fold"]).read_text())
+    assert set(data["form_macs"]) == {"pool", "fold"} and min(data["form_macs"].values()) > 0
+    dynamic = json.loads(onnx_export.sidecar_path(exports["fold"]).read_text())
     assert dynamic["batch"] == "dynamic" and dynamic["input_shape"][0] == "batch"
 
 
@@ -271,7 +274,7 @@ def test_engine_onnx_backend_gives_the_torch_maps(model_copy, tiny_model):
     engine = InferenceEngine.from_config(EngineConfig(str(model_copy), tiny_model.class_name, device="cpu",
                                                       backend="onnx", batch_size=4))
     onnx_path = model_copy / tiny_model.class_name / "glass.onnx"
-    assert onnx_path.is_file() and onnx_backend.sidecar_path(onnx_path).is_file()
+    assert onnx_path.is_file() and onnx_export.sidecar_path(onnx_path).is_file()
     onnx_results = engine.predict(frames)
     assert len(onnx_results) == len(torch_results)
     for got, want in zip(onnx_results, torch_results):
@@ -287,13 +290,13 @@ def test_cached_export_reuses_a_fresh_file_and_redoes_a_stale_one(model_copy, ti
     checkpoint copied over it with old times and the same name (cp -p, rsync -a, tar) is exported again,
     and the engine then scores with the new weights."""
     class_dir = model_copy / tiny_model.class_name
-    path = onnx_backend.cached_export(class_dir)
+    path = onnx_export.cached_export(class_dir)
     stamp = path.stat().st_mtime_ns
-    assert onnx_backend.cached_export(class_dir) == path and path.stat().st_mtime_ns == stamp
+    assert onnx_export.cached_export(class_dir) == path and path.stat().st_mtime_ns == stamp
     checkpoint = final_checkpoint_path(class_dir)
     later = path.stat().st_mtime + 10
     os.utime(checkpoint, (later, later))  # newer file time, same bytes: still fresh
-    onnx_backend.cached_export(class_dir)
+    onnx_export.cached_export(class_dir)
     assert path.stat().st_mtime_ns == stamp
 
     frames = _real_frames(tiny_model)[:3]
@@ -312,9 +315,9 @@ def test_cached_export_reuses_a_fresh_file_and_redoes_a_stale_one(model_copy, ti
                            .patch_scores(frames))
     np.testing.assert_allclose(after_onnx, after_torch, atol=TOLERANCE)
     assert np.abs(after_onnx - before).max() > 0.01
-    description = json.loads(onnx_backend.sidecar_path(path).read_text())
+    description = json.loads(onnx_export.sidecar_path(path).read_text())
     assert description["batch"] == "dynamic"
-    assert description["source_checkpoint_sha256"] == onnx_backend.file_sha256(checkpoint)
+    assert description["source_checkpoint_sha256"] == onnx_export.file_sha256(checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,9 +356,9 @@ def test_pth2onnx_cli_writes_model_and_sidecar(pth2onnx, tiny_model, tmp_path, c
     out = tmp_path / "sub" / "m.onnx"
     args = ["--model_path", str(tiny_model.class_dir), "--output", str(out), "--dynamic_batch", "--simplify"]
     assert pth2onnx.cli(args) == 0
-    assert out.is_file() and onnx_backend.sidecar_path(out).is_file()
+    assert out.is_file() and onnx_export.sidecar_path(out).is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["m.onnx", "m.onnx.json"]  # no temp files left
-    simplified = json.loads(onnx_backend.sidecar_path(out).read_text())["simplified"]
+    simplified = json.loads(onnx_export.sidecar_path(out).read_text())["simplified"]
     if importlib.util.find_spec("onnxsim") is None:
         assert not simplified and "onnxsim is not installed" in caplog.text
     import onnx
@@ -366,12 +369,12 @@ def test_pth2onnx_cli_writes_model_and_sidecar(pth2onnx, tiny_model, tmp_path, c
 def test_corrupt_or_incomplete_onnx_files_give_one_line_errors(exports, tmp_path, ort_script, capsys):
     image = tmp_path / "img.png"
     cv2.imwrite(str(image), np.full((64, 64, 3), 128, np.uint8))
-    sidecar = onnx_backend.sidecar_path(exports["fold"]).read_text()
+    sidecar = onnx_export.sidecar_path(exports["fold"]).read_text()
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07not a protobuf" * 20)
-    onnx_backend.sidecar_path(corrupt).write_text(sidecar)
-    with pytest.raises(onnx_backend.OnnxModelError, match="not a loadable ONNX model") as err:
-        onnx_backend.OnnxBackend(corrupt)
+    onnx_export.sidecar_path(corrupt).write_text(sidecar)
+    with pytest.raises(onnx_export.OnnxModelError, match="not a loadable ONNX model") as err:
+        onnx_runtime.OnnxBackend(corrupt)
     assert "\n" not in str(err.value) and str(corrupt) in str(err.value)
     assert ort_script.cli(["--onnx", str(corrupt), "--image", str(image), "--output", str(tmp_path / "h.png")]) == 2
     assert "corrupt.onnx" in _one_line_error(capsys)
@@ -379,20 +382,20 @@ def test_corrupt_or_incomplete_onnx_files_give_one_line_errors(exports, tmp_path
 
     no_json = tmp_path / "no_json.onnx"
     shutil.copy(exports["fold"], no_json)
-    with pytest.raises(onnx_backend.OnnxModelError, match="description missing"):
-        onnx_backend.OnnxBackend(no_json)
-    onnx_backend.sidecar_path(no_json).write_text("{not json")
-    with pytest.raises(onnx_backend.OnnxModelError, match="unreadable model description"):
-        onnx_backend.OnnxBackend(no_json)
-    onnx_backend.sidecar_path(no_json).write_text(json.dumps({**json.loads(sidecar), "grid": "x"}))
-    with pytest.raises(onnx_backend.OnnxModelError, match="no_json.onnx.json"):
-        onnx_backend.OnnxBackend(no_json)
+    with pytest.raises(onnx_export.OnnxModelError, match="description missing"):
+        onnx_runtime.OnnxBackend(no_json)
+    onnx_export.sidecar_path(no_json).write_text("{not json")
+    with pytest.raises(onnx_export.OnnxModelError, match="unreadable model description"):
+        onnx_runtime.OnnxBackend(no_json)
+    onnx_export.sidecar_path(no_json).write_text(json.dumps({**json.loads(sidecar), "grid": "x"}))
+    with pytest.raises(onnx_export.OnnxModelError, match="no_json.onnx.json"):
+        onnx_runtime.OnnxBackend(no_json)
     missing = tmp_path / "missing.onnx"
-    onnx_backend.sidecar_path(missing).write_text(sidecar)
-    with pytest.raises(onnx_backend.OnnxModelError, match="ONNX model not found"):
-        onnx_backend.OnnxBackend(missing)
-    with pytest.raises(onnx_backend.OnnxModelError, match="--provider"):
-        onnx_backend.OnnxBackend(exports["fold"], provider="tpu")
+    onnx_export.sidecar_path(missing).write_text(sidecar)
+    with pytest.raises(onnx_export.OnnxModelError, match="ONNX model not found"):
+        onnx_runtime.OnnxBackend(missing)
+    with pytest.raises(onnx_export.OnnxModelError, match="--provider"):
+        onnx_runtime.OnnxBackend(exports["fold"], provider="tpu")
     assert ort_script.cli(["--onnx", str(exports["fold"]), "--image", str(tmp_path / "nope.png")]) == 2
     assert "--image" in _one_line_error(capsys)
 
@@ -403,8 +406,8 @@ def test_cuda_provider_without_cuda_is_a_one_line_error(exports):
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
-    with pytest.raises(onnx_backend.OnnxModelError, match="--provider cuda"):
-        onnx_backend.OnnxBackend(exports["fold"], provider="cuda")
+    with pytest.raises(onnx_export.OnnxModelError, match="--provider cuda"):
+        onnx_runtime.OnnxBackend(exports["fold"], provider="cuda")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,7 +452,7 @@ def test_ort_script_with_a_bad_model_or_no_readable_image_leaves_no_output_folde
     cv2.imwrite(str(images / "a.png"), np.full((64, 64, 3), 128, np.uint8))
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07not a protobuf" * 20)
-    shutil.copy(onnx_backend.sidecar_path(exports["fold"]), onnx_backend.sidecar_path(corrupt))
+    shutil.copy(onnx_export.sidecar_path(exports["fold"]), onnx_export.sidecar_path(corrupt))
     out = tmp_path / "out" / "heatmaps"
     for model, needle in ((tmp_path / "missing.onnx", "missing.onnx"), (corrupt, "corrupt.onnx")):
         for output in (out, out / "one.png"):  # a folder of images, one image
@@ -478,7 +481,7 @@ def test_an_export_that_dies_midway_is_never_used(model_copy, tiny_model, monkey
     """The old description goes before the new model is written: an export killed in between leaves a model
     without a description, which is refused (PyTorch runs meanwhile) and exported again next time."""
     class_dir = model_copy / tiny_model.class_name
-    path = onnx_backend.cached_export(class_dir)
+    path = onnx_export.cached_export(class_dir)
     checkpoint = final_checkpoint_path(class_dir)
     data = load_checkpoint(checkpoint)
     data["weights"]["discriminator"]["tail.0.weight"] = -data["weights"]["discriminator"]["tail.0.weight"]
@@ -487,14 +490,14 @@ def test_an_export_that_dies_midway_is_never_used(model_copy, tiny_model, monkey
     def dies(target, payload):
         raise OSError(28, "No space left on device", str(target))
 
-    monkeypatch.setattr(onnx_backend.utils, "atomic_write_bytes", dies)
+    monkeypatch.setattr(onnx_export.utils, "atomic_write_bytes", dies)
     frames = _real_frames(tiny_model)[:2]
     engine = InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="auto"))
     assert engine.backend_name == "torch" and "running the checkpoint in PyTorch" in caplog.text
-    assert path.is_file() and not onnx_backend.sidecar_path(path).exists()  # old model, no description
+    assert path.is_file() and not onnx_export.sidecar_path(path).exists()  # old model, no description
     monkeypatch.undo()
     again = InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="onnx"))
     np.testing.assert_allclose(np.stack(again.patch_scores(frames)), np.stack(engine.patch_scores(frames)),
                                atol=TOLERANCE)
-    assert json.loads(onnx_backend.sidecar_path(path).read_text())["source_checkpoint_sha256"] == \
-        onnx_backend.file_sha256(checkpoint)
+    assert json.loads(onnx_export.sidecar_path(path).read_text())["source_checkpoint_sha256"] == \
+        onnx_export.file_sha256(checkpoint)

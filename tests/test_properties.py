@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from inference.engine import InferenceEngine, ModelInfo
+from inference.engine import InferenceEngine
+from inference.model_info import ModelInfo
 from size_analyzer import DefectSizeAnalyzer
 
 FAST = settings(max_examples=60, deadline=None)

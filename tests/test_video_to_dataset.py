@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import video_io
-from datasets.base import DatasetConfig, build_dataset
+from datasets.base import DatasetConfig
+from datasets.registry import build_dataset
 from preprocessing import video_to_dataset as v2d
 
 WIDTH, HEIGHT = 96, 64  # non-square on purpose

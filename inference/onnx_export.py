@@ -1,4 +1,5 @@
-"""ONNX export of a trained GLASS class model and an ONNX Runtime backend for the inference engine.
+"""ONNX export of a trained GLASS class model: exact exportable head forms, the export pipeline, the JSON
+sidecar beside every file and the freshness cache the engine exports through.
 
 The exported graph computes exactly `GlassModel.forward` in eval mode: normalised images
 (B,3,H,W) -> patch scores (B,h,w) in [0, 1]; height and width are dynamic (any multiple of the
@@ -16,12 +17,26 @@ norm), so the head can be written in one of two exact forms:
   resolution; resizing commutes with per-position linear maps, so the coarser layers' outputs
   are resized, summed and given the folded bias.
 
-`auto` picks the cheaper form: multiply-adds plus weighted memory-bound work (`form_costs`);
-efficientnet_lite0 gets "fold", wideresnet50 (512/1024 channels) "pool". Every export is
-checked against the PyTorch model (and the written graph against it in onnxruntime) first.
+Which form `--form auto` exports (`choose_form`): the one with fewer multiply-adds in the head
+(`form_macs`, counted from shapes alone: the layers' channels and map sizes, patch size, dims), fold
+on a tie. The forms differ only up to the discriminator's first nonlinearity, and there both are
+convolutions plus a little memory-bound work of the same order in either form (pool: a resize,
+a concatenation and a mean of dim-wide maps; fold: a resize and a sum of hidden-wide maps, a few
+million elements against hundreds of millions of multiply-adds), so the multiply-add count orders
+them wherever they differ clearly, and where it does not, they take the same time. No constant is
+tuned to a machine. Measured with `benchmarks/bench_onnx.py --both_forms --threads 2` on the 2-core
+development CPU while other jobs ran (load average 3-12), minimum ms per image, batch 1 / batch 4
+(lite0 demo: a second run, batch 1 / batch 8, 15 runs):
 
-Fixed-batch files are fed transparently: `OnnxBackend.patch_scores` splits a larger batch into
-the file's batch size and zero-pads the last chunk (padding rows are dropped from the result).
+  model, dims (pretrain/target/hidden)      head M multiply-adds fold             pool            auto
+  efficientnet_lite0 256 px 1536/1536/1024  fold 642, pool 1706  41.9 / 49.8      105.3 / 85.3    fold
+  wideresnet50 288 px 1024/1024/1024        fold 9173, pool 1374 1459.6 / 1294.5  1064.8 / 892.9  pool
+  efficientnet_lite0 256 px 512/512/512     fold 321, pool 300   66.0 / 53.8      61.6 / 44.0     pool (a tie)
+
+Every export is checked against the PyTorch model (and the written graph against it in onnxruntime)
+first. The sidecar `<file>.json` holds the `ModelInfo` a runtime needs and the export facts; it
+records the SHA-256 of the checkpoint it was made from, which `cached_export` compares to decide
+whether a class folder's glass.onnx must be exported again.
 """
 from __future__ import annotations
 
@@ -39,20 +54,20 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import model as glass_model
 import utils
-from errors import first_line
-from inference.engine import ONNX_FILE_NAME, EngineError, ModelInfo
+from inference.model_info import EngineError, ModelInfo
 from paths import make_writable_folder, sidecar_path
 
 LOGGER = logging.getLogger(__name__)
 
+ONNX_FILE_NAME = "glass.onnx"  # a class folder's export (cached_export)
 FORMS = ("auto", "fold", "pool")
-PROVIDERS = ("cpu", "cuda")
 EXPORT_FORMAT = "glass-onnx/3"  # /2: height and width are dynamic; /3: pixel thresholds (calibration)
 INPUT_NAME = "images"
 OUTPUT_NAME = "patch_scores"
@@ -61,12 +76,6 @@ MAX_OPSET = 20  # the TorchScript exporter's limit (torch.onnx.export(..., dynam
 # Largest |export module - GlassModel| accepted before writing a file; the two forms only
 # reorder float32 sums, which moves scores by ~1e-6.
 EXPORT_TOLERANCE = 1e-4
-# ONNX Runtime's profiler on this 2-core CPU (lite0, 256 px): a conv multiply-add ~0.11 ns, an
-# element of pad/slice/concat/resize/reduce work ~0.8 ns; weigh moved elements accordingly.
-ELEMENT_COST = 8
-# "auto" keeps fold unless pool is clearly cheaper: fold runs fewer, larger kernels, and on lite0
-# with dims 512 (model: pool 3.5 % cheaper) an interleaved A/B measured fold as fast or faster.
-FOLD_MARGIN = 1.1
 VERIFY_SEED = 0
 VERIFY_BATCH = 2
 
@@ -139,11 +148,9 @@ def channel_pool(length: int, size: int) -> nn.Module:
     return MeanPool(length, size) if length % size == 0 else pooling_conv(length, 1, size)
 
 
-def channel_pool_cost(length: int, size: int) -> tuple[int, int]:
-    """(multiply-adds, elements moved) per position of `channel_pool`."""
-    if length % size == 0:
-        return 0, length
-    return size * length // pool_groups(length, size), 0
+def channel_pool_macs(length: int, size: int) -> int:
+    """Multiply-adds per position of `channel_pool` (a mean has none)."""
+    return 0 if length % size == 0 else size * length // pool_groups(length, size)
 
 
 def _conv1x1(linear: nn.Linear) -> nn.Conv2d:
@@ -201,43 +208,20 @@ class HeadGeometry:
         return self.sizes[0]
 
 
-@dataclass(frozen=True)
-class FormCost:
-    """Work per image of one head form: multiply-adds and elements moved by memory-bound ops."""
-
-    macs: int
-    elements: int
-
-    @property
-    def total(self) -> int:
-        """MAC-equivalents: an element of concat/resize/reduce work costs ELEMENT_COST MACs."""
-        return self.macs + ELEMENT_COST * self.elements
-
-    def to_dict(self) -> dict[str, int]:
-        """JSON-ready numbers."""
-        return {"macs": self.macs, "elements": self.elements, "cost": self.total}
-
-
-def form_costs(geometry: HeadGeometry) -> dict[str, FormCost]:
-    """Work per image of both head forms up to the first nonlinearity (backbone and the rest of
-    the discriminator are common to both)."""
+def form_macs(geometry: HeadGeometry) -> dict[str, int]:
+    """Multiply-adds per image of each head form up to the first nonlinearity (the backbone and the
+    rest of the discriminator are the same in both)."""
     grid = geometry.grid[0] * geometry.grid[1]
     area = geometry.patchsize ** 2
     width, dim = geometry.head_width, geometry.pretrain_dim
-    pool_macs = pool_moved = fold_macs = fold_moved = 0
+    pool = fold = 0
     for channels, (height, wide) in zip(geometry.channels, geometry.sizes):
         positions, length = height * wide, channels * area
-        pool_macs += positions * dim * length // pool_groups(length, dim, area)
-        fold_macs += positions * length * width
-        if (height, wide) != geometry.grid:
-            pool_moved += 4 * dim * grid
-            fold_moved += 4 * width * grid
-    stacked = len(geometry.channels) * dim
-    stack_macs, stack_moved = channel_pool_cost(stacked, geometry.target_dim)
-    pool_macs += grid * (stack_macs + geometry.target_dim * width)
-    pool_moved += grid * (stacked + stack_moved)  # concatenation + pooling
-    fold_moved += grid * width * len(geometry.channels)  # sums and the bias
-    return {"pool": FormCost(pool_macs, pool_moved), "fold": FormCost(fold_macs, fold_moved)}
+        pool += positions * dim * length // pool_groups(length, dim, area)
+        fold += positions * length * width
+    stack_pool = channel_pool_macs(len(geometry.channels) * dim, geometry.target_dim)
+    pool += grid * (stack_pool + geometry.target_dim * width)
+    return {"pool": pool, "fold": fold}
 
 
 class PoolHead(nn.Module):
@@ -313,6 +297,10 @@ def fold_weights(geometry: HeadGeometry, head_weight: torch.Tensor) -> list[torc
         weights.append(torch.from_numpy(block.reshape(shape)).float())
     return weights
 
+
+# ----------------------------------------------------------------------------------------
+# timm's dynamic "same" padding (Conv2dSame), fixed for export.
+# ----------------------------------------------------------------------------------------
 
 class _ConstantPad(torch.autograd.Function):
     """Zero padding of the last two axes that exports as ONE ONNX Pad with constant pads.
@@ -390,6 +378,10 @@ def with_static_padding(extractor: nn.Module, imagesize: int) -> nn.Module:
     return extractor
 
 
+# ----------------------------------------------------------------------------------------
+# The module that is exported: backbone + one head form.
+# ----------------------------------------------------------------------------------------
+
 class PatchScoreNet(nn.Module):
     """Backbone (the model's truncated extractor) + one exact head form: images -> patch scores."""
 
@@ -428,13 +420,14 @@ def head_geometry(net: glass_model.GlassModel) -> HeadGeometry:
 
 
 def choose_form(geometry: HeadGeometry, form: str = "auto") -> str:
-    """The requested form, or for "auto" the cheaper one (multiply-adds + weighted memory traffic)."""
+    """The requested form, or for "auto" the one with fewer multiply-adds (fold on a tie; see the module
+    docstring)."""
     if form not in FORMS:
         raise OnnxModelError(f"--form {form}: unknown head form; use one of {', '.join(FORMS)}")
     if form != "auto":
         return form
-    costs = form_costs(geometry)
-    return "fold" if costs["fold"].total <= FOLD_MARGIN * costs["pool"].total else "pool"
+    macs = form_macs(geometry)
+    return "fold" if macs["fold"] <= macs["pool"] else "pool"
 
 
 def build_export_module(net: glass_model.GlassModel, form: str = "auto", geometry: HeadGeometry | None = None
@@ -443,7 +436,7 @@ def build_export_module(net: glass_model.GlassModel, form: str = "auto", geometr
     net = net.cpu().eval()
     geometry = geometry or head_geometry(net)
     chosen = choose_form(geometry, form)
-    folded = net._fold_affine_head()  # the exact affine head GlassModel.forward uses in eval mode
+    folded = net.fold_affine_head()  # the exact affine head GlassModel.forward uses in eval mode
     head_class = FoldHead if chosen == "fold" else PoolHead
     head = head_class(geometry, folded, net.discriminator)
     extractor = with_static_padding(net.extractor, export_size(net))
@@ -522,8 +515,6 @@ def _simplified(model_proto: Any) -> tuple[Any, bool]:
 
 def _run_onnx_bytes(payload: bytes, images: np.ndarray) -> np.ndarray:
     """Runs a serialised model once on CPU (export check)."""
-    import onnxruntime as ort
-
     session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
     return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
 
@@ -574,7 +565,7 @@ def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, set
     seconds = time.perf_counter() - started
     description = {
         **info.to_dict(), **_export_facts(settings, info), "form": chosen,
-        "form_costs": {name: cost.to_dict() for name, cost in form_costs(geometry).items()},
+        "form_macs": form_macs(geometry),
         "simplified": simplified, "max_abs_diff_vs_torch": difference, "export_seconds": round(seconds, 3),
         "torch_version": torch.__version__, **(extra or {}),
     }
@@ -586,7 +577,7 @@ def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, set
 def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: ExportSettings
                       ) -> tuple[bytes, bool, float]:
     """(serialised ONNX model, simplified?, max |onnxruntime - GlassModel|), each step checked."""
-    import onnx
+    import onnx  # here, not at the top: it takes about a second to import and only an export needs it
 
     size, multiple = export_size(net), max(net.extractor.strides)
     images = verification_batch(size)
@@ -625,6 +616,10 @@ def _export_facts(settings: ExportSettings, info: ModelInfo) -> dict[str, Any]:
         "input_multiple": info.pad_to,
     }
 
+
+# ----------------------------------------------------------------------------------------
+# Freshness cache and reading the sidecar.
+# ----------------------------------------------------------------------------------------
 
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
@@ -666,24 +661,6 @@ def cached_export(class_dir: str | os.PathLike) -> Path:
     return onnx_path
 
 
-# ----------------------------------------------------------------------------------------
-# Runtime.
-# ----------------------------------------------------------------------------------------
-
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads counted once)."""
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    cores = set()
-    for cpu in cpus:
-        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
-        try:
-            package = (topology / "physical_package_id").read_text().strip()
-            cores.add((package, (topology / "core_id").read_text().strip()))
-        except OSError:  # no sysfs topology (containers, other OSes): count logical CPUs
-            return max(1, len(cpus))
-    return max(1, len(cores))
-
-
 def read_model_description(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dict[str, Any]]:
     """(ModelInfo, whole description) from `<file>.json`; missing or invalid -> OnnxModelError."""
     json_path = sidecar_path(onnx_path)
@@ -701,95 +678,3 @@ def read_model_description(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dic
     except EngineError as err:
         raise OnnxModelError(str(err)) from None
     return info, data
-
-
-def has_cuda() -> bool:
-    """True when this onnxruntime installation can run on CUDA (onnxruntime-gpu)."""
-    import onnxruntime as ort
-
-    return "CUDAExecutionProvider" in ort.get_available_providers()
-
-
-def _providers(provider: str) -> list[str]:
-    """onnxruntime provider list for 'cpu' or 'cuda' (checked against this installation)."""
-    if provider not in PROVIDERS:
-        raise OnnxModelError(f"--provider {provider}: unknown provider; use cpu or cuda")
-    if provider == "cpu":
-        return ["CPUExecutionProvider"]
-    if not has_cuda():
-        raise OnnxModelError("--provider cuda: this onnxruntime has no CUDA support (pip install onnxruntime-gpu); "
-                             "use --provider cpu")
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-
-def open_session(onnx_path: Path, provider: str = "cpu", threads: int | None = None) -> Any:
-    """An optimised onnxruntime InferenceSession; a missing or corrupt file -> OnnxModelError."""
-    import onnxruntime as ort
-    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
-
-    providers = _providers(provider)
-    if threads is not None and threads < 1:
-        raise OnnxModelError(f"threads {threads}: must be at least 1")
-    if not onnx_path.is_file():
-        raise OnnxModelError(f"{onnx_path}: ONNX model not found; export it with python onnx/pth2onnx.py "
-                             "--model_path ... --class_name ...")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = threads or physical_cores()
-    options.inter_op_num_threads = 1
-    load_errors = (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.Fail, ort_errors.NoModel,
-                   ort_errors.NotImplemented, ort_errors.RuntimeException, ort_errors.InvalidArgument)
-    try:
-        return ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
-    except load_errors as err:
-        reason = first_line(err)[:160]
-        raise OnnxModelError(f"{onnx_path}: not a loadable ONNX model ({reason}); export it again with "
-                             "python onnx/pth2onnx.py") from None
-
-
-class OnnxBackend:
-    """An exported GLASS model in onnxruntime; implements the engine's Backend protocol."""
-
-    name = "onnx"
-
-    def __init__(self, onnx_path: str | os.PathLike, provider: str = "cpu", threads: int | None = None) -> None:
-        self.path = Path(onnx_path)
-        self.info, self.description = read_model_description(self.path)
-        self.session = open_session(self.path, provider, threads)
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or outputs[0].name != OUTPUT_NAME:
-            raise OnnxModelError(f"{self.path}: inputs/outputs are not '{INPUT_NAME}' -> '{OUTPUT_NAME}' "
-                                 "(not a GLASS export); export it with python onnx/pth2onnx.py")
-        shape = inputs[0].shape
-        if len(shape) != 4 or shape[1] != 3 or isinstance(shape[2], int) or isinstance(shape[3], int):
-            raise OnnxModelError(f"{self.path}: input shape {shape} is not (B, 3, height, width) with dynamic "
-                                 "height and width; export the model again with python onnx/pth2onnx.py")
-        self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
-        LOGGER.info("ONNX model %s on %s (batch %s, %s form)", self.path, self.session.get_providers()[0],
-                    self.fixed_batch or "dynamic", self.description.get("form"))
-
-    def _run(self, batch: np.ndarray) -> np.ndarray:
-        """One session run."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-
-    def patch_scores(self, batch: np.ndarray) -> np.ndarray:
-        """Patch scores (B,h,w) for a normalised float32 batch (B,3,H,W), H and W multiples of the model's
-        input multiple; any B, also for fixed-batch files."""
-        multiple = self.info.pad_to
-        if batch.ndim != 4 or batch.shape[1] != 3 or batch.shape[2] % multiple or batch.shape[3] % multiple:
-            raise OnnxModelError(f"input batch of shape {batch.shape}: this model takes (B, 3, H, W) with H and W "
-                                 f"multiples of {multiple}")
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        count = len(batch)
-        if count == 0:
-            return np.empty((0, batch.shape[2] // self.info.stride, batch.shape[3] // self.info.stride), np.float32)
-        if self.fixed_batch is None or count == self.fixed_batch:
-            return self._run(batch)
-        step = self.fixed_batch
-        chunks = []
-        for start in range(0, count, step):
-            chunk = batch[start:start + step]
-            if len(chunk) < step:
-                chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
-            chunks.append(self._run(chunk))
-        return np.concatenate(chunks)[:count]
