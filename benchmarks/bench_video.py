@@ -34,7 +34,7 @@ import video_io
 from defect_tracking import GLASSDefectTracker
 from inference import cli as shared
 from inference import onnx_backend, runner
-from inference import video_inference_with_tracking as tracking
+from inference import tracking_run as tracking
 from inference.engine import EngineConfig, InferenceEngine, TorchBackend
 from preprocessing.create_conveyor_video import ConveyorConfig, create_conveyor_video
 from size_analyzer import DefectSizeAnalyzer
