@@ -12,6 +12,7 @@ mode (e.g. --intensity with --mode size) is refused, not ignored.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import click
@@ -23,24 +24,45 @@ from inference import modes
 WRAPPED_MODES = ("sidebyside", "basic", "clean", "size")  # the --mode choices; the first is the default
 
 
-def mode_only_flags() -> dict[str, tuple[click.Parameter, list[str]]]:
-    """Every flag that only some modes take: name -> (its parameter, the modes that take it)."""
-    flags: dict[str, tuple[click.Parameter, list[str]]] = {}
+@dataclass(frozen=True)
+class ModeFlag:
+    """A flag that only some modes take."""
+
+    param: click.Parameter
+    modes: tuple[str, ...]
+
+    @property
+    def flag(self) -> str:
+        """As typed: --name."""
+        return self.param.opts[0]
+
+    @property
+    def owners(self) -> str:
+        """The modes that take it, for messages: clean, or size/tracking."""
+        return "/".join(self.modes)
+
+
+def mode_only_flags() -> dict[str, ModeFlag]:
+    """Every flag that only some of the wrapped modes take, by parameter name."""
+    params: dict[str, click.Parameter] = {}
+    owners: dict[str, list[str]] = {}
     for mode in WRAPPED_MODES:
         for param in modes.own_parameters(mode):
-            flags.setdefault(param.name, (param, []))[1].append(mode)
-    return flags
+            params.setdefault(param.name, param)
+            owners.setdefault(param.name, []).append(mode)
+    return {name: ModeFlag(param, tuple(owners[name])) for name, param in params.items()}
 
 
 MODE_ONLY_FLAGS = mode_only_flags()
 
 
 def mode_epilog() -> str:
-    """The --help lines saying which flags belong to which mode."""
-    owners: dict[str, list[str]] = {}
-    for param, modes_taking in MODE_ONLY_FLAGS.values():
-        owners.setdefault("/".join(modes_taking), []).append(param.opts[0])
-    return "Mode-only flags: " + "; ".join(f"{' '.join(flags)} ({mode})" for mode, flags in owners.items()) + "."
+    """The --help line saying which flags belong to which mode."""
+    flags_by_owners: dict[str, list[str]] = {}
+    for mode_flag in MODE_ONLY_FLAGS.values():
+        flags_by_owners.setdefault(mode_flag.owners, []).append(mode_flag.flag)
+    return "Mode-only flags: " + "; ".join(f"{' '.join(flags)} ({owners})"
+                                           for owners, flags in flags_by_owners.items()) + "."
 
 
 def given(name: str) -> bool:
@@ -51,9 +73,9 @@ def given(name: str) -> bool:
 
 def refuse_other_modes_flags(mode: str) -> None:
     """A flag that only other modes take is an error, not silently ignored."""
-    for name, (param, modes_taking) in MODE_ONLY_FLAGS.items():
-        if mode not in modes_taking and given(name):
-            raise click.UsageError(f"{param.opts[0]} applies to --mode {'/'.join(modes_taking)} only "
+    for name, mode_flag in MODE_ONLY_FLAGS.items():
+        if mode not in mode_flag.modes and given(name):
+            raise click.UsageError(f"{mode_flag.flag} applies to --mode {mode_flag.owners} only "
                                    f"(this run uses --mode {mode})")
 
 
@@ -61,7 +83,7 @@ def run(input_video: str, output_video: str | None, mode: str, **options: Any) -
     """Checks mode-only flags, then runs the chosen mode on INPUT (to OUTPUT)."""
     refuse_other_modes_flags(mode)
     values = {name: value for name, value in options.items()
-              if name not in MODE_ONLY_FLAGS or mode in MODE_ONLY_FLAGS[name][1]}
+              if name not in MODE_ONLY_FLAGS or mode in MODE_ONLY_FLAGS[name].modes}
     modes.MODES[mode].start({**values, "video_path": input_video, "output_path": output_video})
 
 
@@ -77,7 +99,7 @@ main = click.Command(
             shared.model_options,
             shared.display_options,
         ),
-        *(param for param, _ in MODE_ONLY_FLAGS.values()),
+        *(mode_flag.param for mode_flag in MODE_ONLY_FLAGS.values()),
     ],
 )
 
