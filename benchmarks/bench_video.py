@@ -34,7 +34,7 @@ import video_io
 from defect_tracking import GLASSDefectTracker
 from inference import cli as shared
 from inference import runner
-from inference import video_inference_with_tracking as tracking
+from inference import tracking_run as tracking
 from inference.backends import TorchBackend
 from inference.engine import EngineConfig, InferenceEngine
 from inference.onnx_runtime import OnnxBackend

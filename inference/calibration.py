@@ -22,7 +22,7 @@ and the checkpoint says so (source "training").
 """
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import math
 import sys
@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import click
 import cv2
 import numpy as np
 import torch
+
+import utils
 
 LOGGER = logging.getLogger(__name__)
 
@@ -363,20 +366,23 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
     return out
 
 
-def _cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Measure every candidate threshold rule of a trained class "
-                                     "on its MVTec-layout test split (false alarms on test/good, defect recall, "
-                                     "mask coverage); prints JSON.")
-    parser.add_argument("--class_dir", type=Path, required=True, help="results/models/backbone_0/<dataset>_<class>")
-    parser.add_argument("--data_path", type=Path, required=True, help="the MVTec-layout dataset root it was trained on")
-    parser.add_argument("--class_name", required=True, help="the class folder under --data_path")
-    parser.add_argument("--splits", type=int, default=200, help="random calibration draws from all unseen normals")
-    args = parser.parse_args(argv)
-    import json
+@click.command(name="calibration", help="Measure every candidate threshold rule of a trained class on its "
+               "MVTec-layout test split (false alarms on test/good, defect recall, mask coverage); prints JSON.")
+@click.option("--class_dir", type=click.Path(path_type=Path), required=True,
+              help="results/models/backbone_0/<dataset>_<class>")
+@click.option("--data_path", type=click.Path(path_type=Path), required=True,
+              help="the MVTec-layout dataset root it was trained on")
+@click.option("--class_name", required=True, help="the class folder under --data_path")
+@click.option("--splits", type=int, default=200, help="random calibration draws from all unseen normals")
+def main(class_dir: Path, data_path: Path, class_name: str, splits: int) -> None:
+    """Prints every rule's measurement as JSON."""
+    logging.getLogger().setLevel(logging.WARNING)
+    click.echo(json.dumps(measure(class_dir, data_path, class_name, splits), indent=1))
 
-    logging.basicConfig(level=logging.WARNING)
-    print(json.dumps(measure(args.class_dir, args.data_path, args.class_name, args.splits), indent=1))
-    return 0
+
+def _cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for a bad flag)."""
+    return utils.run_command(main, argv, ())
 
 
 if __name__ == "__main__":

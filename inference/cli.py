@@ -1,11 +1,11 @@
 """Command-line pieces shared by the video scripts: Click options, config building, error handling.
 
-A video script is a Click command decorated with `model_options` and `video_options` (plus its
-own flags) whose body calls `run_inference(options, mode, make_renderer)`, and a
-`cli(argv) -> int` that calls `run_cli(command, argv)`. User errors end as one line on stderr,
-`error: <message>`, with exit code 2; Ctrl-C ends with 130, SIGTERM (`docker stop`, systemd) is cleaned
-up as Ctrl-C is and ends with 143. Nothing is written before the input
-(model directory, class, video, output folder) has been checked.
+A video script's Click command (built by `modes.build_command`) takes `model_options` and
+`video_options` (plus its mode's own flags) and runs the mode (a renderer mode through
+`run_inference(options, mode, make_renderer)`); its `cli(argv) -> int` calls `run_cli(command, argv)`.
+User errors end as one line on stderr, `error: <message>`, with exit code 2; Ctrl-C ends with 130,
+SIGTERM (`docker stop`, systemd) is cleaned up as Ctrl-C is and ends with 143. Nothing is written
+before the input (model directory, class, video, output folder) has been checked.
 """
 from __future__ import annotations
 
@@ -113,12 +113,19 @@ def video_options(command: Callable[..., Any] | None = None, *, output_help: str
         return apply_options(target, [
             click.option("--video_path", required=True, help="Input video (any format OpenCV/FFmpeg decodes)."),
             click.option("--output_path", default=None, help=output_help),
-            click.option("--display/--no_display", default=False, show_default=True,
-                         help="Show a preview window while processing (q quits, keeping what was done)."),
-            click.option("--max_frames", type=int, default=None, help="Process at most this many frames."),
+            display_options,
         ])
 
     return apply(command) if command is not None else apply
+
+
+def display_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--display/--no_display --max_frames: the preview window and how much of the video a run takes."""
+    return apply_options(command, [
+        click.option("--display/--no_display", default=False, show_default=True,
+                     help="Show a preview window while processing (q quits, keeping what was done)."),
+        click.option("--max_frames", type=int, default=None, help="Process at most this many frames."),
+    ])
 
 
 def engine_config(options: Mapping[str, Any]) -> EngineConfig:
@@ -186,5 +193,6 @@ def run_cli(command: click.Command, argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "DEFAULT_MODEL_PATH", "default_output_path", "engine_config", "model_options",
-    "check_roi", "prepare", "region_threshold", "region_thresholds", "run_cli", "run_config", "run_inference", "video_options",
+    "check_roi", "display_options", "prepare", "region_threshold", "region_thresholds", "run_cli", "run_config",
+    "run_inference", "video_options",
 ]

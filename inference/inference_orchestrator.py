@@ -14,10 +14,11 @@ defect), which pulled the mean of the right model above a wrong one's on the dem
 z of the median against the model's own held-out defect-free scores is printed too, but does not
 rank: eight held-out images estimate a spread too poorly to divide by (a model whose held-out
 scores happened to agree closely got z 5 on its own product). The
-ranking is printed, then `video_inference_with_tracking.py` runs with the winner and every
-tracking flag given here; the ranking is saved beside the tracking report
-(`model_selection.json`). A model that cannot be loaded (corrupt checkpoint, backbone weights
-not on this machine) is skipped with a warning and listed as such.
+ranking is printed, then the tracking run (`tracking_run.run_tracking`, what
+`video_inference_with_tracking.py` runs) goes with the winner and every tracking flag given here;
+the ranking is saved beside the tracking report (`model_selection.json`). A model that cannot be
+loaded (corrupt checkpoint, backbone weights not on this machine) is skipped with a warning and listed
+as such.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ import model as glass_model
 import video_io
 from inference import cli as shared
 from inference import runner
-from inference import video_inference_with_tracking as tracking
+from inference import tracking_run as tracking
 from inference.engine import EngineError, InferenceEngine
 
 LOGGER = logging.getLogger(__name__)

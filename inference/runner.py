@@ -69,8 +69,7 @@ class RunConfig:
     window_name: str = "GLASS video inference"
 
     def __post_init__(self) -> None:
-        if self.max_frames is not None and self.max_frames < 1:
-            raise RunError(f"--max_frames {self.max_frames}: must be at least 1 (or left out for the whole video)")
+        check_max_frames(self.max_frames)
 
     @property
     def csv_path(self) -> Path:
@@ -207,11 +206,27 @@ def check_run(cfg: RunConfig, info: video_io.VideoInfo | None = None) -> video_i
 
 def check_settings(cfg: RunConfig) -> None:
     """The checks that need no file: output name, screen for --display (max_frames: RunConfig itself)."""
-    output = Path(cfg.output_path)
+    check_output_name(cfg.output_path)
+    check_display(cfg.display)
+
+
+def check_max_frames(max_frames: int | None) -> None:
+    """--max_frames, when given, is at least 1."""
+    if max_frames is not None and max_frames < 1:
+        raise RunError(f"--max_frames {max_frames}: must be at least 1 (or left out for the whole video)")
+
+
+def check_output_name(output_path: str | os.PathLike) -> None:
+    """--output_path names an .mp4 file."""
+    output = Path(output_path)
     if output.suffix.lower() != video_io.VIDEO_SUFFIX:
         suffix = video_io.VIDEO_SUFFIX
         raise RunError(f"--output_path {output}: only {suffix} output is written; name the file *{suffix}")
-    if cfg.display and _no_screen():
+
+
+def check_display(display: bool) -> None:
+    """--display has a screen to show the preview on."""
+    if display and _no_screen():
         raise RunError("--display: no screen available (DISPLAY is not set); run without --display")
 
 

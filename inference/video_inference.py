@@ -9,43 +9,13 @@ inference/runner.py). Heatmap colours use the fixed score scale [0, 1].
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Sequence
 
-import click
-import numpy as np
-
-import drawing
 from inference import cli as shared
-from inference import runner
-from inference.engine import FrameResult, InferenceEngine
+from inference.modes import build_command
 
 MODE = "basic"
-OVERLAY_INTENSITY = 0.5  # heatmap weight in the blend
-
-
-class OverlayRenderer(runner.BaseRenderer):
-    """Heatmap overlay with the frame score, threshold and verdict written on it."""
-
-    def __init__(self, threshold: float, intensity: float = OVERLAY_INTENSITY) -> None:
-        self.threshold = threshold
-        self.intensity = intensity
-
-    def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
-        """Overlay + 'score S / T' + DEFECT or OK."""
-        return runner.draw_verdict(drawing.overlay(frame, result.anomaly_map, self.intensity), result, self.threshold)
-
-
-def make_renderer(engine: InferenceEngine) -> OverlayRenderer:
-    """The renderer of this script for a loaded engine."""
-    return OverlayRenderer(engine.threshold)
-
-
-@click.command(name="video_inference", help="Anomaly heatmap overlay with score and DEFECT/OK on every frame.")
-@shared.model_options
-@shared.video_options
-def main(**options: Any) -> None:
-    """Runs the overlay renderer over the video."""
-    shared.run_inference(options, MODE, make_renderer)
+main = build_command(MODE)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import pytest
 
 import drawing
 import video_io
-from inference import runner
+from inference import modes, renderers, runner
 from inference import run_video_inference, video_inference, video_inference_clean
 from inference import video_inference_sidebyside, video_inference_with_size
 from inference.engine import EngineConfig, InferenceEngine
@@ -235,6 +235,33 @@ def test_wrapper_forwards_and_refuses_flags_of_other_modes(tiny_model, clip, tmp
     code = run_video_inference.cli([str(clip), str(out), *model_args(tiny_model), "--max_frames", "2"])
     assert code == 0 and frame_count(out) == 2
     assert video_io.probe_video(out).width == 2 * SIZE  # sidebyside is the default mode
+    capsys.readouterr()  # the progress bar
+    code = run_video_inference.cli([str(clip), str(out), *model_args(tiny_model), "--pixel_threshold", "0.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--pixel_threshold applies to --mode size" in err[0]
+    assert "sidebyside" in err[0]
+    code = run_video_inference.cli([str(clip), str(out), *model_args(tiny_model), "--mode", "clean",
+                                    "--intensity", "1.5"])  # the clean mode's own typed flag checks the value
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--intensity" in err[0] and "1.5" in err[0]
+
+
+@pytest.mark.parametrize("script, mode, own_flags", [
+    (video_inference, "basic", []),
+    (video_inference_sidebyside, "sidebyside", []),
+    (video_inference_clean, "clean", ["intensity"]),
+    (video_inference_with_size, "size", ["pixel_size", "physical_unit", "min_defect_area", "pixel_threshold"]),
+])
+def test_every_script_is_its_modes_command_from_the_registry(script, mode, own_flags):
+    shared_flags = ["model_path", "class_name", "device", "backend", "batch_size", "threshold", "roi", "onnx_path",
+                    "video_path", "output_path", "display", "max_frames"]
+    assert script.main.name == modes.MODES[mode].command_name == script.__name__.rsplit(".", 1)[1]
+    assert [p.name for p in script.main.params] == shared_flags + own_flags
+    assert [p.name for p in modes.own_parameters(mode)] == own_flags
+    wrapper_flags = [p.name for p in run_video_inference.main.params]
+    assert all(flag in wrapper_flags for flag in shared_flags[:8] + own_flags)  # the wrapper takes them, typed
+    with pytest.raises(ValueError, match="either a renderer or a run"):
+        modes.Mode("nothing", "nothing", "draws nothing")
 
 
 def write_unreadable(folder: Path) -> Path:
@@ -328,7 +355,7 @@ def test_interrupt_in_cli_returns_130_and_saves_nothing(tiny_model, clip, tmp_pa
     def interrupt(self, frame, result, index):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(video_inference.OverlayRenderer, "render", interrupt)
+    monkeypatch.setattr(renderers.OverlayRenderer, "render", interrupt)
     out_dir = tmp_path / "out"
     code = video_inference.cli(model_args(tiny_model, "--video_path", str(clip), "--output_path",
                                           str(out_dir / "x.mp4")))
@@ -415,3 +442,19 @@ def test_default_output_path_and_side_paths():
     assert os.fspath(runner.RunConfig("a.mp4", "b/c.mp4").timeline_path) == os.path.join("b", "c_timeline.png")
     with pytest.raises(runner.RunError, match="--max_frames"):
         runner.RunConfig("a.mp4", "b.mp4", max_frames=0)
+
+
+def test_settings_checks_need_only_their_own_flag(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    runner.check_output_name("out/run.MP4")
+    with pytest.raises(runner.RunError, match=r"--output_path out/run.avi: only \.mp4 output"):
+        runner.check_output_name("out/run.avi")
+    runner.check_max_frames(None)
+    runner.check_max_frames(1)
+    with pytest.raises(runner.RunError, match="--max_frames 0"):
+        runner.check_max_frames(0)
+    runner.check_display(False)
+    with pytest.raises(runner.RunError, match="--display: no screen"):
+        runner.check_display(True)

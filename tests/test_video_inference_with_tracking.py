@@ -10,7 +10,9 @@ import pytest
 
 import video_io
 from conftest import write_scrolling_clip
-from inference import video_inference_with_tracking as tracking
+from inference import runner
+from inference import tracking_run as tracking
+from inference import video_inference_with_tracking as script
 
 SIZE = 64
 SHIFT = 2  # px per frame the surface moves to the left
@@ -40,7 +42,7 @@ def organized_run(tiny_model, moving_clip, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("organized")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
-        code = tracking.cli(args(tiny_model, moving_clip, "--pixel_size", "0.5", "--fabric_speed", "10"))
+        code = script.cli(args(tiny_model, moving_clip, "--pixel_size", "0.5", "--fabric_speed", "10"))
     return cwd, code
 
 
@@ -106,7 +108,7 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
 
 def test_no_organized_output_writes_beside_output_path(tiny_model, moving_clip, tmp_path):
     out = tmp_path / "flat" / "tracked.mp4"
-    assert tracking.cli(args(tiny_model, moving_clip, "--output_path", str(out), "--no_organized_output")) == 0
+    assert script.cli(args(tiny_model, moving_clip, "--output_path", str(out), "--no_organized_output")) == 0
     names = sorted(p.name for p in (tmp_path / "flat").iterdir())
     assert names == ["tracked.mp4", "tracked_frames.csv", "tracked_report.json", "tracked_timeline.png"]
     report = json.loads((tmp_path / "flat" / "tracked_report.json").read_text())
@@ -114,8 +116,8 @@ def test_no_organized_output_writes_beside_output_path(tiny_model, moving_clip, 
 
     frames_dir = tmp_path / "frames"
     out2 = tmp_path / "flat2" / "tracked.mp4"
-    assert tracking.cli(args(tiny_model, moving_clip, "--output_path", str(out2), "--no_organized_output",
-                             "--save_defect_frames", "--defect_frames_dir", str(frames_dir))) == 0
+    assert script.cli(args(tiny_model, moving_clip, "--output_path", str(out2), "--no_organized_output",
+                           "--save_defect_frames", "--defect_frames_dir", str(frames_dir))) == 0
     report2 = json.loads((tmp_path / "flat2" / "tracked_report.json").read_text())
     assert sorted(p.name for p in frames_dir.iterdir()) == sorted(
         Path(d["defect_frame"]).name for d in report2["defects"])
@@ -222,7 +224,7 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
     before = files_under(tmp_path)
-    code = tracking.cli([*model, "--device", "cpu", "--video_path", str(video), *extra])
+    code = script.cli([*model, "--device", "cpu", "--video_path", str(video), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
@@ -238,8 +240,17 @@ def test_failure_mid_run_leaves_no_file_and_no_run_folder(tiny_model, moving_cli
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(tracking.TrackingRenderer, "render", fail)
-    assert tracking.cli(args(tiny_model, moving_clip)) == 130
+    assert script.cli(args(tiny_model, moving_clip)) == 130
     assert files_under(tmp_path) == [] and not (tmp_path / "output").exists()
+
+
+def test_settings_are_checked_without_an_output_name_or_a_video():
+    tracking.check_settings({"output_path": None, "display": False, "max_frames": None})  # nothing to refuse
+    tracking.check_settings({"output_path": "runs/belt.mp4", "display": False, "max_frames": 5})
+    with pytest.raises(runner.RunError, match="--output_path belt.avi"):  # the name, as it goes in the run folder
+        tracking.check_settings({"output_path": "runs/belt.avi", "display": False, "max_frames": None})
+    with pytest.raises(runner.RunError, match="--max_frames 0"):
+        tracking.check_settings({"output_path": "runs/belt.avi", "display": False, "max_frames": 0})
 
 
 def test_speed_check_compares_measured_and_expected():
@@ -254,8 +265,8 @@ def test_speed_check_compares_measured_and_expected():
 def test_pixel_threshold_and_roi_reach_the_tracker(tiny_model, moving_clip, tmp_path):
     """--pixel_threshold cuts the regions (the frame decision keeps --threshold); --roi limits the map."""
     out = tmp_path / "roi" / "tracked.mp4"
-    assert tracking.cli(args(tiny_model, moving_clip, "--output_path", str(out), "--no_organized_output",
-                             "--pixel_threshold", "0.999", "--roi", "0,0,32,64")) == 0
+    assert script.cli(args(tiny_model, moving_clip, "--output_path", str(out), "--no_organized_output",
+                           "--pixel_threshold", "0.999", "--roi", "0,0,32,64")) == 0
     report = json.loads((tmp_path / "roi" / "tracked_report.json").read_text())
     assert report["settings"]["threshold"] == 0.999 and report["settings"]["image_threshold"] == 0.5
     assert report["defects"] == [] or all(d["max_score"] >= 0.999 for d in report["defects"])
