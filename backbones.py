@@ -13,7 +13,7 @@ import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import timm
 import torch
@@ -98,7 +98,7 @@ class _Architecture:
     head: str  # classifier module name
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _architecture(timm_name: str) -> _Architecture:
     """Feature stages and feature-wrapper kind of a timm model, read from meta-device builds."""
     try:
@@ -137,7 +137,10 @@ def backbone_info(name: str) -> BackboneInfo:
                         _triple(arch.mean), _triple(arch.std))
 
 
-def normalization_stats(info: BackboneInfo, choice: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+Triple = tuple[float, float, float]  # per-channel mean or std
+
+
+def normalization_stats(info: BackboneInfo, choice: str) -> tuple[Triple, Triple]:
     """(mean, std) of the input normalisation `choice` (one of NORMALIZATIONS) for a backbone."""
     if choice == "imagenet":
         return IMAGENET_MEAN, IMAGENET_STD
@@ -440,7 +443,7 @@ class FeatureExtractor(nn.Module):
         self.requires_grad_(False)
         self.train(False)
 
-    def train(self, mode: bool = True) -> "FeatureExtractor":
+    def train(self, mode: bool = True) -> FeatureExtractor:
         """Stay in eval mode whatever `mode` is: the backbone is frozen."""
         return super().train(False)
 

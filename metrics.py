@@ -99,13 +99,15 @@ def compute_pro(
 
 
 def pro_thresholds(maps: np.ndarray, num_thresholds: int) -> np.ndarray:
-    """Return ``num_thresholds`` evenly spaced float64 thresholds from the maps' minimum (inclusive) to maximum (exclusive)."""
+    """Return ``num_thresholds`` evenly spaced float64 thresholds from the maps' minimum (inclusive) to maximum
+    (exclusive)."""
     low, high = float(maps.min()), float(maps.max())
     return low + (high - low) / num_thresholds * np.arange(num_thresholds, dtype=np.float64)
 
 
 def pro_auc(fpr: np.ndarray, pro: np.ndarray, max_fpr: float) -> float:
-    """Return the area under PRO(FPR) (both in ascending-threshold order) for FPR < ``max_fpr``, FPR min-max rescaled."""
+    """Return the area under PRO(FPR) (both in ascending-threshold order) for FPR < ``max_fpr``, FPR min-max
+    rescaled."""
     keep = fpr < max_fpr
     fpr, pro = fpr[keep], pro[keep]
     if fpr.size < 2:

@@ -52,12 +52,13 @@ class NetConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "NetConfig":
+    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
         """Inverse of to_dict; unknown keys are an error."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise CheckpointError(f"checkpoint config has unknown fields {sorted(unknown)}: written by a newer toolkit?")
+            raise CheckpointError(f"checkpoint config has unknown fields {sorted(unknown)}: "
+                                  "written by a newer toolkit?")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -185,7 +186,7 @@ class GlassModel(nn.Module):
         self._folded: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
-    def build(cls, cfg: NetConfig, pretrained: bool = True) -> "GlassModel":
+    def build(cls, cfg: NetConfig, pretrained: bool = True) -> GlassModel:
         """Creates the model with the backbone's (pretrained) weights."""
         return cls(cfg, backbones.load(cfg.backbone, cfg.layers, pretrained=pretrained))
 
@@ -240,7 +241,7 @@ class GlassModel(nn.Module):
         weight, bias = linear.weight @ weight, linear.weight @ bias + linear.bias
         return scale[:, None] * weight, scale * (bias - norm.running_mean) + norm.bias
 
-    def train(self, mode: bool = True) -> "GlassModel":
+    def train(self, mode: bool = True) -> GlassModel:
         """Switches mode; entering training drops the folded head (the weights will change)."""
         if mode:
             self._folded = None
@@ -289,7 +290,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for corrupt files; all mean "unreadable"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}); delete it and retrain") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}); "
+                              "delete it and retrain") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
             f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (official GLASS checkpoints lack the model "

@@ -39,7 +39,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 try:
     import fcntl
@@ -168,8 +169,8 @@ def iter_frames(path: str | os.PathLike, batch_size: int = 1, check: bool = True
     """Yields the video's frames (BGR uint8, HxWx3) in lists of `batch_size`; the last list may be shorter.
 
     The video is checked (probe_video) when this is called, so a bad file fails before any
-    frame is asked for (check=False: the caller has probed it already). Reading goes on until the decoder stops, whatever frame count the
-    container states.
+    frame is asked for (check=False: the caller has probed it already). Reading goes on until the
+    decoder stops, whatever frame count the container states.
     """
     if batch_size < 1:
         raise VideoError(f"batch_size {batch_size}: must be at least 1")

@@ -35,7 +35,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 from unittest import mock
 
 import numpy as np

@@ -145,7 +145,7 @@ class Footprint:
         seen = self.seen()
         return (self.hits > 0) & (self.hits >= VOTE * np.maximum(seen, 1))
 
-    def merged(self, other: "Footprint") -> "Footprint":
+    def merged(self, other: Footprint) -> Footprint:
         """One footprint of two (votes added; a frame seen by both counts once)."""
         result = Footprint()
         for part in (self, other):

@@ -28,7 +28,8 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import click
 import cv2
@@ -52,7 +53,7 @@ class MapSummary:
     pixels: np.ndarray  # float32, at most MAP_SAMPLE values taken on a regular grid
 
     @classmethod
-    def of(cls, amap: np.ndarray, sample: int = MAP_SAMPLE) -> "MapSummary":
+    def of(cls, amap: np.ndarray, sample: int = MAP_SAMPLE) -> MapSummary:
         """The summary of a map (every k-th row and column, k chosen so that at most `sample` remain;
         sample 0 keeps the maximum only, which is all the chosen rule needs)."""
         if sample <= 0:
@@ -342,7 +343,8 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
                    for d in draws]
         out["image"][rule] = {
             "threshold": t,
-            "loo_false_alarm": leave_one_out_rate(list(cal_scores), lambda rest: threshold_of(np.array(rest)), float),
+            "loo_false_alarm": leave_one_out_rate(
+                list(cal_scores), lambda rest, rule_of=threshold_of: rule_of(np.array(rest)), float),
             "false_alarm": fixed["image_false_alarm"], "recall": fixed["image_recall"],
             "recall_by_type": {kind: float(np.mean([j.score >= t for j in bad_by_type[kind]]))
                                for kind in sorted(bad_by_type)},

@@ -13,7 +13,8 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 import click
 
@@ -69,7 +70,7 @@ def engine_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def size_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--pixel_size --physical_unit --min_defect_area --pixel_threshold: how anomaly-map regions are cut and measured."""
+    """--pixel_size --physical_unit --min_defect_area --pixel_threshold: how map regions are cut and measured."""
     return apply_options(command, [
         click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
                      help="Side length of one video pixel in --physical_unit."),

@@ -13,7 +13,7 @@ builds it, padding cut off, resized to the ROI; zero outside it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -78,7 +78,7 @@ class InferenceEngine:
         return getattr(self.backend, "name", type(self.backend).__name__)
 
     @classmethod
-    def from_config(cls, cfg: EngineConfig) -> "InferenceEngine":
+    def from_config(cls, cfg: EngineConfig) -> InferenceEngine:
         """Loads the class model named by the config with the chosen backend."""
         class_dir = glass_model.resolve_class_dir(cfg.model_path, cfg.class_name)
         backend, info = make_backend(cfg.backend, class_dir, cfg.device, cfg.onnx_path)

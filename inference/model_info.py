@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class ModelInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str) -> "ModelInfo":
+    def from_dict(cls, data: dict[str, Any], source: str) -> ModelInfo:
         """Reads the dict written by to_dict; a missing or bad key names the source file. A description
         written before pixel thresholds existed gets the image threshold as its pixel threshold."""
         try:
@@ -84,7 +85,7 @@ class ModelInfo:
                               "export the model again") from None
 
     @classmethod
-    def from_checkpoint(cls, data: dict[str, Any], class_name: str, strides: Sequence[int]) -> "ModelInfo":
+    def from_checkpoint(cls, data: dict[str, Any], class_name: str, strides: Sequence[int]) -> ModelInfo:
         """The description of a loaded checkpoint (see model.load_checkpoint) whose backbone layers
         have these strides (the first one is the patch grid's). The thresholds are the checkpoint's
         calibration (inference/calibration.py: from held-out defect-free images); a checkpoint without one
@@ -106,7 +107,7 @@ class ModelInfo:
 
     @classmethod
     def for_net(cls, net: glass_model.NetConfig, class_name: str, strides: Sequence[int], threshold: float,
-                pixel_threshold: float) -> "ModelInfo":
+                pixel_threshold: float) -> ModelInfo:
         """The description of a model of this configuration whose backbone layers have these strides."""
         stride = int(strides[0])
         side = -(-net.imagesize // stride)

@@ -9,7 +9,8 @@ model flags (`cli.model_options`), the video flags (`cli.video_options`), then t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import click
 

@@ -3,10 +3,10 @@ sidecar beside every file and the freshness cache the engine exports through.
 
 The exported graph computes exactly `GlassModel.forward` in eval mode: normalised images
 (B,3,H,W) -> patch scores (B,h,w) in [0, 1]; height and width are dynamic (any multiple of the
-backbone's largest stride, as the engine pads frames), so whole frames of any shape are scored. Between the backbone maps and the discriminator's
-first nonlinearity everything is linear (3x3 neighbourhood gather, adaptive channel pooling,
-bilinear resize, stacked-layer pooling, projection, first discriminator layer, eval batch
-norm), so the head can be written in one of two exact forms:
+backbone's largest stride, as the engine pads frames), so whole frames of any shape are scored.
+Between the backbone maps and the discriminator's first nonlinearity everything is linear (3x3
+neighbourhood gather, adaptive channel pooling, bilinear resize, stacked-layer pooling, projection,
+first discriminator layer, eval batch norm), so the head can be written in one of two exact forms:
 
 - "pool": the model's own sequence; a layer's 3x3 neighbourhood gather + adaptive pooling is one
   grouped convolution (groups = gcd(channels, dim): no pooling window crosses a group), the
@@ -51,7 +51,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import onnxruntime as ort

@@ -28,7 +28,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
+from collections.abc import Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -97,7 +98,7 @@ class FrameRenderer(Protocol):
     def finish(self) -> dict[str, Any]:
         """Extra report data once every frame was rendered (shown in the summary)."""
 
-    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, Artifact]:
+    def artifacts(self, output_path: Path, summary: RunSummary) -> dict[Path, Artifact]:
         """Extra files to save once the run succeeded: path -> text or bytes (written atomically), or
         -> the Path of a finished file on the same file system (moved there)."""
 
@@ -113,7 +114,7 @@ class BaseRenderer:
         """No extra report data."""
         return {}
 
-    def artifacts(self, output_path: Path, summary: "RunSummary") -> dict[Path, Artifact]:
+    def artifacts(self, output_path: Path, summary: RunSummary) -> dict[Path, Artifact]:
         """No extra files."""
         return {}
 

@@ -9,7 +9,7 @@ inference/runner.py). Heatmap colours use the fixed score scale [0, 1].
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from inference import cli as shared
 from inference.modes import build_command

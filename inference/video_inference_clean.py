@@ -9,7 +9,7 @@ Writes the per-frame CSV and timeline PNG beside the video.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from inference import cli as shared
 from inference.modes import build_command

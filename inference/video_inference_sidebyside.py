@@ -8,7 +8,7 @@ The output is twice as wide as the input. Writes the per-frame CSV and timeline 
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from inference import cli as shared
 from inference.modes import build_command

@@ -15,7 +15,7 @@ unit^2. Besides the video, the per-frame CSV and the timeline PNG, it writes
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from inference import cli as shared
 from inference.modes import build_command

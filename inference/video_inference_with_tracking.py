@@ -27,7 +27,7 @@ empty) and says so in one line; a run that is still going keeps its lock and its
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from inference import cli as shared
 from inference.modes import build_command
