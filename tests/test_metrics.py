@@ -15,7 +15,7 @@ from metrics import (
     pixel_metrics,
     pro_thresholds,
 )
-from pro_reference import compute_pro_reference
+from tests.pro_reference import compute_pro_reference
 
 
 def _defect_stack() -> np.ndarray:

@@ -22,8 +22,8 @@ from inference import onnx_export, onnx_runtime
 from inference.engine import EngineConfig, InferenceEngine
 from inference.model_info import ModelInfo
 from model import GlassModel, NetConfig, final_checkpoint_path, load_checkpoint, load_trained_model
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
 
 

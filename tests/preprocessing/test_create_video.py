@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import video_io
-from conftest import write_tiny_mvtec
 from preprocessing import create_dataset_video, create_enhanced_video, create_video, video_sources
 from preprocessing.create_enhanced_video import defect_count, defect_slots
+from tests.helpers import write_tiny_mvtec
 
 
 @pytest.fixture
