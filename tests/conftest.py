@@ -1,12 +1,18 @@
 """Shared fixtures: tiny datasets written into tmp_path, the tiny trained model (helpers in tests/helpers.py)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import pytest
 
 import common
-from tests.helpers import TinyModel, write_tiny_mvtec
+from tests.helpers import TinyModel, load_onnx_script, write_tiny_mvtec
+
+if TYPE_CHECKING:
+    from inference.engine import InferenceEngine
 
 common.keep_freed_memory()  # as the CLI does: large CPU temporaries are reused, not page-faulted again
 
@@ -35,3 +41,42 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     assert code == 0
     model_path = results / "models" / "backbone_0"
     return TinyModel(model_path, "mvtec_toy", model_path / "mvtec_toy", data)
+
+
+@pytest.fixture(scope="session")
+def torch_engine(tiny_model: TinyModel) -> InferenceEngine:
+    """The tiny model's PyTorch engine on CPU (the reference the ONNX files are checked against)."""
+    from inference.engine import EngineConfig, InferenceEngine
+
+    return InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def exports(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """The tiny model exported twice: fold form with a dynamic batch, pool form with a fixed batch of 2."""
+    from inference import onnx_export
+
+    folder = tmp_path_factory.mktemp("onnx_exports")
+    fold, _ = onnx_export.export_onnx(tiny_model.class_dir, folder / "fold.onnx", dynamic_batch=True, form="fold")
+    pool, _ = onnx_export.export_onnx(tiny_model.class_dir, folder / "pool.onnx", batch=2, form="pool")
+    return {"fold": fold, "pool": pool}
+
+
+@pytest.fixture
+def model_copy(tiny_model, tmp_path) -> Path:
+    """A private copy of the trained backbone folder (tests here may write into the class folder)."""
+    root = tmp_path / "models" / "backbone_0"
+    shutil.copytree(tiny_model.class_dir, root / tiny_model.class_name, ignore=shutil.ignore_patterns("tb"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pth2onnx() -> ModuleType:
+    """onnx/pth2onnx.py loaded as a module (onnx/ is a script folder)."""
+    return load_onnx_script("pth2onnx")
+
+
+@pytest.fixture(scope="module")
+def ort_script() -> ModuleType:
+    """onnx/ort.py loaded as a module."""
+    return load_onnx_script("ort")

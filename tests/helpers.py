@@ -6,12 +6,16 @@ the fixtures built from them are in conftest.py.
 from __future__ import annotations
 
 import csv
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
 import pytest
+import skimage.data
 
 import video_io
 
@@ -134,3 +138,34 @@ def frame_count(path: Path) -> int:
 def files_under(folder: Path) -> list[Path]:
     """Every file below a folder (empty if the folder does not exist)."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+# ---------------------------------------------------------------- ONNX export and runtime
+
+ONNX_TOLERANCE = 1e-4  # max |ONNX - PyTorch| patch score
+
+
+def load_onnx_script(name: str) -> ModuleType:
+    """Loads onnx/<name>.py by path (the onnx/ folder is a script folder, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"glass_onnx_script_{name}", REPO / "onnx" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def real_frames(tiny_model) -> list[np.ndarray]:
+    """The fixture's test images and scikit-image photos resized to the model's 64 px (BGR uint8)."""
+    frames = [cv2.imread(str(p)) for p in sorted((tiny_model.data_path / "toy" / "test").rglob("*.png"))]
+    for name in ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut"):
+        photo = getattr(skimage.data, name)()
+        photo = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR) if photo.ndim == 2 else cv2.cvtColor(photo, cv2.COLOR_RGB2BGR)
+        frames.append(cv2.resize(photo, (64, 64), interpolation=cv2.INTER_AREA))
+    return frames
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err)
+    return errors[0]
