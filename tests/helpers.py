@@ -169,3 +169,13 @@ def one_line_error(capsys) -> str:
     errors = [line for line in err if line.startswith("error: ")]
     assert len(errors) == 1 and "Traceback" not in "\n".join(err)
     return errors[0]
+
+
+# ---------------------------------------------------------------- size analysis
+
+def rect_map(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], value: float = 1.0) -> np.ndarray:
+    """Zero float32 map with filled rectangles (x1, y1, x2, y2 exclusive)."""
+    out = np.zeros(shape, np.float32)
+    for x1, y1, x2, y2 in boxes:
+        out[y1:y2, x1:x2] = value
+    return out
