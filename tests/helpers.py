@@ -179,3 +179,48 @@ def rect_map(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], val
     for x1, y1, x2, y2 in boxes:
         out[y1:y2, x1:x2] = value
     return out
+
+
+# ---------------------------------------------------------------- the video creation scripts (tests/preprocessing)
+
+def frames_of(video: Path) -> list[np.ndarray]:
+    """All decoded frames of a video."""
+    return [frame for batch in video_io.iter_frames(video, batch_size=4) for frame in batch]
+
+
+def labels_of(sidecar: dict) -> list[str]:
+    """Frame labels of a sidecar."""
+    return [frame["label"] for frame in sidecar["frames"]]
+
+
+def assert_sidecar_matches_sources(sidecar: dict) -> None:
+    """Every frame's label is its source image's folder, indices run 0..n-1, defects have their mask."""
+    for i, frame in enumerate(sidecar["frames"]):
+        assert frame["index"] == i
+        source = Path(frame["source"])
+        assert source.is_file() and source.parent.name == frame["label"]
+        assert frame["is_defect"] == (frame["label"] != "good")
+        if frame["is_defect"]:
+            assert Path(frame["mask"]).name == f"{source.stem}_mask.png"
+        else:
+            assert frame["mask"] is None
+
+
+def assert_frames_show_sources(video: Path, sidecar: dict) -> None:
+    """Each decoded frame is closest to its own (resized) source image among all the video's sources."""
+    size = (sidecar["width"], sidecar["height"])
+    sources = {f["source"]: cv2.resize(cv2.imread(f["source"]), size) for f in sidecar["frames"]}
+    names = list(sources)
+    for frame, record in zip(frames_of(video), sidecar["frames"]):
+        errors = [np.abs(frame.astype(int) - sources[n].astype(int)).mean() for n in names]
+        assert names[int(np.argmin(errors))] == record["source"]
+
+
+def assert_user_error(capsys: pytest.CaptureFixture, code: int, *needles: str) -> None:
+    """Exit code 2 and exactly one 'error:' line on stderr naming the needles."""
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
