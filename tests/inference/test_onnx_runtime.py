@@ -99,7 +99,7 @@ def test_corrupt_or_incomplete_onnx_files_give_one_line_errors(exports, tmp_path
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown where CUDA is missing")
-def test_cuda_provider_without_cuda_is_aone_line_error(exports):
+def test_cuda_provider_without_cuda_is_a_one_line_error(exports):
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
