@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-import common
-from tests.helpers import TinyModel, load_onnx_script, write_tiny_mvtec
+pytest.register_assert_rewrite("tests.helpers")  # its assert_* helpers report like asserts in tests
+
+import common  # noqa: E402
+from tests.helpers import TinyModel, load_onnx_script, write_tiny_mvtec  # noqa: E402
 
 if TYPE_CHECKING:
     from inference.engine import InferenceEngine

@@ -15,7 +15,6 @@ from types import ModuleType
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 
 import video_io
 
@@ -156,6 +155,8 @@ def load_onnx_script(name: str) -> ModuleType:
 
 def real_frames(tiny_model) -> list[np.ndarray]:
     """The fixture's test images and scikit-image photos resized to the model's 64 px (BGR uint8)."""
+    import skimage.data
+
     frames = [cv2.imread(str(p)) for p in sorted((tiny_model.data_path / "toy" / "test").rglob("*.png"))]
     for name in ("brick", "grass", "gravel", "coffee", "chelsea", "astronaut"):
         photo = getattr(skimage.data, name)()
