@@ -1,7 +1,7 @@
 """The PRO score by the literal loop over thresholds and regions: the oracle for metrics.compute_pro.
 
 Slow, obviously right, and no input checks (the tests and benchmarks/bench_pro.py pass valid stacks).
-Not collected by pytest (no test_ prefix); tests import it as `pro_reference`.
+Not collected by pytest (no test_ prefix); tests import it as `tests.pro_reference`.
 """
 from __future__ import annotations
 

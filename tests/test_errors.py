@@ -13,8 +13,8 @@ import pytest
 
 import utils
 from errors import UserError, first_line
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 TOP_LEVEL_MODULES = ("backbones", "common", "glass", "loss", "main", "metrics", "model", "paths", "perlin",
                      "preprocess", "utils", "video_io")
 PACKAGES = ("datasets", "defect_tracking", "inference", "preprocessing", "size_analyzer")

@@ -18,12 +18,10 @@ import pytest
 
 import main
 import utils
-from conftest import write_tiny_mvtec
 from datasets import distribution
 from model import load_checkpoint
-from test_main import dataset_args, net_args
+from tests.helpers import REPO, dataset_args, net_args, write_tiny_mvtec
 
-REPO = Path(__file__).resolve().parents[1]
 HEADER = ",".join(("class", *utils.METRIC_NAMES, "epoch", "selection"))
 
 

@@ -18,10 +18,9 @@ import pytest
 
 import utils
 import video_io
-from conftest import write_scrolling_clip
 from inference import runner
+from tests.helpers import REPO, write_scrolling_clip
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "inference" / "video_inference_with_tracking.py"
 SIZE = 64
 N_FRAMES = 300  # long enough to be caught mid-video on a quiet machine (scored one frame at a time)

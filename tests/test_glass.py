@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import backbones
-from conftest import write_tiny_mvtec
 from datasets.base import DatasetConfig, build_dataloader
 from datasets.registry import build_dataset
 from glass import (GLASS, GasGradient, TrainConfig, ascend_features, ascend_in_hidden_space, truncate_offsets,
                    truncation_vjp)
 from model import Discriminator, GlassModel, NetConfig, load_checkpoint
+from tests.helpers import write_tiny_mvtec
 
 
 def test_truncated_projection_manifold_keeps_offsets_from_true_in_half_to_one():

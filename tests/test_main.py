@@ -13,23 +13,10 @@ import torch
 
 import glass
 import main
-from conftest import interrupt_second_epoch, write_tiny_mvtec
 from datasets.registry import build_dataset
 from model import load_checkpoint, load_trained_model, resolve_class_dir
+from tests.helpers import REPO, dataset_args, interrupt_second_epoch, net_args, write_tiny_mvtec
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def net_args(epochs: int = 2, *extra: str) -> list[str]:
-    """A tiny efficientnet_lite0 GLASS (small dims, 2 ascent steps)."""
-    return ["net", "-b", "efficientnet_lite0", "--pretrain_embed_dimension", "64", "--target_embed_dimension", "64",
-            "--dsc_hidden", "32", "--meta_epochs", str(epochs), "--step", "2", *extra]
-
-
-def dataset_args(data: Path, aug: Path, *extra: str) -> list[str]:
-    """64 px images, batch 4, no workers, manifold forced."""
-    return ["dataset", "--batch_size", "4", "--num_workers", "0", "--resize", "64", "--imagesize", "64",
-            "--fg", "0", "--distribution", "2", *extra, "-d", "toy", "mvtec", str(data), str(aug)]
 
 
 def read_results(results: Path) -> dict[str, dict[str, str]]:

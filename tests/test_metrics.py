@@ -1,12 +1,12 @@
-"""Tests for metrics: image/pixel AUROC and AP, and the GLASS PRO score (fast vs literal)."""
+"""Tests for metrics: image/pixel AUROC and AP (known answers, rank and step definitions), and the GLASS
+PRO score (fast vs literal)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from scipy import ndimage, stats
 from skimage import draw
-from sklearn import metrics as skm
 
 from metrics import (
     MetricInputError,
@@ -15,7 +15,7 @@ from metrics import (
     pixel_metrics,
     pro_thresholds,
 )
-from pro_reference import compute_pro_reference
+from tests.pro_reference import compute_pro_reference
 
 
 def _defect_stack() -> np.ndarray:
@@ -45,13 +45,49 @@ def _score_stack(masks: np.ndarray, seed: int, contrast: float) -> np.ndarray:
 # ---------------------------------------------------------------- image / pixel metrics
 
 
-def test_image_metrics_match_sklearn() -> None:
+def _rank_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC as the Mann-Whitney statistic: the share of (anomalous, normal) pairs ranked right, ties half."""
+    ranks = stats.rankdata(scores)  # average ranks for ties
+    positives = labels.astype(bool)
+    n, m = positives.sum(), (~positives).sum()
+    return float((ranks[positives].sum() - n * (n + 1) / 2) / (n * m))
+
+
+def _step_ap(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision as the step sum over distinct thresholds t (descending): sum of
+    (recall(t) - recall(previous t)) * precision(t), where score >= t is called anomalous."""
+    labels = labels.astype(bool)
+    total, previous_recall = 0.0, 0.0
+    for threshold in np.unique(scores)[::-1]:
+        called = scores >= threshold
+        recall = (called & labels).sum() / labels.sum()
+        total += (recall - previous_recall) * (called & labels).sum() / called.sum()
+        previous_recall = recall
+    return float(total)
+
+
+def test_image_metrics_known_answers() -> None:
+    # 3 anomalous, 2 normal images; one (anomalous, normal) pair of the 6 is swapped: AUROC 1 - 1/6.
+    # Ranked: .9 A, .8 A, .5 N, .4 A, .1 N -> precision at each anomalous image 1, 1, 3/4: AP 11/12.
+    labels = np.array([1, 1, 1, 0, 0])
+    scores = np.array([0.9, 0.8, 0.4, 0.5, 0.1])
+    result = image_metrics(scores, labels)
+    assert result["auroc"] == pytest.approx(5 / 6, abs=1e-12)
+    assert result["ap"] == pytest.approx(11 / 12, abs=1e-12)
+    # all scores tied: chance AUROC; one threshold calls everything anomalous, AP = the anomalous share
+    assert image_metrics(np.full(5, 0.4), labels) == pytest.approx({"auroc": 0.5, "ap": 3 / 5}, abs=1e-12)
+    # 2 anomalous, 2 normal, ranked A N A N: pairs right 3 of 4; AP (1 + 2/3) / 2 = 5/6
+    assert image_metrics(np.array([0.9, 0.7, 0.8, 0.1]), np.array([1, 1, 0, 0])) == pytest.approx(
+        {"auroc": 3 / 4, "ap": 5 / 6}, abs=1e-12)
+
+
+def test_image_metrics_match_the_rank_and_step_definitions() -> None:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 40)
-    scores = rng.random(40) + 0.3 * labels
+    scores = np.round(rng.random(40) + 0.3 * labels, 1)  # rounded: ties between and within the classes
     result = image_metrics(scores, labels)
-    assert result["auroc"] == pytest.approx(skm.roc_auc_score(labels, scores), abs=1e-12)
-    assert result["ap"] == pytest.approx(skm.average_precision_score(labels, scores), abs=1e-12)
+    assert result["auroc"] == pytest.approx(_rank_auroc(scores, labels), abs=1e-12)
+    assert result["ap"] == pytest.approx(_step_ap(scores, labels), abs=1e-12)
     assert 0.5 < result["auroc"] < 1.0
 
 
@@ -62,12 +98,12 @@ def test_image_metrics_perfect_and_inverted() -> None:
     assert image_metrics(-scores, labels)["auroc"] == 0.0
 
 
-def test_pixel_metrics_match_sklearn_on_flattened_pixels() -> None:
+def test_pixel_metrics_are_the_rank_and_step_definitions_on_flattened_pixels() -> None:
     masks = _defect_stack()
     maps = _score_stack(masks, seed=1, contrast=0.3)
     result = pixel_metrics(maps, masks)
-    assert result["auroc"] == pytest.approx(skm.roc_auc_score(masks.ravel(), maps.ravel()), abs=1e-12)
-    assert result["ap"] == pytest.approx(skm.average_precision_score(masks.ravel(), maps.ravel()), abs=1e-12)
+    assert result["auroc"] == pytest.approx(_rank_auroc(maps.ravel(), masks.ravel()), abs=1e-9)
+    assert result["ap"] == pytest.approx(_step_ap(maps.ravel(), masks.ravel()), abs=1e-9)
     # A (N, 1, H, W) layout, boolean masks and float64 maps give the same numbers.
     assert pixel_metrics(maps[:, None].astype(np.float64), masks[:, None].astype(bool)) == result
 

@@ -26,8 +26,8 @@ from preprocessing.make_fidelity_dataset import (
     load_class_photo,
     main,
 )
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 KINDS = {kind.label: kind for kind in DEFECTS}
 LABELS = sorted(KINDS)
 TINY = FidelityDatasetConfig(classes=("moon", "cell"), n_train=2, n_test_good=2, n_test_defect=len(DEFECTS),

@@ -20,8 +20,8 @@ from preprocessing.make_demo_dataset import (
     is_complete,
     main,
 )
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SHELL_SCRIPTS = ("run-mvtec.sh", "run-visa.sh", "run-mpdd.sh", "run-wfdd.sh", "run-mad-man.sh",
                  "run-mad-sys.sh", "run-custom.sh", "run-custom-training.sh", "run-demo.sh")
 TINY = DemoDatasetConfig(classes=("brick", "grass"), n_train=3, n_test_good=2, n_test_defect=3, size=64,

@@ -9,10 +9,10 @@ import cv2
 import pytest
 
 import video_io
-from conftest import write_scrolling_clip
 from inference import runner
 from inference import tracking_run as tracking
 from inference import video_inference_with_tracking as script
+from tests.helpers import write_scrolling_clip
 
 SIZE = 64
 SHIFT = 2  # px per frame the surface moves to the left

@@ -8,8 +8,9 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
+import torch.nn.functional as F
+from scipy import ndimage
 
-import common
 from inference.backends import resolve_device
 from inference.engine import EngineConfig, FrameResult, InferenceEngine
 from inference.model_info import EngineError, ModelInfo, default_threshold
@@ -58,7 +59,11 @@ def test_scores_equal_the_model_on_dataset_preprocessing(engine, tiny_model):
     results = engine.predict(frames)
     assert all(isinstance(r, FrameResult) for r in results)
     np.testing.assert_allclose([r.score for r in results], expected.reshape(len(frames), -1).max(1), atol=1e-5)
-    maps = common.anomaly_maps(expected, engine.info.imagesize)
+    # the maps, built here independently of the engine's code: bilinear upsampling (half-pixel centres)
+    # of the patch grid to the training size, then scipy's Gaussian with the model's sigma (GLASS's maps)
+    upsampled = F.interpolate(torch.from_numpy(expected)[:, None], size=engine.info.imagesize, mode="bilinear",
+                              align_corners=False)[:, 0].numpy()
+    maps = np.stack([ndimage.gaussian_filter(m, sigma=engine.info.sigma) for m in upsampled])
     np.testing.assert_allclose(np.stack([r.anomaly_map for r in results]), maps, atol=1e-5)
     assert [r.is_defect for r in results] == [r.score >= engine.threshold for r in results]
 
@@ -87,6 +92,26 @@ def test_a_wide_frame_is_scored_whole_at_the_training_scale(engine, tiny_model, 
     result = engine.predict([frame])[0]
     assert result.anomaly_map.shape == (height, width)
     assert result.score == pytest.approx(float(grid.max()))
+
+
+def test_frame_map_known_answers(engine):
+    """A constant grid gives that constant everywhere; one hot cell gives a peak on that cell whose mass is
+    the cell's area (bilinear upsampling and the Gaussian both keep the sum away from the borders)."""
+    stride = engine.info.stride
+    frame = np.zeros((engine.info.imagesize, engine.info.imagesize, 3), np.uint8)
+    geometry = engine.geometry(frame)
+    rows, cols = engine.info.grid
+    flat = engine.frame_map(np.full((rows, cols), 0.3, np.float32), geometry)
+    assert flat.shape == frame.shape[:2]
+    np.testing.assert_allclose(flat, 0.3, atol=1e-6)
+    grid = np.zeros((rows, cols), np.float32)
+    grid[rows // 2, cols // 2] = 1.0
+    peaked = engine.frame_map(grid, geometry)
+    peak_y, peak_x = np.unravel_index(np.argmax(peaked), peaked.shape)
+    centre = ((rows // 2) * stride + (stride - 1) / 2, (cols // 2) * stride + (stride - 1) / 2)
+    assert abs(peak_y - centre[0]) <= 1 and abs(peak_x - centre[1]) <= 1
+    assert peaked.sum() == pytest.approx(stride * stride, rel=1e-3)
+    assert peaked.max() < 1.0 and peaked.min() >= 0.0
 
 
 def test_batch_size_does_not_change_results(tiny_model, engine):

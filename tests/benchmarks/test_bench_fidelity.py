@@ -4,11 +4,13 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_fidelity.py"
+from tests.helpers import REPO
+
+
+SCRIPT = REPO / "benchmarks" / "bench_fidelity.py"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 import video_io
 from inference import inference_orchestrator as orchestrator
 from inference.engine import EngineConfig, InferenceEngine
-from conftest import write_tiny_mvtec
+from tests.helpers import write_tiny_mvtec
 
 SIZE = 64
 

@@ -1,8 +1,6 @@
-"""Tests of size_analyzer: known-answer geometry, units, severity, batch summary, JSON/CSV, drawing, errors."""
+"""size_analyzer.measure: known-answer geometry, windowing, units, severity, bad input."""
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 
@@ -11,21 +9,16 @@ import numpy as np
 import pytest
 
 from size_analyzer import (
-    CSV_COLUMNS,
     MM_PER_UNIT,
-    SEVERITY_COLOURS_BGR,
     Defect,
     DefectSizeAnalyzer,
     SeverityThresholds,
     SizeAnalysis,
     SizeAnalysisError,
-    csv_rows,
-    csv_text,
-    draw_defects,
     frame_report,
-    summarize_batch,
 )
 from size_analyzer.measure import _foreground_windows
+from tests.helpers import rect_map
 
 
 def disc_mask(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
@@ -42,14 +35,6 @@ def areas(result: SizeAnalysis) -> list[int]:
 def boxes_of(result: SizeAnalysis) -> list[tuple[int, int, int, int]]:
     """Boxes of the defects, in result order."""
     return [d.box for d in result.defects]
-
-
-def rect_map(shape: tuple[int, int], boxes: list[tuple[int, int, int, int]], value: float = 1.0) -> np.ndarray:
-    """Zero float32 map with filled rectangles (x1, y1, x2, y2 exclusive)."""
-    out = np.zeros(shape, np.float32)
-    for x1, y1, x2, y2 in boxes:
-        out[y1:y2, x1:x2] = value
-    return out
 
 
 def test_rectangle_known_answers_without_morphology() -> None:
@@ -271,117 +256,6 @@ def test_default_and_custom_severity_thresholds() -> None:
     assert counts == {"low": 0, "medium": 2, "high": 0, "critical": 1}
 
 
-def test_batch_and_summary() -> None:
-    frames = np.stack([
-        np.zeros((40, 40), np.float32),
-        rect_map((40, 40), [(5, 5, 15, 15)]),
-        rect_map((40, 40), [(0, 0, 4, 4), (20, 20, 40, 35)]),
-    ])
-    analyzer = DefectSizeAnalyzer(pixel_size=0.1, min_defect_area=1)
-    batch = [analyzer.analyze_defects(f, 0.5, False) for f in frames]
-    summary = summarize_batch(batch)
-    assert summary["frames_analysed"] == 3
-    assert summary["frames_with_defects"] == 2
-    assert summary["total_defects"] == 3
-    assert summary["total_defect_area_pixels"] == 100 + 16 + 300
-    assert summary["largest_defect_area_pixels"] == 300
-    assert summary["largest_defect_area_physical"] == pytest.approx(3.0)
-    assert summary["largest_defect_frame"] == 2
-    assert summary["median_defect_area_physical"] == pytest.approx(1.0)
-    assert summary["mean_defects_per_frame"] == pytest.approx(1.0)
-    assert summary["severity_counts"] == {"low": 1, "medium": 2, "high": 0, "critical": 0}
-    assert summary["physical_unit"] == "mm"
-    json.dumps(summary, allow_nan=False)
-    empty = summarize_batch([], analyzer.physical_unit)
-    assert empty["frames_analysed"] == 0 and empty["total_defects"] == 0 and empty["physical_unit"] == "mm"
-    assert empty["std_defect_area_physical"] == 0.0
-
-
-def test_summary_rejects_mixed_units() -> None:
-    one = DefectSizeAnalyzer(physical_unit="mm").analyze_defects(np.zeros((8, 8)))
-    two = DefectSizeAnalyzer(physical_unit="cm").analyze_defects(np.zeros((8, 8)))
-    with pytest.raises(SizeAnalysisError, match="units"):
-        summarize_batch([one, two])
-
-
-def test_frame_report_known_answers_and_layout() -> None:
-    analyzer = DefectSizeAnalyzer(pixel_size=0.5, physical_unit="cm", min_defect_area=1)
-    result = analyzer.analyze_defects(rect_map((10, 12), [(2, 3, 6, 5)], 0.8), use_morphology=False)
-    diameter = math.sqrt(4 * 8 / math.pi)
-    report = frame_report(result)
-    assert report == {
-        "num_defects": 1,
-        "defect_areas_pixels": [8],
-        "defect_areas_physical": [2.0],
-        "bounding_boxes": [[2, 3, 6, 5]],
-        "centroids": [[3.5, 3.5]],
-        "equivalent_diameters_pixels": [pytest.approx(diameter)],
-        "equivalent_diameters_physical": [pytest.approx(0.5 * diameter)],
-        "max_scores": [pytest.approx(0.8)],
-        "mean_scores": [pytest.approx(0.8)],
-        "severities": ["critical"],  # 2 cm^2 = 200 mm^2
-        "total_defect_area_pixels": 8,
-        "total_defect_area_physical": 2.0,
-        "mean_defect_area_physical": 2.0,
-        "median_defect_area_physical": 2.0,
-        "std_defect_area_physical": 0.0,
-        "pixel_size": 0.5,
-        "physical_unit": "cm",
-        "threshold": 0.5,
-        "image_shape": [10, 12],
-        "severity_counts": {"low": 0, "medium": 0, "high": 0, "critical": 1},
-    }
-    assert list(report)[:3] == ["num_defects", "defect_areas_pixels", "defect_areas_physical"]  # the JSON's order
-    json.dumps(report, allow_nan=False)
-
-
-def test_csv_rows_known_answers() -> None:
-    analyzer = DefectSizeAnalyzer(pixel_size=0.1, min_defect_area=1)
-    batch = [analyzer.analyze_defects(m, use_morphology=False) for m in (
-        rect_map((40, 40), [(1, 1, 9, 6), (20, 20, 30, 38)]),  # 40 px and 180 px
-        np.zeros((40, 40), np.float32),
-        rect_map((40, 40), [(0, 30, 5, 35)]),  # 25 px
-    )]
-    text = csv_text(batch, frame_indices=[10, 11, 12])
-    rows = list(csv.DictReader(io.StringIO(text)))
-    assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
-    assert [(r["frame_index"], r["defect_index"], r["area_pixels"], r["severity"]) for r in rows] == [
-        ("10", "0", "180", "medium"), ("10", "1", "40", "low"), ("12", "0", "25", "low")]
-    assert [float(r["area_physical"]) for r in rows] == pytest.approx([1.8, 0.4, 0.25])
-    first = rows[0]
-    assert (first["x1"], first["y1"], first["x2"], first["y2"], first["physical_unit"]) == ("20", "20", "30", "38", "mm")
-    assert (float(first["centroid_x"]), float(first["centroid_y"])) == (24.5, 28.5)
-    assert float(first["equivalent_diameter_physical"]) == pytest.approx(0.1 * math.sqrt(4 * 180 / math.pi))
-    assert csv_rows(batch[2], 12)[0]["area_pixels"] == 25
-    assert csv_text(batch).splitlines()[3].startswith("2,0,25,")  # frames numbered 0, 1, 2 by default
-    with pytest.raises(SizeAnalysisError, match="frame_indices"):
-        csv_text(batch, frame_indices=[0])
-
-
-def test_drawn_boxes_outline_the_defects() -> None:
-    result = DefectSizeAnalyzer(min_defect_area=1).analyze_defects(rect_map((64, 64), [(20, 20, 40, 40)]))
-    image = np.full((64, 64, 3), 128, np.uint8)
-    before = image.copy()
-    drawn = draw_defects(image, result)
-    assert drawn.shape == image.shape and drawn.dtype == np.uint8
-    np.testing.assert_array_equal(image, before)  # the input is left as it was
-    red = SEVERITY_COLOURS_BGR["critical"]  # a 396 mm^2 region
-    assert red == (0, 0, 255)
-    # On the outline: first and last pixel column and row of the defect; off it: inside, right of and below it.
-    for y, x in [(30, 20), (30, 39), (39, 30)]:
-        assert tuple(drawn[y, x]) == red, (y, x)
-    for y, x in [(30, 30), (25, 35), (30, 50), (55, 30)]:
-        assert tuple(drawn[y, x]) == (128, 128, 128), (y, x)
-    assert (drawn[:20, 20:40] == red).all(axis=2).any()  # the area label's tag sits above the box
-    grey = draw_defects(np.zeros((64, 64), np.uint8), result, show_labels=False)
-    assert grey.shape == (64, 64, 3) and tuple(grey[30, 20]) == red and not grey[:18].any()
-    scaled = draw_defects(np.zeros((128, 128, 3), np.uint8), result, colour=(255, 0, 0), show_labels=False)
-    assert tuple(scaled[60, 40]) == (255, 0, 0) and tuple(scaled[60, 79]) == (255, 0, 0)  # box scaled x2
-    assert not scaled[60, 42:78].any()
-    untouched = draw_defects(image, DefectSizeAnalyzer().analyze_defects(np.zeros((64, 64))))
-    np.testing.assert_array_equal(untouched, image)
-
-
 def test_guide_usage_snippet() -> None:
     analyzer = DefectSizeAnalyzer(pixel_size=0.1, physical_unit="mm", min_defect_area=10)
     result = analyzer.analyze_defects(rect_map((64, 64), [(5, 5, 25, 25)]), threshold=0.5, use_morphology=True)
@@ -431,13 +305,6 @@ def test_bad_constructor_arguments(kwargs: dict, argument: str) -> None:
 def test_bad_maps_and_thresholds(anomaly_map: np.ndarray, threshold, needle: str) -> None:
     with pytest.raises(SizeAnalysisError, match=needle) as info:
         DefectSizeAnalyzer().analyze_defects(anomaly_map, threshold)
-    assert "\n" not in str(info.value)
-
-
-def test_bad_image_to_draw_on() -> None:
-    result = DefectSizeAnalyzer().analyze_defects(np.zeros((8, 8)))
-    with pytest.raises(SizeAnalysisError, match="uint8") as info:
-        draw_defects(np.zeros((8, 8, 3), np.float32), result)
     assert "\n" not in str(info.value)
 
 
