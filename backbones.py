@@ -377,12 +377,6 @@ def _build_classifier(info: BackboneInfo, pretrained: bool, weights_path: str | 
     return model.eval()
 
 
-def load_classifier(name: str, pretrained: bool = True,
-                    weights_path: str | os.PathLike | None = None) -> nn.Module:
-    """Whole timm classifier of backbone `name` with the same weights `load` uses (eval mode)."""
-    return _build_classifier(backbone_info(name), pretrained, weights_path, need_head=True)
-
-
 # ----------------------------------------------------------------------------------------
 # Truncated, frozen feature extractor.
 # ----------------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ def best_time(function: Callable[[], float], repeats: int) -> tuple[float, float
 
 
 def load_reference() -> Callable[..., float]:
-    """The tests' literal PRO loop (tests/pro_reference.py), loaded from its file (tests/ is no package)."""
+    """The tests' literal PRO loop (tests/pro_reference.py), loaded from its file (no test package on the path)."""
     spec = importlib.util.spec_from_file_location("pro_reference", REFERENCE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

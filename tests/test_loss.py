@@ -124,7 +124,8 @@ def test_bad_inputs_raise_value_error(output: torch.Tensor, target: torch.Tensor
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"gamma": -1.0}, {"smooth": 1.0}, {"smooth": -0.1}, {"reduction": "avg"}, {"alpha": [1.0]}, {"alpha": [1.0, -1.0]}],
+    [{"gamma": -1.0}, {"smooth": 1.0}, {"smooth": -0.1}, {"reduction": "avg"}, {"alpha": [1.0]},
+     {"alpha": [1.0, -1.0]}],
 )
 def test_bad_arguments_raise_value_error(kwargs: dict) -> None:
     with pytest.raises(FocalLossInputError):

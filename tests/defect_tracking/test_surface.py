@@ -160,7 +160,8 @@ def test_a_branching_crack_cut_into_pieces_is_one_defect_with_its_area():
     expected = (boxes[:, 0].min() + 150, boxes[:, 1].min(), boxes[:, 2].max() + 150, boxes[:, 3].max())
     assert np.abs(np.subtract(defect.surface_box_px, expected)).max() <= 2
     assert defect.area_mm2 == pytest.approx(defect.area_px * PIXEL_SIZE ** 2)
-    assert defect.length == pytest.approx((x1 - x0) * PIXEL_SIZE) and defect.width == pytest.approx((y1 - y0) * PIXEL_SIZE)
+    assert defect.length == pytest.approx((x1 - x0) * PIXEL_SIZE)
+    assert defect.width == pytest.approx((y1 - y0) * PIXEL_SIZE)
     assert defect.along == pytest.approx(defect.surface_centroid_px[0] * PIXEL_SIZE)  # right-to-left motion
     assert defect.across == pytest.approx(defect.surface_centroid_px[1] * PIXEL_SIZE)
     unmerged = track(video, maps, merge_gap_mm=0.0)

@@ -40,7 +40,8 @@ def _dataset_inputs(tiny_model, split: str = "test") -> torch.Tensor:
     cfg = data.DatasetConfig("mvtec", tiny_model.data_path, tiny_model.data_path, ("toy",), batch_size=4,
                              num_workers=0, resize=net.resize, imagesize=net.imagesize, fg=0)
     dataset = build_dataset(cfg, "toy", split, net.mean, net.std, seed=0, las=False)
-    order = sorted(range(len(dataset)), key=lambda i: (dataset.samples[i].is_anomaly, str(dataset.samples[i].image_path)))
+    samples = dataset.samples
+    order = sorted(range(len(dataset)), key=lambda i: (samples[i].is_anomaly, str(samples[i].image_path)))
     return torch.stack([dataset[i]["image"] for i in order])
 
 

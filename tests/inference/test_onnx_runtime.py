@@ -1,4 +1,4 @@
-"""inference.onnx_runtime: OnnxBackend scores as PyTorch does (batches, frame sizes) and refuses bad files in one line."""
+"""inference.onnx_runtime: OnnxBackend scores as PyTorch does (batches, frame sizes), refuses bad files in one line."""
 from __future__ import annotations
 
 import json
