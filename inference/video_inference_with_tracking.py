@@ -8,7 +8,7 @@ the size analyzer, surface motion, ByteTrack). By default a run writes a folder 
 
     output/<class_name>/<timestamp>/
         output-video/   <video stem>_tracking.mp4 (+ _frames.csv, _timeline.png)
-        defects/        track_<id>_frame_<n>.png: one annotated frame per track (ID, score, area)
+        defects/        defect_<id>_frame_<n>.png: one annotated frame per defect (ID, score, area)
         report/         tracking_report.json: per track first/last frame, duration, max/mean score,
                         largest area (px and unit^2), bbox; totals; run settings; measured FPS
 
