@@ -60,11 +60,16 @@ def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: flo
     strength. Regions only shrink (the level is at least the region's own), their peaks stay."""
     if fraction <= 0.0 or not region_map.any():
         return region_map
-    labels, count = ndimage.label(region_map > 0, structure=np.ones((3, 3), bool))
-    peaks = np.asarray(ndimage.maximum(region_map, labels, index=np.arange(1, count + 1)), np.float64)
-    background = float(np.median(anomaly_map))
+    inside = region_map > 0
+    labels, count = ndimage.label(inside, structure=np.ones((3, 3), bool))
+    # Peaks over the region pixels only (ndimage.maximum sorts the whole frame: 30 ms at 640x256).
+    peaks = np.zeros(count + 1, np.float64)
+    np.maximum.at(peaks, labels[inside], region_map[inside])
+    # The background level of a map smooth at the patch scale (8 px cells): every 4th pixel suffices.
+    background = float(np.median(anomaly_map[::4, ::4]))
     levels = background + fraction * np.maximum(peaks - background, 0.0)
-    level_of = np.concatenate([[np.inf], levels])[labels]
+    levels[0] = np.inf  # the background label keeps nothing
+    level_of = levels[labels]
     return np.where(region_map >= level_of, region_map, 0).astype(region_map.dtype, copy=False)
 
 

@@ -1,4 +1,4 @@
-"""Tests for the MVTec/VisA datasets, LAS synthesis and dataset errors (tiny data in tmp_path)."""
+"""datasets.base: items, LAS synthesis, loaders, held-out images, one-line dataset errors (tiny data)."""
 
 from __future__ import annotations
 
@@ -24,104 +24,28 @@ from datasets.base import (
     split_holdout,
     worker_init_fn,
 )
-from datasets.mvtec import forced_resize, mvtec_samples
-from datasets.registry import LAYOUTS, build_dataset
-from datasets.visa import visa_samples
+from datasets.registry import build_dataset
 from perlin import max_pool_mask
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
-RESIZE, SIZE, DOWN = 36, 32, 8
-GRID = SIZE // DOWN
-CLASS = "bottle"
-GOOD_COLOUR = (255, 0, 128)
-
-
-def _save(path: Path, array: np.ndarray) -> Path:
-    """Write an image, creating folders."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    PIL.Image.fromarray(array).save(path)
-    return path
-
-
-def _noise(rng: np.random.Generator, height: int = 40, width: int = 48) -> np.ndarray:
-    """Random RGB image."""
-    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-
-
-def _defect_mask() -> np.ndarray:
-    """40x48 mask with a defect block in the middle (value 255)."""
-    mask = np.zeros((40, 48), np.uint8)
-    mask[10:30, 14:34] = 255
-    return mask
-
-
-def _fg_left() -> np.ndarray:
-    """40x48 foreground mask covering the left 24 columns."""
-    fg = np.zeros((40, 48), np.uint8)
-    fg[:, :24] = 255
-    return fg
-
-
-def make_mvtec(root: Path, n_train: int = 4) -> Path:
-    """Tiny MVTec-layout dataset with one class, fg masks and one defect type."""
-    rng = np.random.default_rng(0)
-    for i in range(n_train):
-        _save(root / CLASS / "train" / "good" / f"{i:03d}.png", _noise(rng))
-        _save(root / "fg_mask" / CLASS / f"{i:03d}.png", _fg_left())
-    _save(root / CLASS / "test" / "good" / "000.png", np.full((40, 48, 3), GOOD_COLOUR, np.uint8))
-    _save(root / CLASS / "test" / "crack" / "000.png", _noise(rng))
-    _save(root / CLASS / "ground_truth" / "crack" / "000_mask.png", _defect_mask())
-    return root
-
-
-def make_textures(aug: Path) -> Path:
-    """Three texture images in two DTD-style category folders (jpg and png)."""
-    rng = np.random.default_rng(1)
-    _save(aug / "banded" / "banded_0001.jpg", _noise(rng, 50, 60))
-    _save(aug / "banded" / "banded_0002.jpg", _noise(rng, 64, 64))
-    _save(aug / "dotted" / "dotted_0001.png", _noise(rng, 45, 45))
-    return aug
-
-
-def make_visa(root: Path) -> Path:
-    """Tiny VisA-layout dataset: two classes, label-valued masks (1 where defective)."""
-    rng = np.random.default_rng(2)
-    rows = ["object,split,label,image,mask"]
-    for obj in ("candle", "pcb1"):
-        for i in range(3):
-            rel = f"{obj}/Data/Images/Normal/{i:03d}.JPG"
-            _save(root / rel, _noise(rng))
-            rows.append(f"{obj},train,normal,{rel},")
-        rel = f"{obj}/Data/Images/Normal/100.JPG"
-        _save(root / rel, _noise(rng))
-        rows.append(f"{obj},test,normal,{rel},")
-        rel, mask = f"{obj}/Data/Images/Anomaly/000.JPG", f"{obj}/Data/Masks/Anomaly/000.png"
-        _save(root / rel, _noise(rng))
-        _save(root / mask, (_defect_mask() > 0).astype(np.uint8))  # values 0/1 like label maps
-        rows.append(f"{obj},test,anomaly,{rel},{mask}")
-    (root / "split_csv").mkdir(parents=True)
-    (root / "split_csv" / "1cls.csv").write_text("\n".join(rows) + "\n")
-    return root
-
-
-def config(root: Path, aug: Path, name: str = "mvtec", **kwargs) -> DatasetConfig:
-    """Small-image config for the tiny datasets."""
-    base = {"resize": RESIZE, "imagesize": SIZE, "downsampling": DOWN, "num_workers": 0}
-    base.update(kwargs)
-    return DatasetConfig(name, root, aug, (CLASS,), **base)
+from tests.datasets.tiny_data import (
+    CLASS,
+    DOWN,
+    GOOD_COLOUR,
+    GRID,
+    MEAN,
+    SIZE,
+    STD,
+    assert_one_line_error,
+    config,
+    make_mvtec,
+    make_textures,
+    noise,
+    save,
+)
 
 
 @pytest.fixture()
 def mvtec(tmp_path: Path) -> tuple[Path, Path]:
     return make_mvtec(tmp_path / "mvtec"), make_textures(tmp_path / "dtd")
-
-
-def _assert_one_line_error(info: pytest.ExceptionInfo, path: Path) -> None:
-    """The DatasetError names `path` and is one line."""
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
 
 
 # ---- items -----------------------------------------------------------------------------------
@@ -290,28 +214,6 @@ def test_test_items(mvtec: tuple[Path, Path]) -> None:
     torch.testing.assert_close(items[1]["image"][:, 5, 5], expected, atol=1e-5, rtol=0)
 
 
-def test_every_dataset_name_has_its_folder_layout() -> None:
-    assert set(LAYOUTS) == set(DATASET_NAMES)
-    assert LAYOUTS["visa"] is visa_samples
-    assert all(LAYOUTS[name] is mvtec_samples for name in ("mvtec", "mpdd", "wfdd", "mad-man", "mad-sys", "custom"))
-
-
-def test_visa_dataset(tmp_path: Path) -> None:
-    root, aug = make_visa(tmp_path / "visa"), make_textures(tmp_path / "dtd")
-    cfg = DatasetConfig("visa", root, aug, ("candle",), resize=RESIZE, imagesize=SIZE, fg=0, num_workers=0)
-    train = build_dataset(cfg, "candle", "train", MEAN, STD, seed=0)
-    assert len(train) == 3
-    item = train[0]
-    assert item["aug"].shape == (3, SIZE, SIZE) and item["mask_s"].shape == (GRID, GRID)
-    assert item["mask_s"].max() == 1
-    test = build_dataset(cfg, "candle", "test", MEAN, STD, seed=0)
-    items = [test[i] for i in range(len(test))]
-    assert [(it["is_anomaly"], it["anomaly_type"]) for it in items] == [(1, "anomaly"), (0, "good")]
-    assert items[0]["mask_gt"].max() == 1 and items[0]["mask_gt"][0, 16, 17] == 1  # 0/1 label masks
-    assert items[1]["mask_gt"].sum() == 0
-    assert "candle" in items[0]["image_path"] and "pcb1" not in items[0]["image_path"]
-
-
 # ---- errors ----------------------------------------------------------------------------------
 
 
@@ -319,14 +221,14 @@ def test_missing_data_path(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     with pytest.raises(DatasetError) as info:
         build_dataset(config(missing, tmp_path), CLASS, "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, missing)
+    assert_one_line_error(info, missing)
 
 
 def test_unknown_class_lists_found(mvtec: tuple[Path, Path]) -> None:
     root, aug = mvtec
     with pytest.raises(DatasetError, match="classes found in .*: bottle") as info:
         build_dataset(config(root, aug), "cable", "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "cable")
+    assert_one_line_error(info, root / "cable")
 
 
 def test_missing_train_good(mvtec: tuple[Path, Path]) -> None:
@@ -334,7 +236,7 @@ def test_missing_train_good(mvtec: tuple[Path, Path]) -> None:
     (root / "carpet" / "test").mkdir(parents=True)
     with pytest.raises(DatasetError) as info:
         build_dataset(config(root, aug), "carpet", "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "carpet" / "train" / "good")
+    assert_one_line_error(info, root / "carpet" / "train" / "good")
 
 
 def test_empty_train_folder(mvtec: tuple[Path, Path]) -> None:
@@ -343,15 +245,15 @@ def test_empty_train_folder(mvtec: tuple[Path, Path]) -> None:
     (root / "carpet" / "train" / "good" / "notes.txt").write_text("no images")
     with pytest.raises(DatasetError, match="no images") as info:
         build_dataset(config(root, aug), "carpet", "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "carpet" / "train" / "good")
+    assert_one_line_error(info, root / "carpet" / "train" / "good")
 
 
 def test_missing_test_folder(mvtec: tuple[Path, Path]) -> None:
     root, aug = mvtec
-    _save(root / "carpet" / "train" / "good" / "000.png", _noise(np.random.default_rng(0)))
+    save(root / "carpet" / "train" / "good" / "000.png", noise(np.random.default_rng(0)))
     with pytest.raises(DatasetError) as info:
         build_dataset(config(root, aug), "carpet", "test", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "carpet" / "test")
+    assert_one_line_error(info, root / "carpet" / "test")
 
 
 def test_missing_ground_truth(mvtec: tuple[Path, Path]) -> None:
@@ -359,26 +261,7 @@ def test_missing_ground_truth(mvtec: tuple[Path, Path]) -> None:
     (root / CLASS / "ground_truth" / "crack" / "000_mask.png").unlink()
     with pytest.raises(DatasetError) as info:
         build_dataset(config(root, aug), CLASS, "test", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / CLASS / "ground_truth" / "crack" / "000_mask.png")
-
-
-def test_missing_visa_csv(tmp_path: Path) -> None:
-    root = tmp_path / "visa"
-    root.mkdir()
-    cfg = DatasetConfig("visa", root, tmp_path, ("candle",), num_workers=0)
-    with pytest.raises(DatasetError, match="1cls.csv") as info:
-        build_dataset(cfg, "candle", "test", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "split_csv" / "1cls.csv")
-
-
-def test_visa_unknown_class_and_bad_csv(tmp_path: Path) -> None:
-    root, aug = make_visa(tmp_path / "visa"), make_textures(tmp_path / "dtd")
-    cfg = DatasetConfig("visa", root, aug, ("candle",), fg=0, num_workers=0)
-    with pytest.raises(DatasetError, match=re.escape("classes found: candle, pcb1")):
-        build_dataset(cfg, "capsules", "train", MEAN, STD, seed=0)
-    (root / "split_csv" / "1cls.csv").write_text("object,split,image\ncandle,train,x.png\n")
-    with pytest.raises(DatasetError, match="lacks column"):
-        build_dataset(cfg, "candle", "train", MEAN, STD, seed=0)
+    assert_one_line_error(info, root / CLASS / "ground_truth" / "crack" / "000_mask.png")
 
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "nested"])
@@ -391,7 +274,7 @@ def test_missing_textures(mvtec: tuple[Path, Path], tmp_path: Path, layout: str)
         make_textures(aug / "images")
     with pytest.raises(DatasetError) as info:
         build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, aug)
+    assert_one_line_error(info, aug)
     if layout == "nested":
         assert "did you mean" in str(info.value)
     build_dataset(config(root, aug), CLASS, "test", MEAN, STD, seed=0)  # textures are not needed to test
@@ -403,13 +286,13 @@ def test_missing_fg_masks(mvtec: tuple[Path, Path]) -> None:
     (root / "fg_mask" / CLASS / "002.png").unlink()
     with pytest.raises(DatasetError, match="--fg 0") as info:
         build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "fg_mask" / CLASS / "002.png")
+    assert_one_line_error(info, root / "fg_mask" / CLASS / "002.png")
     for path in (root / "fg_mask" / CLASS).iterdir():
         path.unlink()
     (root / "fg_mask" / CLASS).rmdir()
     with pytest.raises(DatasetError, match="--fg 0") as info:
         build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, root / "fg_mask" / CLASS)
+    assert_one_line_error(info, root / "fg_mask" / CLASS)
     assert len(build_dataset(config(root, aug, fg=0), CLASS, "train", MEAN, STD, seed=0)) == 4
 
 
@@ -419,7 +302,7 @@ def test_corrupt_image_named_at_build(mvtec: tuple[Path, Path]) -> None:
     bad.write_bytes(b"\x00garbage, not a png")
     with pytest.raises(DatasetError, match="cannot read image") as info:
         build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
-    _assert_one_line_error(info, bad)
+    assert_one_line_error(info, bad)
 
 
 def test_truncated_image_named_when_loaded(mvtec: tuple[Path, Path]) -> None:
@@ -429,7 +312,7 @@ def test_truncated_image_named_when_loaded(mvtec: tuple[Path, Path]) -> None:
     ds = build_dataset(config(root, aug), CLASS, "train", MEAN, STD, seed=0)
     with pytest.raises(DatasetError, match="cannot read image") as info:
         ds[3]
-    _assert_one_line_error(info, bad)
+    assert_one_line_error(info, bad)
 
 
 def test_worker_error_summarised_to_one_line(tmp_path: Path) -> None:
@@ -484,24 +367,6 @@ def test_config_defaults_mirror_reference(tmp_path: Path) -> None:
 def test_bad_split(mvtec: tuple[Path, Path]) -> None:
     with pytest.raises(DatasetError, match="unknown split 'val'"):
         build_dataset(config(*mvtec), CLASS, "val", MEAN, STD, seed=0)
-
-
-@pytest.mark.parametrize("dataset,classname,imagesize,expected", [
-    ("mvtec", "wood", 288, 329),  # the reference's 329 px for its 288 px crop
-    ("mvtec", "toothbrush", 288, 329),
-    ("mvtec", "wood", 256, 292),  # 292.44
-    ("mvtec", "toothbrush", 320, 366),  # 365.56
-    ("mvtec", "wood", 64, 73),  # 73.11
-    ("mvtec", "wood", 144, 164),  # 164.5: Python's round, halves to even, as the reference
-    ("mvtec", "bottle", 288, None),
-    ("mvtec", "carpet", 288, None),
-    ("mpdd", "wood", 288, None),  # MVTec AD only
-    ("visa", "toothbrush", 288, None),
-    ("custom", "wood", 288, None),
-])
-def test_forced_resize_mirrors_the_reference(dataset: str, classname: str, imagesize: int,
-                                             expected: int | None) -> None:
-    assert forced_resize(dataset, classname, imagesize) == expected
 
 
 # ---- held-out calibration images -------------------------------------------------------------------
@@ -562,7 +427,7 @@ def test_a_mask_of_another_size_than_its_image_is_an_error_naming_it(mvtec: tupl
     PIL.Image.fromarray(mask).resize((mask.shape[1] * 2, mask.shape[0]), PIL.Image.NEAREST).save(mask_path)
     with pytest.raises(DatasetError, match="--resize_masks") as info:
         build_dataset(config(root, aug), CLASS, "test", MEAN, STD, seed=0)
-    _assert_one_line_error(info, mask_path)
+    assert_one_line_error(info, mask_path)
     dataset = build_dataset(config(root, aug, resize_masks=True), CLASS, "test", MEAN, STD, seed=0)
     masks = [dataset[i]["mask_gt"] for i in range(len(dataset))]
     assert all(m.shape == (1, SIZE, SIZE) for m in masks) and max(float(m.sum()) for m in masks) > 0
