@@ -8,8 +8,9 @@ of its own:
     output/<class_name>/<timestamp>/
         output-video/   <video stem>_tracking.mp4 (+ _frames.csv, _timeline.png)
         defects/        defect_<id>_frame_<n>.png: one annotated frame per defect (ID, score, area)
-        report/         tracking_report.json: per defect first/last frame, duration, max/mean score,
-                        largest area (px and unit^2), bbox; totals; run settings; measured FPS
+        report/         tracking_report.json: per physical defect its tracks, first/last frame,
+                        surface position, length, width, area, severity; per track its frames,
+                        scores and largest area; totals; run settings; measured FPS
 
 With `--no_organized_output` the video goes to `--output_path` (default
 output/<class_name>/<video stem>_tracking.mp4), the report beside it (`<stem>_report.json`) and
