@@ -6,6 +6,9 @@ and exits with code 2. Any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class UserError(ValueError):
     """An error the user can fix with a flag or a file; the command line prints its first line and exits 2."""
@@ -17,3 +20,13 @@ def first_line(err: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(err).__name__
+
+
+def run_script(main: Callable[[], int | None]) -> int:
+    """Exit code of an argparse script's `main()`: a UserError prints `error: <first line>` on stderr
+    and gives 2 (what `utils.run_command` does for the Click commands); anything else propagates."""
+    try:
+        return main() or 0
+    except UserError as err:
+        print(f"error: {first_line(err)}", file=sys.stderr)
+        return 2

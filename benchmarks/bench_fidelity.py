@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import errors
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_RUNNER = REPO.parent / "shared" / "reference" / "run_official_glass.py"
 METRICS = ("image_auroc", "pixel_auroc", "pixel_pro")
@@ -239,4 +241,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

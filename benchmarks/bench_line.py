@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import errors
+
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = [
     "net", "-b", "efficientnet_lite0", "-le", "blocks.2", "-le", "blocks.4", "--pretrain_embed_dimension", "512",
@@ -113,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+import errors
 import backbones
 import common
 from inference import onnx_export
@@ -217,4 +218,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

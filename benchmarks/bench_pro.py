@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import draw
 
+import errors
 from metrics import GLASS_PRO_DILATION, compute_pro
 
 REFERENCE = Path(__file__).resolve().parents[1] / "tests" / "pro_reference.py"
@@ -130,4 +131,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(errors.run_script(main))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+import errors
 from datasets import base as data
 from datasets.registry import build_dataset
 from glass import GLASS, TrainConfig
@@ -134,4 +135,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

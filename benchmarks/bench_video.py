@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 import bench_onnx
+import errors
 import video_io
 from defect_tracking import GLASSDefectTracker
 from inference import cli as shared
@@ -164,4 +165,4 @@ def format_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

@@ -42,6 +42,8 @@ from unittest import mock
 import numpy as np
 import torch
 
+import errors
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCE = REPO.parent / "shared" / "reference" / "official-glass"
 OFFICIAL_LAYERS = ["_blocks.4", "_blocks.10"]  # lukemelas names of timm's blocks.2 / blocks.4
@@ -474,4 +476,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

@@ -301,12 +301,13 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
     before calibration (mean + 3 std of the training images' scores, for pixels too)."""
     from datasets.base import list_images
     from datasets.mvtec import mvtec_samples
-    from model import final_checkpoint_path, load_trained_model
+    from model import CheckpointError, final_checkpoint_path, load_trained_model
 
     net, data = load_trained_model(class_dir, device)
     stored = data.get("calibration")
     if not stored or stored["source"] != "heldout":
-        raise SystemExit(f"{final_checkpoint_path(class_dir)}: no held-out calibration stored; train with --holdout")
+        raise CheckpointError(f"{final_checkpoint_path(class_dir)}: no held-out calibration stored; "
+                              "train with --holdout")
     engine = model_engine(net, torch.device(device))
     train_dir = data_path / classname / "train" / "good"
     train_scores, train_maps, _ = score_images(
@@ -384,7 +385,7 @@ def main(class_dir: Path, data_path: Path, class_name: str, splits: int) -> None
 
 def _cli(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for a bad flag)."""
-    return utils.run_command(main, argv, ())
+    return utils.run_command(main, argv, "check --class_dir and --data_path")
 
 
 if __name__ == "__main__":

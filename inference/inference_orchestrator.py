@@ -185,7 +185,7 @@ def print_models(results_path: str) -> None:
               help="Frames, evenly spaced over the video, scored by every model.")
 @click.option("--list_models", is_flag=True, default=False, help="List the trained models found and stop.")
 @shared.engine_options
-@click.option("--output_path", default=None, help="Output .mp4 name (see video_inference_with_tracking.py).")
+@click.option("--output_path", default=None, help="Output .mp4 name (the run layout: inference/tracking_run.py).")
 @click.option("--display/--no_display", default=False, show_default=True, help="Show a preview window.")
 @click.option("--max_frames", type=int, default=None, help="Track at most this many frames.")
 @tracking.tracking_options

@@ -650,7 +650,8 @@ def _is_fresh(onnx_path: Path, checkpoint: Path) -> bool:
 def cached_export(class_dir: str | os.PathLike) -> Path:
     """The class directory's glass.onnx (dynamic batch), exported again unless it was made from exactly the
     current checkpoint (same SHA-256) by this export format. A folder that cannot be written raises
-    OSError (the engine then runs the checkpoint in PyTorch, or stops when ONNX was asked for)."""
+    OnnxModelError (OSError while writing; the engine then runs the checkpoint in PyTorch, or stops
+    when ONNX was asked for)."""
     class_dir = Path(class_dir)
     checkpoint = glass_model.final_checkpoint_path(class_dir)
     if checkpoint is None:

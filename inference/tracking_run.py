@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 import model as glass_model
+import paths
 import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
 from defect_tracking.glass_integration import REGION_HEIGHT
@@ -348,13 +349,6 @@ def remove_interrupted(layout: TrackingOutput) -> list[Path]:
     return runner.remove_interrupted(folders, run_dirs)
 
 
-def remove_empty(folders: list[Path]) -> None:
-    """Removes those of the folders (made by this run) that are still empty, deepest first."""
-    for folder in sorted(set(folders), key=lambda p: len(p.parts), reverse=True):
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-
-
 def check_settings(options: Mapping[str, Any]) -> None:
     """The tracking flags that need no file (--max_frames, the --output_path name, --display), checked
     before any work."""
@@ -401,7 +395,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
             renderer.cleanup()
     except BaseException:
         finish_run_folder(run_lock)
-        remove_empty(created)  # a failed run leaves no files and no empty folders of its own
+        paths.remove_empty_folders(created)  # a failed run leaves no files and no empty folders of its own
         raise
     finish_run_folder(run_lock)
     click.echo(summary.report())
@@ -429,7 +423,7 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,
-                     help="With --no_organized_output: save one annotated frame per track "
+                     help="With --no_organized_output: save one annotated frame per defect "
                           "(organized output always does)."),
         click.option("--defect_frames_dir", default=None,
                      help="Folder for the defect frames (default: <run>/defects/, or <output stem>_defects/)."),

@@ -152,7 +152,7 @@ def run(engine: InferenceEngine, jobs: Sequence[Job], csv_path: Path, progress: 
               help="Heatmap PNG for one image (default heatmap.png) or a folder for many (default heatmaps/).")
 @click.option("--provider", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Decision threshold on the image score (default: the model's, from its training scores).")
+              help="Decision threshold on the image score (default: the model's, calibrated on held-out images).")
 @click.option("--batch_size", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: physical cores).")
 def main(onnx_path: Path, image: Path, output: Path | None, provider: str, threshold: float | None,

@@ -62,6 +62,7 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python preprocessing/...): make the repo root importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import errors
 from errors import UserError
 from preprocessing.defect_simulator import ALL_DEFECT_TYPES, DefectParams
 from preprocessing.make_demo_dataset import (
@@ -221,4 +222,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

@@ -31,7 +31,7 @@ import numpy as np
 
 from errors import UserError
 
-#: Millimetres per unit, for every accepted spelling of a unit (keys are lower case).
+#: Millimetres per unit (the canonical names; UNIT_ALIASES maps every accepted spelling to one).
 MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "inch": 25.4}
 UNIT_ALIASES = {"mm": "mm", "cm": "cm", "inch": "inch", "in": "inch", "inches": "inch"}
 SEVERITY_LEVELS = ("low", "medium", "high", "critical")

@@ -16,6 +16,7 @@ import sys
 import cv2
 import numpy as np
 
+import errors
 from size_analyzer import DefectSizeAnalyzer
 
 MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "inch": 25.4}
@@ -64,4 +65,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(errors.run_script(main))

@@ -11,6 +11,7 @@ from types import ModuleType
 import click
 import pytest
 
+import errors
 import utils
 from errors import UserError, first_line
 from tests.helpers import REPO
@@ -118,3 +119,17 @@ def test_run_command_lets_any_other_error_raise_with_its_traceback():
 def test_user_errors_are_still_value_errors():
     with pytest.raises(ValueError):
         raise Mistake("old `except ValueError` blocks keep catching it")
+
+
+def test_run_script_gives_argparse_scripts_the_one_line_error_and_exit_2(capsys):
+    def bad() -> int:
+        raise errors.UserError("--frames 0: must be at least 1\nsecond line")
+
+    def boom() -> int:
+        raise RuntimeError("a bug")
+
+    assert errors.run_script(bad) == 2
+    assert capsys.readouterr().err == "error: --frames 0: must be at least 1\n"
+    assert errors.run_script(lambda: None) == 0 and errors.run_script(lambda: 3) == 3
+    with pytest.raises(RuntimeError, match="a bug"):
+        errors.run_script(boom)

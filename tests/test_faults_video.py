@@ -180,7 +180,7 @@ def test_run_command_turns_sigterm_into_143_and_restores_the_handler(capsys):
         raise AssertionError("SIGTERM did not interrupt the command")
 
     before = signal.getsignal(signal.SIGTERM)
-    assert utils.run_command(terminated_command, [], ()) == 143
+    assert utils.run_command(terminated_command, []) == 143
     assert capsys.readouterr().err.strip() == "terminated"
     assert signal.getsignal(signal.SIGTERM) is before
 

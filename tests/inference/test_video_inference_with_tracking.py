@@ -8,11 +8,12 @@ from pathlib import Path
 import cv2
 import pytest
 
+import paths
 import video_io
 from inference import runner
 from inference import tracking_run as tracking
 from inference import video_inference_with_tracking as script
-from tests.helpers import write_scrolling_clip
+from tests.helpers import files_under, write_scrolling_clip
 
 SIZE = 64
 SHIFT = 2  # px per frame the surface moves to the left
@@ -29,11 +30,6 @@ def args(tiny_model, video: Path, *extra: str) -> list[str]:
     """Flags for the tiny model on a video (CPU, threshold 0.5 so the blob forms a region)."""
     return ["--model_path", str(tiny_model.model_path), "--class_name", tiny_model.class_name, "--device", "cpu",
             "--video_path", str(video), "--threshold", "0.5", "--min_defect_area", "4", *extra]
-
-
-def files_under(folder: Path) -> list[Path]:
-    """Every file below a folder (empty if it does not exist)."""
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +156,7 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     assert first_lock.path.parent == first.run_dir and first_lock.path.name.startswith(".run-")
     tracking.finish_run_folder(first_lock)
     tracking.finish_run_folder(second_lock)
-    tracking.remove_empty(created)
+    paths.remove_empty_folders(created)
     assert not (tmp_path / "output").exists()
 
 
