@@ -1,6 +1,7 @@
 """Small utilities: atomic writes, seeds and RNG state, results table, visualisations."""
 from __future__ import annotations
 
+import argparse
 import csv
 import errno
 import io
@@ -323,6 +324,17 @@ def positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Click callback: the value must be > 0."""
     if value is not None and value <= 0:
         raise click.BadParameter(f"must be > 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a bad value is argparse's one-line usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 import errors
+import utils
 import backbones
 import common
 from inference import onnx_export
@@ -60,10 +61,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Benchmark settings."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batches", nargs="+", type=utils.positive_int, default=[1, 8])
+    parser.add_argument("--threads", type=utils.positive_int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per setting (median reported)")
+    parser.add_argument("--repeats", type=utils.positive_int, default=10,
+                        help="timed runs per setting (median reported)")
     parser.add_argument("--form", choices=onnx_export.FORMS, default="auto", help="ONNX head form")
     parser.add_argument("--both_forms", action="store_true", help="also time the ONNX form auto did not pick")
     return parser.parse_args(argv)

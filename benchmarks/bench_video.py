@@ -31,6 +31,7 @@ import torch
 
 import bench_onnx
 import errors
+import utils
 import video_io
 from defect_tracking import GLASSDefectTracker
 from inference import cli as shared
@@ -56,9 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--texture", default="brick", help="conveyor photo (matches the class)")
     parser.add_argument("--sizes", nargs="+", default=["256x256", "320x256", "1280x720"],
                         help="conveyor frame sizes WIDTHxHEIGHT (each frame is scored whole at the model's scale)")
-    parser.add_argument("--frames", type=int, default=None, help="frames timed per run (default: the whole video)")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: physical cores)")
+    parser.add_argument("--frames", type=utils.positive_int, default=None,
+                        help="frames timed per run (default: the whole video)")
+    parser.add_argument("--batch_size", type=utils.positive_int, default=8)
+    parser.add_argument("--threads", type=utils.positive_int, default=None,
+                        help="ONNX Runtime threads (default: physical cores)")
     return parser.parse_args(argv)
 
 

@@ -1,7 +1,8 @@
 """Every public top-level name of the project is used by the project's own code, not by tests alone.
 
-A name counts as used when some non-test file mentions it outside import statements and `__all__`
-lists, beyond its definition (its own module's calls count). Entry points (`main`, `cli`) and
+A name counts as used when some non-test file (the project's modules, its scripts and the benchmark
+scripts) mentions it outside import statements and `__all__` lists, beyond its definition (its own
+module's calls count). Entry points (`main`, `cli`) and
 loggers are left out. A helper only tests need belongs in the tests (tests/helpers.py).
 """
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from tests.test_imports import ROOT, project_files
@@ -42,10 +44,12 @@ def public_names(text: str) -> list[str]:
     return [n for n in names if not n.startswith("_") and n not in ENTRY_POINTS]
 
 
-def unused_public_names(files: dict[str, Path]) -> list[str]:
-    """`module: name` for each public name that no non-test code mentions beyond its definition."""
+def unused_public_names(files: dict[str, Path], users: Sequence[Path] = ()) -> list[str]:
+    """`module: name` for each public name of `files` that no non-test code (the files and `users`,
+    e.g. the benchmark scripts) mentions beyond its definition."""
     texts = {module: path.read_text(encoding="utf-8") for module, path in files.items()}
-    mentions = Counter(word for text in texts.values() for word in re.findall(r"\w+", code_without_imports(text)))
+    bodies = [*texts.values(), *(path.read_text(encoding="utf-8") for path in users)]
+    mentions = Counter(word for text in bodies for word in re.findall(r"\w+", code_without_imports(text)))
     return sorted(f"{module}: {name}" for module, text in texts.items() for name in public_names(text)
                   if mentions[name] <= 1)
 
@@ -59,5 +63,5 @@ def test_unused_public_names_finds_a_name_only_its_definition_mentions(tmp_path)
 
 
 def test_every_public_name_is_used_outside_the_tests():
-    unused = unused_public_names(project_files(ROOT))
+    unused = unused_public_names(project_files(ROOT), sorted((ROOT / "benchmarks").glob("*.py")))
     assert unused == [], "public names only tests (or nobody) use: " + "; ".join(unused)

@@ -151,3 +151,17 @@ def test_positive_accepts_numbers_above_zero_and_nothing(capsys, args, code, sho
     assert utils.run_command(counted, args) == code
     out = capsys.readouterr()
     assert (out.out if code == 0 else out.err).strip() == shown
+
+
+@pytest.mark.parametrize(("text", "expected"), [("1", 1), ("12", 12)])
+def test_positive_int_reads_integers_above_zero(text, expected):
+    assert utils.positive_int(text) == expected
+
+
+@pytest.mark.parametrize(("text", "reason"), [("0", "must be > 0, got 0"), ("-3", "must be > 0, got -3"),
+                                              ("2.5", "not an integer: '2.5'"), ("x", "not an integer: 'x'")])
+def test_positive_int_refuses_the_rest_in_one_line(text, reason):
+    import argparse
+
+    with pytest.raises(argparse.ArgumentTypeError, match=reason):
+        utils.positive_int(text)
