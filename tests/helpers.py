@@ -134,6 +134,13 @@ def frame_count(path: Path) -> int:
     return video_io.probe_video(path, exact=True).frame_count
 
 
+def write_unreadable(folder: Path) -> Path:
+    """A file named like a video (`broken.mp4`) holding no video."""
+    path = folder / "broken.mp4"
+    path.write_bytes(b"not a video at all" * 100)
+    return path
+
+
 def files_under(folder: Path) -> list[Path]:
     """Every file below a folder (empty if the folder does not exist)."""
     return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []

@@ -9,7 +9,7 @@ import pytest
 
 from inference import renderers, video_inference, video_inference_clean, video_inference_with_size
 from tests.helpers import CLIP_SIZE as SIZE
-from tests.helpers import files_under, model_args
+from tests.helpers import files_under, model_args, write_unreadable
 
 
 def test_default_output_path():
@@ -28,13 +28,6 @@ def test_display_without_screen_is_a_one_line_error(tiny_model, clip, tmp_path, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--display" in err[0]
     assert files_under(tmp_path / "o") == []
-
-
-def write_unreadable(folder: Path) -> Path:
-    """A text file named like a video."""
-    path = folder / "broken.mp4"
-    path.write_text("not a video\n")
-    return path
 
 
 def write_empty(folder: Path) -> Path:

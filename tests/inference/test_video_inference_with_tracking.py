@@ -13,7 +13,7 @@ import video_io
 from inference import runner
 from inference import tracking_run as tracking
 from inference import video_inference_with_tracking as script
-from tests.helpers import files_under, write_scrolling_clip
+from tests.helpers import files_under, write_scrolling_clip, write_unreadable
 
 SIZE = 64
 SHIFT = 2  # px per frame the surface moves to the left
@@ -158,13 +158,6 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     tracking.finish_run_folder(second_lock)
     paths.remove_empty_folders(created)
     assert not (tmp_path / "output").exists()
-
-
-def write_unreadable(folder: Path) -> Path:
-    """A file named .mp4 holding no video."""
-    path = folder / "broken.mp4"
-    path.write_bytes(b"not a video at all" * 100)
-    return path
 
 
 @pytest.mark.parametrize("case, needle", [
