@@ -172,6 +172,13 @@ def layer_strides(name: str, layers: Sequence[str] | None = None) -> list[int]:
     return [arch.stages[i].stride for i in _resolve_layers(info, arch, layers or None)]
 
 
+def layer_channels(name: str, layers: Sequence[str] | None = None) -> list[int]:
+    """Channel counts of the requested layers (the default layers when None), validated, in the given order."""
+    info = backbone_info(name)
+    arch = _architecture(info.timm_name)
+    return [arch.stages[i].channels for i in _resolve_layers(info, arch, layers or None)]
+
+
 def _resolve_layers(info: BackboneInfo, arch: _Architecture, layers: Sequence[str] | None) -> list[int]:
     """Stage indices of the requested layers, in the requested order (validated)."""
     valid = [stage.module for stage in arch.stages]

@@ -69,6 +69,34 @@ def aggregate_patch_features(
     return _pool_vectors(stacked, target_dim), grid
 
 
+def resize_maps_to(maps: Sequence[torch.Tensor], mode: str) -> torch.Tensor:
+    """Backbone maps resized to the first map's grid ("bilinear" or "nearest") and concatenated along
+    the channels: (B, sum C, H, W)."""
+    grid = maps[0].shape[-2:]
+    resized = [m if m.shape[-2:] == grid else
+               F.interpolate(m, size=grid, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
+               for m in maps]
+    return torch.cat(resized, dim=1)
+
+
+def local_patch_features(maps: Sequence[torch.Tensor], patchsize: int) -> torch.Tensor:
+    """PatchCore's locally aware features: every map averaged over each position's patchsize x patchsize
+    neighbourhood (zero padding counted, as `patchify` + pooling to the channel count), the coarser
+    maps bilinearly resized to the first map's grid, concatenated: (B, sum C, H, W)."""
+    padding = (patchsize - 1) // 2
+    pooled = [F.avg_pool2d(m, patchsize, stride=1, padding=padding, count_include_pad=True) for m in maps]
+    return resize_maps_to(pooled, "bilinear")
+
+
+def pool_channels(features: torch.Tensor, dim: int) -> torch.Tensor:
+    """(B, C, H, W) -> (B, dim, H, W) by adaptive average pooling over the channels (a no-op when C <= dim)."""
+    batch, channels, height, width = features.shape
+    if channels <= dim:
+        return features
+    rows = features.permute(0, 2, 3, 1).reshape(-1, channels)
+    return _pool_vectors(rows, dim).reshape(batch, height, width, dim).permute(0, 3, 1, 2)
+
+
 def upsample_scores(patch_scores: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Bilinearly resizes patch-score grids (B,h,w) to image size (B,H,W)."""
     return F.interpolate(

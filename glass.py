@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,10 @@ import tqdm
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
-import drawing
-import metrics
+import evaluation
 import utils
 from errors import first_line
+from evaluation import EvalResult
 from inference import calibration
 from loss import FocalLoss
 from model import (
@@ -60,19 +59,6 @@ class TrainConfig:
     step: int = 20
     limit: int = 392
     select: str = "last"
-
-
-@dataclass
-class EvalResult:
-    """Predictions and metrics on a test set."""
-
-    metrics: dict[str, float]
-    scores: np.ndarray
-    labels: np.ndarray
-    maps: np.ndarray
-    masks: np.ndarray
-    images: list[np.ndarray]
-    paths: list[str]
 
 
 def truncate_offsets(points: torch.Tensor, anchors: torch.Tensor, low: Any, high: Any) -> torch.Tensor:
@@ -546,6 +532,7 @@ class GLASS:
         """Fields shared by ckpt.pth and ckpt_best_<epoch>.pth."""
         return {
             "format": CHECKPOINT_FORMAT,
+            "method": self.model.method,
             "net": self.model.cfg.to_dict(),
             "train": dataclasses.asdict(self.cfg),
             "svd": self.svd,
@@ -657,61 +644,15 @@ class GLASS:
                 scores.append(self.model(batch["image"].to(self.device)).flatten(1).max(dim=1).values.cpu())
         return torch.cat(scores).numpy().astype(np.float32)
 
-    @torch.no_grad()
     def evaluate(self, test_loader: torch.utils.data.DataLoader, keep_images: bool = True) -> EvalResult:
-        """Scores the test set and computes image/pixel AUROC, AP and PRO."""
-        scores, labels, maps, masks, images, paths = [], [], [], [], [], []
-        cfg = self.model.cfg
-        for batch in tqdm.tqdm(test_loader, desc="testing", unit="batch", leave=False):
-            image_scores, batch_maps, _ = self.model.predict(batch["image"].to(self.device))
-            scores.append(image_scores)
-            maps.append(batch_maps)
-            labels.append(batch["is_anomaly"].numpy())
-            masks.append(batch["mask_gt"].numpy()[:, 0] > 0.5)
-            paths.extend(batch["image_path"])
-            if keep_images:
-                images.extend(utils.denormalise(img, cfg.mean, cfg.std) for img in batch["image"].numpy())
-        result = EvalResult({}, np.concatenate(scores), np.concatenate(labels).astype(int), np.concatenate(maps),
-                            np.concatenate(masks), images, paths)
-        result.metrics = self._metrics(result)
-        return result
+        """Scores the test set and computes image/pixel AUROC, AP and PRO (evaluation.evaluate)."""
+        return evaluation.evaluate(self.model, test_loader, self.device, keep_images)
 
-    @staticmethod
-    def _metrics(result: EvalResult) -> dict[str, float]:
-        """Image AUROC/AP, pixel AUROC/AP and PRO (nan where undefined, e.g. no defect pixels)."""
-        out = {name: math.nan for name in utils.METRIC_NAMES}
-        if len(np.unique(result.labels)) == 2:
-            image = metrics.image_metrics(result.scores, result.labels)
-            out["image_auroc"], out["image_ap"] = image["auroc"], image["ap"]
-        if result.masks.any() and not result.masks.all():
-            pixel = metrics.pixel_metrics(result.maps, result.masks)
-            out["pixel_auroc"], out["pixel_ap"] = pixel["auroc"], pixel["ap"]
-            out["pixel_pro"] = metrics.compute_pro(result.masks, result.maps)
-        return out
-
-    def test(self, test_loader: torch.utils.data.DataLoader, vis_dir: Path | None) -> tuple[dict[str, float], int, str]:
-        """Loads the selected model, evaluates it and writes visualisations; returns (metrics, epoch, rule)."""
-        path = final_checkpoint_path(self.class_dir)
-        if path is None:
-            raise CheckpointError(f"{self.class_dir}: no ckpt_best_*.pth to test; train first with --test ckpt")
-        data = load_checkpoint(path)
-        self.model.load_head_state(data["weights"], str(path))
-        self.svd = int(data.get("svd", self.svd))
-        self.stored_calibration = data.get("calibration")
-        result = self.evaluate(test_loader, keep_images=vis_dir is not None)
-        if vis_dir is not None:
-            self._write_visualisations(result, vis_dir)
-        return result.metrics, int(data["epoch"]), str(data.get("selection", "last"))
-
-    @staticmethod
-    def _write_visualisations(result: EvalResult, vis_dir: Path) -> None:
-        """image | ground truth | heatmap per test image, heatmaps on one shared scale."""
-        vmin, vmax = float(result.maps.min()), float(result.maps.max())
-        for i, (image, mask, amap) in enumerate(zip(result.images, result.masks, result.maps)):
-            name = Path(result.paths[i])
-            out = vis_dir / f"{i + 1:03d}_{name.parent.name}_{name.stem}.png"
-            heat_rgb = drawing.colorize(amap, vmin, vmax)[..., ::-1]  # BGR -> RGB like the image
-            utils.save_visualisation(out, image, mask.astype(np.float32), heat_rgb)
+    def test(self, test_loader: torch.utils.data.DataLoader, vis_dir: Path | None) -> evaluation.ClassOutcome:
+        """Loads the selected model, evaluates it and writes visualisations (evaluation.evaluate_class)."""
+        outcome = evaluation.evaluate_class(self.model, self.class_dir, test_loader, self.device, vis_dir)
+        self.stored_calibration = outcome.calibration
+        return outcome
 
     def _add_time(self, stage: str, seconds: float) -> None:
         """Accumulates wall time per stage (printed by benchmarks/bench_train.py)."""

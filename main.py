@@ -1,7 +1,11 @@
-"""GLASS command line, as the official repository's: main [global opts] net [...] dataset [...].
+"""GLASS command line, as the official repository's: main [global opts] METHOD [...] dataset [...].
+
+METHOD is `net` (GLASS), `patchcore` or `padim` (one per run):
 
     python main.py --gpu 0 --seed 0 --test ckpt net -b wideresnet50 -le layer2 -le layer3 \
         dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
+    python main.py --test ckpt patchcore -b efficientnet_lite0 -le blocks.2 -le blocks.4 --coreset 0.1 \
+        dataset -d brick mvtec /path/to/mvtec /path/to/dtd/images
     python main.py --test test dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
 """
 from __future__ import annotations
@@ -26,8 +30,12 @@ from datasets import distribution
 from datasets.mvtec import forced_resize
 from datasets.registry import build_dataset
 from errors import first_line
+from evaluation import ClassOutcome, evaluate_class
+from fitting import fit_class
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
 from inference import calibration
+from methods.padim import COVARIANCES, default_layers
+from methods.registry import DEFAULT_METHOD, METHODS, build_model, config_from_checkpoint
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger("glass")
@@ -48,8 +56,9 @@ class NetOptions:
     train: TrainConfig
     normalization: str = backbones.DEFAULT_NORMALIZATION
     compile: str = "auto"
+    method: str = "glass"
 
-    def net_config(self, backbone: str, dataset: data.DatasetConfig, resize: int) -> NetConfig:
+    def config(self, backbone: str, dataset: data.DatasetConfig, resize: int) -> NetConfig:
         """The model configuration of one backbone for a dataset's image size and a class's resize."""
         info = backbones.backbone_info(backbone)
         mean, std = backbones.normalization_stats(info, self.normalization)
@@ -67,6 +76,31 @@ class NetOptions:
             mean=tuple(mean),
             std=tuple(std),
         )
+
+
+@dataclass(frozen=True)
+class OnePassOptions:
+    """A one-pass method's command (`patchcore`, `padim`): backbones plus the method's own settings."""
+
+    method: str
+    backbones: tuple[str, ...]
+    layers: tuple[str, ...]
+    settings: tuple[tuple[str, Any], ...]  # the method config's own fields (coreset, features, ...)
+    normalization: str = backbones.DEFAULT_NORMALIZATION
+    train: None = None  # no GLASS training settings
+    compile: str = "auto"
+
+    def config(self, backbone: str, dataset: data.DatasetConfig, resize: int) -> Any:
+        """The method's config for one backbone, the dataset's image size and a class's resize."""
+        info = backbones.backbone_info(backbone)
+        mean, std = backbones.normalization_stats(info, self.normalization)
+        layers = tuple(self.layers) or (default_layers(backbone) if self.method == "padim"
+                                        else info.default_layers)
+        return METHODS[self.method].config(backbone=backbone, layers=layers, imagesize=dataset.imagesize,
+                                           resize=resize, mean=tuple(mean), std=tuple(std), **dict(self.settings))
+
+
+MethodOptions = NetOptions | OnePassOptions
 
 
 @dataclass(frozen=True)
@@ -138,15 +172,9 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
     names = tuple(kw["backbone_names"])
     if kw["patchsize"] % 2 == 0:
         raise click.BadParameter("must be odd (3 as the paper)", param_hint="--patchsize")
-    for name in names:  # unknown backbone or layer names stop here, before any work
-        valid = backbones.layer_names(name)
-        for layer in kw["layers_to_extract_from"]:
-            if layer not in valid:
-                raise backbones.BackboneError(
-                    f"-le {layer}: not a layer of {name}; valid: {', '.join(valid)}"
-                )
+    _check_backbone_layers(names, kw["layers_to_extract_from"])
     train = TrainConfig(**{f.name: kw[f.name] for f in dataclasses.fields(TrainConfig)})
-    return "net", NetOptions(
+    return "method", NetOptions(
         backbones=names,
         layers=tuple(kw["layers_to_extract_from"]),
         pretrain_embed_dimension=kw["pretrain_embed_dimension"],
@@ -159,6 +187,91 @@ def net(**kw: Any) -> tuple[str, NetOptions]:
         normalization=kw["normalization"],
         compile=kw["compile_mode"],
     )
+
+
+def _check_backbone_layers(names: Sequence[str], layers: Sequence[str]) -> None:
+    """Unknown backbone or layer names stop here, before any work."""
+    for name in names:
+        valid = backbones.layer_names(name)
+        for layer in layers:
+            if layer not in valid:
+                raise backbones.BackboneError(f"-le {layer}: not a layer of {name}; valid: {', '.join(valid)}")
+
+
+def _open_fraction(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback: the value must lie in (0, 1]."""
+    if value is not None and not 0.0 < value <= 1.0:
+        raise click.BadParameter(f"must be in (0, 1], got {value}")
+    return value
+
+
+def _backbone_options(default_backbone: str, layers_help: str) -> Any:
+    """The backbone options every method command shares (-b, -le, --normalization)."""
+    def decorate(command: Any) -> Any:
+        for option in reversed((
+            click.option("--backbone_names", "-b", type=str, multiple=True, default=[default_backbone],
+                         show_default=True),
+            click.option("--layers_to_extract_from", "-le", type=str, multiple=True, default=[], help=layers_help),
+            click.option("--normalization", type=click.Choice(backbones.NORMALIZATIONS),
+                         default=backbones.DEFAULT_NORMALIZATION, show_default=True,
+                         help="Input normalisation: the backbone's own, or ImageNet mean/std for every backbone."),
+        )):
+            command = option(command)
+        return command
+    return decorate
+
+
+def _one_pass_options(method: str, kw: dict[str, Any], settings: dict[str, Any]) -> tuple[str, OnePassOptions]:
+    """Checks the backbones and layers and packs a one-pass method's options."""
+    names = tuple(kw["backbone_names"])
+    _check_backbone_layers(names, kw["layers_to_extract_from"])
+    return "method", OnePassOptions(method=method, backbones=names, layers=tuple(kw["layers_to_extract_from"]),
+                                    settings=tuple(settings.items()), normalization=kw["normalization"])
+
+
+@main.command("patchcore")
+@_backbone_options("wideresnet50", "Default: the backbone's stride-8 and stride-16 stages (layer2, layer3).")
+@click.option("--patchsize", type=int, default=3, show_default=True, callback=utils.positive,
+              help="Neighbourhood every position's features are averaged over (odd).")
+@click.option("--target_embed_dimension", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Reduce the concatenated features to this many channels (adaptive average pooling); "
+                   "0: keep every channel.")
+@click.option("--coreset", type=float, default=0.1, show_default=True, callback=_open_fraction,
+              help="Fraction of the training patches kept in the memory bank (greedy k-centre).")
+@click.option("--projection_dim", type=click.IntRange(min=0), default=128, show_default=True,
+              help="Random projection used by the coreset selection; 0: none.")
+@click.option("--neighbours", type=int, default=9, show_default=True, callback=utils.positive,
+              help="Bank neighbours of the nearest patch used to reweight the image score (paper's b).")
+def patchcore(**kw: Any) -> tuple[str, OnePassOptions]:
+    """PatchCore: memory bank of locally aware patch features, nearest-neighbour distance."""
+    if kw["patchsize"] % 2 == 0:
+        raise click.BadParameter("must be odd (3 as the paper)", param_hint="--patchsize")
+    names = ("patchsize", "target_embed_dimension", "coreset", "projection_dim", "neighbours")
+    return _one_pass_options("patchcore", kw, {name: kw[name] for name in names})
+
+
+@main.command("padim")
+@_backbone_options("resnet18", "Default: the backbone's stride-4, stride-8 and stride-16 stages "
+                               "(layer1-layer3 for ResNets, as the paper).")
+@click.option("--features", type=int, default=100, show_default=True, callback=utils.positive,
+              help="Channels kept (a random subset drawn from --seed; the paper: 100 for resnet18, 550 for "
+                   "wideresnet50).")
+@click.option("--covariance", type=click.Choice(COVARIANCES), default="regularised", show_default=True,
+              help="regularised: sample covariance + epsilon * I (the paper's); ledoit-wolf: shrunk.")
+@click.option("--epsilon", type=float, default=0.01, show_default=True, callback=utils.positive)
+def padim(**kw: Any) -> tuple[str, OnePassOptions]:
+    """PaDiM: a Gaussian per patch position, Mahalanobis distance."""
+    names = tuple(kw["backbone_names"])
+    for name in names:
+        layers = tuple(kw["layers_to_extract_from"]) or default_layers(name)
+        if not set(layers) <= set(backbones.layer_names(name)):
+            continue  # named in the layer check below
+        channels = sum(backbones.layer_channels(name, layers))
+        if kw["features"] > channels:
+            raise click.BadParameter(f"{kw['features']} is more than the {channels} channels of {name} "
+                                     f"{', '.join(layers)}; use at most {channels}", param_hint="--features")
+    names_kept = ("features", "covariance", "epsilon")
+    return _one_pass_options("padim", kw, {name: kw[name] for name in names_kept})
 
 
 @main.command("dataset")
@@ -206,18 +319,23 @@ def dataset(**kw: Any) -> tuple[str, data.DatasetConfig]:
 
 @main.result_callback()
 def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
-    """Runs every requested class: train (or resume) and test, or test only."""
+    """Runs every requested class: train (or resume, or fit) and test, or test only."""
     opts = RunOptions(**{**global_options, "results_path": Path(global_options["results_path"]),
                          "gpu": tuple(global_options["gpu"])})
-    parts = dict(methods)
-    if "dataset" not in parts:
+    chosen: list[MethodOptions] = [value for key, value in methods if key == "method"]
+    datasets = [value for key, value in methods if key == "dataset"]
+    if not datasets:
         raise common.ConfigError("the 'dataset' command is required: ... dataset -d CLASS NAME DATA_PATH AUG_PATH")
-    dataset_cfg, explicit = parts["dataset"]
-    net_opts: NetOptions | None = parts.get("net")
-    if opts.test == "ckpt" and net_opts is None:
-        raise common.ConfigError("--test ckpt trains a model and needs the 'net' command (or use --test test)")
+    if len(chosen) > 1:
+        raise common.ConfigError("one method command per run (net, patchcore or padim); run them one after the "
+                                 "other, or use benchmarks/compare_methods.py")
+    dataset_cfg, explicit = datasets[-1]
+    method_opts = chosen[0] if chosen else None
+    if opts.test == "ckpt" and method_opts is None:
+        raise common.ConfigError("--test ckpt trains a model and needs a method command: net (GLASS), patchcore "
+                                 "or padim (or use --test test)")
     device = common.select_device(opts.gpu)
-    jobs = plan_jobs(opts, net_opts, dataset_cfg, explicit)
+    jobs = plan_jobs(opts, method_opts, dataset_cfg, explicit)
     table = opts.results_path / "results.csv"
     rows = []
     for job in jobs:
@@ -232,45 +350,60 @@ def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
 
 @dataclass(frozen=True)
 class Job:
-    """One (backbone, class) unit of work."""
+    """One (method, backbone, class) unit of work."""
 
     index: int
     classname: str
     class_dir: Path
-    net: NetConfig
-    train: TrainConfig | None
+    net: Any  # the method's config (model.NetConfig for GLASS)
+    train: TrainConfig | None  # GLASS's training settings
     compile: str = "auto"
+    method: str = DEFAULT_METHOD
+    fit: bool = False  # train (GLASS) or fit (one-pass methods) before testing
+
+    @property
+    def tag(self) -> str:
+        """Where the job's outputs go below models/ and eval/: backbone_<i> (GLASS) or <method>/backbone_<i>."""
+        return method_tag(self.method, self.index)
 
 
-def plan_jobs(opts: RunOptions, net_opts: NetOptions | None, dataset_cfg: data.DatasetConfig,
+def method_tag(method: str, index: int) -> str:
+    """The folder of a method's backbone_<index> models below models/ (and eval/): GLASS's is backbone_<i>,
+    as the reference's, every other method's <method>/backbone_<i>."""
+    return f"backbone_{index}" if method == DEFAULT_METHOD else f"{method}/backbone_{index}"
+
+
+def plan_jobs(opts: RunOptions, method_opts: MethodOptions | None, dataset_cfg: data.DatasetConfig,
               explicit: set[str]) -> list[Job]:
     """Validates everything (backbones, layers, sizes, folders, checkpoints) before any work starts."""
     models_dir = opts.results_path / "models"
     jobs = []
     for classname in dataset_cfg.subdatasets:
         key = f"{dataset_cfg.name}_{classname}"
-        if net_opts is not None and opts.test == "ckpt":
+        if method_opts is not None and opts.test == "ckpt":
             resize = class_resize(dataset_cfg, classname, log=True)
-            for i, backbone in enumerate(net_opts.backbones):
-                cfg = net_opts.net_config(backbone, dataset_cfg, resize)
-                _check_geometry(cfg, dataset_cfg)
-                jobs.append(Job(i, classname, models_dir / f"backbone_{i}" / key, cfg, net_opts.train,
-                                net_opts.compile))
+            for i, backbone in enumerate(method_opts.backbones):
+                cfg = method_opts.config(backbone, dataset_cfg, resize)
+                _check_geometry(cfg, dataset_cfg, las=method_opts.method == DEFAULT_METHOD)
+                jobs.append(Job(i, classname, models_dir / method_tag(method_opts.method, i) / key, cfg,
+                                method_opts.train, method_opts.compile, method_opts.method, fit=True))
         else:
-            jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit))
+            only = method_opts.method if method_opts is not None else None
+            jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit, only))
+    las = method_opts is None or method_opts.method == DEFAULT_METHOD  # only GLASS reads textures and fg masks
     for classname in dataset_cfg.subdatasets:  # layout errors and undecodable images surface here, before
-        validate_class_images(dataset_cfg, classname, train=opts.test == "ckpt")  # any folder is created
+        validate_class_images(dataset_cfg, classname, train=opts.test == "ckpt", las=las)  # any folder is made
     return jobs
 
 
-def validate_class_images(dataset_cfg: data.DatasetConfig, classname: str, train: bool) -> int:
+def validate_class_images(dataset_cfg: data.DatasetConfig, classname: str, train: bool, las: bool = True) -> int:
     """Checks a class's folders and decodes every image it will read: test images and ground-truth masks,
-    and when training, train/good (held-out images included) and foreground masks. DatasetError naming
-    the first file that does not decode; returns the number of files decoded."""
+    and when training, train/good (held-out images included) and, with LAS (GLASS), foreground masks.
+    DatasetError naming the first file that does not decode; returns the number of files decoded."""
     test_set = build_dataset(dataset_cfg, classname, "test", (0.5,) * 3, (0.5,) * 3, seed=0, las=False)
     paths = [p for s in test_set.samples for p in (s.image_path, s.mask_path) if p is not None]
     if train:
-        train_set = build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=True)
+        train_set = build_dataset(dataset_cfg, classname, "train", (0.5,) * 3, (0.5,) * 3, seed=0, las=las)
         paths += [p for s in train_set.samples for p in (s.image_path, s.fg_path) if p is not None]
         paths += train_set.heldout_paths
     for path in paths:
@@ -305,17 +438,20 @@ def class_resize(dataset_cfg: data.DatasetConfig, classname: str, log: bool = Fa
 
 
 def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.DatasetConfig,
-                 explicit: set[str]) -> list[Job]:
-    """Test-only jobs from the model directories of a class (configuration read from checkpoints)."""
-    class_dirs = sorted(models_dir.glob(f"backbone_*/{key}"))
+                 explicit: set[str], only: str | None = None) -> list[Job]:
+    """Test-only jobs from the model directories of a class (configuration read from checkpoints): every
+    method's, or only `only`'s."""
+    methods = [only] if only else list(METHODS)
+    class_dirs = sorted(d for method in methods for d in models_dir.glob(f"{method_tag(method, 0)[:-1]}*/{key}"))
     class_dirs = [d for d in class_dirs if final_checkpoint_path(d) is not None]
     if not class_dirs:
-        raise CheckpointError(f"{models_dir}/backbone_*/{key}: no trained model; train it first with --test ckpt "
-                              "or pass the --results_path it was trained in")
+        raise CheckpointError(f"{models_dir}/{method_tag(only or DEFAULT_METHOD, 0)[:-1]}*/{key}: no trained model; "
+                              "train it first with --test ckpt or pass the --results_path it was trained in")
     jobs = []
     for class_dir in class_dirs:
-        stored = load_checkpoint(final_checkpoint_path(class_dir))
-        cfg = NetConfig.from_dict(stored["net"])
+        path = final_checkpoint_path(class_dir)
+        stored = load_checkpoint(path)
+        cfg = config_from_checkpoint(stored, str(path))
         for name in sorted(explicit):
             fits = {getattr(dataset_cfg, name)}
             if name == "resize":  # an explicit --resize also fits a model trained with the class's override
@@ -326,12 +462,13 @@ def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.D
                     f"{getattr(cfg, name)}; drop --{name} (the checkpoint's value is used)"
                 )
         index = int(class_dir.parent.name.split("_")[-1])
-        jobs.append(Job(index, classname, class_dir, cfg, None))
+        method = stored.get("method", DEFAULT_METHOD)
+        jobs.append(Job(index, classname, class_dir, cfg, None, method=method))
     return jobs
 
 
-def _check_geometry(cfg: NetConfig, dataset_cfg: data.DatasetConfig) -> None:
-    """Image size and LAS downsampling must match the backbone's feature grid."""
+def _check_geometry(cfg: Any, dataset_cfg: data.DatasetConfig, las: bool = True) -> None:
+    """Image size (and for GLASS, the LAS downsampling) must match the backbone's feature grid."""
     info = backbones.backbone_info(cfg.backbone)
     strides = backbones.layer_strides(cfg.backbone, cfg.layers)
     largest = max(strides)
@@ -340,7 +477,7 @@ def _check_geometry(cfg: NetConfig, dataset_cfg: data.DatasetConfig) -> None:
             f"--imagesize {cfg.imagesize} is not divisible by {largest}, the stride of {info.name}'s layer "
             f"{cfg.layers[strides.index(largest)]}; use e.g. {cfg.imagesize // largest * largest or largest}"
         )
-    if dataset_cfg.downsampling != strides[0]:
+    if las and dataset_cfg.downsampling != strides[0]:
         raise common.ConfigError(
             f"--downsampling {dataset_cfg.downsampling} does not match stride {strides[0]} of the first layer "
             f"{cfg.layers[0]}; pass --downsampling {strides[0]}"
@@ -357,44 +494,63 @@ def job_dataset_config(dataset_cfg: data.DatasetConfig, job: Job) -> data.Datase
 
 
 def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device: torch.device) -> dict[str, Any]:
-    """Trains (when asked) and tests one class with one backbone; returns its results row."""
+    """Trains or fits (when asked) and tests one class with one method and backbone; returns its results row."""
     utils.fix_seeds(opts.seed)
     key = f"{dataset_cfg.name}_{job.classname}"
-    LOGGER.info("class %s, backbone_%d (%s)", key, job.index, job.net.backbone)
+    LOGGER.info("class %s, %s (%s)", key, job.tag, job.net.backbone)
     norm = (job.net.mean, job.net.std)
     sized = job_dataset_config(dataset_cfg, job)
     test_set = build_dataset(sized, job.classname, "test", *norm, seed=opts.seed, las=False)
-    test_loader = data.build_dataloader(test_set, sized, opts.seed, shuffle=False, pin_memory=device.type == "cuda")
-    model = GlassModel.build(job.net)
+    pin = device.type == "cuda"
+    test_loader = data.build_dataloader(test_set, sized, opts.seed, shuffle=False, pin_memory=pin)
+    model = build_model(job.net)
     job.class_dir.mkdir(parents=True, exist_ok=True)
-    if job.train is not None:
-        train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
+    if job.fit and job.method == DEFAULT_METHOD:
+        train_glass(job, opts, dataset_cfg, sized, model, device, test_loader)
+    elif job.fit:
         clean_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
-        svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
-        LOGGER.info("%s: %s (svd=%d)", key, how, svd)
-        warning = None if train_set.heldout_paths else data.holdout_warning(len(train_set), sized.holdout)
-        if warning:
-            LOGGER.warning("%s: %s", key, warning)
-        trainer = GLASS(model, job.train, device, job.class_dir, svd,
-                        meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
-                              "holdout": sized.holdout},
-                        compile_mode=job.compile, heldout=train_set.heldout_paths)
-        pin = device.type == "cuda"
-        trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),
-                      data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
-                      test_loader,
-                      cache_features=not (sized.augments_clean_images or job.train.train_backbone))
-    else:
-        trainer = GLASS(model, TrainConfig(), device, job.class_dir, svd=0)
-    vis_dir = opts.results_path / "eval" / f"backbone_{job.index}" / key
-    scores, epoch, rule = trainer.test(test_loader, vis_dir)
-    if trainer.stored_calibration:
-        LOGGER.info("%s: %s", key, calibration.describe(trainer.stored_calibration))
+        _warn_without_holdout(key, clean_set, sized)
+        fit_class(model, data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
+                  job.class_dir, device, opts.seed, clean_set.heldout_paths,
+                  meta={"dataset": sized.name, "class": job.classname, "train_images": len(clean_set),
+                        "holdout": sized.holdout})
+    vis_dir = opts.results_path / "eval" / job.tag / key
+    outcome: ClassOutcome = evaluate_class(model, job.class_dir, test_loader, device, vis_dir)
+    if outcome.calibration:
+        LOGGER.info("%s: %s", key, calibration.describe(outcome.calibration))
     else:
         LOGGER.info("%s: no calibrated thresholds in the checkpoint (trained before --holdout existed); the "
                     "engine uses mean + 3 std of the training-image scores", key)
-    return {"class": key if job.index == 0 else f"{key}/backbone_{job.index}", **scores, "epoch": epoch,
-            "selection": rule}
+    return {"method": job.method, "class": key if job.index == 0 else f"{key}/backbone_{job.index}",
+            **outcome.metrics, "epoch": outcome.epoch, "selection": outcome.selection}
+
+
+def _warn_without_holdout(key: str, train_set: Any, sized: data.DatasetConfig) -> None:
+    """Says when no image could be held out for calibration."""
+    warning = None if train_set.heldout_paths else data.holdout_warning(len(train_set), sized.holdout)
+    if warning:
+        LOGGER.warning("%s: %s", key, warning)
+
+
+def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, sized: data.DatasetConfig,
+                model: GlassModel, device: torch.device, test_loader: torch.utils.data.DataLoader) -> None:
+    """Trains (or resumes) GLASS on one class."""
+    key = f"{dataset_cfg.name}_{job.classname}"
+    norm = (job.net.mean, job.net.std)
+    train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
+    clean_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
+    svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
+    LOGGER.info("%s: %s (svd=%d)", key, how, svd)
+    _warn_without_holdout(key, train_set, sized)
+    trainer = GLASS(model, job.train, device, job.class_dir, svd,
+                    meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
+                          "holdout": sized.holdout},
+                    compile_mode=job.compile, heldout=train_set.heldout_paths)
+    pin = device.type == "cuda"
+    trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),
+                  data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
+                  test_loader,
+                  cache_features=not (sized.augments_clean_images or job.train.train_backbone))
 
 
 def decide_svd(opts: RunOptions, cfg: data.DatasetConfig, job: Job, clean_set: Any) -> tuple[int, str]:

@@ -4,34 +4,33 @@ Also the checkpoint format, so that a model directory alone is enough to load a 
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import backbones
 import common
-from errors import UserError, first_line
+from errors import first_line
+from methods.base import AnomalyModel, CheckpointError, ModelConfig
 
 CHECKPOINT_FORMAT = "glass-toolkit/1"
 FINAL_PATTERN = "ckpt_best_*.pth"
 LATEST_NAME = "ckpt.pth"
 
 
-class CheckpointError(UserError):
-    """A model directory or checkpoint file that cannot be used (one-line message)."""
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "Discriminator", "GlassModel", "NetConfig", "Projection",
+           "final_checkpoint_path", "load_checkpoint", "resolve_class_dir"]
 
 
 @dataclass(frozen=True)
-class NetConfig:
+class NetConfig(ModelConfig):
     """Everything needed to rebuild a trained model's forward pass."""
 
     backbone: str = "wideresnet50"
@@ -46,20 +45,6 @@ class NetConfig:
     resize: int = 288
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data form for checkpoints (lists instead of tuples)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NetConfig:
-        """Inverse of to_dict; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise CheckpointError(f"checkpoint config has unknown fields {sorted(unknown)}: "
-                                  "written by a newer toolkit?")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def init_weight(module: nn.Module) -> None:
@@ -173,8 +158,10 @@ class Discriminator(nn.Module):
         return self.tail(x)
 
 
-class GlassModel(nn.Module):
+class GlassModel(AnomalyModel):
     """Backbone features -> aggregated patch features -> projection -> discriminator."""
+
+    method: ClassVar[str] = "glass"
 
     def __init__(self, cfg: NetConfig, extractor: backbones.FeatureExtractor) -> None:
         super().__init__()
@@ -206,6 +193,11 @@ class GlassModel(nn.Module):
         features, grid = self.embed(images)
         scores = self.score_features(features)
         return scores.reshape(images.shape[0], *grid)
+
+    def score_grids(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(patch scores, the same tensor as image-score grid): the image score is the highest patch score."""
+        scores = self(images)
+        return scores, scores
 
     def score_features(self, features: torch.Tensor) -> torch.Tensor:
         """Discriminator scores (N, 1) of aggregated features; in eval mode through the folded head."""
@@ -247,15 +239,6 @@ class GlassModel(nn.Module):
             self._folded = None
         return super().train(mode)
 
-    @torch.no_grad()
-    def predict(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image scores (B,), anomaly maps (B,S,S), patch scores (B,h,w)) in eval mode."""
-        self.eval()
-        patch_scores = self(images)
-        image_scores = patch_scores.flatten(1).max(dim=1).values
-        maps = common.anomaly_maps(patch_scores, images.shape[-2:])
-        return image_scores.cpu().numpy(), maps, patch_scores.cpu().numpy()
-
     def head_state(self) -> dict[str, dict[str, torch.Tensor]]:
         """The trained parts' weights, on CPU."""
         state = {"discriminator": _cpu_state(self.discriminator)}
@@ -275,6 +258,14 @@ class GlassModel(nn.Module):
         except (KeyError, RuntimeError) as err:
             first = first_line(err)
             raise CheckpointError(f"{source}: weights do not fit the stored configuration ({first})") from None
+
+    def weights(self) -> dict[str, Any]:
+        """The trained parts' weights (the method interface's name for head_state)."""
+        return self.head_state()
+
+    def load_weights(self, state: dict[str, Any], source: str) -> None:
+        """Loads trained weights (the method interface's name for load_head_state)."""
+        self.load_head_state(state, source)
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -330,17 +321,3 @@ def resolve_class_dir(model_path: str | os.PathLike, class_name: str | None = No
             f"trained classes here: {', '.join(classes) or 'none'}"
         )
     raise CheckpointError(f"{root}: no ckpt_best_*.pth here; pass --class_name, one of: {', '.join(classes) or 'none'}")
-
-
-def load_trained_model(
-    class_dir: str | os.PathLike, device: torch.device | str = "cpu", pretrained_backbone: bool = True
-) -> tuple[GlassModel, dict[str, Any]]:
-    """Loads the selected model of a class directory; returns (model in eval mode, checkpoint data)."""
-    path = final_checkpoint_path(class_dir)
-    if path is None:
-        raise CheckpointError(f"{class_dir}: no ckpt_best_*.pth; train this class first (--test ckpt)")
-    data = load_checkpoint(path)
-    cfg = NetConfig.from_dict(data["net"])
-    model = GlassModel.build(cfg, pretrained=pretrained_backbone)
-    model.load_head_state(data["weights"], str(path))
-    return model.to(device).eval(), data

@@ -111,7 +111,9 @@ def _as_tuple(value: Any) -> Any:
     return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-RESULTS_FIELDS = ("class", *METRIC_NAMES, "epoch", "selection")
+RESULTS_FIELDS = ("method", "class", *METRIC_NAMES, "epoch", "selection")
+OLD_RESULTS_FIELDS = RESULTS_FIELDS[1:]  # tables written before other methods than GLASS existed
+DEFAULT_METHOD = "glass"  # the method of a row without one
 MEAN_ROW = "Mean"
 RESULTS_LOCK_TIMEOUT_S = 300.0
 
@@ -121,10 +123,11 @@ class ResultsTableError(UserError):
 
 
 def read_results_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    """The class rows of results.csv as written (strings), without the Mean row; [] when there is no file.
+    """The class rows of results.csv as written (strings), without the Mean rows; [] when there is no file.
 
-    ResultsTableError when the file is not a table with exactly the RESULTS_FIELDS columns and numeric
-    metrics. A class that occurs twice (hand-edited file) keeps its last row, at its first position.
+    ResultsTableError when the file is not a table with exactly the RESULTS_FIELDS columns (or those of a
+    table written before the method column existed: its rows are GLASS's) and numeric metrics. A (method,
+    class) that occurs twice (hand-edited file) keeps its last row, at its first position.
     """
     path = Path(path)
     try:
@@ -135,14 +138,16 @@ def read_results_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         raise ResultsTableError(f"not UTF-8 text ({exc.reason})") from exc
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        if tuple(reader.fieldnames or ()) != RESULTS_FIELDS:
-            raise ResultsTableError(f"header {','.join(reader.fieldnames or ()) or '(empty file)'} is not "
+        fields = tuple(reader.fieldnames or ())
+        if fields not in (RESULTS_FIELDS, OLD_RESULTS_FIELDS):
+            raise ResultsTableError(f"header {','.join(fields) or '(empty file)'} is not "
                                     f"{','.join(RESULTS_FIELDS)}")
-        rows: dict[str, dict[str, str]] = {}
+        rows: dict[tuple[str, str], dict[str, str]] = {}
         for row in reader:
             line = reader.line_num
             if None in row or any(value is None for value in row.values()):
-                raise ResultsTableError(f"line {line} does not have the {len(RESULTS_FIELDS)} columns of the header")
+                raise ResultsTableError(f"line {line} does not have the {len(fields)} columns of the header")
+            row = {"method": DEFAULT_METHOD, **row}
             if not row["class"]:
                 raise ResultsTableError(f"line {line} has no class name")
             try:
@@ -150,29 +155,35 @@ def read_results_csv(path: str | os.PathLike) -> list[dict[str, str]]:
             except ValueError as exc:
                 raise ResultsTableError(f"line {line}: {exc}") from exc
             if row["class"] != MEAN_ROW:
-                rows[row["class"]] = row
+                rows[_row_key(row)] = row
     except csv.Error as exc:
         raise ResultsTableError(f"not CSV ({exc})") from exc
     return list(rows.values())
 
 
-def render_results_csv(rows: Sequence[dict[str, Any]]) -> str:
-    """results.csv text: the class rows in order, then the Mean row.
+def _row_key(row: dict[str, Any]) -> tuple[str, str]:
+    """A row's identity in the table: (method, class)."""
+    return str(row.get("method") or DEFAULT_METHOD), str(row["class"])
 
-    The Mean row averages every class row of the table (this run's and those kept from earlier runs),
-    from the values as written (4 decimals), so it can be recomputed from the file alone; its selection
-    is the rule all rows share, or `mixed`; its epoch is empty.
+
+def render_results_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """results.csv text: the class rows in order, then one Mean row per method.
+
+    A method's Mean row averages every class row of that method in the table (this run's and those kept
+    from earlier runs), from the values as written (4 decimals), so it can be recomputed from the file
+    alone; its selection is the rule all of them share, or `mixed`; its epoch is empty.
     """
     rows = [_format_row(row) for row in rows]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=RESULTS_FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    if rows:
-        mean = {name: _fmt(float(np.mean([float(r[name]) for r in rows]))) for name in METRIC_NAMES}
-        rules = {r["selection"] for r in rows}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        own = [r for r in rows if r["method"] == method]
+        mean = {name: _fmt(float(np.mean([float(r[name]) for r in own]))) for name in METRIC_NAMES}
+        rules = {r["selection"] for r in own}
         selection = rules.pop() if len(rules) == 1 else "mixed"
-        writer.writerow({"class": MEAN_ROW, **mean, "epoch": "", "selection": selection})
+        writer.writerow({"method": method, "class": MEAN_ROW, **mean, "epoch": "", "selection": selection})
     return out.getvalue()
 
 
@@ -180,7 +191,7 @@ def update_results_csv(path: str | os.PathLike, new_rows: Sequence[dict[str, Any
     """Merges class rows into results.csv; returns the table's class rows.
 
     Under a file lock (concurrent runs on one results folder take turns): reads the current table,
-    replaces the row of each class in new_rows (in place) or appends it, keeps every other row,
+    replaces the row of each (method, class) in new_rows (in place) or appends it, keeps every other row,
     recomputes the Mean row and writes the file atomically, so a run killed at any point leaves the
     previous table or the new one. An existing file that is not a results table is moved aside to
     results.csv.corrupt-<time> with a warning, never dropped. Each row carries its own selection rule.
@@ -201,10 +212,10 @@ def update_results_csv(path: str | os.PathLike, new_rows: Sequence[dict[str, Any
                 LOGGER.warning("%s is not a results table (%s); moved it to %s and started a new table",
                                path, err, aside.name)
                 current = []
-            table = {row["class"]: row for row in current}
+            table = {_row_key(row): row for row in current}
             for row in new_rows:
                 formatted = _format_row(row)
-                table[formatted["class"]] = formatted
+                table[_row_key(formatted)] = formatted
             rows = list(table.values())
             atomic_write_text(path, render_results_csv(rows))
     except filelock.Timeout as exc:
@@ -216,6 +227,7 @@ def update_results_csv(path: str | os.PathLike, new_rows: Sequence[dict[str, Any
 def _format_row(row: dict[str, Any]) -> dict[str, str]:
     """A results row as written: metrics with 4 decimals (strings read back from the file are kept as they are)."""
     formatted = {name: "" if row.get(name) is None else str(_fmt(row[name])) for name in RESULTS_FIELDS}
+    formatted["method"] = formatted["method"] or DEFAULT_METHOD
     for name in METRIC_NAMES:
         if not isinstance(row[name], str):
             formatted[name] = _fmt(float(row[name]))
@@ -242,14 +254,15 @@ def _move_aside(path: Path) -> Path:
 def format_table(rows: Iterable[dict[str, Any]]) -> str:
     """Plain-text table of results rows (percentages) for the terminal."""
     rows = list(rows)
-    header = f"{'class':<24}" + "".join(f"{n:>13}" for n in METRIC_NAMES) + f"{'epoch':>7}"
+    header = f"{'method':<11}{'class':<24}" + "".join(f"{n:>13}" for n in METRIC_NAMES) + f"{'epoch':>7}"
     lines = [header, "-" * len(header)]
     for row in rows:
         values = "".join(f"{100 * row[n]:>13.2f}" for n in METRIC_NAMES)
-        lines.append(f"{row['class']:<24}{values}{row.get('epoch', ''):>7}")
-    if rows:
-        values = "".join(f"{100 * np.mean([r[n] for r in rows]):>13.2f}" for n in METRIC_NAMES)
-        lines.append(f"{'Mean':<24}{values}")
+        lines.append(f"{row.get('method', DEFAULT_METHOD):<11}{row['class']:<24}{values}{row.get('epoch', ''):>7}")
+    for method in dict.fromkeys(row.get("method", DEFAULT_METHOD) for row in rows):
+        own = [r for r in rows if r.get("method", DEFAULT_METHOD) == method]
+        values = "".join(f"{100 * np.mean([r[n] for r in own]):>13.2f}" for n in METRIC_NAMES)
+        lines.append(f"{method:<11}{'Mean':<24}{values}")
     return "\n".join(lines)
 
 

@@ -14,8 +14,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
-import model as glass_model
 from inference import onnx_export
+from methods.base import AnomalyModel
+from methods.registry import load_trained_model
 from inference.model_info import EngineError, ModelInfo
 from inference.onnx_runtime import OnnxBackend, has_cuda
 
@@ -25,26 +26,32 @@ BACKENDS = ("auto", "torch", "onnx")  # auto: ONNX Runtime on CPU (fastest there
 
 
 class Backend(Protocol):
-    """Anything that turns a normalised batch (B,3,H,W) into patch-score grids (B,H/s,W/s)."""
+    """Anything that turns a normalised batch (B,3,H,W) into score grids (B,H/s,W/s) of a class model."""
 
-    def patch_scores(self, batch: np.ndarray) -> np.ndarray:
-        """Patch scores in [0, 1] for a float32 batch."""
+    def score_grids(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(patch scores, image-score grid) in [0, 1] for a float32 batch (see methods.base)."""
 
 
 class TorchBackend:
-    """The trained PyTorch model, eager, channels-last (its fastest CPU layout)."""
+    """The trained PyTorch model (any method), eager, channels-last (its fastest CPU layout)."""
 
     name = "torch"
 
-    def __init__(self, net: glass_model.GlassModel, device: torch.device) -> None:
+    def __init__(self, net: AnomalyModel, device: torch.device) -> None:
         self.net = net.to(device).eval()
         self.device = device
 
-    @torch.inference_mode()
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
-        """Patch scores (B,h,w) for a normalised float32 batch (B,3,H,W)."""
+        """Patch scores (B,h,w) of a batch (see score_grids)."""
+        return self.score_grids(batch)[0]
+
+    @torch.inference_mode()
+    def score_grids(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(patch scores, image-score grid), each (B,h,w), for a normalised float32 batch (B,3,H,W)."""
         images = torch.from_numpy(batch).to(self.device).contiguous(memory_format=torch.channels_last)
-        return self.net(images).float().cpu().numpy()
+        patch, image = self.net.score_grids(images)
+        patch_np = patch.float().cpu().numpy()
+        return patch_np, patch_np if image is patch else image.float().cpu().numpy()
 
 
 def check_backend_name(name: str) -> None:
@@ -90,7 +97,7 @@ def load_onnx_backend(class_dir: Path, onnx_path: str | None, provider: str) -> 
 
 def load_torch_backend(class_dir: Path, device: torch.device) -> tuple[TorchBackend, ModelInfo]:
     """The class folder's final checkpoint in PyTorch on `device`."""
-    net, data = glass_model.load_trained_model(class_dir, device)
+    net, data = load_trained_model(class_dir, device)
     info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
     LOGGER.info("loaded %s (%s, %d px) on %s", class_dir, info.backbone, info.imagesize, device)
     return TorchBackend(net, device), info

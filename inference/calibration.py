@@ -301,7 +301,8 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
     before calibration (mean + 3 std of the training images' scores, for pixels too)."""
     from datasets.base import list_images
     from datasets.mvtec import mvtec_samples
-    from model import CheckpointError, final_checkpoint_path, load_trained_model
+    from methods.registry import load_trained_model
+    from model import CheckpointError, final_checkpoint_path
 
     net, data = load_trained_model(class_dir, device)
     stored = data.get("calibration")

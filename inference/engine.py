@@ -108,26 +108,32 @@ class InferenceEngine:
                 raise EngineError(str(err)) from None
         return batch
 
-    def patch_scores(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Per frame, its patch-score grid over the scored area (padding cells dropped)."""
-        grids: list[np.ndarray] = []
+    def score_grids(self, frames: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per frame, its (patch-score grid, image-score grid) over the scored area (padding cells dropped)."""
+        grids: list[tuple[np.ndarray, np.ndarray]] = []
         for group in _same_shape_runs(frames, self.batch_size):
             geometry = self.geometry(group[0])
-            scored = self.backend.patch_scores(self.preprocess(group))
+            patch, image = self.backend.score_grids(self.preprocess(group))
             rows, cols = (-(-side // self.info.stride) for side in geometry.scaled)
-            grids.extend(np.ascontiguousarray(grid[:rows, :cols]) for grid in scored)
+            for patch_grid, image_grid in zip(patch, image):
+                cropped = np.ascontiguousarray(patch_grid[:rows, :cols])
+                grids.append((cropped, cropped if image is patch else np.ascontiguousarray(image_grid[:rows, :cols])))
         return grids
+
+    def patch_scores(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per frame, its patch-score grid over the scored area (padding cells dropped)."""
+        return [patch for patch, _ in self.score_grids(frames)]
 
     def image_scores(self, frames: Sequence[np.ndarray]) -> list[float]:
         """The image score of every frame (no anomaly maps: cheaper than predict)."""
-        return [image_score(grid) for grid in self.patch_scores(frames)]
+        return [image_score(*grids) for grids in self.score_grids(frames)]
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameResult]:
         """Image score, anomaly map (frame resolution) and decision for every frame."""
         results = []
-        for frame, grid in zip(frames, self.patch_scores(frames)):
+        for frame, (grid, image_grid) in zip(frames, self.score_grids(frames)):
             amap = self.frame_map(grid, self.geometry(frame))
-            score = image_score(grid)
+            score = image_score(grid, image_grid)
             results.append(FrameResult(score, amap, score >= self.threshold))
         return results
 
@@ -149,9 +155,12 @@ class InferenceEngine:
         return amap
 
 
-def image_score(grid: np.ndarray) -> float:
-    """A frame's anomaly score: its highest patch score (as in GLASS evaluation)."""
-    return float(grid.max())
+def image_score(grid: np.ndarray, image_grid: np.ndarray | None = None) -> float:
+    """A frame's anomaly score, as evaluation computes it: the image-score grid at the highest patch score
+    (without one, or for GLASS and PaDiM, the highest patch score itself; PatchCore: its reweighted score)."""
+    if image_grid is None or image_grid is grid:
+        return float(grid.max())
+    return float(image_grid.flat[int(np.argmax(grid))])
 
 
 def _same_shape_runs(frames: Sequence[np.ndarray], batch_size: int) -> list[Sequence[np.ndarray]]:

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 import common
-import model as glass_model
 import preprocess
 from errors import UserError
+from methods.registry import DEFAULT_METHOD, config_from_checkpoint, method_of_config
 
 LOGGER = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class ModelInfo:
     # Regions reach down to this level around pixels above pixel_threshold (hysteresis): the typical
     # peak of a defect-free frame's map, so a defect's extent is measured, not just its core.
     pixel_low: float | None = None  # None: pixel_threshold (no hysteresis)
+    method: str = DEFAULT_METHOD  # the detector (methods.registry): glass, patchcore, padim
 
     @property
     def region_low(self) -> float:
@@ -64,6 +65,7 @@ class ModelInfo:
             "mean": list(self.mean), "std": list(self.std), "grid": list(self.grid),
             "sigma": self.sigma, "threshold": self.threshold, "resize": self.resize, "stride": self.stride,
             "pad_to": self.pad_to, "pixel_threshold": self.pixel_threshold, "pixel_low": self.pixel_low,
+            "method": self.method,
         }
 
     @classmethod
@@ -79,6 +81,7 @@ class ModelInfo:
                 threshold=float(data["threshold"]), resize=int(data["resize"]), stride=int(data["stride"]),
                 pad_to=int(data["pad_to"]), pixel_threshold=float(data.get("pixel_threshold", data["threshold"])),
                 pixel_low=None if data.get("pixel_low") is None else float(data["pixel_low"]),
+                method=str(data.get("method", DEFAULT_METHOD)),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); "
@@ -101,21 +104,21 @@ class ModelInfo:
         else:
             threshold = default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64))
             pixel_threshold = threshold
-        info = cls.for_net(glass_model.NetConfig.from_dict(data["net"]), class_name, strides, threshold,
-                           pixel_threshold)
+        info = cls.for_net(config_from_checkpoint(data), class_name, strides, threshold, pixel_threshold)
         return dataclasses.replace(info, pixel_low=pixel_low)
 
     @classmethod
-    def for_net(cls, net: glass_model.NetConfig, class_name: str, strides: Sequence[int], threshold: float,
+    def for_net(cls, net: Any, class_name: str, strides: Sequence[int], threshold: float,
                 pixel_threshold: float) -> ModelInfo:
-        """The description of a model of this configuration whose backbone layers have these strides."""
+        """The description of a model of this configuration (any method's config) whose backbone layers have
+        these strides."""
         stride = int(strides[0])
         side = -(-net.imagesize // stride)
         return cls(
             class_name=class_name, backbone=net.backbone, imagesize=net.imagesize,
             mean=tuple(net.mean), std=tuple(net.std), grid=(side, side), sigma=common.MAP_SIGMA,
             threshold=float(threshold), resize=net.resize, stride=stride, pad_to=max(int(v) for v in strides),
-            pixel_threshold=float(pixel_threshold),
+            pixel_threshold=float(pixel_threshold), method=method_of_config(net),
         )
 
     def geometry(self, frame_shape: Sequence[int], roi: preprocess.Roi | None = None) -> preprocess.FrameGeometry:

@@ -1,5 +1,9 @@
-"""ONNX export of a trained GLASS class model: exact exportable head forms, the export pipeline, the JSON
-sidecar beside every file and the freshness cache the engine exports through.
+"""ONNX export of a trained class model: exact exportable GLASS head forms, the export pipeline (any
+method: GLASS, PatchCore, PaDiM), the JSON sidecar beside every file and the freshness cache the engine
+exports through.
+
+Other methods than GLASS export their own head (`AnomalyModel.export_head`: backbone maps -> grids);
+PatchCore's graph has a second output, `image_grid`, the reweighted image-score grid (methods.base).
 
 The exported graph computes exactly `GlassModel.forward` in eval mode: normalised images
 (B,3,H,W) -> patch scores (B,h,w) in [0, 1]; height and width are dynamic (any multiple of the
@@ -63,15 +67,20 @@ from torch import nn
 import model as glass_model
 import utils
 from inference.model_info import EngineError, ModelInfo
+from methods.base import AnomalyModel
+from methods.registry import load_trained_model
 from paths import make_writable_folder, sidecar_path
 
 LOGGER = logging.getLogger(__name__)
 
 ONNX_FILE_NAME = "glass.onnx"  # a class folder's export (cached_export)
 FORMS = ("auto", "fold", "pool")
-EXPORT_FORMAT = "glass-onnx/3"  # /2: height and width are dynamic; /3: pixel thresholds (calibration)
+# /2: height and width are dynamic; /3: pixel thresholds (calibration); /4: any method, image_grid output
+EXPORT_FORMAT = "glass-onnx/4"
+READABLE_FORMATS = ("glass-onnx/3", EXPORT_FORMAT)  # /3 files are GLASS exports with one output
 INPUT_NAME = "images"
 OUTPUT_NAME = "patch_scores"
+IMAGE_OUTPUT_NAME = "image_grid"  # PatchCore only: the image-score grid (methods.base)
 MIN_OPSET = 13
 MAX_OPSET = 20  # the TorchScript exporter's limit (torch.onnx.export(..., dynamo=False))
 # Largest |export module - GlassModel| accepted before writing a file; the two forms only
@@ -384,19 +393,21 @@ def with_static_padding(extractor: nn.Module, imagesize: int) -> nn.Module:
 # ----------------------------------------------------------------------------------------
 
 class PatchScoreNet(nn.Module):
-    """Backbone (the model's truncated extractor) + one exact head form: images -> patch scores."""
+    """Backbone (the model's truncated extractor) + head: images -> patch scores (and PatchCore's
+    image-score grid)."""
 
     def __init__(self, extractor: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.extractor = extractor
         self.head = head
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Normalised images (B,3,H,W), H and W multiples of the largest stride -> patch scores (B,h,w)."""
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Normalised images (B,3,H,W), H and W multiples of the largest stride -> patch scores (B,h,w)
+        [, image-score grid (B,h,w)]."""
         return self.head(self.extractor(images))
 
 
-def export_size(net: glass_model.GlassModel) -> int:
+def export_size(net: AnomalyModel) -> int:
     """The square input size exports are traced and checked at: imagesize rounded up to the largest stride."""
     multiple = max(net.extractor.strides)
     return -(-net.cfg.imagesize // multiple) * multiple
@@ -431,10 +442,14 @@ def choose_form(geometry: HeadGeometry, form: str = "auto") -> str:
     return "fold" if macs["fold"] <= macs["pool"] else "pool"
 
 
-def build_export_module(net: glass_model.GlassModel, form: str = "auto", geometry: HeadGeometry | None = None
-                        ) -> tuple[PatchScoreNet, str, HeadGeometry]:
-    """The export-friendly equivalent of an eval GlassModel (on CPU), its form and head geometry."""
+def build_export_module(net: AnomalyModel, form: str = "auto", geometry: HeadGeometry | None = None
+                        ) -> tuple[PatchScoreNet, str, HeadGeometry | None]:
+    """The export-friendly equivalent of an eval model (on CPU), its form and head geometry (GLASS; other
+    methods export their own head: form "<method>", no geometry)."""
     net = net.cpu().eval()
+    if not isinstance(net, glass_model.GlassModel):
+        extractor = with_static_padding(net.extractor, export_size(net))
+        return PatchScoreNet(extractor, net.export_head()).eval(), net.method, None
     geometry = geometry or head_geometry(net)
     chosen = choose_form(geometry, form)
     folded = net.fold_affine_head()  # the exact affine head GlassModel.forward uses in eval mode
@@ -450,10 +465,24 @@ def verification_batch(height: int, batch: int = VERIFY_BATCH, width: int | None
     return torch.randn(batch, 3, height, width or height, generator=generator)
 
 
+def _as_grids(output: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """A module's output as a tuple of grids."""
+    return output if isinstance(output, tuple) else (output,)
+
+
+def expected_grids(net: AnomalyModel, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What an export of `net` must output: the patch scores, and the image-score grid when it differs."""
+    patch, image = net.score_grids(images)
+    return (patch,) if image is patch else (patch, image)
+
+
 @torch.no_grad()
-def max_difference(module: nn.Module, net: glass_model.GlassModel, images: torch.Tensor) -> float:
-    """Largest |module(images) - net(images)| over all patch scores."""
-    return float((module(images) - net(images)).abs().max())
+def max_difference(module: nn.Module, net: AnomalyModel, images: torch.Tensor) -> float:
+    """Largest |module(images) - net(images)| over all output grids."""
+    got, expected = _as_grids(module(images)), expected_grids(net, images)
+    if len(got) != len(expected):
+        raise RuntimeError(f"export module has {len(got)} outputs, the model {len(expected)}; this is a bug")
+    return max(float((a - b).abs().max()) for a, b in zip(got, expected))
 
 
 # ----------------------------------------------------------------------------------------
@@ -481,13 +510,17 @@ def _check_writable(target: Path) -> None:
                              "choose a writable --output") from None
 
 
-def _to_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool) -> bytes:
+def _to_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool, outputs: int = 1
+                   ) -> bytes:
     """Traces the module to ONNX (TorchScript exporter) and returns the serialised model; height and
-    width are always dynamic, the batch when asked."""
+    width are always dynamic, the batch when asked. `outputs`: 1 (patch scores) or 2 (+ image grid)."""
     buffer = io.BytesIO()
-    dynamic_axes = {INPUT_NAME: {2: "height", 3: "width"}, OUTPUT_NAME: {1: "grid_height", 2: "grid_width"}}
+    output_names = [OUTPUT_NAME, IMAGE_OUTPUT_NAME][:outputs]
+    dynamic_axes = {INPUT_NAME: {2: "height", 3: "width"},
+                    **{name: {1: "grid_height", 2: "grid_width"} for name in output_names}}
     if dynamic_batch:
-        dynamic_axes[INPUT_NAME][0] = dynamic_axes[OUTPUT_NAME][0] = "batch"
+        for axes in dynamic_axes.values():
+            axes[0] = "batch"
     with torch.no_grad(), warnings.catch_warnings():
         # The TorchScript exporter is chosen on purpose (adaptive pooling and timm's dynamic
         # "same" padding trace there); its deprecation and constant-folding notes are noise.
@@ -495,7 +528,7 @@ def _to_onnx_bytes(module: nn.Module, example: torch.Tensor, opset: int, dynamic
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1.*")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
         torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=opset,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
+                          input_names=[INPUT_NAME], output_names=output_names, dynamic_axes=dynamic_axes,
                           do_constant_folding=True)
     return buffer.getvalue()
 
@@ -514,10 +547,10 @@ def _simplified(model_proto: Any) -> tuple[Any, bool]:
     return simplified, True
 
 
-def _run_onnx_bytes(payload: bytes, images: np.ndarray) -> np.ndarray:
-    """Runs a serialised model once on CPU (export check)."""
+def _run_onnx_bytes(payload: bytes, images: np.ndarray) -> list[np.ndarray]:
+    """Runs a serialised model once on CPU (export check); all its outputs."""
     session = ort.InferenceSession(payload, providers=["CPUExecutionProvider"])
-    return session.run([OUTPUT_NAME], {INPUT_NAME: images})[0]
+    return session.run(None, {INPUT_NAME: images})
 
 
 @dataclass(frozen=True)
@@ -546,13 +579,13 @@ def export_onnx(class_dir: str | os.PathLike, output: Path | None = None, opset:
     # the next cached_export exports again (never a new graph recorded under an old hash, or the reverse).
     source = {"source_checkpoint": checkpoint.name if checkpoint else None,
               "source_checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None}
-    net, data = glass_model.load_trained_model(class_dir, "cpu")
-    geometry = head_geometry(net)
+    net, data = load_trained_model(class_dir, "cpu")
+    geometry = head_geometry(net) if isinstance(net, glass_model.GlassModel) else None
     info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
     return export_model(net, info, target, settings, source, geometry)
 
 
-def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, settings: ExportSettings,
+def export_model(net: AnomalyModel, info: ModelInfo, target: Path, settings: ExportSettings,
                  extra: dict[str, Any] | None = None, geometry: HeadGeometry | None = None) -> tuple[Path, Path]:
     """Exports a loaded model to `target` (+ `<target>.json`), checked against the model first."""
     started = time.perf_counter()
@@ -566,7 +599,7 @@ def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, set
     seconds = time.perf_counter() - started
     description = {
         **info.to_dict(), **_export_facts(settings, info), "form": chosen,
-        "form_macs": form_macs(geometry),
+        "form_macs": form_macs(geometry) if geometry is not None else None,
         "simplified": simplified, "max_abs_diff_vs_torch": difference, "export_seconds": round(seconds, 3),
         "torch_version": torch.__version__, **(extra or {}),
     }
@@ -575,9 +608,9 @@ def export_model(net: glass_model.GlassModel, info: ModelInfo, target: Path, set
     return target, json_path
 
 
-def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: ExportSettings
+def _verified_payload(net: AnomalyModel, module: nn.Module, settings: ExportSettings
                       ) -> tuple[bytes, bool, float]:
-    """(serialised ONNX model, simplified?, max |onnxruntime - GlassModel|), each step checked."""
+    """(serialised ONNX model, simplified?, max |onnxruntime - model|), each step checked."""
     import onnx  # here, not at the top: it takes about a second to import and only an export needs it
 
     size, multiple = export_size(net), max(net.extractor.strides)
@@ -587,7 +620,9 @@ def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: 
     if torch_diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"export module differs from the model by {torch_diff:.2e}; this is a bug")
     fixed = images[:1].expand(settings.batch, -1, -1, -1).contiguous()
-    payload = _to_onnx_bytes(module, fixed, settings.opset, settings.dynamic_batch)
+    with torch.no_grad():
+        outputs = len(expected_grids(net, images[:1]))
+    payload = _to_onnx_bytes(module, fixed, settings.opset, settings.dynamic_batch, outputs)
     model_proto = onnx.load_from_string(payload)
     onnx.checker.check_model(model_proto)
     simplified = False
@@ -598,8 +633,9 @@ def _verified_payload(net: glass_model.GlassModel, module: nn.Module, settings: 
     for check in (images, wide):
         check = check if settings.dynamic_batch else check[:1].expand(settings.batch, -1, -1, -1).contiguous()
         with torch.no_grad():
-            expected = net(check).numpy()
-        onnx_diff = max(onnx_diff, float(np.abs(_run_onnx_bytes(payload, check.numpy()) - expected).max()))
+            expected = [grid.numpy() for grid in expected_grids(net, check)]
+        got = _run_onnx_bytes(payload, check.numpy())
+        onnx_diff = max([onnx_diff] + [float(np.abs(a - b).max()) for a, b in zip(got, expected)])
     if onnx_diff > EXPORT_TOLERANCE:
         raise RuntimeError(f"ONNX export differs from the model by {onnx_diff:.2e}; this is a bug")
     return payload, simplified, onnx_diff
@@ -673,7 +709,7 @@ def read_model_description(onnx_path: str | os.PathLike) -> tuple[ModelInfo, dic
         raise OnnxModelError(f"{json_path}: model description missing beside the ONNX file; {fix}") from None
     except (OSError, ValueError) as err:
         raise OnnxModelError(f"{json_path}: unreadable model description ({type(err).__name__}); {fix}") from None
-    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+    if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
         raise OnnxModelError(f"{json_path}: not a {EXPORT_FORMAT} model description; {fix}")
     try:
         info = ModelInfo.from_dict(data, str(json_path))

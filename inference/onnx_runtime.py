@@ -16,7 +16,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from errors import first_line
-from inference.onnx_export import INPUT_NAME, OUTPUT_NAME, OnnxModelError, read_model_description
+from inference.onnx_export import IMAGE_OUTPUT_NAME, INPUT_NAME, OUTPUT_NAME, OnnxModelError, read_model_description
 
 LOGGER = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def open_session(onnx_path: Path, provider: str = "cpu", threads: int | None = N
 
 
 class OnnxBackend:
-    """An exported GLASS model in onnxruntime; implements the engine's Backend protocol."""
+    """An exported class model (any method) in onnxruntime; implements the engine's Backend protocol."""
 
     name = "onnx"
 
@@ -86,7 +86,9 @@ class OnnxBackend:
         self.info, self.description = read_model_description(self.path)
         self.session = open_session(self.path, provider, threads)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or outputs[0].name != OUTPUT_NAME:
+        names = [output.name for output in outputs]
+        if (len(inputs) != 1 or inputs[0].name != INPUT_NAME or names[0] != OUTPUT_NAME
+                or names[1:] not in ([], [IMAGE_OUTPUT_NAME])):
             raise OnnxModelError(f"{self.path}: inputs/outputs are not '{INPUT_NAME}' -> '{OUTPUT_NAME}' "
                                  "(not a GLASS export); export it with python onnx/pth2onnx.py")
         shape = inputs[0].shape
@@ -94,16 +96,21 @@ class OnnxBackend:
             raise OnnxModelError(f"{self.path}: input shape {shape} is not (B, 3, height, width) with dynamic "
                                  "height and width; export the model again with python onnx/pth2onnx.py")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        self.outputs = names  # patch scores, and the image-score grid where it differs (PatchCore)
         LOGGER.info("ONNX model %s on %s (batch %s, %s form)", self.path, self.session.get_providers()[0],
                     self.fixed_batch or "dynamic", self.description.get("form"))
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        """One session run."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        """One session run: the outputs stacked (B, 1 or 2, h, w)."""
+        return np.stack(self.session.run(self.outputs, {INPUT_NAME: batch}), axis=1)
 
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
-        """Patch scores (B,h,w) for a normalised float32 batch (B,3,H,W), H and W multiples of the model's
-        input multiple; any B, also for fixed-batch files."""
+        """Patch scores (B,h,w) of a batch (see score_grids)."""
+        return self.score_grids(batch)[0]
+
+    def score_grids(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(patch scores, image-score grid), each (B,h,w), for a normalised float32 batch (B,3,H,W), H and W
+        multiples of the model's input multiple; any B, also for fixed-batch files."""
         multiple = self.info.pad_to
         if batch.ndim != 4 or batch.shape[1] != 3 or batch.shape[2] % multiple or batch.shape[3] % multiple:
             raise OnnxModelError(f"input batch of shape {batch.shape}: this model takes (B, 3, H, W) with H and W "
@@ -111,9 +118,10 @@ class OnnxBackend:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         count = len(batch)
         if count == 0:
-            return np.empty((0, batch.shape[2] // self.info.stride, batch.shape[3] // self.info.stride), np.float32)
+            empty = np.empty((0, batch.shape[2] // self.info.stride, batch.shape[3] // self.info.stride), np.float32)
+            return empty, empty
         if self.fixed_batch is None or count == self.fixed_batch:
-            return self._run(batch)
+            return _split(self._run(batch))
         step = self.fixed_batch
         chunks = []
         for start in range(0, count, step):
@@ -121,4 +129,10 @@ class OnnxBackend:
             if len(chunk) < step:
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
             chunks.append(self._run(chunk))
-        return np.concatenate(chunks)[:count]
+        return _split(np.concatenate(chunks)[:count])
+
+
+def _split(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(B, 1 or 2, h, w) outputs -> (patch scores, image-score grid; the patch scores when one output)."""
+    patch = stacked[:, 0]
+    return patch, patch if stacked.shape[1] == 1 else stacked[:, 1]

@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -16,9 +17,9 @@ import utils
 from errors import UserError, first_line
 from tests.helpers import REPO
 
-TOP_LEVEL_MODULES = ("backbones", "common", "glass", "loss", "main", "metrics", "model", "paths", "perlin",
-                     "preprocess", "utils", "video_io")
-PACKAGES = ("datasets", "defect_tracking", "inference", "preprocessing", "size_analyzer")
+_SETUP = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+TOP_LEVEL_MODULES = tuple(_SETUP["py-modules"])  # every module and package the project installs
+PACKAGES = tuple(_SETUP["packages"])
 SCRIPT_FOLDERS = ("onnx",)  # no __init__.py (it would shadow the onnx package): loaded by file
 # ValueError subclasses that only wrong calls from code can raise: a bug, which keeps its traceback.
 NOT_USER_ERRORS = {"loss.FocalLossInputError"}
@@ -79,7 +80,7 @@ def _value_error_classes(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
 
 def test_every_error_a_command_shows_in_one_line_is_a_user_error(monkeypatch):
     classes = _value_error_classes(monkeypatch)
-    assert {"common.ConfigError", "model.CheckpointError", "base.DatasetError",
+    assert {"common.ConfigError", "base.CheckpointError", "base.DatasetError",
             "video_io.VideoError", "runner.RunError", "ort.InputError", "onnx_export.OnnxModelError",
             "inference_orchestrator.SelectionError", "surface_bytetrack.TrackingError",
             "utils.ResultsTableError", "loss.FocalLossInputError"} <= set(classes)

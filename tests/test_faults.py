@@ -22,11 +22,11 @@ from datasets import distribution
 from model import load_checkpoint
 from tests.helpers import REPO, dataset_args, net_args, write_tiny_mvtec
 
-HEADER = ",".join(("class", *utils.METRIC_NAMES, "epoch", "selection"))
+HEADER = ",".join(utils.RESULTS_FIELDS)
 
 
 def old_row(cls: str, value: str, selection: str = "last") -> str:
-    return ",".join([cls, *[value] * len(utils.METRIC_NAMES), "3", selection])
+    return ",".join(["glass", cls, *[value] * len(utils.METRIC_NAMES), "3", selection])
 
 
 def read_rows(results: Path) -> dict[str, dict[str, str]]:
@@ -70,7 +70,7 @@ def test_test_only_run_replaces_its_row_and_keeps_the_others(tmp_path, tiny_mode
 
     assert main.cli(only_test_args(results, data, aug, "x")) == 0
     text = (results / "results.csv").read_text().splitlines()
-    assert text[0] == HEADER and [line.split(",")[0] for line in text[1:]] == ["mvtec_x", "mvtec_y", "mvtec_z",
+    assert text[0] == HEADER and [line.split(",")[1] for line in text[1:]] == ["mvtec_x", "mvtec_y", "mvtec_z",
                                                                                "Mean"]
     assert text[2:4] == lines[2:4]  # other classes byte for byte
     rows = read_rows(results)

@@ -14,7 +14,8 @@ import torch
 import glass
 import main
 from datasets.registry import build_dataset
-from model import load_checkpoint, load_trained_model, resolve_class_dir
+from model import load_checkpoint, resolve_class_dir
+from methods.registry import load_trained_model
 from tests.helpers import REPO, dataset_args, interrupt_second_epoch, net_args, write_tiny_mvtec
 
 

@@ -49,6 +49,11 @@ class CellMeanBackend:
     def __init__(self, stride: int) -> None:
         self.stride = stride
 
+    def score_grids(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Backend protocol: the patch scores are also the image-score grid (as GLASS's)."""
+        scores = self.patch_scores(batch)
+        return scores, scores
+
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
         b, _, h, w = batch.shape
         s = self.stride

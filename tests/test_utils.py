@@ -67,8 +67,9 @@ def test_run_command_lets_bugs_keep_their_traceback():
         utils.run_command(toy, ["--what", "bug"])
 
 
-def _row(cls: str, value: float, selection: str = "last", epoch: int = 1) -> dict:
-    return {"class": cls, **{name: value for name in utils.METRIC_NAMES}, "epoch": epoch, "selection": selection}
+def _row(cls: str, value: float, selection: str = "last", epoch: int = 1, method: str = "glass") -> dict:
+    return {"method": method, "class": cls, **{name: value for name in utils.METRIC_NAMES}, "epoch": epoch,
+            "selection": selection}
 
 
 def _table(path) -> list[list[str]]:
@@ -81,19 +82,41 @@ def test_results_csv_merge_keeps_other_rows_and_replaces_in_place(tmp_path):
     utils.update_results_csv(path, [_row("mvtec_c", 0.3, "test-best", 7)])
     utils.update_results_csv(path, [_row("mvtec_a", 0.5)])  # replaced where it was
     table = _table(path)
-    assert table[0] == ["class", *utils.METRIC_NAMES, "epoch", "selection"]
-    assert [r[0] for r in table[1:]] == ["mvtec_a", "mvtec_b", "mvtec_c", "Mean"]
-    assert table[1] == ["mvtec_a", *["0.5000"] * 5, "1", "last"]
-    assert table[3] == ["mvtec_c", *["0.3000"] * 5, "7", "test-best"]  # each row keeps its own rule
+    assert table[0] == ["method", "class", *utils.METRIC_NAMES, "epoch", "selection"]
+    assert [r[1] for r in table[1:]] == ["mvtec_a", "mvtec_b", "mvtec_c", "Mean"]
+    assert table[1] == ["glass", "mvtec_a", *["0.5000"] * 5, "1", "last"]
+    assert table[3] == ["glass", "mvtec_c", *["0.3000"] * 5, "7", "test-best"]  # each row keeps its own rule
     # Mean: every class row of the table, from the values as written; `mixed` when the rules differ.
-    assert table[4] == ["Mean", *["0.3333"] * 5, "", "mixed"]
+    assert table[4] == ["glass", "Mean", *["0.3333"] * 5, "", "mixed"]
     assert [r["class"] for r in utils.read_results_csv(path)] == ["mvtec_a", "mvtec_b", "mvtec_c"]
 
 
 def test_results_csv_keeps_the_mean_rule_when_all_rows_share_it(tmp_path):
     path = tmp_path / "results.csv"
     utils.update_results_csv(path, [_row("x", 0.25, "test-best"), _row("y", 0.75, "test-best")])
-    assert _table(path)[-1] == ["Mean", *["0.5000"] * 5, "", "test-best"]
+    assert _table(path)[-1] == ["glass", "Mean", *["0.5000"] * 5, "", "test-best"]
+
+
+def test_results_csv_keys_rows_by_method_and_class_with_a_mean_per_method(tmp_path):
+    path = tmp_path / "results.csv"
+    utils.update_results_csv(path, [_row("mvtec_a", 0.2), _row("mvtec_a", 0.6, method="patchcore")])
+    utils.update_results_csv(path, [_row("mvtec_b", 0.4, method="patchcore"), _row("mvtec_a", 0.8, method="padim")])
+    utils.update_results_csv(path, [_row("mvtec_a", 0.1, method="patchcore")])  # replaces patchcore's row only
+    table = _table(path)
+    assert [r[:3] for r in table[1:]] == [
+        ["glass", "mvtec_a", "0.2000"], ["patchcore", "mvtec_a", "0.1000"], ["patchcore", "mvtec_b", "0.4000"],
+        ["padim", "mvtec_a", "0.8000"], ["glass", "Mean", "0.2000"], ["patchcore", "Mean", "0.2500"],
+        ["padim", "Mean", "0.8000"]]
+
+
+def test_a_table_written_before_the_method_column_reads_as_glass_rows(tmp_path):
+    path = tmp_path / "results.csv"
+    old_header = ",".join(("class", *utils.METRIC_NAMES, "epoch", "selection"))
+    path.write_text(f"{old_header}\nmvtec_a,{','.join(['0.7000'] * 5)},3,last\nMean,{','.join(['0.7000'] * 5)},,last\n")
+    assert [(r["method"], r["class"]) for r in utils.read_results_csv(path)] == [("glass", "mvtec_a")]
+    utils.update_results_csv(path, [_row("mvtec_a", 0.3, method="patchcore")])
+    assert [r[:3] for r in _table(path)[1:]] == [["glass", "mvtec_a", "0.7000"], ["patchcore", "mvtec_a", "0.3000"],
+                                                 ["glass", "Mean", "0.7000"], ["patchcore", "Mean", "0.3000"]]
 
 
 @pytest.mark.parametrize("content", [

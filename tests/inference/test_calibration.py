@@ -15,7 +15,8 @@ from glass import GLASS, TrainConfig
 from inference import calibration
 from inference.engine import EngineConfig, InferenceEngine
 from inference.model_info import ModelInfo
-from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint, load_trained_model
+from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
+from methods.registry import load_trained_model
 from tests.helpers import interrupt_second_epoch, write_tiny_mvtec
 
 N_TRAIN = 20  # holds out max(8, round(0.1 * 20)) = 8, trains on 12

@@ -14,7 +14,8 @@ from scipy import ndimage
 from inference.backends import resolve_device
 from inference.engine import EngineConfig, FrameResult, InferenceEngine
 from inference.model_info import EngineError, ModelInfo, default_threshold
-from model import CheckpointError, load_trained_model
+from model import CheckpointError
+from methods.registry import load_trained_model
 
 
 def _test_frames(tiny_model) -> list[np.ndarray]:
@@ -140,6 +141,11 @@ class BrightnessBackend:
     def __init__(self, info: ModelInfo) -> None:
         self.info = info
         self.inputs: list[np.ndarray] = []
+
+    def score_grids(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The Backend protocol: the patch scores are also the image-score grid (as GLASS's)."""
+        scores = self.patch_scores(batch)
+        return scores, scores
 
     def patch_scores(self, batch: np.ndarray) -> np.ndarray:
         """(B,3,H,W) -> (B,H/s,W/s): cell means of channel 0, mapped to [0, 1] by a logistic."""

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from inference import onnx_export
 from inference.engine import EngineConfig, InferenceEngine
 from inference.model_info import ModelInfo
-from model import GlassModel, NetConfig, final_checkpoint_path, load_checkpoint, load_trained_model
+from model import GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
+from methods.registry import load_trained_model
 from tests.helpers import ONNX_TOLERANCE, real_frames
 
 
