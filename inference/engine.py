@@ -1,12 +1,14 @@
 """The one inference engine behind every video and image command.
 
-It loads a trained class model (PyTorch checkpoint or its ONNX export) and scores BGR (or gray)
+It loads a trained class model of any method (PyTorch checkpoint or its ONNX export) and scores BGR (or gray)
 frames of any width and height whole, at the scale the model was trained at: the frame (or its
 region of interest, `roi`) gets its shorter side scaled to the checkpoint's `resize` by the very
 function training uses (`preprocess.frame_input`), is padded at the bottom/right to the
 backbone's largest stride, and goes through the fully convolutional network (backbone, patch
-aggregation and discriminator are all local). Per frame it returns the image score (the highest
-patch score over the scored area, as evaluation computes it) and the anomaly map at the frame's
+aggregation and discriminator are all local; PatchCore's nearest-neighbour search too; PaDiM's
+position statistics are resized to the frame's grid). Per frame it returns the image score (as
+evaluation computes it: the highest patch score over the scored area for GLASS, PatchCore's reweighted
+score, the anomaly map's maximum for PaDiM) and the anomaly map at the frame's
 own resolution (bilinear + Gaussian sigma 4 at the training scale, as `common.anomaly_maps`
 builds it, padding cut off, resized to the ROI; zero outside it).
 """
@@ -125,7 +127,9 @@ class InferenceEngine:
         return [patch for patch, _ in self.score_grids(frames)]
 
     def image_scores(self, frames: Sequence[np.ndarray]) -> list[float]:
-        """The image score of every frame (no anomaly maps: cheaper than predict)."""
+        """The image score of every frame (without anomaly maps where the method allows: cheaper than predict)."""
+        if self.info.image_score == "map_max":
+            return [result.score for result in self.predict(frames)]
         return [image_score(*grids) for grids in self.score_grids(frames)]
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameResult]:
@@ -133,7 +137,7 @@ class InferenceEngine:
         results = []
         for frame, (grid, image_grid) in zip(frames, self.score_grids(frames)):
             amap = self.frame_map(grid, self.geometry(frame))
-            score = image_score(grid, image_grid)
+            score = float(amap.max()) if self.info.image_score == "map_max" else image_score(grid, image_grid)
             results.append(FrameResult(score, amap, score >= self.threshold))
         return results
 
@@ -156,8 +160,9 @@ class InferenceEngine:
 
 
 def image_score(grid: np.ndarray, image_grid: np.ndarray | None = None) -> float:
-    """A frame's anomaly score, as evaluation computes it: the image-score grid at the highest patch score
-    (without one, or for GLASS and PaDiM, the highest patch score itself; PatchCore: its reweighted score)."""
+    """A frame's anomaly score under the "peak" rule, as evaluation computes it: the image-score grid at the
+    highest patch score (without one, or for GLASS, the highest patch score itself; PatchCore: its reweighted
+    score). PaDiM's "map_max" rule takes the anomaly map's maximum instead (InferenceEngine.predict)."""
     if image_grid is None or image_grid is grid:
         return float(grid.max())
     return float(image_grid.flat[int(np.argmax(grid))])

@@ -17,7 +17,8 @@ import numpy as np
 import common
 import preprocess
 from errors import UserError
-from methods.registry import DEFAULT_METHOD, config_from_checkpoint, method_of_config
+from methods.base import IMAGE_SCORE_RULES
+from methods.registry import DEFAULT_METHOD, METHODS, config_from_checkpoint, method_of_config
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class ModelInfo:
     # peak of a defect-free frame's map, so a defect's extent is measured, not just its core.
     pixel_low: float | None = None  # None: pixel_threshold (no hysteresis)
     method: str = DEFAULT_METHOD  # the detector (methods.registry): glass, patchcore, padim
+    image_score: str = "peak"  # the method's image-score rule (methods.base): "peak" or "map_max"
 
     @property
     def region_low(self) -> float:
@@ -65,13 +67,17 @@ class ModelInfo:
             "mean": list(self.mean), "std": list(self.std), "grid": list(self.grid),
             "sigma": self.sigma, "threshold": self.threshold, "resize": self.resize, "stride": self.stride,
             "pad_to": self.pad_to, "pixel_threshold": self.pixel_threshold, "pixel_low": self.pixel_low,
-            "method": self.method,
+            "method": self.method, "image_score": self.image_score,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> ModelInfo:
         """Reads the dict written by to_dict; a missing or bad key names the source file. A description
         written before pixel thresholds existed gets the image threshold as its pixel threshold."""
+        rule = data.get("image_score", "peak")
+        if rule not in IMAGE_SCORE_RULES:
+            raise EngineError(f"{source}: image_score {rule!r} is not one of {', '.join(IMAGE_SCORE_RULES)}; "
+                              "export the model again")
         try:
             return cls(
                 class_name=str(data["class_name"]), backbone=str(data["backbone"]),
@@ -81,7 +87,7 @@ class ModelInfo:
                 threshold=float(data["threshold"]), resize=int(data["resize"]), stride=int(data["stride"]),
                 pad_to=int(data["pad_to"]), pixel_threshold=float(data.get("pixel_threshold", data["threshold"])),
                 pixel_low=None if data.get("pixel_low") is None else float(data["pixel_low"]),
-                method=str(data.get("method", DEFAULT_METHOD)),
+                method=str(data.get("method", DEFAULT_METHOD)), image_score=rule,
             )
         except (KeyError, TypeError, ValueError) as err:
             raise EngineError(f"{source}: model description is incomplete or invalid ({err!r}); "
@@ -119,6 +125,7 @@ class ModelInfo:
             mean=tuple(net.mean), std=tuple(net.std), grid=(side, side), sigma=common.MAP_SIGMA,
             threshold=float(threshold), resize=net.resize, stride=stride, pad_to=max(int(v) for v in strides),
             pixel_threshold=float(pixel_threshold), method=method_of_config(net),
+            image_score=METHODS[method_of_config(net)].model.image_score_rule,
         )
 
     def geometry(self, frame_shape: Sequence[int], roi: preprocess.Roi | None = None) -> preprocess.FrameGeometry:

@@ -2,10 +2,11 @@
 tools treat all methods alike.
 
 - `score_grids(images)`: (patch scores (B,h,w), image-score grid (B,h,w)), both in [0, 1]. The patch
-  scores make the anomaly map (bilinear + Gaussian, `common.anomaly_maps`); the image score of an image
-  is its image-score grid at the patch with the highest patch score (`image_scores_at_peak`). For GLASS
-  and PaDiM both grids are the same tensor (image score = highest patch score); PatchCore's image grid
-  holds the paper's reweighted distance of each patch.
+  scores make the anomaly map (bilinear + Gaussian, `common.anomaly_maps`). The image score follows the
+  model's `image_score_rule`: "peak" (GLASS, PatchCore), the image-score grid at the patch with the
+  highest patch score (`image_scores_at_peak`; GLASS's grids are one tensor: the highest patch score;
+  PatchCore's image grid holds the paper's reweighted distance of each patch), or "map_max" (PaDiM, as
+  its paper), the highest value of the smoothed anomaly map.
 - `export_head()`: the part after the backbone as a module maps -> grids (one output when the grids
   are the same), for ONNX export.
 - `weights()` / `load_weights(state, source)`: the fitted state for checkpoints.
@@ -51,6 +52,9 @@ class ModelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
+IMAGE_SCORE_RULES = ("peak", "map_max")
+
+
 def image_scores_at_peak(patch: torch.Tensor, image_grid: torch.Tensor) -> torch.Tensor:
     """Per image (B,h,w grids), the image-score grid's value at the highest patch score (B,)."""
     peak = patch.flatten(1).argmax(dim=1, keepdim=True)
@@ -66,6 +70,7 @@ class AnomalyModel(nn.Module):
     """Base of every method's torch model: frozen backbone `extractor`, config `cfg`, grids in [0, 1]."""
 
     method: ClassVar[str] = ""
+    image_score_rule: ClassVar[str] = "peak"  # or "map_max" (see the module docstring)
     cfg: Any
     extractor: backbones.FeatureExtractor
 
@@ -82,9 +87,12 @@ class AnomalyModel(nn.Module):
         """(image scores (B,), anomaly maps (B,H,W), patch scores (B,h,w)) in eval mode."""
         self.eval()
         patch, image_grid = self.score_grids(images)
-        image_scores = image_scores_at_peak(patch, image_grid)
         maps = common.anomaly_maps(patch, images.shape[-2:])
-        return image_scores.cpu().numpy(), maps, patch.cpu().numpy()
+        if self.image_score_rule == "map_max":
+            image_scores = maps.reshape(len(maps), -1).max(axis=1)
+        else:
+            image_scores = image_scores_at_peak(patch, image_grid).cpu().numpy()
+        return image_scores, maps, patch.cpu().numpy()
 
     def weights(self) -> dict[str, Any]:
         """The fitted state, on CPU."""

@@ -7,8 +7,8 @@ either regularised (sample covariance + epsilon * I, the paper's, epsilon 0.01) 
 (scikit-learn), stored as its inverse.
 
 Scoring: a patch's score is the Mahalanobis distance of its feature to its position's Gaussian, mapped to
-[0, 1] by d / (d + scale) (`methods.base.squash`) with `scale` the largest distance of a training patch.
-The image score is the highest patch score.
+[0, 1] by d / (d + scale) (`methods.base.squash`; `fitting.set_distance_scale` sets `scale`). The image
+score is the highest value of the anomaly map (upsampled, Gaussian-smoothed), as the paper's.
 
 The Gaussians belong to the positions of the training view (imagesize x imagesize). An input of another
 size (a whole frame at the training scale) gets the statistics resized to its grid (nearest neighbour):
@@ -133,6 +133,7 @@ class PadimModel(HeadModel):
     """Frozen backbone -> random channel subset -> per-position Mahalanobis distance."""
 
     method: ClassVar[str] = "padim"
+    image_score_rule: ClassVar[str] = "map_max"
 
     def __init__(self, cfg: PadimConfig, extractor: backbones.FeatureExtractor) -> None:
         super().__init__()
@@ -155,16 +156,18 @@ class PadimModel(HeadModel):
         return self.head.shared_copy(always_resize=True)
 
     @torch.no_grad()
-    def fit(self, batches: Iterable[torch.Tensor], seed: int) -> dict[str, Any]:
-        """Fits the position Gaussians on batches of normalised defect-free images; returns fit facts."""
+    def fit(self, batches: Iterable[torch.Tensor], seed: int, channels: torch.Tensor | None = None) -> dict[str, Any]:
+        """Fits the position Gaussians on batches of normalised defect-free images; returns fit facts.
+        `channels`: these channel indices instead of a random subset drawn from the seed (cross-checks)."""
         self.eval()
         head = self.head
         device = head.scale.device
         total = sum(self.extractor.channels)
         if self.cfg.features > total:
             raise ValueError(f"features {self.cfg.features} > {total} channels of the layers")
-        generator = torch.Generator().manual_seed(seed)
-        head.channels = torch.randperm(total, generator=generator)[:self.cfg.features].sort().values.to(device)
+        if channels is None:
+            channels = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:self.cfg.features]
+        head.channels = channels.sort().values.to(device)
         chunks = []
         for images in tqdm.tqdm(batches, desc="padim features", unit="batch", leave=False):
             chunks.append(head.features_from_maps(self.extractor(images.to(device))).float().cpu())
