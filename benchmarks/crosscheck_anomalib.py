@@ -9,9 +9,13 @@ image size, normalisation, coreset ratio and neighbours (PatchCore) or channel c
 ALL the class's train/good images (no held-out images: anomalib holds none out) through the toolkit's
 own pipeline (datasets.registry.build_dataset, methods.registry.build_model, model.fit,
 evaluation.evaluate), and tested on the same test split. PaDiM draws a random channel subset; the
-rows say which: ours (drawn from --seed) and, as a second row, anomalib's own subset (read from the CSV),
-which isolates the implementation from the luck of the draw. The table gives both AUROCs and the
-difference in points; `within_1` says whether |ours - anomalib| <= 1 image AUROC point.
+rows say which: ours (drawn from the seed) and, as a second row, anomalib's own subset (read from the CSV),
+which isolates the implementation from the luck of the draw. Each anomalib CSV is one seed (its `seed`
+column); ours runs with the same seed (PatchCore: the coreset's start point and random projection differ
+between the two implementations whatever the seed, so single runs differ by chance: on 25 test images one
+misordered pair moves the image AUROC by 0.7 points). The table gives both AUROCs per seed and, per
+(method, class, channels), their means over the seeds (seed "mean"), with the difference in points;
+`within_1` says whether |ours - anomalib| <= 1 image AUROC point.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from methods.registry import build_model
 
 LOGGER = logging.getLogger("crosscheck_anomalib")
 BACKBONES = {"tf_efficientnet_lite0": "efficientnet_lite0", "wide_resnet50_2": "wideresnet50", "resnet18": "resnet18"}
-COLUMNS = ("method", "class", "channels", "anomalib_image_auroc", "ours_image_auroc", "image_delta",
+COLUMNS = ("method", "class", "channels", "seed", "anomalib_image_auroc", "ours_image_auroc", "image_delta",
            "anomalib_pixel_auroc", "ours_pixel_auroc", "pixel_delta", "within_1", "ours_fit_seconds")
 
 
@@ -48,10 +52,10 @@ class CrosscheckError(errors.UserError):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--anomalib_csv", type=Path, required=True, help="CSV written by anomalib_reference.py")
+    parser.add_argument("--anomalib_csv", type=Path, nargs="+", required=True,
+                        help="CSVs written by anomalib_reference.py, one per seed")
     parser.add_argument("--data", type=Path, required=True, help="the MVTec-layout root anomalib ran on")
     parser.add_argument("--output", type=Path, default=Path("results/crosscheck"))
-    parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
 
@@ -102,8 +106,9 @@ def run_ours(row: dict[str, str], data_root: Path, seed: int, channels: torch.Te
     return evaluation.evaluate(model, loader, torch.device("cpu"), keep_images=False).metrics, seconds
 
 
-def compare(row: dict[str, str], data_root: Path, seed: int) -> list[dict[str, Any]]:
-    """Our rows against one anomalib row: one per channel choice (PaDiM: ours and anomalib's)."""
+def compare(row: dict[str, str], data_root: Path) -> list[dict[str, Any]]:
+    """Our rows against one anomalib row, at its seed: one per channel choice (PaDiM: ours and anomalib's)."""
+    seed = int(row.get("seed") or 0)
     choices: list[tuple[str, torch.Tensor | None]] = [("ours" if row["method"] == "padim" else "all", None)]
     if row["method"] == "padim" and row.get("padim_channels"):
         choices.append(("anomalib's", torch.tensor([int(v) for v in row["padim_channels"].split()])))
@@ -112,15 +117,39 @@ def compare(row: dict[str, str], data_root: Path, seed: int) -> list[dict[str, A
         ours, seconds = run_ours(row, data_root, seed, channels)
         reference = {name: 100 * float(row[f"{name}_auroc"]) for name in ("image", "pixel")}
         mine = {name: 100 * ours[f"{name}_auroc"] for name in ("image", "pixel")}
-        out.append({"method": row["method"], "class": row["class"], "channels": label,
-                    "anomalib_image_auroc": round(reference["image"], 2), "ours_image_auroc": round(mine["image"], 2),
-                    "image_delta": round(mine["image"] - reference["image"], 2),
-                    "anomalib_pixel_auroc": round(reference["pixel"], 2), "ours_pixel_auroc": round(mine["pixel"], 2),
-                    "pixel_delta": round(mine["pixel"] - reference["pixel"], 2),
-                    "within_1": abs(mine["image"] - reference["image"]) <= 1.0 + 1e-9,
-                    "ours_fit_seconds": round(seconds, 1)})
+        out.append(table_row(row["method"], row["class"], label, seed, reference, mine, seconds))
         LOGGER.info("%s", out[-1])
     return out
+
+
+def table_row(method: str, classname: str, channels: str, seed: int | str, reference: dict[str, float],
+              mine: dict[str, float], seconds: float) -> dict[str, Any]:
+    """One line of the table from AUROCs in points."""
+    return {"method": method, "class": classname, "channels": channels, "seed": seed,
+            "anomalib_image_auroc": round(reference["image"], 2), "ours_image_auroc": round(mine["image"], 2),
+            "image_delta": round(mine["image"] - reference["image"], 2),
+            "anomalib_pixel_auroc": round(reference["pixel"], 2), "ours_pixel_auroc": round(mine["pixel"], 2),
+            "pixel_delta": round(mine["pixel"] - reference["pixel"], 2),
+            "within_1": abs(mine["image"] - reference["image"]) <= 1.0 + 1e-9, "ours_fit_seconds": round(seconds, 1)}
+
+
+def seed_means(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (method, class, channels) seen with more than one seed: the means over the seeds."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["class"], row["channels"]), []).append(row)
+    means = []
+    for (method, classname, channels), members in groups.items():
+        if len(members) < 2:
+            continue
+        mean = {key: sum(float(m[key]) for m in members) / len(members) for key in
+                ("anomalib_image_auroc", "anomalib_pixel_auroc", "ours_image_auroc", "ours_pixel_auroc",
+                 "ours_fit_seconds")}
+        means.append(table_row(method, classname, channels, "mean",
+                               {"image": mean["anomalib_image_auroc"], "pixel": mean["anomalib_pixel_auroc"]},
+                               {"image": mean["ours_image_auroc"], "pixel": mean["ours_pixel_auroc"]},
+                               mean["ours_fit_seconds"]))
+    return means
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -138,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
         raise CrosscheckError(f"--data {args.data}: not a folder; pass the MVTec-layout root anomalib ran on")
-    rows = [out for row in read_reference(args.anomalib_csv) for out in compare(row, args.data, args.seed)]
-    text = render(rows)
+    references = [row for path in args.anomalib_csv for row in read_reference(path)]
+    rows = [out for row in references for out in compare(row, args.data)]
+    text = render(rows + seed_means(rows))
     args.output.mkdir(parents=True, exist_ok=True)
     utils.atomic_write_text(args.output / "crosscheck_anomalib.csv", text)
     print(text, end="")

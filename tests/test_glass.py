@@ -331,3 +331,28 @@ def test_gas_gradient_auto_compiles_large_batches_only(monkeypatch):
     assert calls == [1024 * 1024]
     with pytest.raises(ValueError, match="--compile"):
         GasGradient("sometimes")
+
+
+def test_glass_numbers_are_unchanged_by_the_method_interface(tmp_path):
+    """Same seed, same machine, same numbers: a tiny GLASS run gives exactly what it gave before GLASS became
+    one method among others (values recorded with commit 9c13983, the last before methods/, on this machine;
+    its results.csv had no method column)."""
+    import csv
+
+    import main
+    from model import final_checkpoint_path
+    from tests.helpers import dataset_args, net_args
+
+    data, aug = write_tiny_mvtec(tmp_path)
+    results = tmp_path / "results"
+    assert main.cli(["--results_path", str(results), *net_args(1), *dataset_args(data, aug)]) == 0
+    with open(results / "results.csv", newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert (row["method"], row["class"], row["epoch"]) == ("glass", "mvtec_toy", "0")
+    assert [row[name] for name in ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_pro")] == [
+        "0.0000", "0.3833", "0.1989", "0.0136", "0.0519"]
+    stored = load_checkpoint(final_checkpoint_path(results / "models" / "backbone_0" / "mvtec_toy"))
+    assert stored["method"] == "glass"
+    assert stored["calibration"]["pixel_threshold"] == pytest.approx(0.9212015153895747, abs=1e-12)
+    assert float(stored["weights"]["discriminator"]["tail.0.weight"].sum()) == pytest.approx(-0.8442085981369019,
+                                                                                             abs=1e-9)
