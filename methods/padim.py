@@ -7,7 +7,8 @@ either regularised (sample covariance + epsilon * I, the paper's, epsilon 0.01) 
 (scikit-learn), stored as its inverse.
 
 Scoring: a patch's score is the Mahalanobis distance of its feature to its position's Gaussian, mapped to
-[0, 1] by d / (d + scale) (`methods.base.squash`) with `scale` the largest distance of a training patch.
+[0, 1] by d / (d + scale) (`methods.base.squash`) with `scale` the largest distance of a training patch
+(`fitting.fit_class` then sets it from held-out images: `set_distance_scale`).
 The image score is the highest patch score.
 
 The Gaussians belong to the positions of the training view (imagesize x imagesize). An input of another
