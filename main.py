@@ -241,7 +241,8 @@ def _one_pass_options(method: str, kw: dict[str, Any], settings: dict[str, Any])
 @click.option("--projection_dim", type=click.IntRange(min=0), default=128, show_default=True,
               help="Random projection used by the coreset selection; 0: none.")
 @click.option("--neighbours", type=int, default=9, show_default=True, callback=utils.positive,
-              help="Bank neighbours of the nearest patch used to reweight the image score (paper's b).")
+              help="Bank neighbours of the nearest patch used to reweight the image score (paper's b, the nearest "
+                   "patch included); 1: no reweighting (image score = highest patch score, as anomalib).")
 def patchcore(**kw: Any) -> tuple[str, OnePassOptions]:
     """PatchCore: memory bank of locally aware patch features, nearest-neighbour distance."""
     if kw["patchsize"] % 2 == 0:

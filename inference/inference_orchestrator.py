@@ -41,6 +41,7 @@ from inference import cli as shared
 from inference import runner
 from inference import tracking_run as tracking
 from inference.engine import EngineError, InferenceEngine
+from methods.registry import config_from_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def describe(class_dir: Path) -> dict[str, Any]:
     path = glass_model.final_checkpoint_path(class_dir)
     row: dict[str, Any] = {"class_name": class_dir.name, "class_dir": str(class_dir), "checkpoint": path.name}
     try:
-        net = glass_model.NetConfig.from_dict(glass_model.load_checkpoint(path)["net"])
+        net = config_from_checkpoint(glass_model.load_checkpoint(path), str(path))  # any method's config
         row.update(backbone=net.backbone, imagesize=net.imagesize)
     except (glass_model.CheckpointError, KeyError, TypeError, ValueError) as err:
         row.update(backbone="?", imagesize="?", error=str(err))

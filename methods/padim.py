@@ -7,8 +7,9 @@ either regularised (sample covariance + epsilon * I, the paper's, epsilon 0.01) 
 (scikit-learn), stored as its inverse.
 
 Scoring: a patch's score is the Mahalanobis distance of its feature to its position's Gaussian, mapped to
-[0, 1] by d / (d + scale) (`methods.base.squash`; `fitting.set_distance_scale` sets `scale`). The image
-score is the highest value of the anomaly map (upsampled, Gaussian-smoothed), as the paper's.
+[0, 1] by d / (d + scale) (`methods.base.squash`) with `scale` the largest distance of a training patch
+(`fitting.fit_class` then sets it from held-out images: `set_distance_scale`). The image score is the
+highest value of the anomaly map (upsampled, Gaussian-smoothed), as the paper's.
 
 The Gaussians belong to the positions of the training view (imagesize x imagesize). An input of another
 size (a whole frame at the training scale) gets the statistics resized to its grid (nearest neighbour):

@@ -7,10 +7,14 @@ k-centre selection on random projections -> the memory bank. For each bank patch
 `neighbours` nearest bank patches (itself first) are stored for the image-score reweighting.
 
 Scoring: a patch's score is its distance to the nearest bank patch m*. The image score is the paper's
-reweighted score (eq. 7) of the patch with the largest distance s*: s = (1 - softmax(-||m_test - m||)
-over m in N_b(m*) taken at m*) * s*, i.e. the distance counts less when m*'s neighbourhood in the bank is
-close to the test patch too. Both are mapped to [0, 1] by d / (d + scale) (`methods.base.squash`), with
-`scale` the largest distance between a bank patch and its nearest other bank patch.
+reweighted score (eq. 7) of the patch with the largest distance s*: s = (1 - softmax(||m_test - m||)
+over m in N_b(m*) taken at m*) * s*, i.e. (1 - exp(s*) / sum exp(||m_test - m||)) * s*: the distance counts
+less when m*'s neighbourhood in the bank is close to the test patch too. N_b(m*) holds m* itself, so the
+weight lies in [1 - 1/b, 1); with b = 1 (or a bank of one patch) eq. 7 would give 0, so there is no
+reweighting then (image score = highest patch score, as anomalib's num_neighbors=1). Both are mapped to
+[0, 1] by d / (d + scale) (`methods.base.squash`), with `scale` the largest distance between a bank patch
+and its nearest other bank patch (`fitting.fit_class` then sets it from held-out images:
+`set_distance_scale`).
 
 Memory: the bank holds coreset * h * w patches of `dim` float32 per training image (h, w: the first
 layer's grid), e.g. 0.1 * 32 * 32 * 152 * 4 B = 62 KB for efficientnet_lite0 blocks.2 + blocks.4 at
@@ -135,7 +139,10 @@ class PatchCoreHead(FittedHead):
         nearest = nearest_sq.sqrt()
         support = bank[self.support[index]]  # (N, k, dim): m* and its nearest bank patches
         to_support = (rows[:, None, :] - support).pow(2).sum(dim=2).sqrt()
-        weight = 1 - torch.softmax(to_support, dim=1)[:, 0]
+        weight = 1 - torch.softmax(to_support, dim=1)[:, 0]  # >= 1 - 1/k: m* is the nearest of them
+        # k = 1 (no neighbourhood) gives exactly 0: no reweighting then. No Python branch on a shape, which
+        # the ONNX trace would freeze with a warning.
+        weight = torch.where(weight > 0, weight, torch.ones_like(weight))
         return squash(nearest, self.scale), squash(weight * nearest, self.scale)
 
     def forward(self, maps: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

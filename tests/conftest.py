@@ -11,7 +11,8 @@ import pytest
 pytest.register_assert_rewrite("tests.helpers")  # its assert_* helpers report like asserts in tests
 
 import common  # noqa: E402
-from tests.helpers import TinyModel, load_onnx_script, write_tiny_mvtec  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    METHOD_ARGS, FittedMethods, TinyModel, dataset_args, load_onnx_script, write_tiny_mvtec)
 
 if TYPE_CHECKING:
     from inference.engine import InferenceEngine
@@ -43,6 +44,21 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
     assert code == 0
     model_path = results / "models" / "backbone_0"
     return TinyModel(model_path, "mvtec_toy", model_path / "mvtec_toy", data)
+
+
+@pytest.fixture(scope="session")
+def fitted_methods(tmp_path_factory: pytest.TempPathFactory) -> FittedMethods:
+    """A tiny PatchCore and a tiny PaDiM (efficientnet_lite0, 64 px) fitted once per session by the CLI into one
+    results folder, on 16 training images (8 fitted on, 8 held out for the score scale and the thresholds)."""
+    import main
+
+    root = tmp_path_factory.mktemp("fitted_methods")
+    data, aug = write_tiny_mvtec(root, n_train=16)
+    results = root / "results"
+    for method in ("patchcore", "padim"):
+        code = main.cli(["--results_path", str(results), "--seed", "0", *METHOD_ARGS[method], *dataset_args(data, aug)])
+        assert code == 0, method
+    return FittedMethods(results, data, aug)
 
 
 @pytest.fixture(scope="session")

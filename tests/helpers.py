@@ -70,6 +70,35 @@ class TinyModel:
     data_path: Path  # the MVTec-layout data it was trained on
 
 
+# ---------------------------------------------------------------- the one-pass methods (PatchCore, PaDiM)
+
+METHOD_CLASS = "mvtec_toy"
+PATCHCORE_ARGS = ("patchcore", "-b", "efficientnet_lite0", "-le", "blocks.2", "-le", "blocks.4", "--coreset", "0.5")
+PADIM_ARGS = ("padim", "-b", "efficientnet_lite0", "-le", "blocks.1", "-le", "blocks.2", "--features", "20")
+METHOD_ARGS = {"patchcore": PATCHCORE_ARGS, "padim": PADIM_ARGS}
+
+
+@dataclass(frozen=True)
+class FittedMethods:
+    """One results folder holding a tiny fitted PatchCore and PaDiM class model (the `fitted_methods` fixture)."""
+
+    results: Path  # the --results_path both were fitted into
+    data_path: Path  # the MVTec-layout data (16 training images: 8 fitted on, 8 held out)
+    aug_path: Path
+
+    def model_path(self, method: str) -> Path:
+        """results/models/<method>/backbone_0."""
+        return self.results / "models" / method / "backbone_0"
+
+    def class_dir(self, method: str) -> Path:
+        """results/models/<method>/backbone_0/mvtec_toy."""
+        return self.model_path(method) / METHOD_CLASS
+
+    def tiny_model(self, method: str) -> TinyModel:
+        """The method's model as the video commands take it."""
+        return TinyModel(self.model_path(method), METHOD_CLASS, self.class_dir(method), self.data_path)
+
+
 def interrupt_second_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     """Makes training die (Ctrl-C) during its second epoch, after ckpt.pth of the first was written."""
     import glass

@@ -183,3 +183,45 @@ def test_rank_goes_by_the_median_so_defect_frames_do_not_count_against_the_right
     other = orchestrator.ModelScore("b", "b", mean_score=0.76, median_score=0.727, max_score=0.97)
     broken = orchestrator.ModelScore("c", "c", error="corrupt")
     assert [s.class_name for s in orchestrator.rank([other, broken, fitting])] == ["a", "b", "c"]
+
+
+@pytest.fixture(scope="module")
+def method_results(fitted_methods, tmp_path_factory) -> Path:
+    """A results folder holding only the PatchCore and the PaDiM model (models/<method>/backbone_0/mvtec_toy)."""
+    results = tmp_path_factory.mktemp("method_results") / "results"
+    shutil.copytree(fitted_methods.results / "models", results / "models")
+    return results
+
+
+def test_models_of_every_method_are_found_and_listed(method_results, capsys):
+    found = orchestrator.find_models(method_results)
+    assert found == [method_results / "models" / m / "backbone_0" / "mvtec_toy" for m in ("padim", "patchcore")]
+    assert orchestrator.cli(["--list_models", "--results_path", str(method_results)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "mvtec_toy" in line]
+    assert len(lines) == 2
+    for line in lines:  # backbone and size read from each checkpoint, not an error
+        assert "efficientnet_lite0" in line and " 64 " in line and "(" not in line, line
+
+
+def test_orchestrator_ranks_and_tracks_with_method_models(method_results, fitted_methods, tmp_path, monkeypatch):
+    good = sorted((fitted_methods.data_path / "toy" / "test" / "good").glob("*.png"))
+    video = tmp_path / "toy.mp4"
+    with video_io.AtomicVideoWriter(video, 10.0, (SIZE, SIZE)) as writer:
+        for index in range(6):
+            writer.write(cv2.imread(str(good[index % len(good)])))
+    monkeypatch.chdir(tmp_path)
+    code = orchestrator.cli(["--video_path", str(video), "--results_path", str(method_results), "--sample_frames", "3",
+                             "--device", "cpu", "--backend", "torch"])
+    assert code == 0
+    selection = json.loads(next(tmp_path.rglob("model_selection.json")).read_text())
+    ranking = selection["ranking"]
+    assert sorted(Path(r["class_dir"]).parts[-3] for r in ranking) == ["padim", "patchcore"]
+    assert all(r["error"] is None for r in ranking)
+    frames = [frame for _, frame in video_io.sample_frames(video, 3)]
+    for entry in ranking:
+        engine = InferenceEngine.from_config(EngineConfig(entry["class_dir"], device="cpu", backend="torch"))
+        assert entry["median_score"] == pytest.approx(np.median(engine.image_scores(frames)), abs=1e-6)
+        assert entry["normality"] is not None  # the held-out calibration scores of the checkpoint
+    report = json.loads(next(tmp_path.rglob("tracking_report.json")).read_text())
+    assert report["settings"]["class_dir"] == ranking[0]["class_dir"]
+    assert report["model"]["method"] == Path(ranking[0]["class_dir"]).parts[-3]

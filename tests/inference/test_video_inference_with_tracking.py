@@ -13,6 +13,7 @@ import video_io
 from inference import runner
 from inference import tracking_run as tracking
 from inference import video_inference_with_tracking as script
+from model import load_checkpoint
 from tests.helpers import files_under, write_scrolling_clip, write_unreadable
 
 SIZE = 64
@@ -261,3 +262,23 @@ def test_pixel_threshold_and_roi_reach_the_tracker(tiny_model, moving_clip, tmp_
     assert report["defects"] == [] or all(d["max_score"] >= 0.999 for d in report["defects"])
     with open(tmp_path / "roi" / "tracked_frames.csv", newline="") as handle:
         assert sum(1 for _ in handle) == N_FRAMES + 1
+
+
+@pytest.mark.parametrize("method", ["patchcore", "padim"])
+def test_tracking_runs_with_a_model_of_another_method(fitted_methods, method, tmp_path, monkeypatch):
+    model = fitted_methods.tiny_model(method)
+    video = write_scrolling_clip(model, tmp_path / "moving.mp4", 6, SHIFT)
+    monkeypatch.chdir(tmp_path)
+    code = script.cli(["--model_path", str(model.model_path), "--class_name", model.class_name, "--device", "cpu",
+                       "--backend", "torch", "--video_path", str(video), "--min_defect_area", "4",
+                       "--min_track_frames", "2"])
+    assert code == 0
+    report_path = next((tmp_path / "output" / model.class_name).glob("*/report/tracking_report.json"))
+    report = json.loads(report_path.read_text())
+    assert report["model"]["method"] == method and report["model"]["class_name"] == model.class_name
+    assert report["settings"]["class_dir"] == str(model.class_dir) and report["settings"]["backend"] == "torch"
+    assert report["performance"]["frames"] == 6 and report["totals"]["total_frames"] == 6
+    # the calibrated thresholds are the checkpoint's, and the dark square is found as one defect
+    calibration = load_checkpoint(model.class_dir / "ckpt_best_1.pth")["calibration"]
+    assert report["settings"]["image_threshold"] == pytest.approx(calibration["image_threshold"])
+    assert report["totals"]["num_defects"] == 1

@@ -1,0 +1,94 @@
+"""ONNX export of PatchCore and PaDiM class models, and the engine running them in ONNX Runtime and in PyTorch."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from inference import onnx_export
+from inference.engine import EngineConfig, InferenceEngine
+from methods.registry import load_trained_model
+from tests.helpers import ONNX_TOLERANCE
+
+METHODS = ("patchcore", "padim")
+
+
+@pytest.fixture(scope="module")
+def exported(fitted_methods, tmp_path_factory) -> dict[str, Path]:
+    """Each method's class model exported with a dynamic batch (into a folder of its own)."""
+    folder = tmp_path_factory.mktemp("method_exports")
+    return {method: onnx_export.export_onnx(fitted_methods.class_dir(method), folder / f"{method}.onnx",
+                                            dynamic_batch=True)[0] for method in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_export_writes_the_methods_graph_and_sidecar(exported, method):
+    graph = onnx.load(str(exported[method])).graph
+    outputs = [output.name for output in graph.output]
+    assert [i.name for i in graph.input] == ["images"]
+    assert outputs == (["patch_scores", "image_grid"] if method == "patchcore" else ["patch_scores"])
+    description = json.loads(exported[method].with_suffix(".onnx.json").read_text())
+    assert description["method"] == method and description["form"] == method
+    assert description["format"] == onnx_export.EXPORT_FORMAT and description["max_abs_diff_vs_torch"] <= 1e-4
+    assert description["grid"] == ([8, 8] if method == "patchcore" else [16, 16])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_onnx_outputs_equal_torch_on_a_non_square_batch(fitted_methods, exported, method):
+    net, _ = load_trained_model(fitted_methods.class_dir(method))
+    images = torch.randn(3, 3, 64, 96, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        patch, image = net.score_grids(images)
+    session = ort.InferenceSession(str(exported[method]), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images.numpy()})
+    expected = [patch.numpy()] if method == "padim" else [patch.numpy(), image.numpy()]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.shape == b.shape == ((3, 8, 12) if method == "patchcore" else (3, 16, 24))
+        assert np.abs(a - b).max() <= ONNX_TOLERANCE
+    if method == "patchcore":  # the second output matters: the image score is not the patch peak
+        assert not np.allclose(got[0], got[1])
+
+
+def frames_of_several_shapes(data_path: Path) -> list[list[np.ndarray]]:
+    """Batches of one shape each: non-square colour frames (landscape, portrait) and gray frames."""
+    images = [cv2.imread(str(p)) for p in sorted((data_path / "toy" / "test").rglob("*.png"))]
+    wide = [cv2.resize(np.hstack([a, b]), (150, 80)) for a, b in zip(images, images[1:])]
+    tall = [np.ascontiguousarray(np.vstack([a, b])[:, :50]) for a, b in zip(images, images[2:])]
+    gray = [cv2.cvtColor(cv2.resize(a, (90, 70)), cv2.COLOR_BGR2GRAY) for a in images[:2]]
+    return [wide, tall, gray]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_engine_gives_the_same_scores_and_maps_with_onnx_and_torch(fitted_methods, exported, method):
+    class_dir = str(fitted_methods.class_dir(method))
+    torch_engine = InferenceEngine.from_config(EngineConfig(class_dir, device="cpu", backend="torch", batch_size=3))
+    onnx_engine = InferenceEngine.from_config(EngineConfig(class_dir, device="cpu", backend="onnx", batch_size=3,
+                                                           onnx_path=str(exported[method])))
+    assert (torch_engine.backend_name, onnx_engine.backend_name) == ("torch", "onnx")
+    assert onnx_engine.info == torch_engine.info
+    for frames in frames_of_several_shapes(fitted_methods.data_path):
+        expected, got = torch_engine.predict(frames), onnx_engine.predict(frames)
+        for frame, a, b in zip(frames, got, expected):
+            assert a.anomaly_map.shape == b.anomaly_map.shape == frame.shape[:2]
+            assert abs(a.score - b.score) <= ONNX_TOLERANCE and 0 <= a.score < 1
+            assert np.abs(a.anomaly_map - b.anomaly_map).max() <= ONNX_TOLERANCE
+        if method == "patchcore":  # the image score is the reweighted grid's, at the patch peak
+            for result, (patch, image_grid) in zip(got, onnx_engine.score_grids(frames)):
+                assert result.score == pytest.approx(float(image_grid.flat[np.argmax(patch)]), abs=1e-7)
+                assert result.score < float(patch.max())
+
+
+def test_the_engines_onnx_backend_exports_a_patchcore_folder_on_first_use(fitted_methods, tmp_path):
+    class_dir = tmp_path / "mvtec_toy"
+    shutil.copytree(fitted_methods.class_dir("patchcore"), class_dir)
+    engine = InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="onnx"))
+    assert (class_dir / onnx_export.ONNX_FILE_NAME).is_file() and engine.info.method == "patchcore"
+    assert engine.backend.outputs == ["patch_scores", "image_grid"]

@@ -1,0 +1,98 @@
+"""The CLI's one-pass methods (`patchcore`, `padim`): fit and test, test the stored models, bad values."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import main
+from model import load_checkpoint
+from tests.helpers import METHOD_CLASS, PADIM_ARGS, PATCHCORE_ARGS, dataset_args, read_csv
+
+METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_pro")
+
+
+def rows_by_method(results) -> dict[tuple[str, str], dict[str, str]]:
+    return {(row["method"], row["class"]): row for row in read_csv(results / "results.csv")}
+
+
+@pytest.mark.parametrize("method", ["patchcore", "padim"])
+def test_a_method_command_fits_tests_and_writes_its_own_folders(fitted_methods, method):
+    results = fitted_methods.results
+    class_dir = results / "models" / method / "backbone_0" / METHOD_CLASS
+    assert sorted(p.name for p in class_dir.iterdir()) == ["ckpt_best_1.pth"]
+    stored = load_checkpoint(class_dir / "ckpt_best_1.pth")
+    assert stored["method"] == method and stored["epoch"] == 1 and stored["selection"] == "last"
+    assert stored["net"]["backbone"] == "efficientnet_lite0" and stored["net"]["imagesize"] == 64
+    assert stored["net"]["layers"] == (["blocks.2", "blocks.4"] if method == "patchcore" else ["blocks.1", "blocks.2"])
+    assert stored["net"]["coreset" if method == "patchcore" else "features"] == (0.5 if method == "patchcore" else 20)
+    assert stored["train"] == {"seed": 0} and stored["meta"]["train_images"] == 8
+    assert len(stored["calibration"]["images"]) == 8
+    pictures = sorted(p.name for p in (results / "eval" / method / "backbone_0" / METHOD_CLASS).glob("*.png"))
+    assert len(pictures) == 6 and pictures[0] == "001_blob_000.png"
+    assert not (results / "models" / "backbone_0").exists()  # GLASS's folder stays untouched
+    row = rows_by_method(results)[(method, METHOD_CLASS)]
+    assert row["epoch"] == "1" and row["selection"] == "last"
+    for name in METRICS:
+        assert 0.5 < float(row[name]) <= 1.0, name  # dark squares on smooth textures: found by both methods
+    assert rows_by_method(results)[(method, "Mean")]["image_auroc"] == row["image_auroc"]
+
+
+def test_test_only_run_tests_the_stored_models_of_every_method(fitted_methods, tmp_path):
+    results = tmp_path / "results"
+    shutil.copytree(fitted_methods.results / "models", results / "models")
+    code = main.cli(["--results_path", str(results), "--test", "test", "dataset", "--num_workers", "0", "--fg", "0",
+                     "-d", "toy", "mvtec", str(fitted_methods.data_path), str(fitted_methods.aug_path)])
+    assert code == 0
+    rows, fitted_rows = rows_by_method(results), rows_by_method(fitted_methods.results)
+    assert set(rows) == {(m, c) for m in ("patchcore", "padim") for c in (METHOD_CLASS, "Mean")}
+    for key, row in rows.items():  # the stored models give the numbers they gave when fitted
+        assert {name: row[name] for name in METRICS} == {name: fitted_rows[key][name] for name in METRICS}
+    for method in ("patchcore", "padim"):
+        assert len(list((results / "eval" / method / "backbone_0" / METHOD_CLASS).glob("*.png"))) == 6
+
+    (results / "results.csv").unlink()
+    code = main.cli(["--results_path", str(results), "--test", "test", *PADIM_ARGS,
+                     *dataset_args(fitted_methods.data_path, fitted_methods.aug_path)])
+    assert code == 0 and set(rows_by_method(results)) == {("padim", METHOD_CLASS), ("padim", "Mean")}
+
+
+def test_running_the_same_command_again_tests_the_fitted_model_without_fitting(fitted_methods, tmp_path, monkeypatch):
+    results = tmp_path / "results"
+    shutil.copytree(fitted_methods.results / "models" / "patchcore", results / "models" / "patchcore")
+    checkpoint = results / "models" / "patchcore" / "backbone_0" / METHOD_CLASS / "ckpt_best_1.pth"
+    before = checkpoint.read_bytes()
+    from methods.patchcore import PatchCoreModel
+
+    monkeypatch.setattr(PatchCoreModel, "fit", lambda *args, **kwargs: pytest.fail("fitted again"))
+    code = main.cli(["--results_path", str(results), "--seed", "0", *PATCHCORE_ARGS,
+                     *dataset_args(fitted_methods.data_path, fitted_methods.aug_path)])
+    assert code == 0 and checkpoint.read_bytes() == before
+    row = rows_by_method(results)[("patchcore", METHOD_CLASS)]
+    assert row["image_auroc"] == rows_by_method(fitted_methods.results)[("patchcore", METHOD_CLASS)]["image_auroc"]
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["patchcore", "-b", "efficientnet_lite0", "--coreset", "0"], ["--coreset", "(0, 1]"]),
+    (["patchcore", "-b", "efficientnet_lite0", "--coreset", "1.5"], ["--coreset", "1.5"]),
+    (["patchcore", "-b", "efficientnet_lite0", "-le", "blocks.9"], ["-le blocks.9", "blocks.2"]),
+    (["patchcore", "-b", "efficientnet_lite0", "--patchsize", "2"], ["--patchsize"]),
+    (["patchcore", "-b", "efficientnet_lite0", "--neighbours", "0"], ["--neighbours"]),
+    (["padim", "-b", "no_such_backbone"], ["no_such_backbone"]),
+    # lite0's default PaDiM layers blocks.1, blocks.2, blocks.4 have 24 + 40 + 112 channels
+    (["padim", "-b", "efficientnet_lite0", "--features", "10000"], ["--features", "10000", "176 channels"]),
+    ([*PADIM_ARGS[:-1], "65"], ["--features", "65", "64 channels", "blocks.1, blocks.2"]),
+    (["padim", "-b", "efficientnet_lite0", "--covariance", "diagonal"], ["--covariance"]),
+    ([*PATCHCORE_ARGS, *PADIM_ARGS], ["one method command per run"]),
+    (["net", "-b", "efficientnet_lite0", *PATCHCORE_ARGS], ["one method command per run"]),
+])
+def test_bad_method_values_exit_2_with_one_line_naming_the_flag(fitted_methods, tmp_path, capsys, args, needles):
+    code = main.cli(["--results_path", str(tmp_path / "r"), *args,
+                     *dataset_args(fitted_methods.data_path, fitted_methods.aug_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
+    for needle in needles:
+        assert needle in err[0], err[0]
+    assert not (tmp_path / "r" / "models").exists()
+
