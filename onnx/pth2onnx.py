@@ -1,7 +1,9 @@
-"""Export a trained GLASS class model to ONNX (whole scoring path: images -> patch-score grid).
+"""Export a trained class model (GLASS, PatchCore or PaDiM) to ONNX (whole scoring path: images ->
+patch-score grid; PatchCore adds its image-score grid as a second output, `image_grid`).
 
     python onnx/pth2onnx.py --model_path results/models/backbone_0/ --class_name mvtec_bottle
     python onnx/pth2onnx.py --model_path results/models/backbone_0/mvtec_bottle --dynamic_batch --output glass.onnx
+    python onnx/pth2onnx.py --model_path results/models/patchcore/backbone_0/ --class_name mvtec_bottle
 
 Writes <class_dir>/glass.onnx (or --output) and beside it <file>.json with what a runtime
 needs (input size, normalisation, grid, smoothing sigma, threshold, export facts).
@@ -35,7 +37,8 @@ LOGGER = logging.getLogger("pth2onnx")
 @click.option("--dynamic_batch", is_flag=True, help="Batch axis of any size.")
 @click.option("--simplify", is_flag=True, help="Run onnxsim on the graph when it is installed.")
 @click.option("--form", type=click.Choice(onnx_export.FORMS), default="auto", show_default=True,
-              help="Head form: fold (3x3 convolutions) or pool (the model's own pooling); auto: fewer multiply-adds.")
+              help="GLASS head form: fold (3x3 convolutions) or pool (the model's own pooling); auto: fewer "
+                   "multiply-adds. Other methods export their own head (ignored).")
 def main(model_path: str, class_name: str | None, output: Path | None, opset: int, batch: int | None,
          dynamic_batch: bool, simplify: bool, form: str) -> None:
     """Export a trained class model to ONNX, checked against PyTorch."""
