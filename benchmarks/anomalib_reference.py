@@ -86,7 +86,8 @@ class Predictions:
 
 
 def positive_int(text: str) -> int:
-    """argparse type: an integer > 0."""
+    """argparse type: an integer > 0 (not utils.positive_int: this script runs in anomalib's virtualenv, where
+    the toolkit and its dependencies are not installed)."""
     try:
         value = int(text)
     except ValueError:
