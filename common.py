@@ -73,10 +73,11 @@ def resize_maps_to(maps: Sequence[torch.Tensor], mode: str) -> torch.Tensor:
     """Backbone maps resized to the first map's grid ("bilinear" or "nearest") and concatenated along
     the channels: (B, sum C, H, W)."""
     grid = maps[0].shape[-2:]
-    resized = [m if m.shape[-2:] == grid else
-               F.interpolate(m, size=grid, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
-               for m in maps]
-    return torch.cat(resized, dim=1)
+    options = {"align_corners": False} if mode == "bilinear" else {}
+    # Every later map is resized, even one already on the grid (an identity then): no branch on shapes, so
+    # an ONNX trace holds for every input size.
+    resized = [F.interpolate(m, size=grid, mode=mode, **options) for m in maps[1:]]
+    return torch.cat([maps[0], *resized], dim=1)
 
 
 def local_patch_features(maps: Sequence[torch.Tensor], patchsize: int) -> torch.Tensor:
