@@ -340,14 +340,38 @@ def positive(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer > 0 (a bad value is argparse's one-line usage error, exit 2)."""
+def _integer(text: str) -> int:
+    """An argparse value as an integer (ArgumentTypeError otherwise)."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0 (a bad value is argparse's one-line usage error, exit 2)."""
+    value = _integer(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 

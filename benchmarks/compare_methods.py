@@ -62,33 +62,11 @@ class CompareError(errors.UserError):
     """Bad input of the comparison (folders, classes, settings) or a method run that stopped on bad input."""
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def open_fraction(text: str) -> float:
     """argparse type: a number in (0, 1]."""
-    value = positive_float(text)
+    value = utils.positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -112,7 +90,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--resize", type=utils.positive_int, default=256, help="shorter side before the crop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=utils.positive_int, default=8)
-    parser.add_argument("--num_workers", type=non_negative_int, help="data loader workers (main.py's default)")
+    parser.add_argument("--num_workers", type=utils.non_negative_int, help="data loader workers (main.py's default)")
     parser.add_argument("--output", type=Path, default=Path("results/compare"))
     parser.add_argument("--fresh", action="store_true", help="delete OUTPUT/<method>/ first (retrain everything)")
     parser.add_argument("--in_process", action="store_true",
@@ -127,7 +105,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     glass.add_argument("--glass_dims", type=utils.positive_int, default=512,
                        help="pretrain and target embedding dimension")
     glass.add_argument("--glass_hidden", type=utils.positive_int, default=512, help="discriminator hidden width")
-    glass.add_argument("--glass_lr", type=positive_float, default=5e-4)
+    glass.add_argument("--glass_lr", type=utils.positive_float, default=5e-4)
     glass.add_argument("--glass_step", type=utils.positive_int, default=20, help="gradient ascent steps")
     patchcore = parser.add_argument_group("PatchCore (main.py patchcore)")
     patchcore.add_argument("--patchcore_layers", nargs="+", help="default: blocks.2 blocks.4 for "
@@ -139,7 +117,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     timing = parser.add_argument_group("ms per image")
     timing.add_argument("--timing_images", type=utils.positive_int, default=20,
                         help="test images timed per class (evenly spaced over the sorted test set)")
-    timing.add_argument("--warmup", type=non_negative_int, default=3, help="untimed runs per method first")
+    timing.add_argument("--warmup", type=utils.non_negative_int, default=3, help="untimed runs per method first")
     timing.add_argument("--repeats", type=utils.positive_int, default=3, help="timed passes over the images")
     timing.add_argument("--threads", type=utils.positive_int, default=1,
                         help="torch CPU threads for the timing (default 1: one image stream on one core; with "

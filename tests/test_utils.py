@@ -188,3 +188,18 @@ def test_positive_int_refuses_the_rest_in_one_line(text, reason):
 
     with pytest.raises(argparse.ArgumentTypeError, match=reason):
         utils.positive_int(text)
+
+
+@pytest.mark.parametrize(("parse", "text", "outcome"), [
+    (utils.non_negative_int, "0", 0), (utils.non_negative_int, "7", 7), (utils.non_negative_int, "-1", "must be >= 0"),
+    (utils.non_negative_int, "1.5", "not an integer"), (utils.positive_float, "2.5e-4", 2.5e-4),
+    (utils.positive_float, "0", "must be > 0"), (utils.positive_float, "nan", "must be > 0"),
+    (utils.positive_float, "x", "not a number")])
+def test_argparse_number_types(parse, text, outcome):
+    import argparse
+
+    if isinstance(outcome, str):
+        with pytest.raises(argparse.ArgumentTypeError, match=outcome):
+            parse(text)
+    else:
+        assert parse(text) == outcome
