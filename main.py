@@ -368,9 +368,9 @@ class Job:
         return method_tag(self.method, self.index)
 
 
-def method_tag(method: str, index: int) -> str:
+def method_tag(method: str, index: int | str) -> str:
     """The folder of a method's backbone_<index> models below models/ (and eval/): GLASS's is backbone_<i>,
-    as the reference's, every other method's <method>/backbone_<i>."""
+    as the reference's, every other method's <method>/backbone_<i>; index "*" gives the glob of all of them."""
     return f"backbone_{index}" if method == DEFAULT_METHOD else f"{method}/backbone_{index}"
 
 
@@ -443,10 +443,10 @@ def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.D
     """Test-only jobs from the model directories of a class (configuration read from checkpoints): every
     method's, or only `only`'s."""
     methods = [only] if only else list(METHODS)
-    class_dirs = sorted(d for method in methods for d in models_dir.glob(f"{method_tag(method, 0)[:-1]}*/{key}"))
+    class_dirs = sorted(d for method in methods for d in models_dir.glob(f"{method_tag(method, '*')}/{key}"))
     class_dirs = [d for d in class_dirs if final_checkpoint_path(d) is not None]
     if not class_dirs:
-        raise CheckpointError(f"{models_dir}/{method_tag(only or DEFAULT_METHOD, 0)[:-1]}*/{key}: no trained model; "
+        raise CheckpointError(f"{models_dir}/{method_tag(only or DEFAULT_METHOD, '*')}/{key}: no trained model; "
                               "train it first with --test ckpt or pass the --results_path it was trained in")
     jobs = []
     for class_dir in class_dirs:
