@@ -1,5 +1,6 @@
-"""Fitting the one-pass methods (PatchCore, PaDiM): one pass over a class's defect-free training images
-gives the model; its checkpoint holds the config, the fitted state, the held-out calibration and the
+"""Fitting every method but GLASS: PatchCore and PaDiM in one pass over a class's defect-free training
+images, DRAEM and the autoencoder in their epochs of training (methods.pixel); the checkpoint
+(ckpt_best_<epochs>.pth) holds the config, the fitted state, the held-out calibration and the
 timing, like a GLASS checkpoint, so every tool loads it from the class folder alone.
 
 A class folder that already holds a model fitted with the same settings is kept (a rerun tests it, as a
@@ -66,10 +67,11 @@ def set_distance_scale(model: AnomalyModel, device: torch.device, paths: Sequenc
     return scale
 
 
-def fit_class(model: AnomalyModel, clean_loader: torch.utils.data.DataLoader, class_dir: Path,
+def fit_class(model: AnomalyModel, loader: torch.utils.data.DataLoader, class_dir: Path,
               device: torch.device, seed: int, heldout: Sequence[Path] = (), meta: dict[str, Any] | None = None
               ) -> Path:
-    """Fits `model` on the loader's images (unless already fitted alike), calibrates the thresholds on the
+    """Fits `model` on a training loader (unless already fitted alike; `AnomalyModel.fit_loader`: one pass,
+    or a pixel method's epochs), calibrates the thresholds on the
     held-out images and writes ckpt_best_1.pth atomically; returns the checkpoint path."""
     meta = {**(meta or {}), "heldout": [Path(p).name for p in heldout]}
     header = checkpoint_header(model, seed, meta)
@@ -80,16 +82,17 @@ def fit_class(model: AnomalyModel, clean_loader: torch.utils.data.DataLoader, cl
     model.to(device)
     utils.fix_seeds(seed)
     started = time.perf_counter()
-    facts = model.fit((batch["image"] for batch in clean_loader), seed=seed)
+    facts = model.fit_loader(loader, seed=seed)
     seconds = time.perf_counter() - started
+    epochs = int(facts.get("epochs", FIT_EPOCH))
     LOGGER.info("%s: fitted %s in %.1f s", class_dir.name, model.method, seconds)
-    training = getattr(clean_loader.dataset, "image_paths", [])
-    batch_size = clean_loader.batch_size or 1
+    training = getattr(loader.dataset, "image_paths", [])
+    batch_size = loader.batch_size or 1
     set_distance_scale(model, device, list(heldout) or training, batch_size)
     calibrated = calibration.calibrate_model(model, device, list(heldout), training, batch_size=batch_size)
     LOGGER.info("%s: %s", class_dir.name, calibration.describe(calibrated))
-    state = {**header, "epoch": FIT_EPOCH, "selection": "last", "weights": model.weights(),
-             "calibration": calibrated, "timing": {"epochs": 1, "train_seconds": seconds, "fit": facts}}
-    path = class_dir / f"ckpt_best_{FIT_EPOCH}.pth"
+    state = {**header, "epoch": epochs, "selection": "last", "weights": model.weights(),
+             "calibration": calibrated, "timing": {"epochs": epochs, "train_seconds": seconds, "fit": facts}}
+    path = class_dir / f"ckpt_best_{epochs}.pth"
     utils.atomic_torch_save(state, path)
     return path

@@ -1,6 +1,6 @@
 """GLASS command line, as the official repository's: main [global opts] METHOD [...] dataset [...].
 
-METHOD is `net` (GLASS), `patchcore` or `padim` (one per run):
+METHOD is `net` (GLASS), `patchcore`, `padim`, `draem` or `ae` (the convolutional autoencoder); one per run:
 
     python main.py --gpu 0 --seed 0 --test ckpt net -b wideresnet50 -le layer2 -le layer3 \
         dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
@@ -34,7 +34,9 @@ from evaluation import ClassOutcome, evaluate_class
 from fitting import fit_class
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
 from inference import calibration
+from methods.autoencoder import ERRORS
 from methods.padim import COVARIANCES, default_layers
+from methods.pixel import PIXEL_BACKBONE, PixelModel
 from methods.registry import DEFAULT_METHOD, METHODS, build_model, config_from_checkpoint
 from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
@@ -100,7 +102,22 @@ class OnePassOptions:
                                            resize=resize, mean=tuple(mean), std=tuple(std), **dict(self.settings))
 
 
-MethodOptions = NetOptions | OnePassOptions
+@dataclass(frozen=True)
+class PixelOptions:
+    """A pixel method's command (`draem`, `ae`): its own settings; no backbone (one model per class)."""
+
+    method: str
+    settings: tuple[tuple[str, Any], ...]
+    backbones: tuple[str, ...] = (PIXEL_BACKBONE,)
+    train: None = None
+    compile: str = "auto"
+
+    def config(self, backbone: str, dataset: data.DatasetConfig, resize: int) -> Any:
+        """The method's config for the dataset's image size and a class's resize."""
+        return METHODS[self.method].config(imagesize=dataset.imagesize, resize=resize, **dict(self.settings))
+
+
+MethodOptions = NetOptions | OnePassOptions | PixelOptions
 
 
 @dataclass(frozen=True)
@@ -275,6 +292,49 @@ def padim(**kw: Any) -> tuple[str, OnePassOptions]:
     return _one_pass_options("padim", kw, {name: kw[name] for name in names_kept})
 
 
+def _pixel_options(method: str, kw: dict[str, Any]) -> tuple[str, PixelOptions]:
+    """Packs a pixel method's options (the method config's own fields)."""
+    return "method", PixelOptions(method=method, settings=tuple(kw.items()))
+
+
+@main.command("draem")
+@click.option("--recon_width", type=int, default=128, show_default=True, callback=utils.positive,
+              help="Base channels of the reconstructive sub-network (doubling to 8x).")
+@click.option("--disc_width", type=int, default=64, show_default=True, callback=utils.positive,
+              help="Base channels of the discriminative U-Net (doubling to 8x).")
+@click.option("--epochs", type=int, default=700, show_default=True, callback=utils.positive)
+@click.option("--lr", type=float, default=1e-4, show_default=True, callback=utils.positive)
+@click.option("--anomaly_probability", type=float, default=0.5, show_default=True, callback=_fraction,
+              help="Share of training images given a synthetic anomaly (Perlin mask + AUG_PATH texture).")
+@click.option("--score_window", type=int, default=21, show_default=True, callback=utils.positive,
+              help="Side of the window the anomaly map is averaged over for the image score (odd).")
+def draem(**kw: Any) -> tuple[str, PixelOptions]:
+    """DRAEM: reconstructive + discriminative networks trained on synthetic anomalies (paper defaults)."""
+    if kw["score_window"] % 2 == 0:
+        raise click.BadParameter("must be odd (21 as the paper)", param_hint="--score_window")
+    return _pixel_options("draem", kw)
+
+
+@main.command("ae")
+@click.option("--width", type=int, default=8, show_default=True, callback=utils.positive,
+              help="Channels of the first encoder block (doubling per block, four blocks).")
+@click.option("--latent", type=int, default=512, show_default=True, callback=utils.positive,
+              help="Latent numbers per tile.")
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Side in pixels of the tile one latent vector encodes (a multiple of 16 that divides "
+                   "--imagesize); 0: the whole training view.")
+@click.option("--error", type=click.Choice(ERRORS), default="mse", show_default=True,
+              help="Per-pixel anomaly map: squared reconstruction error, or 1 - SSIM.")
+@click.option("--epochs", type=int, default=100, show_default=True, callback=utils.positive)
+@click.option("--lr", type=float, default=1e-3, show_default=True, callback=utils.positive)
+def ae(**kw: Any) -> tuple[str, PixelOptions]:
+    """Convolutional autoencoder: reconstruction error of a network trained on defect-free images."""
+    if kw["tile"] % 16:
+        raise click.BadParameter(f"{kw['tile']} is not a multiple of 16 (the encoder's downsampling); "
+                                 "use e.g. 128, or 0 for the whole image", param_hint="--tile")
+    return _pixel_options("ae", kw)
+
+
 @main.command("dataset")
 @click.argument("name", type=click.Choice(data.DATASET_NAMES))
 @click.argument("data_path", type=click.Path(file_okay=False, path_type=Path))
@@ -328,13 +388,13 @@ def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
     if not datasets:
         raise common.ConfigError("the 'dataset' command is required: ... dataset -d CLASS NAME DATA_PATH AUG_PATH")
     if len(chosen) > 1:
-        raise common.ConfigError("one method command per run (net, patchcore or padim); run them one after the "
-                                 "other, or use benchmarks/compare_methods.py")
+        raise common.ConfigError("one method command per run (net, patchcore, padim, draem or ae); run them one after "
+                                 "the other, or use benchmarks/compare_methods.py")
     dataset_cfg, explicit = datasets[-1]
     method_opts = chosen[0] if chosen else None
     if opts.test == "ckpt" and method_opts is None:
-        raise common.ConfigError("--test ckpt trains a model and needs a method command: net (GLASS), patchcore "
-                                 "or padim (or use --test test)")
+        raise common.ConfigError("--test ckpt trains a model and needs a method command: net (GLASS), patchcore, "
+                                 "padim, draem or ae (or use --test test)")
     device = common.select_device(opts.gpu)
     jobs = plan_jobs(opts, method_opts, dataset_cfg, explicit)
     table = opts.results_path / "results.csv"
@@ -385,13 +445,13 @@ def plan_jobs(opts: RunOptions, method_opts: MethodOptions | None, dataset_cfg: 
             resize = class_resize(dataset_cfg, classname, log=True)
             for i, backbone in enumerate(method_opts.backbones):
                 cfg = method_opts.config(backbone, dataset_cfg, resize)
-                _check_geometry(cfg, dataset_cfg, las=method_opts.method == DEFAULT_METHOD)
+                _check_geometry(cfg, dataset_cfg, las=method_opts.method == DEFAULT_METHOD)  # LAS on GLASS's grid
                 jobs.append(Job(i, classname, models_dir / method_tag(method_opts.method, i) / key, cfg,
                                 method_opts.train, method_opts.compile, method_opts.method, fit=True))
         else:
             only = method_opts.method if method_opts is not None else None
             jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit, only))
-    las = method_opts is None or method_opts.method == DEFAULT_METHOD  # only GLASS reads textures and fg masks
+    las = method_opts is None or uses_las(method_opts.method)  # only these read textures and fg masks
     for classname in dataset_cfg.subdatasets:  # layout errors and undecodable images surface here, before
         validate_class_images(dataset_cfg, classname, train=opts.test == "ckpt", las=las)  # any folder is made
     return jobs
@@ -468,8 +528,17 @@ def _stored_jobs(models_dir: Path, key: str, classname: str, dataset_cfg: data.D
     return jobs
 
 
+def uses_las(method: str) -> bool:
+    """True for the methods that train on LAS images (textures and foreground masks): GLASS and DRAEM."""
+    return method == DEFAULT_METHOD or METHODS[method].model.synthesises_anomalies
+
+
 def _check_geometry(cfg: Any, dataset_cfg: data.DatasetConfig, las: bool = True) -> None:
-    """Image size (and for GLASS, the LAS downsampling) must match the backbone's feature grid."""
+    """Image size (and for GLASS, the LAS downsampling) must match the backbone's feature grid; a pixel
+    method's image size must be a multiple of its network's downsampling."""
+    if cfg.backbone == PIXEL_BACKBONE:
+        _check_pixel_geometry(cfg)
+        return
     info = backbones.backbone_info(cfg.backbone)
     strides = backbones.layer_strides(cfg.backbone, cfg.layers)
     largest = max(strides)
@@ -483,6 +552,18 @@ def _check_geometry(cfg: Any, dataset_cfg: data.DatasetConfig, las: bool = True)
             f"--downsampling {dataset_cfg.downsampling} does not match stride {strides[0]} of the first layer "
             f"{cfg.layers[0]}; pass --downsampling {strides[0]}"
         )
+    if cfg.resize < cfg.imagesize:
+        raise common.ConfigError(f"--resize {cfg.resize} is smaller than --imagesize {cfg.imagesize}; "
+                                 "resize must be >= imagesize (centre crop)")
+
+
+def _check_pixel_geometry(cfg: Any) -> None:
+    """A pixel method's image size must be whole multiples of its network's downsampling."""
+    multiple = cfg.input_multiple
+    if cfg.imagesize % multiple:
+        what = "--tile" if getattr(cfg, "tile", 0) else "the network's downsampling"
+        raise common.ConfigError(f"--imagesize {cfg.imagesize} is not a multiple of {multiple} ({what}); "
+                                 f"use e.g. {max(cfg.imagesize // multiple, 1) * multiple}")
     if cfg.resize < cfg.imagesize:
         raise common.ConfigError(f"--resize {cfg.resize} is smaller than --imagesize {cfg.imagesize}; "
                                  "resize must be >= imagesize (centre crop)")
@@ -509,11 +590,15 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
     if job.fit and job.method == DEFAULT_METHOD:
         train_glass(job, opts, dataset_cfg, sized, model, device, test_loader)
     elif job.fit:
-        clean_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=False)
-        _warn_without_holdout(key, clean_set, sized)
-        fit_class(model, data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
-                  job.class_dir, device, opts.seed, clean_set.heldout_paths,
-                  meta={"dataset": sized.name, "class": job.classname, "train_images": len(clean_set),
+        # One-pass methods read the clean images once in order; pixel methods train for epochs on shuffled
+        # batches, DRAEM's with LAS anomalies.
+        train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed,
+                                  las=model.synthesises_anomalies)
+        _warn_without_holdout(key, train_set, sized)
+        loader = data.build_dataloader(train_set, sized, opts.seed, shuffle=isinstance(model, PixelModel),
+                                       pin_memory=pin)
+        fit_class(model, loader, job.class_dir, device, opts.seed, train_set.heldout_paths,
+                  meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
                         "holdout": sized.holdout})
     vis_dir = opts.results_path / "eval" / job.tag / key
     outcome: ClassOutcome = evaluate_class(model, job.class_dir, test_loader, device, vis_dir)

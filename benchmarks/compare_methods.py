@@ -1,10 +1,11 @@
-"""GLASS, PatchCore and PaDiM side by side: same classes, data, backbone and pipeline; one table and one chart.
+"""GLASS, PatchCore, PaDiM, DRAEM and the convolutional autoencoder side by side: same classes, data, image
+size and pipeline (the backbone methods: the same backbone); one table and one chart.
 
     python benchmarks/compare_methods.py --data demo_data/mvtec --classes brick gravel grass
     python benchmarks/compare_methods.py --data demo_data/mvtec --classes brick --methods patchcore padim
     bash shell/run-compare.sh                                # builds the demo data first when missing
 
-Every method trains (GLASS) or fits (PatchCore, PaDiM) and tests every class with `main.py` in a
+Every method trains (GLASS, DRAEM, autoencoder) or fits (PatchCore, PaDiM) and tests every class with `main.py` in a
 subprocess of its own (--in_process: main.cli in this process, for small runs), into OUTPUT/<method>/
 (results.csv, models/, run.log), on the same MVTec-layout data, image size, backbone and seed. Models
 already in OUTPUT are reused (main.py keeps a finished GLASS run and a model fitted with the same settings,
@@ -12,7 +13,7 @@ and only tests them), so a rerun is cheap; --fresh deletes OUTPUT/<method>/ firs
 table gives:
 
 * image_auroc, pixel_auroc, pixel_pro: from that method's results.csv (main.py's evaluation);
-* train_seconds: the training (GLASS's epochs) or fitting (one pass) wall time stored in the checkpoint;
+* train_seconds: the training (epochs) or fitting (one pass) wall time stored in the checkpoint;
 * ms_per_image: measured here, in this process, for all methods side by side: the class's test images
   scored one at a time by the inference engine (torch backend, CPU, --threads 1 by default, `predict`:
   image score and anomaly map), after warm-up runs, in turn across the methods so that all see the same
@@ -21,7 +22,9 @@ table gives:
   from its own weights file, is not in it);
 
 plus one Mean row per method. Written to OUTPUT/comparison.csv (and .md), charted in OUTPUT/comparison.png.
-Defaults: efficientnet_lite0 at 256 px, GLASS with shell/run-demo.sh's settings (15 epochs, dims 512).
+Defaults: efficientnet_lite0 at 256 px, GLASS with shell/run-demo.sh's settings (15 epochs, dims 512), DRAEM and
+the autoencoder with their CPU demo settings (narrow networks, few epochs; the papers' are in
+shell/run-draem-mvtec.sh).
 """
 from __future__ import annotations
 
@@ -43,8 +46,9 @@ import errors
 import utils
 
 REPO = Path(__file__).resolve().parent.parent
-METHODS = ("glass", "patchcore", "padim")
-COMMANDS = {"glass": "net", "patchcore": "patchcore", "padim": "padim"}  # main.py's command of each method
+METHODS = ("glass", "patchcore", "padim", "draem", "ae")
+COMMANDS = {"glass": "net", "patchcore": "patchcore", "padim": "padim", "draem": "draem", "ae": "ae"}  # main.py's
+LAS_METHODS = ("glass", "draem")  # trained on synthetic anomalies: need the texture folder
 DATASET = "mvtec"  # --data is an MVTec-layout root
 COLUMNS = ("method", "class", "image_auroc", "pixel_auroc", "pixel_pro", "train_seconds", "ms_per_image",
            "model_mb")
@@ -55,6 +59,9 @@ TITLES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_pro
           "train_seconds": "training seconds", "ms_per_image": "ms per image (engine, torch, 1 image)",
           "model_mb": "model size on disk (MB)"}
 MEAN_ROW = utils.MEAN_ROW
+# CPU demo settings (a few minutes per class on 2 cores at 256 px; measured in README "Comparison methods").
+DRAEM_DEMO = {"epochs": 30, "width": 8, "lr": 1e-3}
+AE_DEMO = {"epochs": 60, "width": 8, "latent": 512}
 LOGGER = logging.getLogger("compare_methods")
 
 
@@ -114,6 +121,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     padim = parser.add_argument_group("PaDiM (main.py padim)")
     padim.add_argument("--padim_layers", nargs="+", help="default: the backbone's stride-4, 8 and 16 stages")
     padim.add_argument("--features", type=utils.positive_int, default=100, help="channels kept (random subset)")
+    draem = parser.add_argument_group("DRAEM (main.py draem; defaults: the CPU demo setting)")
+    draem.add_argument("--draem_epochs", type=utils.positive_int, default=DRAEM_DEMO["epochs"])
+    draem.add_argument("--draem_width", type=utils.positive_int, default=DRAEM_DEMO["width"],
+                       help="base channels of both sub-networks (the paper: 128 and 64)")
+    draem.add_argument("--draem_lr", type=utils.positive_float, default=DRAEM_DEMO["lr"])
+    ae = parser.add_argument_group("Autoencoder (main.py ae; defaults: the CPU demo setting)")
+    ae.add_argument("--ae_epochs", type=utils.positive_int, default=AE_DEMO["epochs"])
+    ae.add_argument("--ae_width", type=utils.positive_int, default=AE_DEMO["width"], help="first block's channels")
+    ae.add_argument("--ae_latent", type=utils.positive_int, default=AE_DEMO["latent"], help="latent numbers per tile")
     timing = parser.add_argument_group("ms per image")
     timing.add_argument("--timing_images", type=utils.positive_int, default=20,
                         help="test images timed per class (evenly spaced over the sorted test set)")
@@ -139,8 +155,10 @@ def check_inputs(args: argparse.Namespace) -> tuple[Path, list[str]]:
         raise CompareError(f"--classes {' '.join(unknown)}: no such class in {args.data} (with train/ and test/); "
                            f"classes there: {', '.join(available) or 'none'}")
     aug = args.aug if args.aug is not None else args.data.parent / "dtd" / "images"
-    if "glass" in args.methods and not aug.is_dir():
-        raise CompareError(f"--aug {aug} is not a folder; GLASS needs a texture folder for LAS (DTD's images)")
+    needing = [method for method in args.methods if method in LAS_METHODS]
+    if needing and not aug.is_dir():
+        raise CompareError(f"--aug {aug} is not a folder; {' and '.join(needing)} need a texture folder for their "
+                           "synthetic anomalies (DTD's images)")
     if args.resize < args.imagesize:
         raise CompareError(f"--resize {args.resize} is smaller than --imagesize {args.imagesize}; "
                            "resize must be >= imagesize (centre crop)")
@@ -170,6 +188,11 @@ def default_layers(args: argparse.Namespace, method: str) -> list[str]:
 
 def method_argv(args: argparse.Namespace, method: str) -> list[str]:
     """main.py's method command with its settings."""
+    if method == "draem":
+        return ["draem", "--recon_width", str(args.draem_width), "--disc_width", str(args.draem_width),
+                "--epochs", str(args.draem_epochs), "--lr", str(args.draem_lr)]
+    if method == "ae":
+        return ["ae", "--width", str(args.ae_width), "--latent", str(args.ae_latent), "--epochs", str(args.ae_epochs)]
     layers = [flag for layer in default_layers(args, method) for flag in ("-le", layer)]
     head = [COMMANDS[method], "-b", args.backbone, *layers]
     if method == "glass":
@@ -190,12 +213,13 @@ def dataset_argv(args: argparse.Namespace, method: str, aug: Path, classes: Sequ
             "--imagesize", str(args.imagesize)]
     if args.num_workers is not None:
         argv += ["--num_workers", str(args.num_workers)]
+    if method in LAS_METHODS:
+        argv += ["--mean", "0.5", "--std", "0.1", "--fg", "0", "--rand_aug", "1"]
     if method == "glass":
         import backbones
 
         layers = default_layers(args, method) or list(backbones.backbone_info(args.backbone).default_layers)
-        argv += ["--distribution", "1", "--mean", "0.5", "--std", "0.1", "--fg", "0", "--rand_aug", "1",
-                 "--downsampling", str(backbones.layer_strides(args.backbone, layers)[0])]
+        argv += ["--distribution", "1", "--downsampling", str(backbones.layer_strides(args.backbone, layers)[0])]
     for name in classes:
         argv += ["-d", name]
     return [*argv, DATASET, str(args.data.resolve()), str(aug.resolve())]
@@ -417,7 +441,8 @@ def chart_png(rows: Sequence[dict[str, Any]], methods: Sequence[str], classes: S
     FigureCanvasAgg(figure)
     width = 0.8 / len(methods)
     x = np.arange(len(groups))
-    colours = {"glass": "tab:blue", "patchcore": "tab:orange", "padim": "tab:green"}
+    colours = {"glass": "tab:blue", "patchcore": "tab:orange", "padim": "tab:green", "draem": "tab:red",
+               "ae": "tab:purple"}
     for index, column in enumerate(COLUMNS[2:]):
         axes = figure.add_subplot(2, 3, index + 1)
         for i, method in enumerate(methods):
@@ -463,7 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  for method in methods]
     rows.sort(key=lambda row: methods.index(row["method"]))
     rows = with_means(rows, methods)
-    note = (f"{args.backbone}, {args.imagesize} px, seed {args.seed}; GLASS {args.glass_epochs} epochs; "
+    note = (f"{args.backbone}, {args.imagesize} px, seed {args.seed}; GLASS {args.glass_epochs} epochs, DRAEM "
+            f"{args.draem_epochs} (width {args.draem_width}), AE {args.ae_epochs} (width {args.ae_width}); "
             f"ms per image: torch engine, {args.threads} thread{'s' if args.threads > 1 else ''}, one image per "
             "call, median; "
             f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, load average {load[0]:.1f} -> "

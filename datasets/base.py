@@ -406,7 +406,7 @@ class GlassDataset(torch.utils.data.Dataset):
 
     # ---- items ------------------------------------------------------------------------------
     def __getitem__(self, idx: int) -> dict:
-        """Training item (image, aug, mask_s, ...) or test item (image, mask_gt, ...)."""
+        """Training item (image, aug, mask_s, mask, ...) or test item (image, mask_gt, ...)."""
         sample = self.samples[idx]
         image = load_image(sample.image_path, "RGB")
         if self.split == "test":
@@ -419,8 +419,9 @@ class GlassDataset(torch.utils.data.Dataset):
             item = {"image": torch.from_numpy(clean), "is_anomaly": 0,
                     "image_path": str(sample.image_path), "idx": idx}
             if self.las:
-                aug, _, pooled = self.synthesize(clean, fg, rng)
+                aug, mask, pooled = self.synthesize(clean, fg, rng)
                 item["aug"], item["mask_s"] = torch.from_numpy(aug), torch.from_numpy(pooled)
+                item["mask"] = torch.from_numpy(mask)  # full size (DRAEM's segmentation target)
         return item
 
     def _test_item(self, idx: int, sample: Sample, image: PIL.Image.Image) -> dict:

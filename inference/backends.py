@@ -98,7 +98,7 @@ def load_onnx_backend(class_dir: Path, onnx_path: str | None, provider: str) -> 
 def load_torch_backend(class_dir: Path, device: torch.device) -> tuple[TorchBackend, ModelInfo]:
     """The class folder's final checkpoint in PyTorch on `device`."""
     net, data = load_trained_model(class_dir, device)
-    info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
+    info = ModelInfo.from_checkpoint(data, class_dir.name, net.strides)
     LOGGER.info("loaded %s (%s, %d px) on %s", class_dir, info.backbone, info.imagesize, device)
     return TorchBackend(net, device), info
 

@@ -213,7 +213,7 @@ def model_engine(net: Any, device: torch.device, class_name: str = "", batch_siz
     from inference.engine import InferenceEngine
     from inference.model_info import ModelInfo
 
-    info = ModelInfo.for_net(net.cfg, class_name, net.extractor.strides, 0.5, 0.5)
+    info = ModelInfo.for_net(net.cfg, class_name, net.strides, 0.5, 0.5)
     return InferenceEngine(TorchBackend(net, device), info, batch_size=batch_size)
 
 

@@ -130,14 +130,15 @@ class InferenceEngine:
         """The image score of every frame (without anomaly maps where the method allows: cheaper than predict)."""
         if self.info.image_score == "map_max":
             return [result.score for result in self.predict(frames)]
-        return [image_score(*grids) for grids in self.score_grids(frames)]
+        return [image_score(*grids, rule=self.info.image_score) for grids in self.score_grids(frames)]
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[FrameResult]:
         """Image score, anomaly map (frame resolution) and decision for every frame."""
         results = []
         for frame, (grid, image_grid) in zip(frames, self.score_grids(frames)):
             amap = self.frame_map(grid, self.geometry(frame))
-            score = float(amap.max()) if self.info.image_score == "map_max" else image_score(grid, image_grid)
+            rule = self.info.image_score
+            score = float(amap.max()) if rule == "map_max" else image_score(grid, image_grid, rule)
             results.append(FrameResult(score, amap, score >= self.threshold))
         return results
 
@@ -159,12 +160,15 @@ class InferenceEngine:
         return amap
 
 
-def image_score(grid: np.ndarray, image_grid: np.ndarray | None = None) -> float:
-    """A frame's anomaly score under the "peak" rule, as evaluation computes it: the image-score grid at the
+def image_score(grid: np.ndarray, image_grid: np.ndarray | None = None, rule: str = "peak") -> float:
+    """A frame's anomaly score, as evaluation computes it: under the "peak" rule the image-score grid at the
     highest patch score (without one, or for GLASS, the highest patch score itself; PatchCore: its reweighted
-    score). PaDiM's "map_max" rule takes the anomaly map's maximum instead (InferenceEngine.predict)."""
+    score), under "grid_max" (DRAEM) the image-score grid's maximum. The "map_max" rule (PaDiM, autoencoder)
+    takes the anomaly map's maximum instead (InferenceEngine.predict)."""
     if image_grid is None or image_grid is grid:
         return float(grid.max())
+    if rule == "grid_max":
+        return float(image_grid.max())
     return float(image_grid.flat[int(np.argmax(grid))])
 
 

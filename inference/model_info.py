@@ -53,7 +53,7 @@ class ModelInfo:
     # peak of a defect-free frame's map, so a defect's extent is measured, not just its core.
     pixel_low: float | None = None  # None: pixel_threshold (no hysteresis)
     method: str = DEFAULT_METHOD  # the detector (methods.registry): glass, patchcore, padim
-    image_score: str = "peak"  # the method's image-score rule (methods.base): "peak" or "map_max"
+    image_score: str = "peak"  # the method's image-score rule (methods.base.IMAGE_SCORE_RULES)
 
     @property
     def region_low(self) -> float:
@@ -116,8 +116,8 @@ class ModelInfo:
     @classmethod
     def for_net(cls, net: Any, class_name: str, strides: Sequence[int], threshold: float,
                 pixel_threshold: float) -> ModelInfo:
-        """The description of a model of this configuration (any method's config) whose backbone layers have
-        these strides."""
+        """The description of a model of this configuration (any method's config) whose score grids and padding
+        have these strides (AnomalyModel.strides)."""
         stride = int(strides[0])
         side = -(-net.imagesize // stride)
         return cls(

@@ -409,7 +409,7 @@ class PatchScoreNet(nn.Module):
 
 def export_size(net: AnomalyModel) -> int:
     """The square input size exports are traced and checked at: imagesize rounded up to the largest stride."""
-    multiple = max(net.extractor.strides)
+    multiple = max(net.strides)
     return -(-net.cfg.imagesize // multiple) * multiple
 
 
@@ -447,6 +447,8 @@ def build_export_module(net: AnomalyModel, form: str = "auto", geometry: HeadGeo
     """The export-friendly equivalent of an eval model (on CPU), its form and head geometry (GLASS; other
     methods export their own head: form "<method>", no geometry)."""
     net = net.cpu().eval()
+    if net.extractor is None:  # a pixel method (DRAEM, autoencoder): its head is the whole model
+        return net.export_head().eval(), net.method, None
     if not isinstance(net, glass_model.GlassModel):
         extractor = with_static_padding(net.extractor, export_size(net))
         return PatchScoreNet(extractor, net.export_head()).eval(), net.method, None
@@ -581,7 +583,7 @@ def export_onnx(class_dir: str | os.PathLike, output: Path | None = None, opset:
               "source_checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None}
     net, data = load_trained_model(class_dir, "cpu")
     geometry = head_geometry(net) if isinstance(net, glass_model.GlassModel) else None
-    info = ModelInfo.from_checkpoint(data, class_dir.name, net.extractor.strides)
+    info = ModelInfo.from_checkpoint(data, class_dir.name, net.strides)
     return export_model(net, info, target, settings, source, geometry)
 
 
@@ -613,7 +615,7 @@ def _verified_payload(net: AnomalyModel, module: nn.Module, settings: ExportSett
     """(serialised ONNX model, simplified?, max |onnxruntime - model|), each step checked."""
     import onnx  # here, not at the top: it takes about a second to import and only an export needs it
 
-    size, multiple = export_size(net), max(net.extractor.strides)
+    size, multiple = export_size(net), max(net.strides)
     images = verification_batch(size)
     wide = verification_batch(size, width=size + 2 * multiple)  # checks the dynamic height and width
     torch_diff = max(max_difference(module, net, images), max_difference(module, net, wide))

@@ -5,11 +5,17 @@ tools treat all methods alike.
   scores make the anomaly map (bilinear + Gaussian, `common.anomaly_maps`). The image score follows the
   model's `image_score_rule`: "peak" (GLASS, PatchCore), the image-score grid at the patch with the
   highest patch score (`image_scores_at_peak`; GLASS's grids are one tensor: the highest patch score;
-  PatchCore's image grid holds the paper's reweighted distance of each patch), or "map_max" (PaDiM, as
-  its paper), the highest value of the smoothed anomaly map.
+  PatchCore's image grid holds the paper's reweighted distance of each patch), "map_max" (PaDiM and the
+  autoencoder), the highest value of the smoothed anomaly map, or "grid_max" (DRAEM), the highest value of
+  the image-score grid (DRAEM's: its pixel map averaged over 21 x 21 windows, as its paper).
+- `strides`: (pixels per grid cell, the multiple inputs are padded to): the backbone's layer strides, or a
+  pixel method's own (`PixelModel`).
 - `export_head()`: the part after the backbone as a module maps -> grids (one output when the grids
   are the same), for ONNX export.
 - `weights()` / `load_weights(state, source)`: the fitted state for checkpoints.
+- `fit_loader(loader, seed)`: fits on a class's training loader (`fitting.fit_class`); the one-pass methods
+  read its images once, the trained pixel methods (DRAEM, autoencoder) run their epochs over it. Methods
+  with `synthesises_anomalies` get a loader whose items carry LAS images and masks (`aug`, `mask`).
 
 Scores in [0, 1]: distance methods map a distance d to d / (d + scale), with `scale` fixed when the
 model is fitted (from the defect-free training data). The mapping is strictly increasing, so every
@@ -52,7 +58,7 @@ class ModelConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-IMAGE_SCORE_RULES = ("peak", "map_max")
+IMAGE_SCORE_RULES = ("peak", "map_max", "grid_max")
 
 
 def image_scores_at_peak(patch: torch.Tensor, image_grid: torch.Tensor) -> torch.Tensor:
@@ -70,9 +76,15 @@ class AnomalyModel(nn.Module):
     """Base of every method's torch model: frozen backbone `extractor`, config `cfg`, grids in [0, 1]."""
 
     method: ClassVar[str] = ""
-    image_score_rule: ClassVar[str] = "peak"  # or "map_max" (see the module docstring)
+    image_score_rule: ClassVar[str] = "peak"  # or "map_max", "grid_max" (see the module docstring)
+    synthesises_anomalies: ClassVar[bool] = False  # trains on LAS images (DRAEM)
     cfg: Any
-    extractor: backbones.FeatureExtractor
+    extractor: backbones.FeatureExtractor | None
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Pixels per cell of the score grids first; inputs are padded to a multiple of the largest."""
+        return tuple(self.extractor.strides)
 
     def score_grids(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(patch scores, image-score grid), each (B,h,w), for normalised images (B,3,H,W)."""
@@ -90,9 +102,19 @@ class AnomalyModel(nn.Module):
         maps = common.anomaly_maps(patch, images.shape[-2:])
         if self.image_score_rule == "map_max":
             image_scores = maps.reshape(len(maps), -1).max(axis=1)
+        elif self.image_score_rule == "grid_max":
+            image_scores = image_grid.flatten(1).amax(dim=1).cpu().numpy()
         else:
             image_scores = image_scores_at_peak(patch, image_grid).cpu().numpy()
         return image_scores, maps, patch.cpu().numpy()
+
+    def fit(self, batches: Any, seed: int) -> dict[str, Any]:
+        """Fits on batches of normalised defect-free images; returns facts for the checkpoint."""
+        raise NotImplementedError
+
+    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int) -> dict[str, Any]:
+        """Fits on a class's training loader (one pass over its images); returns fit facts."""
+        return self.fit((batch["image"] for batch in loader), seed=seed)
 
     def weights(self) -> dict[str, Any]:
         """The fitted state, on CPU."""

@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
+from methods.autoencoder import AutoencoderConfig, AutoencoderModel
 from methods.base import AnomalyModel, CheckpointError
+from methods.draem import DraemConfig, DraemModel
 from methods.padim import PadimConfig, PadimModel
 from methods.patchcore import PatchCoreConfig, PatchCoreModel
 from model import GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
@@ -32,6 +34,8 @@ METHODS: dict[str, Method] = {
     "glass": Method(NetConfig, GlassModel),
     "patchcore": Method(PatchCoreConfig, PatchCoreModel),
     "padim": Method(PadimConfig, PadimModel),
+    "draem": Method(DraemConfig, DraemModel),
+    "ae": Method(AutoencoderConfig, AutoencoderModel),
 }
 
 

@@ -48,14 +48,15 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModel:
 
 @pytest.fixture(scope="session")
 def fitted_methods(tmp_path_factory: pytest.TempPathFactory) -> FittedMethods:
-    """A tiny PatchCore and a tiny PaDiM (efficientnet_lite0, 64 px) fitted once per session by the CLI into one
-    results folder, on 16 training images (8 fitted on, 8 held out for the score scale and the thresholds)."""
+    """A tiny PatchCore and PaDiM (efficientnet_lite0, 64 px), DRAEM and autoencoder (2 epochs, narrow networks)
+    fitted once per session by the CLI into one results folder, on 16 training images (8 fitted on, 8 held out
+    for the score scale and the thresholds)."""
     import main
 
     root = tmp_path_factory.mktemp("fitted_methods")
     data, aug = write_tiny_mvtec(root, n_train=16)
     results = root / "results"
-    for method in ("patchcore", "padim"):
+    for method in METHOD_ARGS:
         code = main.cli(["--results_path", str(results), "--seed", "0", *METHOD_ARGS[method], *dataset_args(data, aug)])
         assert code == 0, method
     return FittedMethods(results, data, aug)

@@ -75,12 +75,15 @@ class TinyModel:
 METHOD_CLASS = "mvtec_toy"
 PATCHCORE_ARGS = ("patchcore", "-b", "efficientnet_lite0", "-le", "blocks.2", "-le", "blocks.4", "--coreset", "0.5")
 PADIM_ARGS = ("padim", "-b", "efficientnet_lite0", "-le", "blocks.1", "-le", "blocks.2", "--features", "20")
-METHOD_ARGS = {"patchcore": PATCHCORE_ARGS, "padim": PADIM_ARGS}
+DRAEM_ARGS = ("draem", "--recon_width", "4", "--disc_width", "4", "--epochs", "2", "--lr", "0.001")
+AE_ARGS = ("ae", "--width", "4", "--latent", "16", "--epochs", "2")
+METHOD_ARGS = {"patchcore": PATCHCORE_ARGS, "padim": PADIM_ARGS, "draem": DRAEM_ARGS, "ae": AE_ARGS}
 
 
 @dataclass(frozen=True)
 class FittedMethods:
-    """One results folder holding a tiny fitted PatchCore and PaDiM class model (the `fitted_methods` fixture)."""
+    """One results folder holding a tiny fitted PatchCore, PaDiM, DRAEM and autoencoder class model (the
+    `fitted_methods` fixture)."""
 
     results: Path  # the --results_path both were fitted into
     data_path: Path  # the MVTec-layout data (16 training images: 8 fitted on, 8 held out)

@@ -1,4 +1,5 @@
-"""The CLI's one-pass methods (`patchcore`, `padim`): fit and test, test the stored models, bad values."""
+"""The CLI's methods beside GLASS (`patchcore`, `padim`, `draem`, `ae`): fit or train and test, test the stored
+models, bad values."""
 from __future__ import annotations
 
 import shutil
@@ -7,13 +8,34 @@ import pytest
 
 import main
 from model import load_checkpoint
-from tests.helpers import METHOD_CLASS, PADIM_ARGS, PATCHCORE_ARGS, dataset_args, read_csv
+from tests.helpers import (AE_ARGS, DRAEM_ARGS, METHOD_ARGS, METHOD_CLASS, PADIM_ARGS, PATCHCORE_ARGS, dataset_args,
+                           read_csv)
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_pro")
 
 
 def rows_by_method(results) -> dict[tuple[str, str], dict[str, str]]:
     return {(row["method"], row["class"]): row for row in read_csv(results / "results.csv")}
+
+
+@pytest.mark.parametrize("method", ["draem", "ae"])
+def test_a_pixel_method_trains_for_its_epochs_and_tests(fitted_methods, method):
+    results = fitted_methods.results
+    class_dir = results / "models" / method / "backbone_0" / METHOD_CLASS
+    assert sorted(p.name for p in class_dir.iterdir()) == ["ckpt_best_2.pth"]  # named by its epochs
+    stored = load_checkpoint(class_dir / "ckpt_best_2.pth")
+    assert stored["method"] == method and stored["epoch"] == 2 and stored["selection"] == "last"
+    assert stored["net"]["imagesize"] == 64 and "backbone" not in stored["net"]
+    assert stored["net"]["epochs"] == 2 and stored["net"]["mean"] == [0.0, 0.0, 0.0]
+    curve = stored["timing"]["fit"]["loss"]
+    assert len(curve) == 2 and all(value > 0 for value in curve)
+    assert len(stored["calibration"]["images"]) == 8
+    pictures = sorted(p.name for p in (results / "eval" / method / "backbone_0" / METHOD_CLASS).glob("*.png"))
+    assert len(pictures) == 6
+    row = rows_by_method(results)[(method, METHOD_CLASS)]
+    assert row["epoch"] == "2"
+    for name in METRICS:  # 2 epochs of a 4-channel network: a number, not yet a detector
+        assert 0.0 <= float(row[name]) <= 1.0, name
 
 
 @pytest.mark.parametrize("method", ["patchcore", "padim"])
@@ -45,10 +67,10 @@ def test_test_only_run_tests_the_stored_models_of_every_method(fitted_methods, t
                      "-d", "toy", "mvtec", str(fitted_methods.data_path), str(fitted_methods.aug_path)])
     assert code == 0
     rows, fitted_rows = rows_by_method(results), rows_by_method(fitted_methods.results)
-    assert set(rows) == {(m, c) for m in ("patchcore", "padim") for c in (METHOD_CLASS, "Mean")}
+    assert set(rows) == {(m, c) for m in METHOD_ARGS for c in (METHOD_CLASS, "Mean")}
     for key, row in rows.items():  # the stored models give the numbers they gave when fitted
         assert {name: row[name] for name in METRICS} == {name: fitted_rows[key][name] for name in METRICS}
-    for method in ("patchcore", "padim"):
+    for method in METHOD_ARGS:
         assert len(list((results / "eval" / method / "backbone_0" / METHOD_CLASS).glob("*.png"))) == 6
 
     (results / "results.csv").unlink()
@@ -84,6 +106,13 @@ def test_running_the_same_command_again_tests_the_fitted_model_without_fitting(f
     ([*PADIM_ARGS[:-1], "65"], ["--features", "65", "64 channels", "blocks.1, blocks.2"]),
     (["padim", "-b", "efficientnet_lite0", "--covariance", "diagonal"], ["--covariance"]),
     ([*PATCHCORE_ARGS, *PADIM_ARGS], ["one method command per run"]),
+    ([*DRAEM_ARGS, "--score_window", "20"], ["--score_window", "odd"]),
+    ([*DRAEM_ARGS, "--anomaly_probability", "1.5"], ["--anomaly_probability", "1.5"]),
+    ([*DRAEM_ARGS, "--epochs", "0"], ["--epochs"]),
+    ([*AE_ARGS, "--tile", "24"], ["--tile", "multiple of 16"]),
+    ([*AE_ARGS, "--tile", "48"], ["--imagesize 64", "multiple of 48"]),
+    ([*AE_ARGS, "--error", "l1"], ["--error"]),
+    (["draem", "-b", "efficientnet_lite0"], ["-b"]),
     (["net", "-b", "efficientnet_lite0", *PATCHCORE_ARGS], ["one method command per run"]),
 ])
 def test_bad_method_values_exit_2_with_one_line_naming_the_flag(fitted_methods, tmp_path, capsys, args, needles):

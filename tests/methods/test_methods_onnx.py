@@ -1,4 +1,5 @@
-"""ONNX export of PatchCore and PaDiM class models, and the engine running them in ONNX Runtime and in PyTorch."""
+"""ONNX export of PatchCore, PaDiM, DRAEM and autoencoder class models, and the engine running them in ONNX
+Runtime and in PyTorch."""
 from __future__ import annotations
 
 import json
@@ -17,7 +18,9 @@ from inference.engine import EngineConfig, InferenceEngine
 from methods.registry import load_trained_model
 from tests.helpers import ONNX_TOLERANCE
 
-METHODS = ("patchcore", "padim")
+METHODS = ("patchcore", "padim", "draem", "ae")
+TWO_OUTPUTS = ("patchcore", "draem")  # an image-score grid beside the patch scores
+GRIDS = {"patchcore": [8, 8], "padim": [16, 16], "draem": [16, 16], "ae": [16, 16]}  # of a 64 px training view
 
 
 @pytest.fixture(scope="module")
@@ -33,27 +36,28 @@ def test_export_writes_the_methods_graph_and_sidecar(exported, method):
     graph = onnx.load(str(exported[method])).graph
     outputs = [output.name for output in graph.output]
     assert [i.name for i in graph.input] == ["images"]
-    assert outputs == (["patch_scores", "image_grid"] if method == "patchcore" else ["patch_scores"])
+    assert outputs == (["patch_scores", "image_grid"] if method in TWO_OUTPUTS else ["patch_scores"])
     description = json.loads(exported[method].with_suffix(".onnx.json").read_text())
     assert description["method"] == method and description["form"] == method
     assert description["format"] == onnx_export.EXPORT_FORMAT and description["max_abs_diff_vs_torch"] <= 1e-4
-    assert description["grid"] == ([8, 8] if method == "patchcore" else [16, 16])
+    assert description["grid"] == GRIDS[method]
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_onnx_outputs_equal_torch_on_a_non_square_batch(fitted_methods, exported, method):
     net, _ = load_trained_model(fitted_methods.class_dir(method))
-    images = torch.randn(3, 3, 64, 96, generator=torch.Generator().manual_seed(5))
+    width = 128 if method == "ae" else 96  # the autoencoder's inputs are whole 64 px tiles
+    images = torch.randn(3, 3, 64, width, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         patch, image = net.score_grids(images)
     session = ort.InferenceSession(str(exported[method]), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": images.numpy()})
-    expected = [patch.numpy()] if method == "padim" else [patch.numpy(), image.numpy()]
+    expected = [patch.numpy(), image.numpy()] if method in TWO_OUTPUTS else [patch.numpy()]
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
-        assert a.shape == b.shape == ((3, 8, 12) if method == "patchcore" else (3, 16, 24))
+        assert a.shape == b.shape == ((3, 8, 12) if method == "patchcore" else (3, 16, width // 4))
         assert np.abs(a - b).max() <= ONNX_TOLERANCE
-    if method == "patchcore":  # the second output matters: the image score is not the patch peak
+    if method in TWO_OUTPUTS:  # the second output matters: the image score is not the patch peak
         assert not np.allclose(got[0], got[1])
 
 
@@ -84,6 +88,9 @@ def test_engine_gives_the_same_scores_and_maps_with_onnx_and_torch(fitted_method
             for result, (patch, image_grid) in zip(got, onnx_engine.score_grids(frames)):
                 assert result.score == pytest.approx(float(image_grid.flat[np.argmax(patch)]), abs=1e-7)
                 assert result.score < float(patch.max())
+        if method == "draem":  # the image score is the window-averaged map's maximum
+            for result, (_, image_grid) in zip(got, onnx_engine.score_grids(frames)):
+                assert result.score == pytest.approx(float(image_grid.max()), abs=1e-7)
 
 
 def test_the_engines_onnx_backend_exports_a_patchcore_folder_on_first_use(fitted_methods, tmp_path):

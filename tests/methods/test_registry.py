@@ -75,7 +75,7 @@ def test_fit_save_load_round_trip_gives_identical_score_grids(fitted, method):
         for a, b in zip(loaded.score_grids(images), model.score_grids(images)):
             assert a.shape == ((2, 8, 12) if method == "patchcore" else (2, 16, 24))
             assert torch.equal(a, b)
-    info = ModelInfo.from_checkpoint(stored, "mvtec_toy", loaded.extractor.strides)
+    info = ModelInfo.from_checkpoint(stored, "mvtec_toy", loaded.strides)
     assert info.method == method and info.imagesize == 64 and info.threshold == stored["calibration"]["image_threshold"]
 
 
@@ -106,7 +106,7 @@ def test_a_glass_checkpoint_without_a_method_key_loads_as_glass(tmp_path):
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(loaded(images), net(images))
-    assert ModelInfo.from_checkpoint(stored, "mvtec_toy", loaded.extractor.strides).method == "glass"
+    assert ModelInfo.from_checkpoint(stored, "mvtec_toy", loaded.strides).method == "glass"
 
 
 def test_fitting_again_with_the_same_settings_keeps_the_checkpoint(fitted, data_cfg, monkeypatch):
