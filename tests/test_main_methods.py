@@ -166,3 +166,32 @@ def test_non_square_grayscale_busy_frames_with_a_low_contrast_defect(tmp_path, m
     assert float(row["image_auroc"]) > 0.5
     stored = load_checkpoint(results / "models" / method / "backbone_0" / "mvtec_gray" / "ckpt_best_1.pth")
     assert stored["calibration"]["source"] == "heldout" and len(stored["calibration"]["images"]) == 8
+
+
+def script_commands(path) -> dict[str, list[str]]:
+    """The main.py command line of a shell script, split into its chained commands (name -> flags)."""
+    import shlex
+
+    text = path.read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if "main.py" in line)
+    tokens = shlex.split(line)[shlex.split(line).index("main.py") + 1:]
+    commands, current = {"main": []}, "main"
+    for token in tokens:
+        if token in ("net", "patchcore", "padim", "draem", "ae", "dataset"):
+            current = token
+            commands[current] = []
+        else:
+            commands[current].append(token)
+    return commands
+
+
+def test_the_draem_mvtec_script_runs_the_papers_defaults():
+    from pathlib import Path
+
+    commands = script_commands(Path(main.__file__).parent / "shell" / "run-draem-mvtec.sh")
+    given = main.draem.make_context("draem", list(commands["draem"])).params
+    defaults = main.draem.make_context("draem", []).params
+    assert given == defaults and given["epochs"] == 700 and given["recon_width"] == 128
+    flags = commands["dataset"][:commands["dataset"].index("${flags[@]}")]  # then the class flags and paths
+    dataset = main.dataset.make_context("dataset", [*flags, "-d", "x", "mvtec", "d", "a"]).params
+    assert (dataset["imagesize"], dataset["batch_size"], dataset["fg"]) == (256, 8, 0)

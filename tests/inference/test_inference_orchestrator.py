@@ -187,7 +187,8 @@ def test_rank_goes_by_the_median_so_defect_frames_do_not_count_against_the_right
 
 @pytest.fixture(scope="module")
 def method_results(fitted_methods, tmp_path_factory) -> Path:
-    """A results folder holding only the PatchCore and the PaDiM model (models/<method>/backbone_0/mvtec_toy)."""
+    """A results folder holding only the PatchCore, PaDiM, DRAEM and autoencoder models
+    (models/<method>/backbone_0/mvtec_toy)."""
     results = tmp_path_factory.mktemp("method_results") / "results"
     shutil.copytree(fitted_methods.results / "models", results / "models")
     return results
@@ -195,12 +196,14 @@ def method_results(fitted_methods, tmp_path_factory) -> Path:
 
 def test_models_of_every_method_are_found_and_listed(method_results, capsys):
     found = orchestrator.find_models(method_results)
-    assert found == [method_results / "models" / m / "backbone_0" / "mvtec_toy" for m in ("padim", "patchcore")]
+    methods = ("ae", "draem", "padim", "patchcore")
+    assert found == [method_results / "models" / m / "backbone_0" / "mvtec_toy" for m in methods]
     assert orchestrator.cli(["--list_models", "--results_path", str(method_results)]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "mvtec_toy" in line]
-    assert len(lines) == 2
+    assert len(lines) == 4
     for line in lines:  # backbone and size read from each checkpoint, not an error
-        assert "efficientnet_lite0" in line and " 64 " in line and "(" not in line, line
+        backbone = "none" if any(f"/{m}/" in line for m in ("ae", "draem")) else "efficientnet_lite0"
+        assert f" {backbone} " in line and " 64 " in line and "(" not in line, line
 
 
 def test_orchestrator_ranks_and_tracks_with_method_models(method_results, fitted_methods, tmp_path, monkeypatch):
@@ -215,7 +218,7 @@ def test_orchestrator_ranks_and_tracks_with_method_models(method_results, fitted
     assert code == 0
     selection = json.loads(next(tmp_path.rglob("model_selection.json")).read_text())
     ranking = selection["ranking"]
-    assert sorted(Path(r["class_dir"]).parts[-3] for r in ranking) == ["padim", "patchcore"]
+    assert sorted(Path(r["class_dir"]).parts[-3] for r in ranking) == ["ae", "draem", "padim", "patchcore"]
     assert all(r["error"] is None for r in ranking)
     frames = [frame for _, frame in video_io.sample_frames(video, 3)]
     for entry in ranking:

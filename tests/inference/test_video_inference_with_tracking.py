@@ -264,7 +264,7 @@ def test_pixel_threshold_and_roi_reach_the_tracker(tiny_model, moving_clip, tmp_
         assert sum(1 for _ in handle) == N_FRAMES + 1
 
 
-@pytest.mark.parametrize("method", ["patchcore", "padim"])
+@pytest.mark.parametrize("method", ["patchcore", "padim", "draem", "ae"])
 def test_tracking_runs_with_a_model_of_another_method(fitted_methods, method, tmp_path, monkeypatch):
     model = fitted_methods.tiny_model(method)
     video = write_scrolling_clip(model, tmp_path / "moving.mp4", 6, SHIFT)
@@ -279,6 +279,7 @@ def test_tracking_runs_with_a_model_of_another_method(fitted_methods, method, tm
     assert report["settings"]["class_dir"] == str(model.class_dir) and report["settings"]["backend"] == "torch"
     assert report["performance"]["frames"] == 6 and report["totals"]["total_frames"] == 6
     # the calibrated thresholds are the checkpoint's, and the dark square is found as one defect
-    calibration = load_checkpoint(model.class_dir / "ckpt_best_1.pth")["calibration"]
+    calibration = load_checkpoint(next(model.class_dir.glob("ckpt_best_*.pth")))["calibration"]
     assert report["settings"]["image_threshold"] == pytest.approx(calibration["image_threshold"])
-    assert report["totals"]["num_defects"] == 1
+    if method in ("patchcore", "padim"):  # the pixel methods trained 2 epochs: not yet detectors
+        assert report["totals"]["num_defects"] == 1
