@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# GLASS, PatchCore and PaDiM side by side on the offline demo data (about 30 minutes on 2 cores, GLASS's
-# 15 epochs per class being most of it):
+# GLASS, PatchCore, PaDiM, DRAEM and the convolutional autoencoder side by side on the offline demo data
+# (about an hour on 2 cores, GLASS's 15 and DRAEM's 30 epochs per class being most of it):
 #   1. build demo_data/ as shell/run-demo.sh does (skipped when already complete);
-#   2. train/fit and test every method on every demo class with the same efficientnet_lite0 backbone,
-#      256 px images and seed (GLASS with run-demo.sh's settings), time the engines side by side;
+#   2. train/fit and test every method on every demo class with the same 256 px images and seed, the
+#      backbone methods on the same efficientnet_lite0 (GLASS with run-demo.sh's settings; DRAEM and the
+#      autoencoder with their CPU demo settings), time the engines side by side;
 #   3. print results/compare/comparison.csv (chart: results/compare/comparison.png).
 # Models already in the results folder are reused, so a rerun only tests and times them (--fresh retrains).
 # Usage: bash shell/run-compare.sh [compare_methods.py options, e.g. --glass_epochs 5 --fresh]
@@ -25,7 +26,7 @@ cd "$(dirname "$0")/.."
     --data "$datapath" \
     --aug "$augpath" \
     --classes "${classes[@]}" \
-    --methods glass patchcore padim \
+    --methods glass patchcore padim draem ae \
     --backbone efficientnet_lite0 \
     --imagesize 256 \
     --resize 256 \

@@ -1,5 +1,5 @@
 """benchmarks/compare_methods.py: the table, the chart, model reuse and one-line errors on tiny data; the
-slow test compares the three methods on one demo class (shell/run-compare.sh)."""
+slow test compares the five methods on one demo class (shell/run-compare.sh)."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,11 +17,12 @@ from tests.helpers import REPO, read_csv, write_tiny_mvtec
 
 SCRIPT = REPO / "benchmarks" / "compare_methods.py"
 CLASSES = ("toy", "toy2")
-METHODS = ("glass", "patchcore", "padim")
+METHODS = ("glass", "patchcore", "padim", "draem", "ae")
 COLUMNS = ["method", "class", "image_auroc", "pixel_auroc", "pixel_pro", "train_seconds", "ms_per_image", "model_mb"]
 TINY = ["--imagesize", "64", "--resize", "64", "--batch_size", "4", "--num_workers", "0",
         "--glass_epochs", "1", "--glass_dims", "64", "--glass_hidden", "32", "--glass_step", "2",
         "--coreset", "0.5", "--padim_layers", "blocks.1", "blocks.2", "--features", "16",
+        "--draem_epochs", "1", "--draem_width", "4", "--ae_epochs", "1", "--ae_width", "4", "--ae_latent", "16",
         "--timing_images", "3", "--warmup", "1", "--repeats", "1", "--threads", "1"]
 
 
@@ -42,7 +43,7 @@ def tiny_data(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def compared(compare, tiny_data) -> Path:
-    """The output folder of one in-process comparison of the three methods on the two tiny classes."""
+    """The output folder of one in-process comparison of the five methods on the two tiny classes."""
     data, _ = tiny_data
     output = data.parent / "compare"
     assert compare.main(["--data", str(data), "--output", str(output), "--in_process", *TINY]) == 0
@@ -82,7 +83,7 @@ def test_metrics_are_main_pys_and_sizes_the_checkpoints(compared):
             row = rows[(method, name)]
             assert row["image_auroc"] == results[f"mvtec_{name}"]["image_auroc"]
             assert row["pixel_pro"] == results[f"mvtec_{name}"]["pixel_pro"]
-            tag = "backbone_0" if method == "glass" else f"{method}/backbone_0"
+            tag = "backbone_0" if method == "glass" else f"{method}/backbone_0"  # pixel methods: one "backbone"
             (ckpt,) = (compared / method / "models" / tag / f"mvtec_{name}").glob("ckpt_best_*.pth")
             assert float(row["model_mb"]) == pytest.approx(ckpt.stat().st_size / 1e6, abs=0.001)
 
@@ -134,6 +135,9 @@ def test_rerun_with_other_settings_stops_with_one_line_naming_fresh(compare, com
     (["--classes", "nope"], "--classes nope"),
     (["--methods", "glass", "svm"], "--methods"),
     (["--glass_epochs", "0"], "--glass_epochs"),
+    (["--draem_epochs", "0"], "--draem_epochs"),
+    (["--ae_width", "x"], "--ae_width"),
+    (["--methods", "draem", "--aug", "/no/such/textures"], "draem need a texture folder"),
     (["--features", "-3"], "--features"),
     (["--coreset", "1.5"], "--coreset"),
     (["--imagesize", "256", "--resize", "128"], "--resize"),
@@ -178,8 +182,9 @@ def test_default_subprocess_run_logs_main_py_and_reports_its_error_in_one_line(t
 
 @pytest.mark.slow
 def test_run_compare_on_one_demo_class(tmp_path):
-    """shell/run-compare.sh on the demo's brick (GLASS shortened to 3 epochs): PatchCore and PaDiM reach
-    image AUROC >= 0.9, and the table and chart are complete."""
+    """shell/run-compare.sh on the demo's brick (GLASS shortened to 3 epochs; DRAEM and the autoencoder at their
+    CPU demo settings): PatchCore, PaDiM and DRAEM reach image AUROC >= 0.9, and the table and chart are
+    complete."""
     env = {**os.environ, "PYTHON": sys.executable, "DEMO_ROOT": str(tmp_path / "demo_data"),
            "RESULTS": str(tmp_path / "compare"), "CLASSES": "brick"}
     done = subprocess.run(["bash", "shell/run-compare.sh", "--glass_epochs", "3"], cwd=REPO, env=env,
@@ -187,7 +192,7 @@ def test_run_compare_on_one_demo_class(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {(r["method"], r["class"]): r for r in read_csv(tmp_path / "compare" / "comparison.csv")}
     assert set(rows) == {(m, c) for m in METHODS for c in ("brick", "Mean")}
-    for method in ("patchcore", "padim"):
+    for method in ("patchcore", "padim", "draem"):
         assert float(rows[(method, "brick")]["image_auroc"]) >= 0.9, rows[(method, "brick")]
     for row in rows.values():
         assert all(float(row[c]) > 0 for c in ("train_seconds", "ms_per_image", "model_mb")), row
