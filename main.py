@@ -308,10 +308,16 @@ def _pixel_options(method: str, kw: dict[str, Any]) -> tuple[str, PixelOptions]:
               help="Share of training images given a synthetic anomaly (Perlin mask + AUG_PATH texture).")
 @click.option("--score_window", type=int, default=21, show_default=True, callback=utils.positive,
               help="Side of the window the anomaly map is averaged over for the image score (odd).")
+@click.option("--crop", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Train on random crops of this side (a multiple of 32; cheaper steps on a CPU); 0: the whole "
+                   "training view (the paper's).")
 def draem(**kw: Any) -> tuple[str, PixelOptions]:
     """DRAEM: reconstructive + discriminative networks trained on synthetic anomalies (paper defaults)."""
     if kw["score_window"] % 2 == 0:
         raise click.BadParameter("must be odd (21 as the paper)", param_hint="--score_window")
+    if kw["crop"] % 32:
+        raise click.BadParameter(f"{kw['crop']} is not a multiple of 32 (the U-Net's downsampling); use e.g. 128, "
+                                 "or 0 for the whole image", param_hint="--crop")
     return _pixel_options("draem", kw)
 
 

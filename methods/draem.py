@@ -49,6 +49,7 @@ class DraemConfig(PixelConfigMixin, ModelConfig):
     lr: float = 1e-4
     anomaly_probability: float = 0.5
     score_window: int = 21
+    crop: int = 0  # train on random crops of this side (a multiple of 32); 0: the whole training view
     mean: tuple[float, float, float] = UNIT_MEAN
     std: tuple[float, float, float] = UNIT_STD
 
@@ -113,6 +114,17 @@ class DiscriminativeNet(nn.Module):
         return self.out(x)
 
 
+def random_crop(tensors: tuple[torch.Tensor, ...], side: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The same random side x side window of every tensor (..., H, W); all of them when side is 0 or too large."""
+    height, width = tensors[0].shape[-2:]
+    if not side or (side >= height and side >= width):
+        return tensors
+    side_h, side_w = min(side, height), min(side, width)
+    top = int(torch.randint(height - side_h + 1, (1,), generator=generator, device=generator.device))
+    left = int(torch.randint(width - side_w + 1, (1,), generator=generator, device=generator.device))
+    return tuple(t[..., top:top + side_h, left:left + side_w] for t in tensors)
+
+
 def reconstruction_loss(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """DRAEM's reconstruction loss: mean squared error + (1 - SSIM), images in [0, 1]."""
     ssim = structural_similarity_index_measure(reconstruction, target, data_range=1.0, kernel_size=SSIM_WINDOW,
@@ -160,7 +172,7 @@ class DraemModel(PixelModel):
     def training_loss(self, batch: dict[str, Any], generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Reconstruction (L2 + SSIM) and segmentation (focal) loss on a batch with LAS anomalies in about
         `anomaly_probability` of its images."""
-        clean, aug, mask = batch["image"], batch["aug"], batch["mask"]
+        clean, aug, mask = random_crop((batch["image"], batch["aug"], batch["mask"]), self.cfg.crop, generator)
         chosen = torch.rand(len(clean), generator=generator, device=clean.device) < self.cfg.anomaly_probability
         pick = chosen[:, None, None, None]
         images = torch.where(pick, aug, clean)

@@ -27,6 +27,7 @@ python main.py \
     --lr 0.0001 \
     --anomaly_probability 0.5 \
     --score_window 21 \
+    --crop 0 \
   dataset \
     --mean 0.5 \
     --std 0.1 \

@@ -109,6 +109,7 @@ def test_running_the_same_command_again_tests_the_fitted_model_without_fitting(f
     ([*DRAEM_ARGS, "--score_window", "20"], ["--score_window", "odd"]),
     ([*DRAEM_ARGS, "--anomaly_probability", "1.5"], ["--anomaly_probability", "1.5"]),
     ([*DRAEM_ARGS, "--epochs", "0"], ["--epochs"]),
+    ([*DRAEM_ARGS, "--crop", "100"], ["--crop", "multiple of 32"]),
     ([*AE_ARGS, "--tile", "24"], ["--tile", "multiple of 16"]),
     ([*AE_ARGS, "--tile", "48"], ["--imagesize 64", "multiple of 48"]),
     ([*AE_ARGS, "--error", "l1"], ["--error"]),

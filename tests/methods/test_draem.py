@@ -114,3 +114,16 @@ def test_weights_round_trip_and_a_mismatched_checkpoint_is_one_line():
     wider = DraemModel(DraemConfig(imagesize=64, resize=64, recon_width=8, disc_width=4))
     with pytest.raises(CheckpointError, match="ckpt.pth: weights do not fit this draem model"):
         wider.load_weights(model.weights(), "ckpt.pth")
+
+
+def test_random_crop_takes_the_same_window_of_image_aug_and_mask():
+    from methods.draem import random_crop
+
+    image = torch.arange(64 * 96, dtype=torch.float32).reshape(1, 1, 64, 96).expand(2, 3, 64, 96)
+    mask = image[:, 0]
+    a, m = random_crop((image, mask), 32, torch.Generator().manual_seed(3))
+    assert a.shape == (2, 3, 32, 32) and m.shape == (2, 32, 32)
+    assert torch.equal(a[:, 0], m)  # the same window
+    top, left = divmod(int(a[0, 0, 0, 0]), 96)
+    assert 0 <= top <= 32 and 0 <= left <= 64 and torch.equal(a, image[..., top:top + 32, left:left + 32])
+    assert random_crop((image, mask), 0, torch.Generator())[0] is image  # 0: the whole view
