@@ -9,11 +9,12 @@ for one second (--fps frames) and then jerks forward to catch up, at the same sp
 recording to count false alarms on. The model is trained on CPU (temporal.train) and scored against the
 sidecar truth (temporal.evaluate_video): frame AUROC, false-alarm rate on the normal frames (of the test
 video, and of the new recording), recall of the abnormal frames at the threshold, train seconds, ms/frame.
-Everything stays under --out.
+Everything stays under --out (the rows also in OUT/bench_temporal.json).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -65,13 +66,15 @@ def run_case(case: Case, args: argparse.Namespace) -> list[dict[str, Any]]:
     paths = make_videos(case, args, folder)
     cfg = VideoAEConfig(predict_frames=args.predict_frames, top_fraction=args.top_fraction, size=args.size,
                         hidden=args.hidden)
-    train_cfg = temporal.TrainConfig(epochs=args.epochs, seed=args.seed)
+    train_cfg = temporal.TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
     model, seconds = temporal.train([paths["train"]], cfg, train_cfg, progress=not args.quiet)
     temporal.save_model(model, folder / "model")
     rows = []
     for name in ("stop_jerk", "normal"):
         result = temporal.evaluate_video(model, paths[name])
         rows.append({"case": f"{case.texture} {case.speed} px/f", "video": name, **result, "train_s": seconds})
+    print(f"{case.texture}: losses {', '.join(f'{v:.5f}' for v in model.timing['losses'])}; held-out scores "
+          f"{model.calibration}", flush=True)
     return rows
 
 
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test_frames", type=utils.positive_int, default=300)
     parser.add_argument("--jerk_frames", type=utils.positive_int, default=5)
     parser.add_argument("--epochs", type=utils.positive_int, default=6)
+    parser.add_argument("--lr", type=utils.positive_float, default=temporal.TrainConfig.lr)
     parser.add_argument("--size", type=utils.positive_int, default=64)
     parser.add_argument("--hidden", type=utils.positive_int, default=32)
     parser.add_argument("--predict_frames", type=utils.non_negative_int, default=0)
@@ -115,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     rows = [row for name in args.cases.split(",") for row in run_case(CASES[name], args)]
+    utils.atomic_write_text(Path(args.out) / "bench_temporal.json", json.dumps(rows, indent=2) + "\n")
     print(format_rows(rows))
     print(f"total {time.perf_counter() - started:.0f} s")
     return 0

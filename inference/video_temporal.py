@@ -37,7 +37,8 @@ from methods.video_autoencoder import VideoAEConfig
 LOGGER = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = "output/temporal"
-ERROR_SCALE = 3.0  # the heatmap's full colour is this many times the threshold (a pixel's squared error)
+ERROR_SCALE = 2.0  # the heatmap's full colour: this many times the threshold (a pixel's smoothed squared error)
+HEAT_SIGMA = 2.0  # Gaussian smoothing of the error map for display (model pixels): regions, not pixel noise
 DEFAULTS = VideoAEConfig()
 TRAIN_DEFAULTS = temporal.TrainConfig()
 
@@ -130,12 +131,13 @@ def timeline_png(scores: np.ndarray, threshold: float, truth: Sequence[bool] | N
 
 def side_by_side(frame: np.ndarray, reconstruction: np.ndarray, error: np.ndarray, score: float,
                  threshold: float) -> np.ndarray:
-    """original (with score and verdict) | reconstruction | error heatmap, each at the frame's size."""
+    """original (with score and verdict) | reconstruction | smoothed error heatmap, each at the frame's size."""
     height, width = frame.shape[:2]
     original = drawing.as_bgr(frame).copy()
     recon = np.clip(reconstruction.transpose(1, 2, 0) * 255, 0, 255).astype(np.uint8)
     recon = drawing.as_bgr(cv2.resize(recon, (width, height), interpolation=cv2.INTER_LINEAR))
-    heat = drawing.colorize(cv2.resize(error, (width, height), interpolation=cv2.INTER_LINEAR),
+    smooth = cv2.GaussianBlur(error, (0, 0), HEAT_SIGMA)
+    heat = drawing.colorize(cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR),
                             vmax=ERROR_SCALE * threshold)
     scale = drawing.text_scale(original)
     flagged = score > threshold
