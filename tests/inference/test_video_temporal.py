@@ -82,3 +82,14 @@ def test_bad_input_is_one_line_with_exit_code_2(videos, tmp_path, capsys, make_a
     (videos["folder"] / "corrupt.mp4").write_bytes(b"not a video at all")
     code = video_temporal.cli(make_args(videos, tmp_path))
     assert_user_error(capsys, code, *needles)
+
+
+def test_trains_on_a_video_to_dataset_folder(videos, tmp_path, capsys):
+    from preprocessing import video_to_dataset
+
+    assert video_to_dataset.cli(["--video", str(videos["normal"]), "--class_name", "belt", "--every", "1",
+                                 "--output", str(tmp_path / "data")]) == 0
+    folder = tmp_path / "data" / "belt"
+    assert len(temporal.read_frames(folder)) == video_io.probe_video(videos["normal"], exact=True).frame_count
+    code = video_temporal.cli(["--model", str(tmp_path / "model"), "--train", str(folder), *TINY_FLAGS])
+    assert code == 0 and temporal.load_model(tmp_path / "model").train["sources"] == ["belt"]
