@@ -162,7 +162,8 @@ def score_one(model: temporal.TemporalModel, video: Path, output: Path, threshol
                                       float(scored.scores[index]), threshold))
     utils.atomic_write_text(Path(f"{stem}_frames.csv"), frames_csv(scored.scores, flagged, sidecar, truth))
     utils.atomic_write_bytes(Path(f"{stem}_timeline.png"), timeline_png(scored.scores, threshold, truth, fps))
-    metrics = temporal.detection_metrics(scored.scores, flagged, truth) if truth is not None else {}
+    margin = model.net.cfg.clip_len
+    metrics = temporal.detection_metrics(scored.scores, flagged, truth, margin) if truth is not None else {}
     return {"video": str(video), "frames": len(frames), "flagged": int(flagged.sum()),
             "ms_per_frame": 1000 * scored.seconds / len(frames), "output": str(stem.with_suffix(".mp4")), **metrics}
 
@@ -175,6 +176,8 @@ def summary_line(result: dict[str, Any]) -> str:
         line += f"; frame AUROC {result['frame_auroc']:.3f}"
     if result.get("false_alarm_rate") is not None:
         line += f"; false alarms {result['false_alarm_rate']:.1%} of {result['normal_frames']} normal frames"
+    if result.get("false_alarm_rate_far") is not None and result.get("abnormal_frames"):
+        line += f" ({result['false_alarm_rate_far']:.1%} more than a clip away from abnormal motion)"
     if result.get("recall") is not None:
         line += f"; recall {result['recall']:.1%} of {result['abnormal_frames']} abnormal frames"
     return line

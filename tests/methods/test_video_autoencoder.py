@@ -164,6 +164,10 @@ def test_truth_comes_from_the_sidecar_motion_fields():
     metrics = temporal.detection_metrics(np.array([0.1, 0.9, 0.2, 0.8]), np.array([False, True, True, False]),
                                          [False, True, False, True])
     assert metrics["frame_auroc"] == 1.0 and metrics["false_alarm_rate"] == 0.5 and metrics["recall"] == 0.5
+    truth = [False] * 6 + [True] + [False] * 3
+    flagged = np.array([True] + [False] * 4 + [True] * 2 + [False] * 3)
+    metrics = temporal.detection_metrics(np.arange(10.0), flagged, truth, margin=2)
+    assert metrics["false_alarm_rate"] == pytest.approx(2 / 9) and metrics["false_alarm_rate_far"] == 0.2
 
 
 def test_a_frame_folder_is_read_in_source_frame_order(tmp_path):
