@@ -59,9 +59,9 @@ class TemporalError(UserError):
 class TrainConfig:
     """How the autoencoder is trained (the data-independent settings a reused model must match)."""
 
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 3e-3
     seed: int = 0
     heldout: float = 0.2  # last fraction of each source's frames: threshold, not training
 

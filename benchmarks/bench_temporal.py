@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train_frames", type=utils.positive_int, default=500)
     parser.add_argument("--test_frames", type=utils.positive_int, default=300)
     parser.add_argument("--jerk_frames", type=utils.positive_int, default=5)
-    parser.add_argument("--epochs", type=utils.positive_int, default=6)
+    parser.add_argument("--epochs", type=utils.positive_int, default=temporal.TrainConfig.epochs)
     parser.add_argument("--lr", type=utils.positive_float, default=temporal.TrainConfig.lr)
     parser.add_argument("--size", type=utils.positive_int, default=64)
     parser.add_argument("--hidden", type=utils.positive_int, default=32)
