@@ -275,8 +275,9 @@ def score_frames(net: VideoAutoencoder, frames: np.ndarray, batch_size: int = 8)
 def score_video(model: TemporalModel, video: str | os.PathLike) -> tuple[list[np.ndarray], VideoScores]:
     """A video's (or frame folder's) frames and their scores."""
     frames = read_frames(video)
-    if not frames:
-        raise TemporalError(f"{video}: no frames; check the file")
+    if len(frames) < model.net.cfg.clip_len:
+        raise TemporalError(f"{video}: {len(frames)} frames; the model scores clips of {model.net.cfg.clip_len}, "
+                            "give a longer video")
     scored = score_frames(model.net, to_model_frames(frames, model.net.cfg))
     return frames, scored
 

@@ -93,3 +93,10 @@ def test_trains_on_a_video_to_dataset_folder(videos, tmp_path, capsys):
     assert len(temporal.read_frames(folder)) == video_io.probe_video(videos["normal"], exact=True).frame_count
     code = video_temporal.cli(["--model", str(tmp_path / "model"), "--train", str(folder), *TINY_FLAGS])
     assert code == 0 and temporal.load_model(tmp_path / "model").train["sources"] == ["belt"]
+
+
+def test_a_video_shorter_than_a_clip_is_one_line(trained, tmp_path, capsys):
+    short = tmp_path / "short.mp4"
+    create_conveyor_video(short, ConveyorConfig(texture="gravel", width=64, height=32, speed=30, defects=0))
+    code = video_temporal.cli(["--model", str(trained), "--video", str(short), "--output", str(tmp_path)])
+    assert_user_error(capsys, code, "short.mp4", "clips of 4")
