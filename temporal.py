@@ -100,14 +100,32 @@ class VideoScores:
 
 # ---------------------------------------------------------------- sources
 
-def read_frames(source: str | os.PathLike) -> list[np.ndarray]:
-    """All frames of a video file, or the images of a frame folder in temporal order (BGR uint8)."""
+def iter_source(source: str | os.PathLike) -> Iterator[list[np.ndarray]]:
+    """Batches of a video file's frames, or of a frame folder's images in temporal order (BGR uint8)."""
     path = Path(source)
     if path.is_dir():
-        return [_read_image(image) for image in folder_images(path)]
+        images = folder_images(path)
+        return ([_read_image(image) for image in images[first:first + READ_BATCH]]
+                for first in range(0, len(images), READ_BATCH))
     if not path.exists():
         raise TemporalError(f"{path}: no such video or frame folder; check the path")
-    return [frame for batch in video_io.iter_frames(path, READ_BATCH) for frame in batch]
+    return video_io.iter_frames(path, READ_BATCH)
+
+
+def read_model_frames(source: str | os.PathLike, cfg: VideoAEConfig) -> tuple[np.ndarray, tuple[int, int]]:
+    """A source's frames at the model size (N, C, h, w) and the (width, height) of its frames, read in
+    batches (the full-size frames are not kept)."""
+    parts, size = [], None
+    for batch in iter_source(source):
+        shape = (batch[0].shape[1], batch[0].shape[0])
+        if size is not None and shape != size:
+            raise TemporalError(f"{source}: frames of {shape[0]}x{shape[1]} after frames of {size[0]}x{size[1]}; "
+                                "use frames of one size")
+        size = shape
+        parts.append(to_model_frames(batch, cfg))
+    if size is None:
+        raise TemporalError(f"{source}: no frames; check the file")
+    return np.concatenate(parts), size
 
 
 def folder_images(folder: Path) -> list[Path]:
@@ -155,12 +173,17 @@ def split_heldout(frames: np.ndarray, fraction: float, span: int, name: str) -> 
 
 def _clip_batches(sources: Sequence[np.ndarray], span: int, batch_size: int, generator: torch.Generator
                   ) -> Iterator[np.ndarray]:
-    """Every clip start of every source once, shuffled, as batches (B, span, C, h, w)."""
+    """Every clip start of every source once, shuffled, as batches (B, span, C, h, w); a batch holds clips of
+    one frame size (sources of other sizes go into other batches)."""
     starts = [(s, i) for s, frames in enumerate(sources) for i in range(len(frames) - span + 1)]
-    order = torch.randperm(len(starts), generator=generator).tolist()
-    for first in range(0, len(order), batch_size):
-        picked = [starts[k] for k in order[first:first + batch_size]]
-        yield np.stack([sources[s][i:i + span] for s, i in picked])
+    order = [starts[k] for k in torch.randperm(len(starts), generator=generator).tolist()]
+    groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for s, i in order:
+        groups.setdefault(sources[s].shape[1:], []).append((s, i))
+    chunks = [group[first:first + batch_size] for group in groups.values()
+              for first in range(0, len(group), batch_size)]
+    for k in torch.randperm(len(chunks), generator=generator).tolist():
+        yield np.stack([sources[s][i:i + span] for s, i in chunks[k]])
 
 
 def fit(net: VideoAutoencoder, sources: Sequence[np.ndarray], cfg: TrainConfig, progress: bool = True
@@ -170,7 +193,7 @@ def fit(net: VideoAutoencoder, sources: Sequence[np.ndarray], cfg: TrainConfig, 
     generator = torch.Generator().manual_seed(cfg.seed)
     optimiser = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     span, length = net.cfg.span, net.cfg.clip_len
-    total = sum(max(0, len(frames) - span + 1) for frames in sources)
+    total = sum(max(0, len(frames) - span + 1) for frames in sources) + len(sources)  # at most: one short per size
     losses = []
     net.train()
     for epoch in range(cfg.epochs):
@@ -200,7 +223,7 @@ def train(sources: Sequence[str | os.PathLike], cfg: VideoAEConfig | None = None
         raise TemporalError("--train: give at least one defect-free video or frame folder")
     fitted, held = [], []
     for source in sources:
-        frames = to_model_frames(read_frames(source), cfg)
+        frames, _ = read_model_frames(source, cfg)
         part, rest = split_heldout(frames, train_cfg.heldout, cfg.span, str(source))
         fitted.append(part)
         held.append(rest)
@@ -272,14 +295,13 @@ def score_frames(net: VideoAutoencoder, frames: np.ndarray, batch_size: int = 8)
     return VideoScores(scores, errors, reconstructions, time.perf_counter() - started)
 
 
-def score_video(model: TemporalModel, video: str | os.PathLike) -> tuple[list[np.ndarray], VideoScores]:
-    """A video's (or frame folder's) frames and their scores."""
-    frames = read_frames(video)
+def score_video(model: TemporalModel, video: str | os.PathLike) -> tuple[VideoScores, tuple[int, int]]:
+    """A video's (or frame folder's) frame scores and its frame (width, height)."""
+    frames, size = read_model_frames(video, model.net.cfg)
     if len(frames) < model.net.cfg.clip_len:
         raise TemporalError(f"{video}: {len(frames)} frames; the model scores clips of {model.net.cfg.clip_len}, "
                             "give a longer video")
-    scored = score_frames(model.net, to_model_frames(frames, model.net.cfg))
-    return frames, scored
+    return score_frames(model.net, frames), size
 
 
 def temporal_truth(sidecar: dict[str, Any] | None, count: int) -> list[bool] | None:
@@ -320,13 +342,14 @@ def detection_metrics(scores: np.ndarray, flagged: np.ndarray, truth: Sequence[b
 
 def evaluate_video(model: TemporalModel, video_path: str | os.PathLike) -> dict[str, Any]:
     """Scores a video against its sidecar truth: frame_auroc, false_alarm_rate, recall, ms_per_frame, flagged."""
-    frames, scored = score_video(model, video_path)
+    scored, _ = score_video(model, video_path)
+    count = len(scored.scores)
     flagged = scored.scores > model.threshold
-    truth = temporal_truth(video_io.read_sidecar(video_path), len(frames))
+    truth = temporal_truth(video_io.read_sidecar(video_path), count)
     margin = model.net.cfg.clip_len
     metrics = detection_metrics(scored.scores, flagged, truth, margin) if truth is not None else {}
-    return {"frames": len(frames), "flagged": int(flagged.sum()), "threshold": model.threshold,
-            "ms_per_frame": 1000 * scored.seconds / len(frames), **metrics}
+    return {"frames": count, "flagged": int(flagged.sum()), "threshold": model.threshold,
+            "ms_per_frame": 1000 * scored.seconds / count, **metrics}
 
 
 # ---------------------------------------------------------------- checkpoint

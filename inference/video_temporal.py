@@ -149,23 +149,26 @@ def side_by_side(frame: np.ndarray, reconstruction: np.ndarray, error: np.ndarra
 
 def score_one(model: temporal.TemporalModel, video: Path, output: Path, threshold: float) -> dict[str, Any]:
     """Scores one video and writes its CSV, timeline and side-by-side video; returns the summary."""
-    frames, scored = temporal.score_video(model, video)
+    scored, (width, height) = temporal.score_video(model, video)
+    count = len(scored.scores)
     sidecar = video_io.read_sidecar(video) if video.is_file() else None
-    truth = temporal.temporal_truth(sidecar, len(frames))
+    truth = temporal.temporal_truth(sidecar, count)
     flagged = scored.scores > threshold
     fps = video_io.probe_video(video).fps if video.is_file() else video_io.ASSUMED_FPS
     stem = output / f"{video.stem}_temporal"
-    height, width = frames[0].shape[:2]
+    index = 0
     with video_io.AtomicVideoWriter(stem.with_suffix(".mp4"), fps, (3 * width, height)) as writer:
-        for index, frame in enumerate(frames):
-            writer.write(side_by_side(frame, scored.reconstructions[index], scored.errors[index],
-                                      float(scored.scores[index]), threshold))
+        for batch in temporal.iter_source(video):  # read again: full-size frames are not kept in memory
+            for frame in batch[:count - index]:
+                writer.write(side_by_side(frame, scored.reconstructions[index], scored.errors[index],
+                                          float(scored.scores[index]), threshold))
+                index += 1
     utils.atomic_write_text(Path(f"{stem}_frames.csv"), frames_csv(scored.scores, flagged, sidecar, truth))
     utils.atomic_write_bytes(Path(f"{stem}_timeline.png"), timeline_png(scored.scores, threshold, truth, fps))
     margin = model.net.cfg.clip_len
     metrics = temporal.detection_metrics(scored.scores, flagged, truth, margin) if truth is not None else {}
-    return {"video": str(video), "frames": len(frames), "flagged": int(flagged.sum()),
-            "ms_per_frame": 1000 * scored.seconds / len(frames), "output": str(stem.with_suffix(".mp4")), **metrics}
+    return {"video": str(video), "frames": count, "flagged": int(flagged.sum()),
+            "ms_per_frame": 1000 * scored.seconds / count, "output": str(stem.with_suffix(".mp4")), **metrics}
 
 
 def summary_line(result: dict[str, Any]) -> str:

@@ -90,7 +90,8 @@ def test_trains_on_a_video_to_dataset_folder(videos, tmp_path, capsys):
     assert video_to_dataset.cli(["--video", str(videos["normal"]), "--class_name", "belt", "--every", "1",
                                  "--output", str(tmp_path / "data")]) == 0
     folder = tmp_path / "data" / "belt"
-    assert len(temporal.read_frames(folder)) == video_io.probe_video(videos["normal"], exact=True).frame_count
+    frames, size = temporal.read_model_frames(folder, video_temporal.DEFAULTS)
+    assert len(frames) == video_io.probe_video(videos["normal"], exact=True).frame_count and size == (64, 32)
     code = video_temporal.cli(["--model", str(tmp_path / "model"), "--train", str(folder), *TINY_FLAGS])
     assert code == 0 and temporal.load_model(tmp_path / "model").train["sources"] == ["belt"]
 

@@ -138,7 +138,7 @@ def test_train_save_load_round_trip_gives_identical_scores(tmp_path):
     assert path.name == temporal.MODEL_FILE and loaded.threshold == model.threshold and loaded.net.cfg == TINY
     assert temporal.evaluate_video(loaded, video) == {**temporal.evaluate_video(model, video),
                                                       "ms_per_frame": pytest.approx(0, abs=1e9)}
-    assert np.array_equal(temporal.score_video(loaded, video)[1].scores, temporal.score_video(model, video)[1].scores)
+    assert np.array_equal(temporal.score_video(loaded, video)[0].scores, temporal.score_video(model, video)[0].scores)
     temporal.check_same_settings(tmp_path / "model", TINY, temporal.TrainConfig(epochs=1, batch_size=4), [video])
     with pytest.raises(CheckpointError, match="different 'train' settings"):
         temporal.check_same_settings(tmp_path / "model", TINY, temporal.TrainConfig(epochs=2, batch_size=4), [video])
@@ -182,5 +182,14 @@ def test_a_frame_folder_is_read_in_source_frame_order(tmp_path):
         cv2.imwrite(str(tmp_path / split / "good" / name), frame)
         listing[split].append({"image": f"{split}/good/{name}", "frame": index})
     (tmp_path / "video_to_dataset.json").write_text(json.dumps(listing))
-    read = temporal.read_frames(tmp_path)
+    read = [image for batch in temporal.iter_source(tmp_path) for image in batch]
     assert [np.array_equal(a[:, :, 0], b) for a, b in zip(read, frames)] == [True] * 5
+
+
+def test_sources_of_different_frame_sizes_train_together():
+    wide = to_model_frames(moving_frames(8), TINY)
+    square = to_model_frames(moving_frames(8, width=24), TINY)
+    assert wide.shape[2:] != square.shape[2:]
+    losses = temporal.fit(VideoAutoencoder(TINY), [wide, square], temporal.TrainConfig(epochs=1, batch_size=4),
+                          progress=False)
+    assert len(losses) == 1 and losses[0] > 0
