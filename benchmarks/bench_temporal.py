@@ -65,7 +65,7 @@ def run_case(case: Case, args: argparse.Namespace) -> list[dict[str, Any]]:
     folder = Path(args.out) / f"{case.texture}_{case.speed}"
     paths = make_videos(case, args, folder)
     cfg = VideoAEConfig(predict_frames=args.predict_frames, top_fraction=args.top_fraction, size=args.size,
-                        hidden=args.hidden)
+                        hidden=args.hidden, standardise=not args.raw)
     train_cfg = temporal.TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed)
     model, seconds = temporal.train([paths["train"]], cfg, train_cfg, progress=not args.quiet)
     temporal.save_model(model, folder / "model")
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=utils.non_negative_int, default=0)
     parser.add_argument("--threads", type=utils.positive_int, default=2)
     parser.add_argument("--out", default="results/bench_temporal")
+    parser.add_argument("--raw", action="store_true", help="the network sees frames in [0, 1], not standardised clips")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     unknown = [name for name in args.cases.split(",") if name not in CASES]

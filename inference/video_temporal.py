@@ -203,6 +203,8 @@ def summary_line(result: dict[str, Any]) -> str:
               help="Future frames also predicted (composite model); 0: reconstruction only.")
 @click.option("--top_fraction", default=DEFAULTS.top_fraction, show_default=True,
               help="Frame score: mean of this largest fraction of pixel errors (1: mean squared error).")
+@click.option("--standardise/--no_standardise", default=DEFAULTS.standardise, show_default=True,
+              help="The network sees each clip at zero mean, unit variance (else frames in [0, 1]).")
 @click.option("--epochs", default=TRAIN_DEFAULTS.epochs, show_default=True)
 @click.option("--batch_size", default=TRAIN_DEFAULTS.batch_size, show_default=True)
 @click.option("--lr", default=TRAIN_DEFAULTS.lr, show_default=True)

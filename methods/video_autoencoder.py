@@ -53,6 +53,7 @@ from errors import UserError
 from methods.base import ModelConfig
 
 METHOD = "convlstm"
+STD_FLOOR = 0.01  # a flat clip is not blown up: its standard deviation counts as at least this
 
 
 class VideoModelError(UserError):
@@ -71,6 +72,7 @@ class VideoAEConfig(ModelConfig):
     kernel: int = 3  # ConvLSTM kernel size
     predict_frames: int = 0  # frames predicted after the clip (composite model); 0: reconstruction only
     top_fraction: float = 1.0  # frame score: mean of this largest fraction of the pixel errors
+    standardise: bool = True  # the network works on each clip scaled to zero mean, unit variance
 
     def __post_init__(self) -> None:
         """Rejects settings that cannot make a model, naming the flag and the fix."""
@@ -172,13 +174,17 @@ def _encoder(cfg: VideoAEConfig) -> nn.Sequential:
 
 
 def _decoder(cfg: VideoAEConfig) -> nn.Sequential:
-    """Upsample + 3x3 conv per encoder layer, back to the frame's channels in [0, 1]."""
+    """Upsample + 3x3 conv per encoder layer, back to the frame's channels (linear when standardised, else a
+    sigmoid to [0, 1])."""
     layers: list[nn.Module] = []
     channels = cfg.hidden
     widths = [*reversed(cfg.features[:-1]), cfg.channels]
     for index, width in enumerate(widths):
         layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(channels, width, 3, padding=1)]
-        layers.append(nn.Sigmoid() if index == len(widths) - 1 else nn.LeakyReLU(0.2))
+        if index < len(widths) - 1:
+            layers.append(nn.LeakyReLU(0.2))
+        elif not cfg.standardise:
+            layers.append(nn.Sigmoid())
         channels = width
     return nn.Sequential(*layers)
 
@@ -214,17 +220,22 @@ class VideoAutoencoder(nn.Module):
 
     def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Clip (B, T, C, H, W) in [0, 1] -> (its reconstruction, in order, (B, T, C, H, W); the predicted next
-        predict_frames frames (B, K, C, H, W), or None)."""
+        predict_frames frames (B, K, C, H, W), or None), in the clip's units (standardised inside)."""
         batch, steps = clip.shape[:2]
+        mean, std = torch.zeros(()), torch.ones(())
+        if self.cfg.standardise:
+            mean = clip.mean(dim=(1, 2, 3, 4), keepdim=True)
+            std = clip.std(dim=(1, 2, 3, 4), keepdim=True).clamp_min(STD_FLOOR)
+            clip = (clip - mean) / std
         features = self.encoder(clip.flatten(0, 1))
         features = features.view(batch, steps, *features.shape[1:])
         state = self.encode_lstm.zero_state(features[:, 0])
         for t in range(steps):
             state = self.encode_lstm(features[:, t], state)
-        reconstruction = self._frames(self._unroll(self.reconstruct_lstm, state, steps)).flip(1)
+        reconstruction = self._frames(self._unroll(self.reconstruct_lstm, state, steps)).flip(1) * std + mean
         prediction = None
         if self.predict_lstm is not None:
-            prediction = self._frames(self._unroll(self.predict_lstm, state, self.cfg.predict_frames))
+            prediction = self._frames(self._unroll(self.predict_lstm, state, self.cfg.predict_frames)) * std + mean
         return reconstruction, prediction
 
 
