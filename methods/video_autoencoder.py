@@ -29,19 +29,23 @@ errors (channels averaged): 1.0 is the frame's mean squared error (a stopped bel
 a smaller fraction favours a small object crossing the view.
 
 Reconstruction only or composite? A static clip could be easy to reconstruct, so both were measured on the
-conveyor benchmark (benchmarks/bench_temporal.py: 320x128 gravel at 3 px/frame, trained 4 epochs at lr 0.003
-on 400 frames; the test video's belt stops for 25 frames, then jerks for 5; both runs side by side, one
-thread each):
+conveyor benchmark (benchmarks/bench_temporal.py: 320x128 frames, trained 4 epochs at lr 0.003 on 400
+frames; the test video's belt stops for 25 frames, then jerks for 5; false alarms on its 270 normal frames,
+and on a new normal video):
 
-    model                              frame AUROC   false alarms   ms/frame   training
-    reconstruction only (default)      0.996         2.2 %          15         439 s
-    composite, 4 predicted frames      1.000         3.7 %          24         494 s
+    model (frames in [0, 1], sigmoid; gravel)   frame AUROC   false alarms   new video   ms/frame
+    reconstruction only                         0.996         2.2 %          0.0 %       15
+    composite, 4 predicted frames               1.000         3.7 %          0.0 %       24
+    model (standardised clips; brick)
+    reconstruction only                         0.991         2.6 %          0.3 %
+    composite, 4 predicted frames               1.000         4.8 %          1.0 %
 
-Both separate the stop and the jerk; neither flags a frame of a new normal video. Reconstruction alone is
-enough: the decoders see no frame, only the state, so a stopped clip comes back smeared along the motion
-the model learned (visible in the side-by-side video). The composite model's prediction errors spill into
-the frames after an event (more false alarms) and it costs 60 % more per frame, so the default is
-reconstruction only (`predict_frames=0`); `--predict_frames K` gives the composite model.
+(the two gravel runs side by side, so their times compare; the brick times do not). Both separate the stop
+and the jerk. Reconstruction alone is enough: the decoders see no frame, only the state, so a stopped clip
+comes back smeared along the motion the model learned (visible in the side-by-side video). The composite
+model's prediction errors spill into the frames after an event (more false alarms, also on new normal
+video) and it costs about 60 % more per frame, so the default is reconstruction only (`predict_frames=0`);
+`--predict_frames K` gives the composite model.
 """
 from __future__ import annotations
 
