@@ -15,6 +15,17 @@ moves right to left through the frame and every defect crosses the view.
         --speed 6 --defects 8 --pairs 2 --edge_defects 2 \
         --defect_types hole,branching_crack,faint_stain,contamination,stain,scratch,crack
 
+A belt motion profile makes a test video for temporal anomalies (what no per-image method sees):
+
+    python preprocessing/create_conveyor_video.py --width 320 --height 128 --texture gravel --speed 3 \
+        --defects 0 --frames 300 --stop_at 150 --stop_frames 25 --jerk_frames 5 --jerk_speed 18
+
+`--stop_at F --stop_frames N`: the belt stands still from frame F for N frames (frames F..F+N-1 repeat
+frame F-1); `--jerk_frames M --jerk_speed S`: right after the stop it moves S px/frame for M frames
+(default S: fast enough to catch up the stop's lag); `--reverse_at F --reverse_frames N`: it runs
+backwards (-speed) for N frames. Without these flags the belt moves `speed` px every frame, as it
+always did, and the sidecar has no motion fields (so earlier sidecars are unchanged).
+
 (8 defects on busy gravel; the first two pairs pass the view together, so two defects are in view
 at once; the last two touch the top and the bottom frame edge; among them a branching crack and a
 faint stain); flags given with a preset override its values. Frames are `--width` x `--height`
@@ -39,7 +50,13 @@ Boxes are [x1, y1, x2, y2] with x2/y2 exclusive.
     settings                        the ConveyorConfig it was made with
     frames[]                        per frame: index, source, label, is_defect, offset (strip x of
                                     frame x 0), defects[] (defect_id, visible_area_pixels and box
-                                    in frame coordinates of the part in view)
+                                    in frame coordinates of the part in view); with a motion
+                                    profile also motion ("normal", "stop", "jerk" or "reverse": how
+                                    the belt moved from the previous frame to this one),
+                                    temporal_anomaly (motion != "normal") and step_px (that move)
+    motion_profile                  only with a motion profile: its settings (stop_at, stop_frames,
+                                    jerk_frames, jerk_speed, reverse_at, reverse_frames) and the
+                                    number of temporal_anomaly frames
     defects[]                       per defect:
       defect_id, defect_type        1-based id (the frames' defect_id), conveyor defect type
       area_pixels                   true mask area on the surface
@@ -54,7 +71,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from collections.abc import Mapping, Sequence
@@ -177,6 +194,111 @@ def _check_side(flag: str, value: int) -> None:
 
 
 @dataclass(frozen=True)
+class MotionProfile:
+    """How the belt moves frame to frame: constant `speed` but for a stop, the jerk after it, a reversal."""
+
+    stop_at: int | None = None
+    stop_frames: int = 0
+    jerk_frames: int = 0
+    jerk_speed: int | None = None  # None: fast enough to catch up the stop's lag
+    reverse_at: int | None = None
+    reverse_frames: int = 0
+
+    def __post_init__(self) -> None:
+        """Rejects events that cannot happen, naming the flag and the fix."""
+        for flag, value in (("--stop_at", self.stop_at), ("--reverse_at", self.reverse_at)):
+            if value is not None and value < 1:
+                raise ConveyorError(f"{flag} {value}: use a frame index of at least 1")
+        for flag, value in (("--stop_frames", self.stop_frames), ("--jerk_frames", self.jerk_frames),
+                            ("--reverse_frames", self.reverse_frames)):
+            if value < 0:
+                raise ConveyorError(f"{flag} {value}: must not be negative")
+        if (self.stop_at is None) != (self.stop_frames == 0):
+            raise ConveyorError("--stop_at and --stop_frames: give both (a frame and a positive count) or neither")
+        if (self.reverse_at is None) != (self.reverse_frames == 0):
+            raise ConveyorError("--reverse_at and --reverse_frames: give both (a frame and a positive count) "
+                                "or neither")
+        if self.jerk_frames and self.stop_at is None:
+            raise ConveyorError(f"--jerk_frames {self.jerk_frames}: the jerk follows a stop; give --stop_at and "
+                                f"--stop_frames too")
+        if self.jerk_speed is not None and self.jerk_speed < 1:
+            raise ConveyorError(f"--jerk_speed {self.jerk_speed}: use a positive number of pixels per frame")
+        if self.stop_at is not None and self.reverse_at is not None:
+            stop = (self.stop_at, self.stop_at + self.stop_frames + self.jerk_frames)
+            back = (self.reverse_at, self.reverse_at + self.reverse_frames)
+            if stop[0] < back[1] and back[0] < stop[1]:
+                raise ConveyorError(f"--reverse_at {self.reverse_at}: overlaps the stop and jerk (frames "
+                                    f"{stop[0]}..{stop[1] - 1}); move it")
+
+    @property
+    def constant(self) -> bool:
+        """True when the belt moves at constant speed throughout (no event)."""
+        return self.stop_at is None and self.reverse_at is None
+
+    def jerk_step(self, speed: int) -> int:
+        """Pixels per frame during the jerk: --jerk_speed, or enough to catch up the stop's lag."""
+        if self.jerk_speed is not None:
+            return self.jerk_speed
+        return speed + -(-speed * self.stop_frames // max(self.jerk_frames, 1))
+
+    def motion(self, index: int) -> str:
+        """How the belt moved from frame index-1 to frame index."""
+        if self.stop_at is not None:
+            jerk_at = self.stop_at + self.stop_frames
+            if self.stop_at <= index < jerk_at:
+                return "stop"
+            if jerk_at <= index < jerk_at + self.jerk_frames:
+                return "jerk"
+        if self.reverse_at is not None and self.reverse_at <= index < self.reverse_at + self.reverse_frames:
+            return "reverse"
+        return "normal"
+
+    def step(self, index: int, speed: int) -> int:
+        """Strip pixels the camera window moves from frame index-1 to frame index."""
+        return {"normal": speed, "stop": 0, "jerk": self.jerk_step(speed), "reverse": -speed}[self.motion(index)]
+
+    def last_event_frame(self) -> int:
+        """The last frame index with an event (0 when constant)."""
+        ends = [0]
+        if self.stop_at is not None:
+            ends.append(self.stop_at + self.stop_frames + self.jerk_frames - 1)
+        if self.reverse_at is not None:
+            ends.append(self.reverse_at + self.reverse_frames - 1)
+        return max(ends)
+
+    def describe(self, speed: int) -> dict:
+        """The profile's settings as the sidecar holds them."""
+        return {**asdict(self), "speed": speed, "jerk_step": self.jerk_step(speed) if self.jerk_frames else None}
+
+
+def window_offsets(cfg: ConveyorConfig, motion: MotionProfile, length: int) -> list[int]:
+    """Strip x of every frame's left edge until the window would leave the strip (frame 0 at 0)."""
+    width = cfg.frame_width
+    offsets = [0]
+    while True:
+        following = offsets[-1] + motion.step(len(offsets), cfg.speed)
+        if following < 0:
+            raise ConveyorError(f"--reverse_at {motion.reverse_at}: the belt would run back past the start of the "
+                                f"surface; reverse later or for fewer --reverse_frames")
+        if following + width > length:
+            return offsets
+        offsets.append(following)
+
+
+def strip_length(cfg: ConveyorConfig, motion: MotionProfile) -> int:
+    """Strip length for the defects, --frames and every motion event (all inside the video)."""
+    _, length = defect_slots(cfg)
+    wanted = max(cfg.frames or 0, motion.last_event_frame() + 1 if not motion.constant else 0)
+    if wanted:
+        reach, offset = 0, 0
+        for index in range(1, wanted):
+            offset += motion.step(index, cfg.speed)
+            reach = max(reach, offset)
+        length = max(length, cfg.frame_width + reach)
+    return length
+
+
+@dataclass(frozen=True)
 class DefectSlot:
     """Where one defect is painted: a strip tile (columns left..left+width) and its placement."""
 
@@ -238,7 +360,7 @@ def _mirror_tile(image: np.ndarray, length: int, axis: int) -> np.ndarray:
     return np.concatenate([image if i % 2 == 0 else np.flip(image, axis) for i in range(count)], axis=axis)
 
 
-def build_strip(cfg: ConveyorConfig) -> np.ndarray:
+def build_strip(cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) -> np.ndarray:
     """The surface: the photo at the demo scale, mirrored end to end (and across if short); RGB, frame-high."""
     photo = load_photo(CLASS_PHOTOS[cfg.texture])
     height = cfg.frame_height
@@ -247,7 +369,7 @@ def build_strip(cfg: ConveyorConfig) -> np.ndarray:
     photo = _mirror_tile(photo, height, axis=0)
     top = (photo.shape[0] - height) // 2
     band = photo[top:top + height]
-    _, length = defect_slots(cfg)
+    length = strip_length(cfg, motion)
     return np.ascontiguousarray(_mirror_tile(band, length, axis=1)[:, :length])
 
 
@@ -351,12 +473,12 @@ def measure_defects(labels: np.ndarray, slots: Sequence[DefectSlot]) -> list[Pai
     return painted
 
 
-def frame_records(labels: np.ndarray, cfg: ConveyorConfig) -> list[dict]:
-    """Per frame: window offset, true motion and the visible defects (frame coordinates)."""
+def frame_records(labels: np.ndarray, cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) -> list[dict]:
+    """Per frame: window offset, the visible defects (frame coordinates) and, with a profile, the true motion."""
     width = cfg.frame_width
     boxes = [(defect_id, box) for defect_id, box in enumerate(ndimage.find_objects(labels), 1) if box is not None]
     records = []
-    for index, offset in enumerate(range(0, labels.shape[1] - width + 1, cfg.speed)):
+    for index, offset in enumerate(window_offsets(cfg, motion, labels.shape[1])):
         visible = []
         for defect_id, (rows, cols) in boxes:
             start, stop = max(cols.start, offset), min(cols.stop, offset + width)
@@ -373,6 +495,10 @@ def frame_records(labels: np.ndarray, cfg: ConveyorConfig) -> list[dict]:
         label = "defect" if visible else "good"
         records.append({"index": index, "source": f"strip[{offset}:{offset + width}]", "label": label,
                         "is_defect": bool(visible), "offset": offset, "defects": visible})
+        if not motion.constant:
+            kind = motion.motion(index) if index else "normal"
+            records[-1].update(motion=kind, temporal_anomaly=kind != "normal",
+                               step_px=motion.step(index, cfg.speed) if index else 0)
     return records
 
 
@@ -385,10 +511,13 @@ def _visibility(defect: PaintedDefect, records: Sequence[dict]) -> dict:
             "first_full_frame": whole[0] if whole else None, "last_full_frame": whole[-1] if whole else None}
 
 
-def create_conveyor_video(output: Path, cfg: ConveyorConfig) -> dict:
+def create_conveyor_video(output: Path, cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) -> dict:
     """Writes the video and its ground-truth sidecar; returns the sidecar data."""
-    strip, labels, painted = paint_defects(build_strip(cfg), cfg)
-    records = frame_records(labels, cfg)
+    if motion.jerk_frames and not 1 <= motion.jerk_step(cfg.speed) <= cfg.frame_width // 2:
+        raise ConveyorError(f"--jerk_speed {motion.jerk_step(cfg.speed)}: use 1 to {cfg.frame_width // 2} pixels per "
+                            f"frame (at most half the frame width; more --jerk_frames need less speed)")
+    strip, labels, painted = paint_defects(build_strip(cfg, motion), cfg)
+    records = frame_records(labels, cfg, motion)
     width, height = cfg.frame_width, cfg.frame_height
     bgr = cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)
     with video_io.AtomicVideoWriter(output, cfg.fps, (width, height)) as writer:
@@ -403,6 +532,9 @@ def create_conveyor_video(output: Path, cfg: ConveyorConfig) -> dict:
         "frames": records,
         "defects": [{**asdict(d), **_visibility(d, records)} for d in painted],
     }
+    if not motion.constant:
+        data["motion_profile"] = {**motion.describe(cfg.speed),
+                                  "anomalous_frames": sum(r["temporal_anomaly"] for r in records)}
     data = json.loads(json.dumps(data))  # as the sidecar holds it (tuples become lists)
     video_io.write_sidecar(output, data)
     LOGGER.info("wrote %s: %d frames of %dx%d, %d defects, %d px/frame", output, len(records), width, height,
@@ -454,6 +586,14 @@ def _with_preset(ctx: click.Context, preset: Mapping[str, object], values: dict)
 @click.option("--frames", type=int, default=None,
               help="At least this many frames (a longer recording, e.g. a defect-free one to train on with "
                    "--defects 0); default: as long as the defects need.")
+@click.option("--stop_at", type=int, default=None, help="Frame at which the belt stops (with --stop_frames).")
+@click.option("--stop_frames", default=0, show_default=True, help="How many frames the belt stands still.")
+@click.option("--jerk_frames", default=0, show_default=True,
+              help="After the stop, how many frames the belt jerks forward at --jerk_speed.")
+@click.option("--jerk_speed", type=int, default=None,
+              help="Pixels per frame during the jerk [enough to catch up the stop's lag].")
+@click.option("--reverse_at", type=int, default=None, help="Frame at which the belt runs backwards.")
+@click.option("--reverse_frames", default=0, show_default=True, help="How many frames it runs backwards.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--fps", default=25.0, show_default=True)
 @click.option("--output", default=None,
@@ -462,14 +602,16 @@ def _with_preset(ctx: click.Context, preset: Mapping[str, object], values: dict)
 def _command(ctx: click.Context, preset: str | None, output: str | None, defect_types: str, **values) -> None:
     """Write a synthetic conveyor video with ground truth."""
     values["defect_types"] = _split_types(defect_types)
+    motion = MotionProfile(**{name: values.pop(name) for name in [f.name for f in fields(MotionProfile)]})
     if preset:
         values = _with_preset(ctx, PRESETS[preset], values)
     cfg = ConveyorConfig(**values)
     name = f"conveyor_{preset}_{cfg.texture}" if preset else f"conveyor_{cfg.texture}"
     path = Path(output) if output else Path("test-video") / name / f"{name}.mp4"
-    data = create_conveyor_video(path, cfg)
+    data = create_conveyor_video(path, cfg, motion)
+    events = f", {data['motion_profile']['anomalous_frames']} frames of abnormal motion" if not motion.constant else ""
     click.echo(f"{path}: {data['num_frames']} frames of {data['width']}x{data['height']}, "
-               f"{len(data['defects'])} defects, {cfg.speed} px/frame")
+               f"{len(data['defects'])} defects, {cfg.speed} px/frame{events}")
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

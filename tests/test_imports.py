@@ -123,7 +123,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                 "inference.engine", "inference.calibration"),
     "training": ("glass", "evaluation", "fitting"),
     "video": ("video_io", "inference.runner", "inference.cli", "inference.renderers", "inference.modes",
-              "inference.tracking_run"),
+              "inference.tracking_run", "temporal"),
     "commands": ("main", "inference", "onnx/", "preprocessing"),
 }
 

@@ -8,6 +8,7 @@ import pytest
 
 import video_io
 from preprocessing import create_conveyor_video as conveyor
+from tests.helpers import assert_user_error
 
 SIZE = 64
 
@@ -296,3 +297,64 @@ def test_frames_makes_a_longer_defect_free_recording(tmp_path):
     assert sidecar["num_frames"] >= 40 and sidecar["defects"] == []
     assert not any(frame["is_defect"] for frame in sidecar["frames"])
     assert cli(["--frames", "0", "--output", str(tmp_path / "x.mp4")]) == 2
+
+
+# ---------------------------------------------------------------- belt motion profile (temporal anomalies)
+
+def test_default_motion_adds_no_motion_fields(tmp_path):
+    data = conveyor.create_conveyor_video(tmp_path / "a.mp4", conveyor.ConveyorConfig(size=SIZE, defects=0, frames=12))
+    assert "motion_profile" not in data and "motion" not in data["frames"][0]
+    assert [r["offset"] for r in data["frames"]] == [4 * i for i in range(len(data["frames"]))]
+
+
+def test_stop_then_jerk_holds_the_frame_then_catches_up(tmp_path):
+    cfg = conveyor.ConveyorConfig(texture="gravel", width=96, height=64, speed=4, defects=0, frames=30)
+    motion = conveyor.MotionProfile(stop_at=10, stop_frames=5, jerk_frames=2)
+    data = conveyor.create_conveyor_video(tmp_path / "belt.mp4", cfg, motion)
+    frames = data["frames"]
+    offsets = [r["offset"] for r in frames]
+    assert offsets[9:15] == [36] * 6 and offsets[15:18] == [50, 64, 68]  # 20 px lag caught up in 2 frames
+    assert [r["motion"] for r in frames[8:18]] == ["normal"] * 2 + ["stop"] * 5 + ["jerk"] * 2 + ["normal"]
+    assert [r["temporal_anomaly"] for r in frames] == [r["motion"] != "normal" for r in frames]
+    assert [r["step_px"] for r in frames[1:]] == [b - a for a, b in zip(offsets, offsets[1:])]
+    assert data["motion_profile"]["jerk_step"] == 14 and data["motion_profile"]["anomalous_frames"] == 7
+    assert len(frames) >= 30
+    video = [f for batch in video_io.iter_frames(tmp_path / "belt.mp4", 8) for f in batch]
+    still = np.abs(video[12].astype(float) - video[9]).mean()  # the belt stands still: codec noise only
+    assert still < 0.3 * np.abs(video[16].astype(float) - video[15]).mean()
+    assert still < 0.3 * np.abs(video[5].astype(float) - video[4]).mean()
+
+
+def test_reverse_runs_back_and_painted_defects_follow_the_offsets(tmp_path):
+    cfg = conveyor.ConveyorConfig(texture="brick", size=SIZE, speed=4, defects=1)
+    data = conveyor.create_conveyor_video(tmp_path / "r.mp4", cfg, conveyor.MotionProfile(reverse_at=20,
+                                                                                          reverse_frames=3))
+    offsets = [r["offset"] for r in data["frames"]]
+    assert offsets[19:24] == [76, 72, 68, 64, 68]
+    x1, y1, x2, y2 = data["defects"][0]["box"]
+    for record in data["frames"]:
+        if record["offset"] <= x1 and x2 <= record["offset"] + SIZE:
+            assert record["defects"][0]["box"] == [x1 - record["offset"], y1, x2 - record["offset"], y2]
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--stop_at", "5"], "--stop_at and --stop_frames"),
+    (["--jerk_frames", "3"], "--jerk_frames 3"),
+    (["--stop_at", "0", "--stop_frames", "2"], "--stop_at 0"),
+    (["--stop_at", "5", "--stop_frames", "2", "--jerk_frames", "1", "--jerk_speed", "200"], "--jerk_speed 200"),
+    (["--stop_at", "5", "--stop_frames", "4", "--reverse_at", "6", "--reverse_frames", "2"], "--reverse_at 6"),
+    (["--reverse_at", "2", "--reverse_frames", "9"], "--reverse_at 2"),
+])
+def test_bad_motion_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):
+    code = conveyor.cli(["--size", "64", "--defects", "0", "--frames", "20", *flags,
+                         "--output", str(tmp_path / "x.mp4")])
+    assert_user_error(capsys, code, needle)
+
+
+def test_cli_writes_a_defect_free_video_with_a_stop(tmp_path, capsys):
+    out = tmp_path / "stop.mp4"
+    assert conveyor.cli(["--size", "64", "--defects", "0", "--frames", "20", "--stop_at", "5", "--stop_frames", "3",
+                         "--output", str(out)]) == 0
+    assert "3 frames of abnormal motion" in capsys.readouterr().out
+    sidecar = video_io.read_sidecar(out)
+    assert sum(r["temporal_anomaly"] for r in sidecar["frames"]) == 3 and not sidecar["defects"]
