@@ -27,7 +27,7 @@ import errors
 import temporal
 import utils
 from methods.video_autoencoder import VideoAEConfig
-from preprocessing.create_conveyor_video import ConveyorConfig, MotionProfile, create_conveyor_video
+from preprocessing.create_conveyor_video import ConveyorConfig, stop_and_jerk_videos
 
 
 @dataclass(frozen=True)
@@ -43,21 +43,9 @@ CASES = {"gravel": Case("gravel", 3), "brick": Case("brick", 4)}
 
 def make_videos(case: Case, args: argparse.Namespace, folder: Path) -> dict[str, Path]:
     """The training recording, the stop+jerk test video and a new defect-free recording of one case."""
-    base = dict(texture=case.texture, width=args.width, height=args.height, speed=case.speed, defects=0,
-                fps=args.fps)
-    stop_at = args.test_frames // 2
-    videos = {
-        "train": (ConveyorConfig(**base, frames=args.train_frames), MotionProfile()),
-        "stop_jerk": (ConveyorConfig(**base, frames=args.test_frames, seed=1),
-                      MotionProfile(stop_at=stop_at, stop_frames=round(args.fps), jerk_frames=args.jerk_frames)),
-        "normal": (ConveyorConfig(**base, frames=args.test_frames, seed=2), MotionProfile()),
-    }
-    paths = {}
-    for name, (cfg, motion) in videos.items():
-        paths[name] = folder / f"{case.texture}_{name}.mp4"
-        if not paths[name].exists():
-            create_conveyor_video(paths[name], cfg, motion)
-    return paths
+    base = ConveyorConfig(texture=case.texture, width=args.width, height=args.height, speed=case.speed, defects=0,
+                          fps=args.fps)
+    return stop_and_jerk_videos(folder, base, args.train_frames, args.test_frames, args.jerk_frames)
 
 
 def run_case(case: Case, args: argparse.Namespace) -> list[dict[str, Any]]:

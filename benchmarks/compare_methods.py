@@ -22,6 +22,14 @@ table gives:
   from its own weights file, is not in it);
 
 plus one Mean row per method. Written to OUTPUT/comparison.csv (and .md), charted in OUTPUT/comparison.png.
+
+With `--methods ... convlstm`, a second table compares temporal anomalies (OUTPUT/temporal.csv and .md): a
+conveyor of --temporal_texture (preprocessing/create_conveyor_video.py, no defects) whose belt stops for one
+second and then jerks; the ConvLSTM video autoencoder (temporal.py) is trained on a defect-free recording of
+it (into OUTPUT/convlstm/, reused on a rerun with the same settings) and every image method whose models
+cover that texture (a compared class of that name) scores the same frames with its engine: frame AUROC
+against the sidecar's truth, false alarms on the normal frames and recall at each model's own threshold,
+ms per frame.
 Defaults: efficientnet_lite0 at 256 px, GLASS with shell/run-demo.sh's settings (15 epochs, dims 512), DRAEM and
 the autoencoder with their CPU demo settings (narrow networks, few epochs; the papers' are in
 shell/run-draem-mvtec.sh).
@@ -49,6 +57,8 @@ REPO = Path(__file__).resolve().parent.parent
 METHODS = ("glass", "patchcore", "padim", "draem", "ae")
 COMMANDS = {"glass": "net", "patchcore": "patchcore", "padim": "padim", "draem": "draem", "ae": "ae"}  # main.py's
 LAS_METHODS = ("glass", "draem")  # trained on synthetic anomalies: need the texture folder
+TEMPORAL = "convlstm"  # the video method (temporal.py), compared on a conveyor whose belt stops and jerks
+TEMPORAL_COLUMNS = ("method", "frame_auroc", "false_alarm_rate", "recall", "train_seconds", "ms_per_frame")
 DATASET = "mvtec"  # --data is an MVTec-layout root
 COLUMNS = ("method", "class", "image_auroc", "pixel_auroc", "pixel_pro", "train_seconds", "ms_per_image",
            "model_mb")
@@ -91,7 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, required=True, help="MVTec-layout root (one folder per class)")
     parser.add_argument("--aug", type=Path, help="texture folder for GLASS's LAS (default: DATA/../dtd/images)")
     parser.add_argument("--classes", nargs="+", help="classes (default: every class folder of --data)")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=(*METHODS, TEMPORAL), default=list(METHODS),
+                        help=f"image methods, and {TEMPORAL} for the temporal table (default: the image methods)")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="one backbone for every method")
     parser.add_argument("--imagesize", type=utils.positive_int, default=256)
     parser.add_argument("--resize", type=utils.positive_int, default=256, help="shorter side before the crop")
@@ -130,6 +141,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ae.add_argument("--ae_epochs", type=utils.positive_int, default=AE_DEMO["epochs"])
     ae.add_argument("--ae_width", type=utils.positive_int, default=AE_DEMO["width"], help="first block's channels")
     ae.add_argument("--ae_latent", type=utils.positive_int, default=AE_DEMO["latent"], help="latent numbers per tile")
+    temporal = parser.add_argument_group("Temporal anomalies (with --methods ... convlstm)")
+    temporal.add_argument("--temporal_texture", default="gravel", help="the conveyor's photo (a demo class name)")
+    temporal.add_argument("--temporal_size", type=utils.positive_int, nargs=2, default=[320, 128],
+                          metavar=("WIDTH", "HEIGHT"), help="frame size of the conveyor videos")
+    temporal.add_argument("--temporal_speed", type=utils.positive_int, default=3, help="belt speed, px per frame")
+    temporal.add_argument("--temporal_frames", type=utils.positive_int, nargs=2, default=[500, 300],
+                          metavar=("TRAIN", "TEST"), help="frames of the training recording and the test video")
+    temporal.add_argument("--temporal_epochs", type=utils.positive_int, default=4)
     timing = parser.add_argument_group("ms per image")
     timing.add_argument("--timing_images", type=utils.positive_int, default=20,
                         help="test images timed per class (evenly spaced over the sorted test set)")
@@ -155,6 +174,12 @@ def check_inputs(args: argparse.Namespace) -> tuple[Path, list[str]]:
         raise CompareError(f"--classes {' '.join(unknown)}: no such class in {args.data} (with train/ and test/); "
                            f"classes there: {', '.join(available) or 'none'}")
     aug = args.aug if args.aug is not None else args.data.parent / "dtd" / "images"
+    if TEMPORAL in args.methods:
+        from preprocessing.create_conveyor_video import CLASS_PHOTOS
+
+        if args.temporal_texture not in CLASS_PHOTOS:
+            raise CompareError(f"--temporal_texture {args.temporal_texture}: unknown; use one of "
+                               f"{', '.join(CLASS_PHOTOS)}")
     needing = [method for method in args.methods if method in LAS_METHODS]
     if needing and not aug.is_dir():
         raise CompareError(f"--aug {aug} is not a folder; {' and '.join(needing)} need a texture folder for their "
@@ -467,17 +492,121 @@ def chart_png(rows: Sequence[dict[str, Any]], methods: Sequence[str], classes: S
     return buffer.getvalue()
 
 
+def temporal_model(args: argparse.Namespace, train_video: Path) -> Any:
+    """The ConvLSTM autoencoder of OUTPUT/convlstm/model: reused when trained with these settings (other
+    settings: CompareError naming --fresh), else trained on the recording and saved."""
+    import temporal
+    from methods.base import CheckpointError
+    from methods.video_autoencoder import VideoAEConfig
+
+    folder = args.output / TEMPORAL / "model"
+    cfg, train_cfg = VideoAEConfig(), temporal.TrainConfig(epochs=args.temporal_epochs, seed=args.seed)
+    if temporal.has_model(folder):
+        try:
+            temporal.check_same_settings(folder, cfg, train_cfg, [train_video])
+        except CheckpointError as err:
+            raise CompareError(f"{errors.first_line(err)} (or rerun with --fresh)") from None
+        return temporal.load_model(folder)
+    model, _ = temporal.train([train_video], cfg, train_cfg, progress=True)
+    temporal.save_model(model, folder)
+    return model
+
+
+def image_method_on_video(args: argparse.Namespace, method: str, video: Path, truth: Sequence[bool]
+                          ) -> dict[str, Any]:
+    """An image method's model of the conveyor's texture on every frame of the video: detection metrics at the
+    model's calibrated threshold (temporal.detection_metrics) and ms per frame (engine, torch, batches of 8)."""
+    import numpy as np
+
+    import temporal
+    import video_io
+    from inference.engine import EngineConfig, InferenceEngine
+
+    engine = InferenceEngine.from_config(EngineConfig(model_path=str(class_dir(args, method, args.temporal_texture)),
+                                                      device="cpu", backend="torch", batch_size=8))
+    scores: list[float] = []
+    started = time.perf_counter()
+    for batch in video_io.iter_frames(video, batch_size=8):
+        scores += engine.image_scores(batch)
+    seconds = time.perf_counter() - started
+    values = np.asarray(scores)
+    return {**temporal.detection_metrics(values, values >= engine.threshold, truth),
+            "ms_per_frame": 1000 * seconds / len(values)}
+
+
+def compare_temporal(args: argparse.Namespace, methods: Sequence[str], results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The temporal table: the ConvLSTM autoencoder, then each image method that has a model of the texture."""
+    import temporal
+    import video_io
+    from preprocessing.create_conveyor_video import ConveyorConfig, stop_and_jerk_videos
+
+    width, height = args.temporal_size
+    base = ConveyorConfig(texture=args.temporal_texture, width=width, height=height, speed=args.temporal_speed,
+                          defects=0, seed=args.seed)
+    videos = stop_and_jerk_videos(args.output / TEMPORAL / "videos", base, *args.temporal_frames)
+    model = temporal_model(args, videos["train"])
+    scored = temporal.evaluate_video(model, videos["stop_jerk"])
+    rows = [{"method": TEMPORAL, **scored, "train_seconds": float(model.timing.get("train_seconds", float("nan")))}]
+    truth = temporal.temporal_truth(video_io.read_sidecar(videos["stop_jerk"]), scored["frames"])
+    for method in methods:
+        if args.temporal_texture in results.get(method, {}):
+            row = image_method_on_video(args, method, videos["stop_jerk"], truth)
+            rows.append({"method": method, **row, "train_seconds": results[method][args.temporal_texture]
+                         ["train_seconds"]})
+    return rows
+
+
+def render_temporal(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    """The temporal table as CSV or markdown (rates in percent there)."""
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        if fmt == "md":
+            return f"{100 * value:.1f}" if column in ("frame_auroc", "false_alarm_rate", "recall") else f"{value:.1f}"
+        return f"{value:.4f}"
+
+    if fmt == "csv":
+        return "\n".join([",".join(TEMPORAL_COLUMNS), *(",".join(cell(r, c) for c in TEMPORAL_COLUMNS) for r in rows)]
+                         ) + "\n"
+    header = ["method", "frame AUROC %", "false alarms %", "recall %", "train s", "ms / frame"]
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r, c) for c in TEMPORAL_COLUMNS) + " |" for r in rows])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs every method, measures, writes comparison.csv/.md/.png and prints the table."""
+    """Runs every method, measures, writes comparison.csv/.md/.png (and temporal.csv/.md) and prints the tables."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args = parse_args(argv)
     aug, classes = check_inputs(args)
-    methods = list(dict.fromkeys(args.methods))
+    methods = [method for method in dict.fromkeys(args.methods) if method != TEMPORAL]
     args.output.mkdir(parents=True, exist_ok=True)
+    if args.fresh and TEMPORAL in args.methods and (args.output / TEMPORAL).exists():
+        shutil.rmtree(args.output / TEMPORAL)
     results = {}
     for method in methods:
         run_method(args, method, aug, classes)
         results[method] = collect(args, method, classes)
+    if methods:
+        compare_images(args, methods, classes, results)
+    if TEMPORAL in args.methods:
+        rows = compare_temporal(args, methods, results)
+        note = (f"{args.temporal_texture} conveyor {args.temporal_size[0]}x{args.temporal_size[1]}, "
+                f"{args.temporal_speed} px/frame, belt stops 1 s then jerks; {args.temporal_frames[0]} training "
+                f"frames, ConvLSTM {args.temporal_epochs} epochs; seed {args.seed}; {time.strftime('%Y-%m-%d')}")
+        utils.atomic_write_text(args.output / "temporal.csv", render_temporal(rows, "csv"))
+        utils.atomic_write_text(args.output / "temporal.md", f"{note}\n\n{render_temporal(rows, 'md')}\n")
+        print(note)
+        print(render_temporal(rows, "md"))
+        print(f"temporal: {args.output / 'temporal.csv'}")
+    return 0
+
+
+def compare_images(args: argparse.Namespace, methods: Sequence[str], classes: Sequence[str],
+                   results: dict[str, Any]) -> None:
+    """Times the engines and writes comparison.csv/.md/.png; prints the table."""
     LOGGER.info("timing the engines: %d classes, %d passes over up to %d test images each, %d torch threads",
                 len(classes), args.repeats, args.timing_images, args.threads)
     load = os.getloadavg()  # other processes on the machine slow the timing down; said in the note
@@ -500,7 +629,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(note)
     print(render_text(rows))
     print(f"comparison: {args.output / 'comparison.csv'} (chart: {args.output / 'comparison.png'})")
-    return 0
 
 
 if __name__ == "__main__":

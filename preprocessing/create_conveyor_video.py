@@ -542,6 +542,25 @@ def create_conveyor_video(output: Path, cfg: ConveyorConfig, motion: MotionProfi
     return data
 
 
+def stop_and_jerk_videos(folder: Path, base: ConveyorConfig, train_frames: int, test_frames: int,
+                         jerk_frames: int = 5) -> dict[str, Path]:
+    """The temporal-anomaly benchmark's videos of one conveyor (`base`: texture, size, speed, fps; no defects):
+    "train", a defect-free recording of train_frames; "stop_jerk", test_frames in which the belt stops for one
+    second (fps frames) half-way and then jerks forward to catch up (other seed); "normal", a new defect-free
+    recording of test_frames (another seed). Videos already in the folder are kept."""
+    stop = MotionProfile(stop_at=test_frames // 2, stop_frames=round(base.fps), jerk_frames=jerk_frames)
+    videos = {"train": (replace(base, defects=0, frames=train_frames), MotionProfile()),
+              "stop_jerk": (replace(base, defects=0, frames=test_frames, seed=base.seed + 1), stop),
+              "normal": (replace(base, defects=0, frames=test_frames, seed=base.seed + 2), MotionProfile())}
+    paths = {}
+    for name, (cfg, motion) in videos.items():
+        paths[name] = folder / f"{cfg.texture}_{name}.mp4"
+        if not paths[name].exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            create_conveyor_video(paths[name], cfg, motion)
+    return paths
+
+
 def _split_types(text: str) -> tuple[str, ...]:
     """Comma-separated defect types as a tuple (blanks dropped)."""
     return tuple(name.strip() for name in text.split(",") if name.strip())

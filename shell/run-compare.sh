@@ -26,7 +26,7 @@ cd "$(dirname "$0")/.."
     --data "$datapath" \
     --aug "$augpath" \
     --classes "${classes[@]}" \
-    --methods glass patchcore padim draem ae \
+    --methods glass patchcore padim draem ae convlstm \
     --backbone efficientnet_lite0 \
     --imagesize 256 \
     --resize 256 \

@@ -143,6 +143,7 @@ def test_rerun_with_other_settings_stops_with_one_line_naming_fresh(compare, com
     (["--imagesize", "256", "--resize", "128"], "--resize"),
     (["--padim_layers", "layer9"], "layer9"),
     (["--aug", "/no/such/textures"], "--aug"),
+    (["--methods", "convlstm", "--temporal_texture", "marble"], "--temporal_texture marble"),
 ])
 def test_bad_flags_exit_2_with_one_line(compare, tiny_data, capsys, tmp_path, args, needle):
     data, _ = tiny_data
@@ -178,6 +179,26 @@ def test_default_subprocess_run_logs_main_py_and_reports_its_error_in_one_line(t
     assert [line for line in lines if line.startswith("error")] == [lines[-1]]
     log = (output / "patchcore" / "run.log").read_text()
     assert log.startswith("$ ") and "main.py --seed 0 --test ckpt" in log and "error: --imagesize 72" in log
+
+
+def test_temporal_table_scores_the_stop_and_jerk_video_and_reuses_the_model(compare, tmp_path):
+    data, _ = write_tiny_mvtec(tmp_path / "data", classes=("gravel",))  # a class named as the conveyor's photo
+    output = tmp_path / "out"
+    argv = ["--data", str(data), "--output", str(output), "--in_process", "--methods", "padim", "convlstm", *TINY,
+            "--temporal_size", "96", "64", "--temporal_frames", "80", "48", "--temporal_epochs", "1"]
+    assert compare.main(argv) == 0
+    rows = read_csv(output / "temporal.csv")
+    assert [r["method"] for r in rows] == ["convlstm", "padim"]
+    for row in rows:
+        assert 0 <= float(row["frame_auroc"]) <= 1 and 0 <= float(row["false_alarm_rate"]) <= 1, row
+        assert 0 <= float(row["recall"]) <= 1 and float(row["ms_per_frame"]) > 0, row
+    assert float(rows[0]["train_seconds"]) > 0 and "| convlstm |" in (output / "temporal.md").read_text()
+    sidecar = (output / "convlstm" / "videos" / "gravel_stop_jerk.mp4.json").read_text()
+    assert '"temporal_anomaly": true' in sidecar
+    model = output / "convlstm" / "model" / "convlstm.pth"
+    before = model.stat().st_mtime_ns
+    assert compare.main(argv) == 0 and model.stat().st_mtime_ns == before  # reused
+    assert read_csv(output / "temporal.csv")[0]["frame_auroc"] == rows[0]["frame_auroc"]
 
 
 @pytest.mark.slow
