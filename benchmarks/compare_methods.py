@@ -70,7 +70,7 @@ TITLES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_pro
           "model_mb": "model size on disk (MB)"}
 MEAN_ROW = utils.MEAN_ROW
 # CPU demo settings (a few minutes per class on 2 cores at 256 px; measured in README "Comparison methods").
-DRAEM_DEMO = {"epochs": 30, "width": 8, "lr": 1e-3}
+DRAEM_DEMO = {"epochs": 90, "width": 8, "lr": 1e-3, "crop": 128}
 AE_DEMO = {"epochs": 60, "width": 8, "latent": 512}
 LOGGER = logging.getLogger("compare_methods")
 
@@ -137,6 +137,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     draem.add_argument("--draem_width", type=utils.positive_int, default=DRAEM_DEMO["width"],
                        help="base channels of both sub-networks (the paper: 128 and 64)")
     draem.add_argument("--draem_lr", type=utils.positive_float, default=DRAEM_DEMO["lr"])
+    draem.add_argument("--draem_crop", type=utils.non_negative_int, default=DRAEM_DEMO["crop"],
+                       help="train on random crops of this side (0: whole images, the paper's)")
     ae = parser.add_argument_group("Autoencoder (main.py ae; defaults: the CPU demo setting)")
     ae.add_argument("--ae_epochs", type=utils.positive_int, default=AE_DEMO["epochs"])
     ae.add_argument("--ae_width", type=utils.positive_int, default=AE_DEMO["width"], help="first block's channels")
@@ -215,7 +217,7 @@ def method_argv(args: argparse.Namespace, method: str) -> list[str]:
     """main.py's method command with its settings."""
     if method == "draem":
         return ["draem", "--recon_width", str(args.draem_width), "--disc_width", str(args.draem_width),
-                "--epochs", str(args.draem_epochs), "--lr", str(args.draem_lr)]
+                "--epochs", str(args.draem_epochs), "--lr", str(args.draem_lr), "--crop", str(args.draem_crop)]
     if method == "ae":
         return ["ae", "--width", str(args.ae_width), "--latent", str(args.ae_latent), "--epochs", str(args.ae_epochs)]
     layers = [flag for layer in default_layers(args, method) for flag in ("-le", layer)]
@@ -618,7 +620,8 @@ def compare_images(args: argparse.Namespace, methods: Sequence[str], classes: Se
     rows.sort(key=lambda row: methods.index(row["method"]))
     rows = with_means(rows, methods)
     note = (f"{args.backbone}, {args.imagesize} px, seed {args.seed}; GLASS {args.glass_epochs} epochs, DRAEM "
-            f"{args.draem_epochs} (width {args.draem_width}), AE {args.ae_epochs} (width {args.ae_width}); "
+            f"{args.draem_epochs} (width {args.draem_width}, crop {args.draem_crop}), AE {args.ae_epochs} "
+            f"(width {args.ae_width}); "
             f"ms per image: torch engine, {args.threads} thread{'s' if args.threads > 1 else ''}, one image per "
             "call, median; "
             f"{time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, load average {load[0]:.1f} -> "

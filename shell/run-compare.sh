@@ -5,7 +5,9 @@
 #   2. train/fit and test every method on every demo class with the same 256 px images and seed, the
 #      backbone methods on the same efficientnet_lite0 (GLASS with run-demo.sh's settings; DRAEM and the
 #      autoencoder with their CPU demo settings), time the engines side by side;
-#   3. print results/compare/comparison.csv (chart: results/compare/comparison.png).
+#   3. the temporal table: the ConvLSTM video autoencoder and the image methods on a gravel conveyor whose
+#      belt stops for a second and jerks (results/compare/temporal.csv);
+#   4. print results/compare/comparison.csv (chart: results/compare/comparison.png) and the temporal table.
 # Models already in the results folder are reused, so a rerun only tests and times them (--fresh retrains).
 # Usage: bash shell/run-compare.sh [compare_methods.py options, e.g. --glass_epochs 5 --fresh]
 #        (PYTHON=/path/to/python to pick an interpreter; DEMO_ROOT=dir and RESULTS=dir to put the data and
@@ -39,4 +41,9 @@ if command -v column > /dev/null; then
     column -s, -t < "$results/comparison.csv"
 else
     cat "$results/comparison.csv"
+fi
+if [ -f "$results/temporal.md" ]; then
+    echo
+    echo "Temporal anomalies ($results/temporal.csv):"
+    cat "$results/temporal.md"
 fi

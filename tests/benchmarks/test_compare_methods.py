@@ -22,7 +22,8 @@ COLUMNS = ["method", "class", "image_auroc", "pixel_auroc", "pixel_pro", "train_
 TINY = ["--imagesize", "64", "--resize", "64", "--batch_size", "4", "--num_workers", "0",
         "--glass_epochs", "1", "--glass_dims", "64", "--glass_hidden", "32", "--glass_step", "2",
         "--coreset", "0.5", "--padim_layers", "blocks.1", "blocks.2", "--features", "16",
-        "--draem_epochs", "1", "--draem_width", "4", "--ae_epochs", "1", "--ae_width", "4", "--ae_latent", "16",
+        "--draem_epochs", "1", "--draem_width", "4", "--draem_crop", "32",
+        "--ae_epochs", "1", "--ae_width", "4", "--ae_latent", "16",
         "--timing_images", "3", "--warmup", "1", "--repeats", "1", "--threads", "1"]
 
 
