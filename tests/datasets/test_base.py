@@ -55,11 +55,15 @@ def test_train_item_shapes_types_ranges(mvtec: tuple[Path, Path]) -> None:
     ds = build_dataset(config(*mvtec), CLASS, "train", MEAN, STD, seed=0)
     assert len(ds) == 4
     item = ds[1]
-    assert set(item) == {"image", "aug", "mask_s", "is_anomaly", "image_path", "idx"}
+    assert set(item) == {"image", "aug", "mask_s", "mask", "is_anomaly", "image_path", "idx"}
     assert item["image"].shape == item["aug"].shape == (3, SIZE, SIZE)
     assert item["image"].dtype == item["aug"].dtype == item["mask_s"].dtype == torch.float32
     assert item["mask_s"].shape == (GRID, GRID)
     assert set(item["mask_s"].unique().tolist()) <= {0.0, 1.0} and item["mask_s"].max() == 1
+    assert item["mask"].shape == (SIZE, SIZE) and item["mask"].dtype == torch.float32  # full size (DRAEM)
+    np.testing.assert_array_equal(max_pool_mask(item["mask"].numpy(), DOWN), item["mask_s"].numpy())
+    changed = (item["aug"] != item["image"]).any(dim=0)
+    assert not changed[item["mask"] == 0].any()  # LAS changes only the masked pixels
     assert item["is_anomaly"] == 0 and item["idx"] == 1
     assert item["image_path"].endswith("001.png")
     raw = item["image"] * torch.tensor(STD).view(3, 1, 1) + torch.tensor(MEAN).view(3, 1, 1)
