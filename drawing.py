@@ -7,6 +7,7 @@ All colours are BGR.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import cv2
@@ -80,3 +81,40 @@ def put_text(image: np.ndarray, text: str, origin: tuple[int, int], colour: Colo
     x, y = origin
     cv2.rectangle(image, (x - 2, y - height - 3), (x + width + 2, y + baseline), BLACK, cv2.FILLED)
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+
+
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of True values."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def score_timeline_png(index: np.ndarray, scores: np.ndarray, threshold: float, flagged: np.ndarray, fps: float,
+                       truth: np.ndarray | None, labels: dict[str, str], top: float | None = None) -> bytes:
+    """Score per frame with the threshold line, flagged frames marked and the true frames shaded, as PNG
+    bytes. `labels`: "score", "truth" (legend) and "axis" (y axis); `top`: the y limit (default 1.02)."""
+    # Figure + Agg canvas directly (no pyplot): no global backend switch, no GUI, thread-safe.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(10, 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot(1, 1, 1)
+    if truth is not None and np.any(truth):
+        for first, last in true_runs(truth):
+            axes.axvspan(index[first] - 0.5, index[last] + 0.5, color="tab:red", alpha=0.15, lw=0)
+        axes.plot([], [], color="tab:red", alpha=0.3, lw=8, label=labels["truth"])
+    axes.plot(index, scores, color="tab:blue", lw=1.2, marker="." if len(index) <= 200 else None,
+              label=labels["score"])
+    axes.scatter(index[flagged], scores[flagged], color="tab:red", s=12, zorder=3, label="flagged")
+    axes.axhline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    axes.set_xlim(index[0] - 0.5, index[-1] + 0.5)
+    axes.set_ylim(0, 1.02 if top is None else top)
+    axes.set_xlabel(f"frame ({fps:.1f} fps)")
+    axes.set_ylabel(labels["axis"])
+    axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, ncol=4, frameon=False)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -455,40 +455,13 @@ def frames_csv(records: Sequence[FrameRecord]) -> str:
 
 def timeline_png(records: Sequence[FrameRecord], threshold: float, fps: float) -> bytes:
     """Score-per-frame plot with the threshold and shaded true defect frames, as PNG bytes."""
-    # Figure + Agg canvas directly (no pyplot): no global backend switch, no GUI, thread-safe.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     index = np.array([r.frame for r in records])
     scores = np.array([r.score for r in records])
-    figure = Figure(figsize=(10, 3.2), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    truth = np.array([bool(r.true_is_defect) for r in records])
-    if any(r.true_is_defect is not None for r in records) and truth.any():
-        for first, last in _runs(truth):
-            axes.axvspan(index[first] - 0.5, index[last] + 0.5, color="tab:red", alpha=0.15, lw=0)
-        axes.plot([], [], color="tab:red", alpha=0.3, lw=8, label="true defect frames (sidecar)")
-    axes.plot(index, scores, color="tab:blue", lw=1.2, marker="." if len(index) <= 200 else None, label="score")
-    flagged = scores >= threshold
-    axes.scatter(index[flagged], scores[flagged], color="tab:red", s=12, zorder=3, label="flagged")
-    axes.axhline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3f}")
-    axes.set_xlim(index[0] - 0.5, index[-1] + 0.5)
-    axes.set_ylim(0, 1.02)
-    axes.set_xlabel(f"frame ({fps:.1f} fps)")
-    axes.set_ylabel("anomaly score")
-    axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, ncol=4, frameon=False)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) positions of each run of True values."""
-    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+    known = any(r.true_is_defect is not None for r in records)
+    truth = np.array([bool(r.true_is_defect) for r in records]) if known else None
+    return drawing.score_timeline_png(index, scores, threshold, scores >= threshold, fps, truth,
+                                      {"score": "score", "truth": "true defect frames (sidecar)",
+                                       "axis": "anomaly score"})
 
 
 # ---- drawing: the frame verdict (the primitives are in drawing.py) --------------------------------

@@ -95,38 +95,13 @@ def frames_csv(scores: np.ndarray, flagged: np.ndarray, sidecar: dict[str, Any] 
     return out.getvalue()
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """(first, last) index of each run of True values."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
-
-
 def timeline_png(scores: np.ndarray, threshold: float, truth: Sequence[bool] | None, fps: float) -> bytes:
     """Score per frame with the threshold line and the abnormal-motion frames shaded, as PNG bytes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(10, 3.2), dpi=100)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot(1, 1, 1)
-    index = np.arange(len(scores))
-    if truth is not None and any(truth):
-        for first, last in _runs(np.asarray(truth)):
-            axes.axvspan(first - 0.5, last + 0.5, color="tab:red", alpha=0.15, lw=0)
-        axes.plot([], [], color="tab:red", alpha=0.3, lw=8, label="abnormal motion (sidecar)")
-    axes.plot(index, scores, color="tab:blue", lw=1.2, label="reconstruction error")
-    flagged = scores > threshold
-    axes.scatter(index[flagged], scores[flagged], color="tab:red", s=10, zorder=3, label="flagged")
-    axes.axhline(threshold, color="black", ls="--", lw=1, label=f"threshold {threshold:.3g}")
-    axes.set_xlim(-0.5, len(scores) - 0.5)
-    axes.set_ylim(0, max(float(scores.max()), threshold) * 1.05)
-    axes.set_xlabel(f"frame ({fps:.1f} fps)")
-    axes.set_ylabel("frame score (squared error)")
-    axes.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), fontsize=8, ncol=4, frameon=False)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return drawing.score_timeline_png(np.arange(len(scores)), scores, threshold, scores > threshold, fps,
+                                      None if truth is None else np.asarray(truth, bool),
+                                      {"score": "reconstruction error", "truth": "abnormal motion (sidecar)",
+                                       "axis": "frame score (squared error)"},
+                                      top=max(float(scores.max()), threshold) * 1.05)
 
 
 def side_by_side(frame: np.ndarray, reconstruction: np.ndarray, error: np.ndarray, score: float,

@@ -126,7 +126,7 @@ def test_frame_metrics_known_answers():
     one_class = [runner.FrameRecord(0, 0.2, False, true_is_defect=False)]
     assert runner.frame_metrics(one_class) == (1.0, None)
     assert runner.frame_metrics([runner.FrameRecord(0, 0.2, False)]) == (None, None)
-    assert runner._runs(np.array([0, 1, 1, 0, 1], bool)) == [(1, 2), (4, 4)]
+    assert drawing.true_runs(np.array([0, 1, 1, 0, 1], bool)) == [(1, 2), (4, 4)]
 
 
 def test_side_paths():
