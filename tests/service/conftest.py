@@ -124,7 +124,8 @@ def service_url(service_results: Path, tmp_path_factory: pytest.TempPathFactory)
                "--port", str(port), "--device", "cpu", "--backend", "torch", "--jobs_dir", str(jobs)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("GLASS_SERVICE_TOKEN", None)
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = (jobs / "service.log").open("wb")  # a file, not a pipe: a full pipe would block the server
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_status(url, process)
@@ -136,3 +137,4 @@ def service_url(service_results: Path, tmp_path_factory: pytest.TempPathFactory)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
