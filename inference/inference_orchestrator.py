@@ -41,7 +41,8 @@ from inference import cli as shared
 from inference import runner
 from inference import tracking_run as tracking
 from inference.engine import EngineError, InferenceEngine
-from methods.registry import config_from_checkpoint
+from inference.model_info import checkpoint_thresholds
+from methods.registry import config_from_checkpoint, method_of_config
 
 LOGGER = logging.getLogger(__name__)
 
@@ -86,12 +87,16 @@ def find_models(results_path: str | Path) -> list[Path]:
 
 
 def describe(class_dir: Path) -> dict[str, Any]:
-    """Class name, backbone, image size and checkpoint of a model directory (for --list_models)."""
+    """Class name, backbone, image size, method, thresholds (image_threshold, pixel_threshold: the checkpoint's
+    calibrated ones, as the engine takes them) and checkpoint of a model directory (--list_models, the service)."""
     path = glass_model.final_checkpoint_path(class_dir)
     row: dict[str, Any] = {"class_name": class_dir.name, "class_dir": str(class_dir), "checkpoint": path.name}
     try:
-        net = config_from_checkpoint(glass_model.load_checkpoint(path), str(path))  # any method's config
-        row.update(backbone=net.backbone, imagesize=net.imagesize)
+        data = glass_model.load_checkpoint(path)
+        net = config_from_checkpoint(data, str(path))  # any method's config
+        image_threshold, pixel_threshold, _ = checkpoint_thresholds(data)
+        row.update(backbone=net.backbone, imagesize=net.imagesize, method=method_of_config(net),
+                   image_threshold=image_threshold, pixel_threshold=pixel_threshold)
     except (glass_model.CheckpointError, KeyError, TypeError, ValueError) as err:
         row.update(backbone="?", imagesize="?", error=str(err))
     return row

@@ -100,16 +100,7 @@ class ModelInfo:
         calibration (inference/calibration.py: from held-out defect-free images); a checkpoint without one
         (written before calibration existed) gets default_threshold of its training-image scores
         for both."""
-        calibration = data.get("calibration")
-        pixel_low = None
-        if isinstance(calibration, dict) and "image_threshold" in calibration and "pixel_threshold" in calibration:
-            threshold, pixel_threshold = float(calibration["image_threshold"]), float(calibration["pixel_threshold"])
-            maxima = np.asarray(calibration.get("map_maxima", []), dtype=np.float64)
-            if maxima.size:  # the typical peak of a defect-free map
-                pixel_low = min(float(maxima.mean()), pixel_threshold)
-        else:
-            threshold = default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64))
-            pixel_threshold = threshold
+        threshold, pixel_threshold, pixel_low = checkpoint_thresholds(data)
         info = cls.for_net(config_from_checkpoint(data), class_name, strides, threshold, pixel_threshold)
         return dataclasses.replace(info, pixel_low=pixel_low)
 
@@ -131,6 +122,20 @@ class ModelInfo:
     def geometry(self, frame_shape: Sequence[int], roi: preprocess.Roi | None = None) -> preprocess.FrameGeometry:
         """Where a frame of this shape (and its ROI) goes at the training scale."""
         return preprocess.frame_geometry(frame_shape, self.resize, self.pad_to, roi)
+
+
+def checkpoint_thresholds(data: dict[str, Any]) -> tuple[float, float, float | None]:
+    """(image threshold, pixel threshold, pixel_low) of a loaded checkpoint: its calibration (pixel_low: the
+    mean defect-free map peak, capped at the pixel threshold; None without map peaks), else default_threshold
+    of its training-image scores for both thresholds and no pixel_low."""
+    calibration = data.get("calibration")
+    if isinstance(calibration, dict) and "image_threshold" in calibration and "pixel_threshold" in calibration:
+        threshold, pixel_threshold = float(calibration["image_threshold"]), float(calibration["pixel_threshold"])
+        maxima = np.asarray(calibration.get("map_maxima", []), dtype=np.float64)
+        pixel_low = min(float(maxima.mean()), pixel_threshold) if maxima.size else None  # typical defect-free peak
+        return threshold, pixel_threshold, pixel_low
+    threshold = default_threshold(np.asarray(data.get("train_scores", []), dtype=np.float64))
+    return threshold, threshold, None
 
 
 def default_threshold(train_scores: np.ndarray) -> float:

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -68,6 +68,9 @@ class RunConfig:
     max_frames: int | None = None
     progress: bool = True
     window_name: str = "GLASS video inference"
+    # Called after every frame with (frames done, frames to do: the container's count, or max_frames); an
+    # exception it raises ends the run as any error does (no output file is left).
+    on_progress: Callable[[int, int], None] | None = None
 
     def __post_init__(self) -> None:
         check_max_frames(self.max_frames)
@@ -327,6 +330,8 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig,
                     timings["write"] += time.perf_counter() - tick
                     records.append(_record(index, result, truth))
                     progress.update(1)
+                    if cfg.on_progress is not None:
+                        cfg.on_progress(len(records), total)
                     if cfg.display and _show(cfg.window_name, rendered):
                         stopped = True
                         break

@@ -358,9 +358,10 @@ def check_settings(options: Mapping[str, Any]) -> None:
     runner.check_display(options["display"])
 
 
-def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
-                 side_reports: Sequence[SideReport] = ()) -> tuple[runner.RunSummary, TrackingOutput]:
-    """Checks every input, loads the engine, tracks the video and writes video, frames, report and side reports."""
+def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_reports: Sequence[SideReport] = (),
+                 on_progress: Callable[[int, int], None] | None = None) -> tuple[runner.RunSummary, TrackingOutput]:
+    """Checks every input, loads the engine, tracks the video and writes video, frames, report and side reports
+    (on_progress: runner.RunConfig's, called after every frame)."""
     analyzer = DefectSizeAnalyzer(options["pixel_size"], options["physical_unit"], options["min_defect_area"])
     check_settings(options)
     engine_cfg = shared.engine_config(options)
@@ -373,7 +374,8 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None,
     run_lock = None
     try:
         layout, run_lock = create_output_folders(layout, created)
-        run_cfg = runner.RunConfig(options["video_path"], layout.video, options["display"], options["max_frames"])
+        run_cfg = runner.RunConfig(options["video_path"], layout.video, options["display"], options["max_frames"],
+                                   on_progress=on_progress)
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps  # probe_video gives every video a frame rate (video_io.ASSUMED_FPS when it states none)

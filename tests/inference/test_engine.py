@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from inference.backends import resolve_device
 from inference.engine import EngineConfig, FrameResult, InferenceEngine
-from inference.model_info import EngineError, ModelInfo, default_threshold
+from inference.model_info import EngineError, ModelInfo, checkpoint_thresholds, default_threshold
 from model import CheckpointError
 from methods.registry import load_trained_model
 
@@ -335,3 +335,7 @@ def test_regions_extend_to_the_typical_defect_free_peak(tiny_model):
     old = {k: v for k, v in data.items() if k != "calibration"}
     legacy = ModelInfo.from_checkpoint(old, "c", (8, 16))
     assert legacy.pixel_low is None and legacy.region_low == legacy.pixel_threshold
+    assert checkpoint_thresholds(calibrated) == pytest.approx((0.7, 0.6, 0.5))
+    assert checkpoint_thresholds(high) == pytest.approx((0.7, 0.6, 0.6))
+    fallback = default_threshold(np.asarray(old.get("train_scores", []), dtype=np.float64))
+    assert checkpoint_thresholds(old) == (fallback, fallback, None)

@@ -71,6 +71,19 @@ def test_list_models_prints_each_model(results, capsys):
     assert "mvtec_toy" in out and "mvtec_stripes" in out and "efficientnet_lite0" in out
 
 
+def test_describe_reads_method_size_and_the_engines_thresholds(tiny_model, torch_engine, tmp_path):
+    row = orchestrator.describe(tiny_model.class_dir)
+    assert (row["class_name"], row["method"], row["backbone"], row["imagesize"]) == (
+        "mvtec_toy", "glass", "efficientnet_lite0", 64)
+    assert row["image_threshold"] == pytest.approx(torch_engine.threshold)
+    assert row["pixel_threshold"] == pytest.approx(torch_engine.info.pixel_threshold)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "ckpt_best_1.pth").write_bytes(b"not a checkpoint")
+    row = orchestrator.describe(broken)
+    assert row["backbone"] == "?" and "not a readable checkpoint" in row["error"] and "method" not in row
+
+
 def test_sample_frames_are_spread_over_the_whole_video(toy_video):
     samples = video_io.sample_frames(toy_video, 4)
     assert [index for index, _ in samples] == [0, 3, 6, 9]

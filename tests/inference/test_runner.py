@@ -74,6 +74,27 @@ def test_failure_mid_run_leaves_no_file(engine, clip, tmp_path, failure):
     assert files_under(tmp_path / "out") == []
 
 
+def test_on_progress_is_called_after_every_frame_and_can_end_the_run(engine, clip, tmp_path):
+    class Plain(runner.BaseRenderer):
+        def render(self, frame, result, index):
+            return frame
+
+    calls = []
+    cfg = runner.RunConfig(clip, tmp_path / "p.mp4", progress=False, max_frames=5,
+                           on_progress=lambda done, total: calls.append((done, total)))
+    summary = runner.run_video(engine, Plain(), cfg)
+    assert summary.frames == 5 and calls == [(i, 5) for i in range(1, 6)]
+
+    def stop_at_three(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # an exception from the callback ends the run without output
+        runner.run_video(engine, Plain(), runner.RunConfig(clip, tmp_path / "stop" / "q.mp4", progress=False,
+                                                           on_progress=stop_at_three))
+    assert files_under(tmp_path / "stop") == []
+
+
 def test_a_run_removes_partial_videos_of_killed_runs_in_its_output_folder(tiny_model, clip, tmp_path, caplog):
     """After kill -9 (no cleanup ran) the next run into the folder removes the dead partial video, in one line."""
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
