@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,11 @@ ARCHIVE_TOTAL_FACTOR = 4  # a zip may inflate to this many times --max_upload_mb
 IMAGE_FORMATS = "PNG, JPEG, BMP, TIFF or WebP"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
+# PIL warns (DecompressionBombWarning) when it opens a header of more than ~89 Mpx. Here only the header is read,
+# the size is checked against --max_pixels and OpenCV decodes: the warning says nothing, once per process. (Set at
+# import: warnings.catch_warnings around each open would not be thread-safe.)
+warnings.filterwarnings("ignore", category=PIL.Image.DecompressionBombWarning)
+
 
 def read_upload(stream: BinaryIO, name: str, limit: int) -> bytes:
     """An uploaded file's bytes, read in chunks and stopped (413) as soon as it exceeds `limit` bytes."""
@@ -45,8 +51,7 @@ def read_upload(stream: BinaryIO, name: str, limit: int) -> bytes:
 
 def image_size(data: bytes) -> tuple[float, float] | None:
     """(width, height) from an image's header (PIL reads no pixels), or None when the bytes are no image."""
-    # PIL warns (DecompressionBombWarning) above ~89 Mpx and raises above twice that; the caller compares the
-    # size with --max_pixels either way. (No warnings.catch_warnings here: it is not thread-safe.)
+    # PIL raises above twice its own limit (~179 Mpx); the caller compares the size with --max_pixels either way.
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             return image.size
