@@ -14,15 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import uvicorn
-
 from errors import run_script
-from inference.backends import BACKENDS
-from service.app import create_app
-from service.config import (DEFAULT_HOST, DEFAULT_JOBS_DIR, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB,
-                            DEFAULT_PORT, TOKEN_ENV, ServiceConfig, token_from)
-from inference.inference_orchestrator import DEFAULT_RESULTS_PATH
-from utils import positive_float, positive_int
+from service.config import (DEFAULT_HOST, DEFAULT_JOBS_DIR, DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT,
+                            DEFAULT_RESULTS_PATH, TOKEN_ENV, ServiceConfig, token_from)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,12 +33,12 @@ def parser() -> argparse.ArgumentParser:
     args.add_argument("--token", default=None,
                       help=f"API token every /api/ request but GET /api/status must carry (Authorization: Bearer "
                            f"<token>); default: the {TOKEN_ENV} environment variable, else none.")
-    args.add_argument("--max_upload_mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
+    args.add_argument("--max_upload_mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                       help="Largest request body (all its files together), in MB. Default: %(default)s")
-    args.add_argument("--max_pixels", type=positive_int, default=DEFAULT_MAX_PIXELS,
+    args.add_argument("--max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                       help="Largest image or video frame, in pixels (checked before decoding). Default: %(default)s")
     args.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N. Default: %(default)s")
-    args.add_argument("--backend", choices=BACKENDS, default="auto",
+    args.add_argument("--backend", default="auto",
                       help="torch, onnx or auto (ONNX Runtime on CPU, PyTorch on CUDA). Default: %(default)s")
     args.add_argument("--jobs_dir", type=Path, default=DEFAULT_JOBS_DIR,
                       help="Folder of the video jobs (one subfolder each). Default: %(default)s")
@@ -52,12 +46,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Checks the flags, builds the app and serves it until Ctrl-C or SIGTERM."""
+    """Checks the flags, builds the app and serves it until Ctrl-C or SIGTERM (argparse's usage errors exit 2,
+as a bad setting does)."""
     options = parser().parse_args(argv)
     config = ServiceConfig(results_path=Path(options.results_path), host=options.host, port=options.port,
                            token=token_from(options.token), max_upload_mb=options.max_upload_mb,
                            max_pixels=options.max_pixels, device=options.device, backend=options.backend,
                            jobs_dir=options.jobs_dir)
+    import uvicorn  # the heavy imports (torch, the engine) come once the flags are known to be good
+
+    from service.app import create_app
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info")

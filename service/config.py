@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errors import UserError
-from inference.backends import BACKENDS, resolve_device
-from inference.cli import DEFAULT_OUTPUT_ROOT
-from inference.inference_orchestrator import DEFAULT_RESULTS_PATH
 
+# This module (and `python -m service` up to the start) imports no torch: --help and a bad flag answer at once.
+# The two defaults below are the commands' (inference_orchestrator.DEFAULT_RESULTS_PATH, cli.DEFAULT_OUTPUT_ROOT);
+# tests/service/test_config.py checks that they agree.
+DEFAULT_RESULTS_PATH = "results"
+DEFAULT_JOBS_DIR = Path("output") / "service_jobs"  # beside the video commands' output/<class>/
 TOKEN_ENV = "GLASS_SERVICE_TOKEN"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 20.0
 DEFAULT_MAX_PIXELS = 40_000_000
-DEFAULT_JOBS_DIR = Path(DEFAULT_OUTPUT_ROOT) / "service_jobs"  # beside the video commands' output/<class>/
 
 
 class ServiceConfigError(UserError):
@@ -57,12 +58,14 @@ class ServiceConfig:
             raise ServiceConfigError(f"--max_upload_mb {self.max_upload_mb}: must be a number > 0, e.g. 20")
         if self.max_pixels < 1:
             raise ServiceConfigError(f"--max_pixels {self.max_pixels}: must be at least 1, e.g. 40000000")
-        if self.backend not in BACKENDS:
-            raise ServiceConfigError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
-        resolve_device(self.device)  # EngineError (a UserError) naming --device
         if self.token is None and not self.loopback:
             raise ServiceConfigError(f"--host {self.host}: serving beyond this machine needs an API token; pass "
                                      f"--token or set {TOKEN_ENV} (or bind --host 127.0.0.1)")
+        from inference.backends import BACKENDS, resolve_device  # torch: only once the cheap checks passed
+
+        if self.backend not in BACKENDS:
+            raise ServiceConfigError(f"--backend {self.backend}: use one of {', '.join(BACKENDS)}")
+        resolve_device(self.device)  # EngineError (a UserError) naming --device
 
     @property
     def loopback(self) -> bool:
@@ -77,6 +80,8 @@ class ServiceConfig:
     @property
     def device_type(self) -> str:
         """'cpu' or 'cuda': where the models run."""
+        from inference.backends import resolve_device
+
         return resolve_device(self.device).type
 
 

@@ -11,7 +11,6 @@ import threading
 import time
 import zipfile
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
