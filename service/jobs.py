@@ -35,7 +35,6 @@ from service.http_errors import ApiError
 LOGGER = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")  # uuid4 hex
-STATES = ("queued", "running", "done", "failed")
 MAX_WAITING_JOBS = 32  # queued, not yet running
 VIDEO_NAME = "tracking.mp4"
 DEFECTS_FOLDER = "defects"

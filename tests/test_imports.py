@@ -124,7 +124,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "training": ("glass", "evaluation", "fitting"),
     "video": ("video_io", "inference.runner", "inference.cli", "inference.renderers", "inference.modes",
               "inference.tracking_run", "temporal"),
-    "commands": ("main", "inference", "onnx/", "preprocessing"),
+    "commands": ("main", "inference", "onnx/", "preprocessing", "service"),
 }
 
 

@@ -300,6 +300,7 @@ BAD_REQUESTS = {
 }
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # the service silences it; pytest resets
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_requests_get_their_status_and_one_line_and_the_service_goes_on(loaded_client, defect_png, case):
     method, path, arguments, status, needle = BAD_REQUESTS[case]

@@ -31,6 +31,7 @@ def test_images_decode_by_content_whatever_their_name():
     assert image_size(png_bytes(image)) == (40, 30) and image_size(b"text") is None
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 def test_bad_images_are_refused_before_decoding():
     assert status_of(lambda: decode_image(b"", "e.png", 100))[0] == 400
     assert status_of(lambda: decode_image(b"GIF89a-not-really", "t.png", 100))[0] == 415
