@@ -148,7 +148,12 @@ function renderModels(models) {
     row.dataset.modelId = model.model_id;
     row.classList.toggle("loaded", Boolean(model.loaded));
     row.classList.toggle("current", model.model_id === state.current);
-    cell(row, model.model_id === state.current ? "in use" : model.loaded ? "loaded" : "", "mark");
+    const mark = cell(row, model.model_id === state.current ? "in use" : model.loaded ? "loaded" : "", "mark");
+    if (model.error) {  // a checkpoint the service could not read
+      mark.textContent = "unreadable";
+      mark.title = model.error;
+      row.classList.add("unreadable");
+    }
     cell(row, model.model_id, "model-id");
     cell(row, model.method);
     cell(row, model.class_name);
