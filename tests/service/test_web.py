@@ -158,6 +158,7 @@ def check_slider(browser: WebDriver, reference: dict) -> None:
     assert shown_decision(browser)[0] == reference["decision"]
     assert int(element(browser, "region-count").text) == regions_at(anomaly_map, reference["threshold"])
     sent = requests_sent(browser, "/api/test_image")
+    assert sent == 1  # the upload's (the count sees the page's requests)
     seen = set()
     for target in (score / 2, (score + 1) / 2, score / 2):  # below the score, above it, below again
         value = slide_to(browser, target)
@@ -289,9 +290,22 @@ def test_inspection_session(browser: WebDriver, service_url: str, service_model_
         shutil.copyfile(screenshot, REPO / os.environ[SCREENSHOT_ENV])
 
 
+def drop_file(browser: WebDriver, zone_id: str, name: str, data: bytes) -> None:
+    """Drops a file onto a drop zone as a drag from the desktop does (a drop event carrying it)."""
+    browser.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[2]), c => c.charCodeAt(0));"
+        "const transfer = new DataTransfer();"
+        "transfer.items.add(new File([bytes], arguments[1], {type: 'image/png'}));"
+        "const zone = document.getElementById(arguments[0]);"
+        "zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));"
+        "zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));",
+        zone_id, name, base64.b64encode(data).decode("ascii"))
+
+
 def test_api_errors_show_as_one_line(browser: WebDriver, service_url: str, service_model_id: str, good_png: bytes,
                                      tmp_path: Path):
-    """A text file as the image: the API's 415 reason on one line; the page keeps working and clears it."""
+    """A text file as the image: the API's 415 reason on one line; the page keeps working (an image dropped on it
+    is scored) and clears the line; a bad field's 400 names the field."""
     open_page(browser, service_url)
     load_model(browser, service_model_id)
     notes = tmp_path / "notes.png"  # an image's name, not an image's content
@@ -300,7 +314,9 @@ def test_api_errors_show_as_one_line(browser: WebDriver, service_url: str, servi
     wait(browser, lambda b: element(b, "error").is_displayed(), "no error line appeared")
     line = element(browser, "error").text
     assert line.startswith("415: notes.png") and "\n" not in line
-    upload_image(browser, write(tmp_path / "good.png", good_png))
+    drop_file(browser, "drop-zone", "dropped.png", good_png)  # dragged onto the drop zone this time
+    wait(browser, lambda b: element(b, "image-file").text.startswith("dropped.png")
+         and image_loaded(b, "overlay-image"), "the dropped image was not scored")
     assert not element(browser, "error").is_displayed()
     element(browser, "max-frames").send_keys("0")  # a bad field: the API's 400 names it
     element(browser, "video-input").send_keys(str(notes))
