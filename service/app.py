@@ -13,6 +13,7 @@ import hmac
 import logging
 import math
 import shutil
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
@@ -41,6 +42,9 @@ LOGGER = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MULTIPART_OVERHEAD = 256 * 1024  # bytes a request may carry beyond --max_upload_mb: boundaries, headers, fields
 MAX_BATCH_IMAGES = 500  # images scored by one /api/batch_test (files and zip members together)
+# Image requests decoding, scoring and encoding at once (the others wait in the thread pool): bounds the memory
+# of decoded images and maps (40 Mpx each at most) whatever the number of clients.
+IMAGE_SLOTS = 4
 OPEN_PATHS = (("GET", "/api/status"), ("HEAD", "/api/status"))  # the only /api/ requests without a token
 
 # An optional text form field. Numbers arrive as text and are parsed by the endpoint: a bad value is a 400 that
@@ -214,6 +218,7 @@ def add_routes(app: FastAPI, config: ServiceConfig, registry: ModelRegistry, job
     """The page, /api/status, /api/models, /api/load_model, /api/test_image, /api/batch_test, /api/video and
     /api/jobs."""
     upload_limit = config.max_upload_bytes
+    slots = threading.BoundedSemaphore(IMAGE_SLOTS)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -249,9 +254,11 @@ def add_routes(app: FastAPI, config: ServiceConfig, registry: ModelRegistry, job
         """One image -> score, decision, regions, overlay, map and original PNGs."""
         params = InspectParams.from_form(threshold, pixel_size, unit)
         name = upload_name(file)
-        image = decode_image(read_upload(file.file, name, upload_limit), name, config.max_pixels)
-        model = registry.model_for(model_id)
-        return image_response(name, model.entry.model_id, image, inspect(model, image, params), params)
+        data = read_upload(file.file, name, upload_limit)
+        with slots:
+            image = decode_image(data, name, config.max_pixels)
+            model = registry.model_for(model_id)
+            return image_response(name, model.entry.model_id, image, inspect(model, image, params), params)
 
     @app.post("/api/batch_test")
     def batch_test(files: Annotated[list[UploadFile], File()], model_id: Text = None, threshold: Text = None,
@@ -265,8 +272,9 @@ def add_routes(app: FastAPI, config: ServiceConfig, registry: ModelRegistry, job
             if len(rows) == MAX_BATCH_IMAGES:
                 raise ApiError(413, f"more than {MAX_BATCH_IMAGES} images in one batch; send them in parts")
             try:
-                image = decode_image(data, name, config.max_pixels)
-                rows.append(batch_row(name, inspect(model, image, params)))
+                with slots:
+                    rows.append(batch_row(name, inspect(model, decode_image(data, name, config.max_pixels),
+                                                        params)))
             except ApiError as err:
                 rows.append(failed_row(name, str(err)))
                 statuses.append(err.status)
