@@ -14,7 +14,7 @@ import logging
 import math
 import shutil
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -237,7 +237,7 @@ def add_routes(app: FastAPI, config: ServiceConfig, registry: ModelRegistry, job
     @app.get("/api/models")
     def models() -> dict[str, Any]:
         """Every model directory under the results folder, with method, thresholds and metrics."""
-        return {"models": [entry.to_dict(registry.is_loaded(entry.model_id)) for entry in registry.entries()]}
+        return {"models": [entry.to_dict(registry.is_loaded(entry.model_id)) for entry in registry.scan()]}
 
     @app.post("/api/load_model")
     def load_model(request: LoadRequest) -> dict[str, Any]:
@@ -319,7 +319,7 @@ def add_routes(app: FastAPI, config: ServiceConfig, registry: ModelRegistry, job
         return FileResponse(job_file_path(jobs.folder(job_id), name))
 
 
-def batch_items(files: list[UploadFile], limit: int) -> Any:
+def batch_items(files: list[UploadFile], limit: int) -> Iterator[tuple[str, bytes]]:
     """(name, bytes) of every image of a batch: each uploaded file, a zip's members in its place."""
     for upload in files:
         name = upload_name(upload)

@@ -149,10 +149,6 @@ class ModelRegistry:
                           read_metrics(class_dir, self.root, method) if "error" not in row else {},
                           row.get("error"))
 
-    def entries(self) -> list[ModelEntry]:
-        """The listing (scanned now)."""
-        return self.scan()
-
     def find(self, model_id: str) -> ModelEntry:
         """The entry of a listed id: 400 for an id that points outside, 404 for one not listed."""
         check_model_id(model_id)

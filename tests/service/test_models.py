@@ -42,7 +42,7 @@ def test_ids_that_could_leave_the_results_folder_are_400(model_id):
 
 def test_listing_ids_metrics_and_what_is_left_out(two_toys, service_model_id):
     registry = ModelRegistry(two_toys, "cpu", "torch")
-    entries = {entry.model_id: entry for entry in registry.entries()}
+    entries = {entry.model_id: entry for entry in registry.scan()}
     assert sorted(entries) == ["models/backbone_0/mvtec_toy", "models/backbone_1/mvtec_broken",
                                "run2/models/backbone_0/mvtec_toy"]  # the link out of the folder is not listed
     assert entries[service_model_id].metrics and entries[service_model_id].error is None
@@ -78,6 +78,6 @@ def test_the_request_default_model_and_loading_on_demand(two_toys, service_model
 
 def test_a_model_trained_after_the_start_is_found(two_toys, service_model_id):
     registry = ModelRegistry(two_toys, "cpu", "torch")
-    registry.entries()
+    registry.scan()
     shutil.copytree(two_toys / service_model_id, two_toys / "models" / "backbone_0" / "mvtec_new")
     assert registry.find("models/backbone_0/mvtec_new").class_name == "mvtec_new"
