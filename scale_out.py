@@ -52,6 +52,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -411,12 +412,11 @@ class Mirror:
 def _ray_task(task: Task, share: ShareCheck, store: Any, sync: str, cpus: int) -> Outcome:
     """The body of every Ray task: pick the device, find or fetch the files, run the job, send the files back."""
     import ray
-    import torch
 
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     device = "cuda:0" if ray.get_gpu_ids() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU
     if device == "cpu":
-        torch.set_num_threads(cpus)
+        use_threads(cpus)
     shared = sync != "copy" and share.visible()
     if sync == "shared" and not shared:
         return Outcome(error=f"{share.root} is not on this worker's filesystem "
@@ -434,6 +434,15 @@ def _ray_task(task: Task, share: ShareCheck, store: Any, sync: str, cpus: int) -
         return outcome
     finally:
         shutil.rmtree(local, ignore_errors=True)
+
+
+def use_threads(cpus: int) -> None:
+    """PyTorch's CPU threads in a reused worker: set now when torch is loaded, else through OMP_NUM_THREADS,
+    which torch reads when it is first imported."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(cpus)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(cpus)
 
 
 def connect(address: str) -> bool:
