@@ -31,7 +31,7 @@ from datasets import base as data
 from datasets import distribution
 from datasets.mvtec import forced_resize
 from datasets.registry import build_dataset
-from errors import first_line
+from errors import UserError, first_line
 from evaluation import ClassOutcome, evaluate_class
 from fitting import fit_class
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
@@ -773,7 +773,18 @@ def class_task(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig) -> s
     class_dir = job.class_dir.relative_to(opts.results_path).as_posix()
     return scale_out.Task(name=f"{key} {job.tag}", run=functools.partial(run_class, job, opts, dataset_cfg),
                           inputs=(class_dir, distribution_table_name(dataset_cfg)),
-                          outputs=(class_dir, f"eval/{job.tag}/{key}"))
+                          outputs=(class_dir, f"eval/{job.tag}/{key}"), cost=class_cost(job, dataset_cfg))
+
+
+def class_cost(job: Job, dataset_cfg: data.DatasetConfig) -> float:
+    """A job's expected run time for scheduling: its training images (test images for a test-only job), listed
+    (not decoded) here; 0 when the driver cannot list them (the job itself reports why)."""
+    try:
+        images = build_dataset(dataset_cfg, job.classname, "train" if job.fit else "test", (0.5,) * 3, (0.5,) * 3,
+                               seed=0, las=False)
+    except (UserError, OSError):
+        return 0.0
+    return float(len(images))
 
 
 def run_class(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig,

@@ -9,6 +9,9 @@ Three runners take a list of tasks and an `emit(index, outcome)` callback:
   a retried task finds the checkpoints its earlier attempt saved and resumes from them.
 * `run_on_devices`: one process per listed device of this machine (`--gpu 0 1 2 3` without Ray); each
   process takes the next task when it finishes one. A process that dies fails its task (no retry).
+
+Both start the tasks with the largest `cost` first (`start_order`): packed longest first, a few long jobs do
+not start last while the other devices idle (`benchmarks/scale_out_model.py` models the wall time).
 * `run_here`: one after the other in this process (`batch_inspect.py` without Ray).
 
 **Order.** `emit` is called once per task, in task order, as soon as the task and every task before it
@@ -119,6 +122,13 @@ class Task:
     run: Callable[[WorkerContext], Any]
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    cost: float = 0.0  # expected run time, in any unit: Ray and the device processes start costlier tasks first
+
+
+def start_order(tasks: Sequence[Task]) -> list[int]:
+    """The order tasks are started in: costliest first (ties in list order), so that the longest jobs do not
+    start last and leave the other devices idle (longest processing time first); outcomes keep list order."""
+    return sorted(range(len(tasks)), key=lambda index: -tasks[index].cost)
 
 
 @dataclass(frozen=True)
@@ -241,7 +251,7 @@ def run_on_devices(tasks: Sequence[Task], root: Path, emit: Callable[[int, Outco
     """Runs the tasks in one process per device (spawned), each process taking the next task when free."""
     mp = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
     ordered = OrderedEmitter(len(tasks), emit)
-    queue = iter(enumerate(tasks))
+    queue = iter([(index, tasks[index]) for index in start_order(tasks)])
     workers: list[_DeviceWorker] = []
     try:
         workers = [_start_device_worker(mp, device, root) for device in devices]
@@ -487,7 +497,7 @@ def run_on_ray(tasks: Sequence[Task], root: Path, emit: Callable[[int, Outcome],
         LOGGER.info("%d task(s) on Ray (%s each, up to %d retries)", len(tasks),
                     ", ".join(f"{k} {v}" for k, v in resources.items()), cfg.retries)
         remote = ray.remote(_ray_task).options(max_retries=cfg.retries, retry_exceptions=False, **resources)
-        refs = {remote.remote(task, share, store, cfg.sync, cfg.cpus): index for index, task in enumerate(tasks)}
+        refs = {remote.remote(tasks[index], share, store, cfg.sync, cfg.cpus): index for index in start_order(tasks)}
         _collect_ray(ray, refs, tasks, emit, desc)
     finally:
         share.path.unlink(missing_ok=True)

@@ -110,6 +110,22 @@ def test_gpu_list_spreads_classes_over_one_process_per_device(sequential, tmp_pa
     assert (results / "results.csv").read_bytes() == (expected / "results.csv").read_bytes()
 
 
+def test_jobs_are_started_by_their_number_of_training_images(tmp_path):
+    data, aug = write_tiny_mvtec(tmp_path, classes=("small", "large"), n_train=3)
+    good = data / "large" / "train" / "good"
+    for index in range(3, 20):  # 20 images, 8 of them held out for calibration: 12 to train on
+        shutil.copy(good / "000.png", good / f"{index:03d}.png")
+    cfg = main.data.DatasetConfig("mvtec", data, aug, ("small", "large", "missing"), num_workers=0, resize=64,
+                                  imagesize=64, fg=0, holdout=0.1)
+    opts = main.RunOptions(tmp_path / "results", (0,), 0, "group", "project", "test", "ckpt")
+    net = main.NetOptions(("efficientnet_lite0",), (), 64, 64, 3, 2, 32, 1, main.TrainConfig())
+    jobs = main.plan_jobs(opts, net, cfg, set(), validate=False)  # the missing class fails in its own job
+    tasks = [main.class_task(job, opts, cfg) for job in jobs]
+    assert [task.cost for task in tasks] == [3.0, 12.0, 0.0]
+    assert [tasks[index].name for index in main.scale_out.start_order(tasks)] == [
+        "mvtec_large backbone_0", "mvtec_small backbone_0", "mvtec_missing backbone_0"]
+
+
 def test_gpu_list_without_cuda_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(main.torch.cuda, "is_available", lambda: False)
     data, aug = write_tiny_mvtec(tmp_path, classes=("a",), n_train=2, n_good=1, n_bad=1)

@@ -127,6 +127,11 @@ def test_ordered_emitter_hands_out_in_order_and_flushes_what_it_holds():
     assert emitted == [(2, Outcome("late"))]
 
 
+def test_costlier_tasks_start_first_and_ties_keep_list_order():
+    tasks = [Task("a", square, cost=1), Task("b", square, cost=5), Task("c", square), Task("d", square, cost=5)]
+    assert scale_out.start_order(tasks) == [1, 3, 0, 2]
+
+
 def test_run_here_records_user_errors_and_bugs_and_goes_on(tmp_path, caplog):
     emitted, emit = collect()
     scale_out.run_here(tasks_of(bad_data, buggy, partial(square, 3)), tmp_path, emit)
