@@ -254,9 +254,9 @@ def run_on_devices(tasks: Sequence[Task], root: Path, emit: Callable[[int, Outco
     queue = iter([(index, tasks[index]) for index in start_order(tasks)])
     workers: list[_DeviceWorker] = []
     try:
-        workers = [_start_device_worker(mp, device, root) for device in devices]
-        for worker in workers:
-            _assign(worker, queue)
+        for device in devices:
+            workers.append(_start_device_worker(mp, device, root))
+            _assign(workers[-1], queue)
         with tqdm.tqdm(total=len(tasks), desc=desc, unit="task") as bar:
             while any(worker.running is not None for worker in workers):
                 for index, outcome in _collect_devices(mp, workers, root, queue):

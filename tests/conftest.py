@@ -111,7 +111,8 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory):
     import scale_out
 
     marker = tmp_path_factory.mktemp("ray") / "kill-once"
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+    # address="local": a new instance even when `ray start` left /tmp/ray/ray_current_cluster behind
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {scale_out.KILL_ONCE_ENV: str(marker)}})
     yield marker
     ray.shutdown()

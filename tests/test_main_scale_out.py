@@ -89,12 +89,14 @@ def test_a_class_with_corrupt_data_fails_alone(ray_local, sequential, tmp_path, 
     assert not (results / "models" / "backbone_0" / "mvtec_bad").exists()
 
 
-def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_local, sequential, tmp_path):
+@pytest.mark.parametrize("sync", ["auto", "copy"])
+def test_a_killed_worker_is_retried_and_resumes_from_its_checkpoint(ray_local, sequential, tmp_path, sync):
     data, aug, expected = sequential
     ray_local.write_text("")  # arms scale_out's fault injection: the first checkpoint's worker is SIGKILLed
     results = tmp_path / "results"
-    # --ray_sync copy: the checkpoint reaches the driver through the results store, and the retry fetches it
-    assert train(results, data, aug, "--ray", "auto", "--ray_sync", "copy", classes=("a",)) == 0
+    # auto: the worker shares this filesystem and resumes from ckpt.pth in place; copy: the checkpoint reaches
+    # the driver through the results store, and the retry fetches it
+    assert train(results, data, aug, "--ray", "auto", "--ray_sync", sync, classes=("a",)) == 0
     assert not ray_local.exists(), "the worker was killed"
     assert rows(results)["mvtec_a"] == rows(expected)["mvtec_a"]
     final = load_checkpoint(results / "models" / "backbone_0" / "mvtec_a" / "ckpt_best_1.pth")
