@@ -7,6 +7,9 @@ METHOD is `net` (GLASS), `patchcore`, `padim`, `draem` or `ae` (the convolutiona
     python main.py --test ckpt patchcore -b efficientnet_lite0 -le blocks.2 -le blocks.4 --coreset 0.1 \
         dataset -d brick mvtec /path/to/mvtec /path/to/dtd/images
     python main.py --test test dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
+
+Several classes fan out with `--gpu 0 1 2 3` (one process per GPU) or `--ray auto` (every (backbone, class) job a
+Ray task, `scale_out`); results.csv is the same as a sequential run's (README, "Scale out").
 """
 from __future__ import annotations
 

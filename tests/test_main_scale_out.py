@@ -2,6 +2,7 @@
 same results.csv as a sequential run, a class with corrupt data failing alone, a killed worker resuming."""
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -44,8 +45,7 @@ def rows(results: Path) -> dict[str, dict[str, str]]:
 
 
 def read_all(path: Path) -> list[dict[str, str]]:
-    import csv
-
+    """Every row of a CSV file."""
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
 
