@@ -7,16 +7,20 @@ METHOD is `net` (GLASS), `patchcore`, `padim`, `draem` or `ae` (the convolutiona
     python main.py --test ckpt patchcore -b efficientnet_lite0 -le blocks.2 -le blocks.4 --coreset 0.1 \
         dataset -d brick mvtec /path/to/mvtec /path/to/dtd/images
     python main.py --test test dataset -d bottle mvtec /path/to/mvtec /path/to/dtd/images
+
+Several classes fan out with `--gpu 0 1 2 3` (one process per GPU) or `--ray auto` (every (backbone, class) job a
+Ray task, `scale_out`); results.csv is the same as a sequential run's (README, "Scale out").
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import click
 import PIL.Image
@@ -24,12 +28,13 @@ import torch
 
 import backbones
 import common
+import scale_out
 import utils
 from datasets import base as data
 from datasets import distribution
 from datasets.mvtec import forced_resize
 from datasets.registry import build_dataset
-from errors import first_line
+from errors import UserError, first_line
 from evaluation import ClassOutcome, evaluate_class
 from fitting import fit_class
 from glass import COMPILE_MODES, GLASS, SELECTION_RULES, TrainConfig
@@ -38,7 +43,7 @@ from methods.autoencoder import ERRORS
 from methods.padim import COVARIANCES, default_layers
 from methods.pixel import PIXEL_BACKBONE, PixelModel
 from methods.registry import DEFAULT_METHOD, METHODS, build_model, config_from_checkpoint
-from model import CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
+from model import LATEST_NAME, CheckpointError, GlassModel, NetConfig, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger("glass")
 
@@ -142,13 +147,25 @@ def _fraction(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 @click.group(chain=True)
 @click.option("--results_path", type=str, default="results", show_default=True)
-@click.option("--gpu", type=int, default=[0], multiple=True, show_default=True)
+@click.option("--gpu", type=int, default=[0], multiple=True, show_default=True,
+              help="CUDA device: one runs every class on it (on the CPU when CUDA is absent); several (--gpu 0 1 2 3) "
+                   "spread the classes over them, one process per device.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--log_group", type=str, default="group")
 @click.option("--log_project", type=str, default="project")
 @click.option("--run_name", type=str, default="test")
 @click.option("--test", type=click.Choice(["ckpt", "test"]), default="ckpt", show_default=True,
               help="ckpt: train (or resume) then test; test: load each class's model and test.")
+@click.option("--ray", "ray_address", type=str, default=None,
+              help="Run every (backbone, class) job as a Ray task: auto (the cluster `ray start` made), local (a "
+                   "new Ray instance on this machine) or HOST:PORT; default: $RAY_ADDRESS when set, else no Ray.")
+@click.option("--ray_cpus", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs per Ray task when the cluster has no GPU (with GPUs each task takes one GPU).")
+@click.option("--ray_retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Times a Ray task whose worker died is run again (it resumes from the class's ckpt.pth).")
+@click.option("--ray_sync", type=click.Choice(["auto", "copy"]), default="auto", show_default=True,
+              help="auto: workers that share --results_path's filesystem write into it, the others send their "
+                   "files through the driver; copy: every worker sends them through the driver.")
 def main(**kwargs: Any) -> None:
     """GLASS: train and test per-class anomaly detectors."""
 
@@ -387,6 +404,8 @@ def dataset(**kw: Any) -> tuple[str, data.DatasetConfig]:
 @main.result_callback()
 def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
     """Runs every requested class: train (or resume, or fit) and test, or test only."""
+    ray_cfg = ray_config(global_options.pop("ray_address"), global_options.pop("ray_cpus"),
+                         global_options.pop("ray_retries"), global_options.pop("ray_sync"))
     opts = RunOptions(**{**global_options, "results_path": Path(global_options["results_path"]),
                          "gpu": tuple(global_options["gpu"])})
     chosen: list[MethodOptions] = [value for key, value in methods if key == "method"]
@@ -401,6 +420,11 @@ def run(methods: Sequence[tuple[str, Any]], **global_options: Any) -> None:
     if opts.test == "ckpt" and method_opts is None:
         raise common.ConfigError("--test ckpt trains a model and needs a method command: net (GLASS), patchcore, "
                                  "padim, draem or ae (or use --test test)")
+    devices = None if ray_cfg is not None else gpu_devices(opts.gpu)
+    if ray_cfg is not None or devices is not None:
+        jobs = plan_jobs(opts, method_opts, dataset_cfg, explicit, validate=False)  # each job checks its class
+        run_fanned_out(jobs, opts, dataset_cfg, ray_cfg, devices)
+        return
     device = common.select_device(opts.gpu)
     jobs = plan_jobs(opts, method_opts, dataset_cfg, explicit)
     table = opts.results_path / "results.csv"
@@ -441,8 +465,9 @@ def method_tag(method: str, index: int | str) -> str:
 
 
 def plan_jobs(opts: RunOptions, method_opts: MethodOptions | None, dataset_cfg: data.DatasetConfig,
-              explicit: set[str]) -> list[Job]:
-    """Validates everything (backbones, layers, sizes, folders, checkpoints) before any work starts."""
+              explicit: set[str], validate: bool = True) -> list[Job]:
+    """Validates everything (backbones, layers, sizes, folders, checkpoints and, with `validate`, every image)
+    before any work starts."""
     models_dir = opts.results_path / "models"
     jobs = []
     for classname in dataset_cfg.subdatasets:
@@ -458,8 +483,8 @@ def plan_jobs(opts: RunOptions, method_opts: MethodOptions | None, dataset_cfg: 
             only = method_opts.method if method_opts is not None else None
             jobs.extend(_stored_jobs(models_dir, key, classname, dataset_cfg, explicit, only))
     las = method_opts is None or uses_las(method_opts.method)  # only these read textures and fg masks
-    for classname in dataset_cfg.subdatasets:  # layout errors and undecodable images surface here, before
-        validate_class_images(dataset_cfg, classname, train=opts.test == "ckpt", las=las)  # any folder is made
+    for classname in dataset_cfg.subdatasets if validate else ():  # layout errors and undecodable images
+        validate_class_images(dataset_cfg, classname, train=opts.test == "ckpt", las=las)  # surface here
     return jobs
 
 
@@ -581,8 +606,10 @@ def job_dataset_config(dataset_cfg: data.DatasetConfig, job: Job) -> data.Datase
     return dataclasses.replace(dataset_cfg, imagesize=job.net.imagesize, resize=job.net.resize)
 
 
-def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device: torch.device) -> dict[str, Any]:
-    """Trains or fits (when asked) and tests one class with one method and backbone; returns its results row."""
+def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device: torch.device,
+            checkpoint_saved: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Trains or fits (when asked) and tests one class with one method and backbone; returns its results row.
+    `checkpoint_saved(path)` is called after each GLASS epoch's ckpt.pth (scale_out sends it to the driver)."""
     utils.fix_seeds(opts.seed)
     key = f"{dataset_cfg.name}_{job.classname}"
     LOGGER.info("class %s, %s (%s)", key, job.tag, job.net.backbone)
@@ -594,7 +621,7 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
     model = build_model(job.net)
     job.class_dir.mkdir(parents=True, exist_ok=True)
     if job.fit and job.method == DEFAULT_METHOD:
-        train_glass(job, opts, dataset_cfg, sized, model, device, test_loader)
+        train_glass(job, opts, dataset_cfg, sized, model, device, test_loader, checkpoint_saved)
     elif job.fit:
         # One-pass methods read the clean images once in order; pixel methods train for epochs on shuffled
         # batches, DRAEM's with LAS anomalies.
@@ -613,8 +640,13 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
     else:
         LOGGER.info("%s: no calibrated thresholds in the checkpoint (trained before --holdout existed); the "
                     "engine uses mean + 3 std of the training-image scores", key)
-    return {"method": job.method, "class": key if job.index == 0 else f"{key}/backbone_{job.index}",
-            **outcome.metrics, "epoch": outcome.epoch, "selection": outcome.selection}
+    return {"method": job.method, "class": row_class(job, key), **outcome.metrics, "epoch": outcome.epoch,
+            "selection": outcome.selection}
+
+
+def row_class(job: Job, key: str) -> str:
+    """A job's name in results.csv: <dataset>_<class>, with /backbone_<i> for every backbone but the first."""
+    return key if job.index == 0 else f"{key}/backbone_{job.index}"
 
 
 def _warn_without_holdout(key: str, train_set: Any, sized: data.DatasetConfig) -> None:
@@ -625,8 +657,9 @@ def _warn_without_holdout(key: str, train_set: Any, sized: data.DatasetConfig) -
 
 
 def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, sized: data.DatasetConfig,
-                model: GlassModel, device: torch.device, test_loader: torch.utils.data.DataLoader) -> None:
-    """Trains (or resumes) GLASS on one class."""
+                model: GlassModel, device: torch.device, test_loader: torch.utils.data.DataLoader,
+                checkpoint_saved: Callable[[Path], None] | None = None) -> None:
+    """Trains (or resumes) GLASS on one class; `checkpoint_saved(ckpt.pth)` after every epoch."""
     key = f"{dataset_cfg.name}_{job.classname}"
     norm = (job.net.mean, job.net.std)
     train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed, las=True)
@@ -642,7 +675,9 @@ def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, siz
     trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),
                   data.build_dataloader(clean_set, sized, opts.seed, shuffle=False, pin_memory=pin),
                   test_loader,
-                  cache_features=not (sized.augments_clean_images or job.train.train_backbone))
+                  cache_features=not (sized.augments_clean_images or job.train.train_backbone),
+                  after_epoch=None if checkpoint_saved is None else
+                  lambda epoch: checkpoint_saved(job.class_dir / LATEST_NAME))
 
 
 def decide_svd(opts: RunOptions, cfg: data.DatasetConfig, job: Job, clean_set: Any) -> tuple[int, str]:
@@ -666,11 +701,170 @@ def decide_svd(opts: RunOptions, cfg: data.DatasetConfig, job: Job, clean_set: A
     return distribution.resolve_svd(cfg.distribution, table, key, judge)
 
 
+# ------------------------------------------------------------------ fanned out: Ray, or several GPUs
+
+class ClassFailures(common.ConfigError):
+    """Classes of a fanned-out run that failed (the others finished); each one's error is in results.csv."""
+
+
+@dataclass(frozen=True)
+class ClassResult:
+    """What a fanned-out job hands back: its results row and the class's manifold/hypersphere entry, if any."""
+
+    row: dict[str, Any]
+    svd: int | None
+
+
+def ray_config(address: str | None, cpus: int, retries: int, sync: str) -> scale_out.RayConfig | None:
+    """The Ray settings when --ray (or $RAY_ADDRESS) asks for Ray, else None."""
+    address = scale_out.ray_address(address)
+    return None if address is None else scale_out.RayConfig(address, cpus, retries, sync)
+
+
+def gpu_devices(gpu: Sequence[int]) -> list[str] | None:
+    """The CUDA devices to spread classes over when --gpu lists more than one (None for one device); without
+    CUDA that is an error, not a silent fan-out over the CPU."""
+    if len(gpu) < 2:
+        return None
+    listed = " ".join(str(index) for index in gpu)
+    if not torch.cuda.is_available():
+        raise common.ConfigError(f"--gpu {listed}: CUDA is not available on this machine, so classes cannot be "
+                                 "spread over GPUs; pass one --gpu (it runs on the CPU) or use --ray")
+    count = torch.cuda.device_count()
+    for index in gpu:
+        if not 0 <= index < count:
+            raise common.ConfigError(f"--gpu {listed}: there is no CUDA device {index} (this machine has {count}); "
+                                     f"list indices below {count}")
+    return [f"cuda:{index}" for index in gpu]
+
+
+def run_fanned_out(jobs: Sequence[Job], opts: RunOptions, dataset_cfg: data.DatasetConfig,
+                   ray_cfg: scale_out.RayConfig | None, devices: Sequence[str] | None) -> None:
+    """Runs the jobs as Ray tasks (ray_cfg) or one process per device; results.csv as a sequential run writes it.
+
+    Paths become absolute (workers may start in another folder). A class whose job fails (bad data) gets a
+    row with its error in the `notes` column and the others finish; then ClassFailures names the failures.
+    """
+    opts = dataclasses.replace(opts, results_path=opts.results_path.resolve())
+    opts.results_path.mkdir(parents=True, exist_ok=True)
+    jobs = [dataclasses.replace(job, class_dir=job.class_dir.resolve()) for job in jobs]
+    dataset_cfg = dataclasses.replace(dataset_cfg, data_path=Path(dataset_cfg.data_path).resolve(),
+                                      aug_path=Path(dataset_cfg.aug_path).resolve())
+    tasks = [class_task(job, opts, dataset_cfg) for job in jobs]
+    recorder = ClassRecorder(jobs, opts, dataset_cfg)
+    if ray_cfg is not None:
+        if len(opts.gpu) > 1:
+            LOGGER.info("--ray: Ray gives each task its GPU; --gpu %s is not used", " ".join(map(str, opts.gpu)))
+        scale_out.run_on_ray(tasks, opts.results_path, recorder.record, ray_cfg, desc="classes")
+    else:
+        scale_out.run_on_devices(tasks, opts.results_path, recorder.record, devices, desc="classes")
+    if recorder.rows:
+        click.echo(utils.format_table(recorder.rows))
+    click.echo(f"results: {recorder.table}")
+    recorder.raise_failures()
+
+
+def distribution_table_name(dataset_cfg: data.DatasetConfig) -> str:
+    """The manifold/hypersphere table's file name in --results_path (decide_svd)."""
+    return f"{dataset_cfg.name}_distribution.csv"
+
+
+def class_task(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig) -> scale_out.Task:
+    """A job as a scale_out task: it reads the class folder (to resume) and the distribution table, and writes
+    the class folder and its evaluation pictures."""
+    key = f"{dataset_cfg.name}_{job.classname}"
+    class_dir = job.class_dir.relative_to(opts.results_path).as_posix()
+    return scale_out.Task(name=f"{key} {job.tag}", run=functools.partial(run_class, job, opts, dataset_cfg),
+                          inputs=(class_dir, distribution_table_name(dataset_cfg)),
+                          outputs=(class_dir, f"eval/{job.tag}/{key}"), cost=class_cost(job, dataset_cfg))
+
+
+def class_cost(job: Job, dataset_cfg: data.DatasetConfig) -> float:
+    """A job's expected run time for scheduling: its training images (test images for a test-only job), listed
+    (not decoded) here; 0 when the driver cannot list them (the job itself reports why)."""
+    try:
+        images = build_dataset(dataset_cfg, job.classname, "train" if job.fit else "test", (0.5,) * 3, (0.5,) * 3,
+                               seed=0, las=False)
+    except (UserError, OSError):
+        return 0.0
+    return float(len(images))
+
+
+def run_class(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig,
+              context: scale_out.WorkerContext) -> ClassResult:
+    """A job on a worker: checks its class's images (a bad file fails this class alone), then run_job under the
+    worker's results root on the worker's device."""
+    validate_class_images(dataset_cfg, job.classname, train=job.fit, las=uses_las(job.method))
+    local_opts = dataclasses.replace(opts, results_path=context.root)
+    local_job = dataclasses.replace(job, class_dir=context.root / job.class_dir.relative_to(opts.results_path))
+    row = run_job(local_job, local_opts, dataset_cfg, torch.device(context.device), context.checkpoint_saved)
+    table = context.root / distribution_table_name(dataset_cfg)
+    key = f"{dataset_cfg.name}_{job.classname}"
+    svd = distribution.read_table(table).get(key) if job.fit and table.is_file() else None
+    return ClassResult(row, svd)
+
+
+class ClassRecorder:
+    """The driver's side of a fanned-out run: each finished job's row into results.csv (in job order, as
+    scale_out emits), its manifold/hypersphere entry into the table, each failure logged and noted."""
+
+    def __init__(self, jobs: Sequence[Job], opts: RunOptions, dataset_cfg: data.DatasetConfig) -> None:
+        self.jobs = jobs
+        self.dataset_cfg = dataset_cfg
+        self.table = opts.results_path / "results.csv"
+        self.distribution_table = opts.results_path / distribution_table_name(dataset_cfg)
+        self.rows: list[dict[str, Any]] = []
+        self.failures: list[tuple[str, str]] = []
+
+    def record(self, index: int, outcome: scale_out.Outcome) -> None:
+        """Writes one job's row (or its failure) into results.csv."""
+        job = self.jobs[index]
+        key = f"{self.dataset_cfg.name}_{job.classname}"
+        if outcome.error is None:
+            result: ClassResult = outcome.value
+            if result.svd is not None:
+                distribution.merge_entry(self.distribution_table, key, result.svd)
+            row = result.row
+            self.rows.append(row)
+        else:
+            name = row_class(job, key)
+            LOGGER.error("%s (%s) failed: %s", name, job.method, outcome.error)
+            self.failures.append((name, outcome.error))
+            row = {"method": job.method, "class": name, **dict.fromkeys(utils.METRIC_NAMES), "epoch": None,
+                   "selection": None, utils.NOTES_FIELD: f"failed: {outcome.error}"}
+        utils.update_results_csv(self.table, [row])
+
+    def raise_failures(self) -> None:
+        """ClassFailures naming the failed classes (the first one's error), when there are any."""
+        if self.failures:
+            name, error = self.failures[0]
+            others = f" and {len(self.failures) - 1} more" if len(self.failures) > 1 else ""
+            raise ClassFailures(f"{len(self.failures)} of {len(self.jobs)} jobs failed, the others finished: {name}"
+                                f"{others} ({error}); see the notes column of {self.table}")
+
+
+def expand_gpu_list(argv: Sequence[str]) -> list[str]:
+    """`--gpu 0 1 2 3` (the reference's spelling) as Click reads it, `--gpu 0 --gpu 1 --gpu 2 --gpu 3`: the
+    integers that follow --gpu among the global options (no command is named by an integer)."""
+    out: list[str] = []
+    listing = False  # the previous argument was a device of --gpu
+    for position, arg in enumerate(argv):
+        if arg in main.commands:
+            return out + list(argv[position:])
+        if listing and arg.isdigit():
+            out += ["--gpu", arg]
+            continue
+        listing = position > 0 and argv[position - 1] == "--gpu"
+        out.append(arg)
+    return out
+
+
 def cli(argv: Sequence[str] | None = None) -> int:
     """Entry point: bad input ends with a one-line error and exit code 2, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     common.keep_freed_memory()
     LOGGER.info("command line: %s", " ".join(sys.argv if argv is None else ["main.py", *argv]))
+    argv = expand_gpu_list(sys.argv[1:] if argv is None else argv)
     # loader_error_message drops the worker traceback torch prepends to errors raised in workers.
     return utils.run_command(main, argv, "choose a writable --results_path", data.loader_error_message)
 

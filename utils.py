@@ -113,6 +113,10 @@ def _as_tuple(value: Any) -> Any:
 
 RESULTS_FIELDS = ("method", "class", *METRIC_NAMES, "epoch", "selection")
 OLD_RESULTS_FIELDS = RESULTS_FIELDS[1:]  # tables written before other methods than GLASS existed
+# A class that failed in a fanned-out run (scale_out) has a row without metrics and its one-line error in
+# this column; the column is written only while some row has a note, so a table without failures is
+# byte for byte what it was before the column existed (and what a sequential run writes).
+NOTES_FIELD = "notes"
 DEFAULT_METHOD = "glass"  # the method of a row without one
 MEAN_ROW = "Mean"
 RESULTS_LOCK_TIMEOUT_S = 300.0
@@ -139,7 +143,7 @@ def read_results_csv(path: str | os.PathLike) -> list[dict[str, str]]:
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         fields = tuple(reader.fieldnames or ())
-        if fields not in (RESULTS_FIELDS, OLD_RESULTS_FIELDS):
+        if fields not in (RESULTS_FIELDS, (*RESULTS_FIELDS, NOTES_FIELD), OLD_RESULTS_FIELDS):
             raise ResultsTableError(f"header {','.join(fields) or '(empty file)'} is not "
                                     f"{','.join(RESULTS_FIELDS)}")
         rows: dict[tuple[str, str], dict[str, str]] = {}
@@ -150,10 +154,11 @@ def read_results_csv(path: str | os.PathLike) -> list[dict[str, str]]:
             row = {"method": DEFAULT_METHOD, **row}
             if not row["class"]:
                 raise ResultsTableError(f"line {line} has no class name")
-            try:
-                [float(row[name]) for name in METRIC_NAMES]
-            except ValueError as exc:
-                raise ResultsTableError(f"line {line}: {exc}") from exc
+            if not (row.get(NOTES_FIELD) and is_failed_row(row)):  # a failed class's row has no metrics
+                try:
+                    [float(row[name]) for name in METRIC_NAMES]
+                except ValueError as exc:
+                    raise ResultsTableError(f"line {line}: {exc}") from exc
             if row["class"] != MEAN_ROW:
                 rows[_row_key(row)] = row
     except csv.Error as exc:
@@ -171,15 +176,20 @@ def render_results_csv(rows: Sequence[dict[str, Any]]) -> str:
 
     A method's Mean row averages every class row of that method in the table (this run's and those kept
     from earlier runs), from the values as written (4 decimals), so it can be recomputed from the file
-    alone; its selection is the rule all of them share, or `mixed`; its epoch is empty.
+    alone; its selection is the rule all of them share, or `mixed`; its epoch is empty. Rows of failed
+    classes (no metrics, their error in `notes`) are left out of the Mean; the `notes` column is there
+    only while some row has a note.
     """
     rows = [_format_row(row) for row in rows]
+    fields = (*RESULTS_FIELDS, NOTES_FIELD) if any(r[NOTES_FIELD] for r in rows) else RESULTS_FIELDS
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=RESULTS_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     for method in dict.fromkeys(r["method"] for r in rows):
-        own = [r for r in rows if r["method"] == method]
+        own = [r for r in rows if r["method"] == method and not is_failed_row(r)]
+        if not own:
+            continue
         mean = {name: _fmt(float(np.mean([float(r[name]) for r in own]))) for name in METRIC_NAMES}
         rules = {r["selection"] for r in own}
         selection = rules.pop() if len(rules) == 1 else "mixed"
@@ -225,13 +235,20 @@ def update_results_csv(path: str | os.PathLike, new_rows: Sequence[dict[str, Any
 
 
 def _format_row(row: dict[str, Any]) -> dict[str, str]:
-    """A results row as written: metrics with 4 decimals (strings read back from the file are kept as they are)."""
-    formatted = {name: "" if row.get(name) is None else str(_fmt(row[name])) for name in RESULTS_FIELDS}
+    """A results row as written: metrics with 4 decimals (strings read back from the file are kept as they are;
+    a failed class's missing metrics stay empty)."""
+    formatted = {name: "" if row.get(name) is None else str(_fmt(row[name]))
+                 for name in (*RESULTS_FIELDS, NOTES_FIELD)}
     formatted["method"] = formatted["method"] or DEFAULT_METHOD
     for name in METRIC_NAMES:
-        if not isinstance(row[name], str):
+        if row.get(name) is not None and not isinstance(row[name], str):
             formatted[name] = _fmt(float(row[name]))
     return formatted
+
+
+def is_failed_row(row: dict[str, Any]) -> bool:
+    """True for the row of a class that failed: no metric values (its error is in `notes`)."""
+    return all(row.get(name) in (None, "") for name in METRIC_NAMES)
 
 
 def _fmt(value: Any) -> Any:

@@ -64,6 +64,8 @@ LOGGER = logging.getLogger(__name__)
 
 FOURCC = "mp4v"
 VIDEO_SUFFIX = ".mp4"
+# Suffixes (lower case) of the video files a folder is searched for (inference/batch_inspect.py); FFmpeg decodes them.
+VIDEO_INPUT_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 ASSUMED_FPS = 25.0  # the frame rate of a video whose container states none
 
 # Names of partial entries; group "pid" is the writer's process id, the 8 hex digits make the name unique.

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
+import filelock
 import numpy as np
 import PIL.Image
 
@@ -133,10 +134,20 @@ def write_table(path: Path, rows: dict[str, int]) -> None:
 def _judge_and_save(table: Path, class_key: str, judge: Callable[[], int]) -> int:
     """Run the judge and merge its answer for `class_key` into the table."""
     svd = int(judge())
-    rows = read_table(table) if Path(table).is_file() else {}
-    rows[class_key] = svd
-    write_table(table, rows)
+    merge_entry(table, class_key, svd)
     return svd
+
+
+def merge_entry(table: Path, class_key: str, svd: int) -> None:
+    """Sets one class's entry in the table, keeping the others: under a file lock (`<table>.lock`), so that
+    classes judged at the same time (runs fanned out by scale_out, or two runs) do not drop each other's."""
+    table = Path(table)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with filelock.FileLock(table.with_name(f"{table.name}.lock"), timeout=utils.RESULTS_LOCK_TIMEOUT_S):
+        rows = read_table(table) if table.is_file() else {}
+        if rows.get(class_key) != int(svd):
+            rows[class_key] = int(svd)
+            write_table(table, rows)
 
 
 def resolve_svd(mode: int, table: Path, class_key: str, judge: Callable[[], int]) -> tuple[int, str]:

@@ -407,6 +407,12 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
 
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The tracking flags (size calibration, motion, defect frames, output layout)."""
+    return shared.apply_options(command, [tracking_settings_options, layout_options])
+
+
+def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The flags that say how defects are found, measured and tracked (not where outputs go): what
+    inference/batch_inspect.py takes, which lays out its outputs itself."""
     return shared.apply_options(command, [
         shared.size_options,
         click.option("--fabric_speed", type=click.FloatRange(min=0.0), default=None,
@@ -424,6 +430,12 @@ def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "region threshold)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
+    ])
+
+
+def layout_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Where a tracking run's defect frames and outputs go."""
+    return shared.apply_options(command, [
         click.option("--save_defect_frames/--no_save_defect_frames", default=False, show_default=True,
                      help="With --no_organized_output: save one annotated frame per defect "
                           "(organized output always does)."),

@@ -2,6 +2,8 @@
 # GLASS on MVTec AD with the paper settings (wideresnet50, 288 px, 640 epochs).
 # Edit datapath / augpath / classes below, then run from anywhere: bash shell/run-mvtec.sh
 # Relative paths are taken from the repository root (the script cd's there).
+# Several GPUs of this machine: --gpu 0 1 2 3 below. A Ray cluster: RAY_ADDRESS=auto bash shell/run-mvtec.sh
+# (README, "Scale out").
 set -euo pipefail
 
 datapath=/root/dataset/MVTec

@@ -99,3 +99,20 @@ def pth2onnx() -> ModuleType:
 def ort_script() -> ModuleType:
     """onnx/ort.py loaded as a module."""
     return load_onnx_script("ort")
+
+
+@pytest.fixture(scope="module")
+def ray_local(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray instance (2 CPUs, no dashboard) for one test module, shut down after it; yields the file its
+    workers watch (scale_out.KILL_ONCE_ENV): a test that creates it has the next worker reporting a checkpoint
+    killed once."""
+    import ray
+
+    import scale_out
+
+    marker = tmp_path_factory.mktemp("ray") / "kill-once"
+    # address="local": a new instance even when `ray start` left /tmp/ray/ray_current_cluster behind
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {scale_out.KILL_ONCE_ENV: str(marker)}})
+    yield marker
+    ray.shutdown()

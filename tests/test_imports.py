@@ -121,7 +121,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "measuring": ("size_analyzer", "defect_tracking"),
     "runtime": ("inference.model_info", "inference.backends", "inference.onnx_export", "inference.onnx_runtime",
                 "inference.engine", "inference.calibration"),
-    "training": ("glass", "evaluation", "fitting"),
+    "training": ("glass", "evaluation", "fitting", "scale_out"),
     "video": ("video_io", "inference.runner", "inference.cli", "inference.renderers", "inference.modes",
               "inference.tracking_run", "temporal"),
     "commands": ("main", "inference", "onnx/", "preprocessing", "service"),
