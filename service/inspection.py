@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cv2
@@ -145,7 +145,8 @@ def image_response(name: str, model_id: str, image: np.ndarray, found: Inspectio
                    params: InspectParams) -> dict[str, Any]:
     """The full JSON of /api/test_image: numbers, regions and the three pictures."""
     score = float(found.result.score)
-    overlay = draw_defects(drawing.overlay(image, found.result.anomaly_map, OVERLAY_INTENSITY), found.analysis)
+    labelled = replace(found.analysis, physical_unit=params.shown_unit)  # labels in the request's unit
+    overlay = draw_defects(drawing.overlay(image, found.result.anomaly_map, OVERLAY_INTENSITY), labelled)
     return {
         "file": name, "model_id": model_id, "width": int(image.shape[1]), "height": int(image.shape[0]),
         "score": score, "threshold": found.threshold, "decision": found.decision,
