@@ -837,10 +837,8 @@ class ClassRecorder:
     def raise_failures(self) -> None:
         """ClassFailures naming the failed classes (the first one's error), when there are any."""
         if self.failures:
-            name, error = self.failures[0]
-            others = f" and {len(self.failures) - 1} more" if len(self.failures) > 1 else ""
-            raise ClassFailures(f"{len(self.failures)} of {len(self.jobs)} jobs failed, the others finished: {name}"
-                                f"{others} ({error}); see the notes column of {self.table}")
+            summary = scale_out.failure_summary(self.failures, len(self.jobs), "jobs")
+            raise ClassFailures(f"{summary}; see the notes column of {self.table}")
 
 
 def expand_gpu_list(argv: Sequence[str]) -> list[str]:

@@ -125,6 +125,14 @@ class Task:
     cost: float = 0.0  # expected run time, in any unit: Ray and the device processes start costlier tasks first
 
 
+def failure_summary(failures: Sequence[tuple[str, str]], total: int, noun: str) -> str:
+    """One line on the failed jobs of a run: how many of how many, the first one's name and error."""
+    name, error = failures[0]
+    others = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
+    rest = ", the others finished" if len(failures) < total else ""
+    return f"{len(failures)} of {total} {noun} failed{rest}: {name}{others} ({error})"
+
+
 def start_order(tasks: Sequence[Task]) -> list[int]:
     """The order tasks are started in: costliest first (ties in list order), so that the longest jobs do not
     start last and leave the other devices idle (longest processing time first); outcomes keep list order."""

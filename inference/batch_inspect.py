@@ -128,10 +128,7 @@ class BatchSummary:
     def raise_failures(self) -> None:
         """BatchError naming the failed videos (the first one's error), when there are any."""
         if self.failures:
-            name, error = self.failures[0]
-            others = f" and {len(self.failures) - 1} more" if len(self.failures) > 1 else ""
-            raise BatchError(f"{len(self.failures)} of {len(self.videos)} videos failed, the others finished: "
-                             f"{name}{others} ({error}); see {self.path}")
+            raise BatchError(f"{scale_out.failure_summary(self.failures, len(self.videos), 'videos')}; see {self.path}")
 
 
 def check_inputs(options: dict[str, Any]) -> None:

@@ -242,3 +242,10 @@ def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_ones(ray_local, tmp_pat
                              RayConfig("auto"))
     assert emitted == [(1, Outcome("fast"))]
     assert_stopped(tmp_path / "heartbeat")
+
+
+def test_failure_summary_names_the_first_failure_and_counts_the_rest():
+    """Some failed: 'the others finished'; all failed: not said; more than one: 'and k more'."""
+    assert scale_out.failure_summary([("a", "bad file")], 3, "jobs") == \
+        "1 of 3 jobs failed, the others finished: a (bad file)"
+    assert scale_out.failure_summary([("a", "x"), ("b", "y")], 2, "videos") == "2 of 2 videos failed: a and 1 more (x)"
