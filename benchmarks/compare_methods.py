@@ -70,7 +70,7 @@ TITLES = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "pixel_pro
           "model_mb": "model size on disk (MB)"}
 MEAN_ROW = utils.MEAN_ROW
 # CPU demo settings (a few minutes per class on 2 cores at 256 px; measured in README "Comparison methods").
-DRAEM_DEMO = {"epochs": 90, "width": 8, "lr": 1e-3, "crop": 128}
+DRAEM_DEMO = {"epochs": 270, "width": 8, "lr": 1e-3, "crop": 128}
 AE_DEMO = {"epochs": 60, "width": 8, "latent": 512}
 LOGGER = logging.getLogger("compare_methods")
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GLASS, PatchCore, PaDiM, DRAEM and the convolutional autoencoder side by side on the offline demo data
-# (about an hour on 2 cores, GLASS's 15 and DRAEM's 30 epochs per class being most of it):
+# (about 80 minutes on 2 cores, GLASS's 15 and DRAEM's 270 epochs per class being most of it):
 #   1. build demo_data/ as shell/run-demo.sh does (skipped when already complete);
 #   2. train/fit and test every method on every demo class with the same 256 px images and seed, the
 #      backbone methods on the same efficientnet_lite0 (GLASS with run-demo.sh's settings; DRAEM and the
