@@ -30,6 +30,8 @@ import datetime as dt
 import json
 import logging
 import math
+import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -165,11 +167,15 @@ class TrackingRenderer(runner.BaseRenderer):
             self._stage(track_id)
 
     def cleanup(self) -> None:
-        """Removes the staging folder (after the run, whether it succeeded or not)."""
+        """Removes the staging folder (after the run, whether it succeeded or not), also one this process made
+        but had not recorded yet (a signal inside PartialLock.create or just after it)."""
         if self._staging_lock is not None:
             self._staging_lock.remove()
             self._staging_lock = None
         self._staging = None
+        if self.layout.defects_dir is not None:
+            for stray in Path(self.layout.defects_dir).glob(f".staging-{os.getpid()}-*"):
+                shutil.rmtree(stray, ignore_errors=True)
 
     @property
     def unit(self) -> str:

@@ -234,6 +234,23 @@ def test_failure_mid_run_leaves_no_file_and_no_run_folder(tiny_model, moving_cli
     assert files_under(tmp_path) == [] and not (tmp_path / "output").exists()
 
 
+def test_a_staging_folder_made_but_not_yet_recorded_is_removed_too(tiny_model, moving_clip, tmp_path, monkeypatch):
+    """A signal between creating the defect frames' staging folder and recording it (the window inside
+    PartialLock.create and its assignment) leaves no folder: cleanup removes this process's staging folders."""
+    render = tracking.TrackingRenderer.render
+
+    def interrupted(self, frame, result, index):
+        if index == 5:
+            video_io.PartialLock.create(self.layout.defects_dir, lambda tag: f".staging-{tag}", directory=True)
+            raise KeyboardInterrupt  # as SIGTERM/Ctrl-C would, before _stage stores the lock
+        return render(self, frame, result, index)
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tracking.TrackingRenderer, "render", interrupted)
+    assert script.cli(args(tiny_model, moving_clip)) == 130
+    assert files_under(tmp_path) == [] and not (tmp_path / "output").exists()
+
+
 def test_settings_are_checked_without_an_output_name_or_a_video():
     tracking.check_settings({"output_path": None, "display": False, "max_frames": None})  # nothing to refuse
     tracking.check_settings({"output_path": "runs/belt.mp4", "display": False, "max_frames": 5})
