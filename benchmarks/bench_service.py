@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import numpy as np
 import errors
 import paths
 import utils
+from service import local
 
 START_TIMEOUT_S = 180.0
 WARMUP_REQUESTS = 3
@@ -87,47 +87,12 @@ def load_images(folder: str | None, size: int) -> list[tuple[str, bytes]]:
     return [(p.relative_to(root).as_posix(), p.read_bytes()) for p in files]
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_service(args: argparse.Namespace, jobs_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`python -m service` on a free loopback port; returns the process and its URL once /api/status answers."""
-    port = free_port()
-    repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+def start_service(args: argparse.Namespace, scratch: Path) -> tuple[subprocess.Popen, str]:
+    """`python -m service` on a free loopback port (service.local); the process and its URL once it answers."""
+    env = dict(os.environ)
     env.pop("GLASS_SERVICE_TOKEN", None)
-    command = [sys.executable, "-m", "service", "--results_path", args.results_path, "--port", str(port),
-               "--device", args.device, "--backend", args.backend, "--jobs_dir", str(jobs_dir)]
-    with log_path.open("wb") as log:  # the child keeps its own handle
-        process = subprocess.Popen(command, cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise BenchError(f"the service exited with code {process.returncode}: "
-                             f"{log_path.read_text(errors='replace').strip().splitlines()[-1:]}")
-        try:
-            if httpx.get(f"{url}/api/status", timeout=2.0).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop_service(process)
-    raise BenchError(f"the service did not answer within {START_TIMEOUT_S:.0f} s (log: {log_path})")
-
-
-def stop_service(process: subprocess.Popen) -> None:
-    """Terminates the service (SIGTERM, then SIGKILL after 15 s)."""
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    return local.start(["--results_path", args.results_path, "--device", args.device, "--backend", args.backend,
+                        "--jobs_dir", str(scratch / "jobs")], scratch / "service.log", env, START_TIMEOUT_S)
 
 
 def run_round(url: str, model_id: str, images: list[tuple[str, bytes]], clients: int, requests: int,
@@ -191,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"--results_path {args.results_path}: folder not found")
     images = load_images(args.images, args.image_size)
     with tempfile.TemporaryDirectory(prefix="bench_service_") as scratch:
-        process, url = start_service(args, Path(scratch) / "jobs", Path(scratch) / "service.log")
+        process, url = start_service(args, Path(scratch))
         try:
             with httpx.Client(base_url=url, timeout=300.0) as http:
                 loaded = http.post("/api/load_model", json={"model_id": args.model_id})
@@ -203,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [run_round(url, args.model_id, images, clients, args.requests, args.time_limit)
                     for clients in args.clients]
         finally:
-            stop_service(process)
+            local.stop(process)
     print(f"service {status['version']} on {status['device']} (backend {status['backend']}), model {args.model_id}, "
           f"{len(images)} image(s), {args.requests} requests per row, at most {args.time_limit:g} s per row")
     print(table(rows))

@@ -12,46 +12,20 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-import httpx
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from errors import UserError, run_script
+from service import local
 
 WINDOW = (1280, 1000)
 WAIT_S = 300.0
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_service(results_path: Path, port: int) -> subprocess.Popen:
-    """`python -m service` on 127.0.0.1:port, answering /api/status."""
-    process = subprocess.Popen([sys.executable, "-m", "service", "--results_path", str(results_path),
-                                "--port", str(port), "--jobs_dir", str(results_path / "service_jobs")])
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise UserError(f"the service stopped with exit code {process.returncode}; see its error above")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.5)
-    process.terminate()
-    raise UserError("the service did not answer within 120 s")
 
 
 def open_browser() -> webdriver.Chrome:
@@ -117,17 +91,18 @@ def main(argv: list[str] | None = None) -> None:
     for path in [args.image, *args.batch] + ([args.video] if args.video else []):
         if not path.is_file():
             raise UserError(f"{path}: file not found")
-    process = start_service(args.results_path, free_port())
-    try:
-        browser = open_browser()
+    with tempfile.TemporaryDirectory(prefix="service_screenshot_") as scratch:
+        process, url = local.start(["--results_path", str(args.results_path), "--jobs_dir", f"{scratch}/jobs"],
+                                   Path(scratch) / "service.log")
         try:
-            session(browser, f"http://127.0.0.1:{process.args[process.args.index('--port') + 1]}", args)
-            save_page(browser, args.output)
+            browser = open_browser()
+            try:
+                session(browser, url, args)
+                save_page(browser, args.output)
+            finally:
+                browser.quit()
         finally:
-            browser.quit()
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+            local.stop(process)
     print(f"screenshot  {args.output}")
 
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
 
+from service import local
+from service.local import free_port
 from tests.helpers import REPO, TinyModel, write_scrolling_clip
 
 if TYPE_CHECKING:
@@ -91,27 +90,9 @@ def tiny_video(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) 
     return write_scrolling_clip(tiny_model, tmp_path_factory.mktemp("service_video") / "belt.mp4", 12)
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_status(url: str, process: subprocess.Popen, timeout: float = START_TIMEOUT_S) -> dict:
-    """Polls GET {url}/api/status until it answers 200 (its JSON); fails when the process ends or time runs out."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the service exited with {process.returncode} before answering")
-        try:
-            response = httpx.get(f"{url}/api/status", timeout=2.0)
-            if response.status_code == 200:
-                return response.json()
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url}/api/status did not answer within {timeout:.0f} s")
+    """GET {url}/api/status's JSON once the started service answers (service.local.wait_until_up)."""
+    return local.wait_until_up(url, process, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +112,5 @@ def service_url(service_results: Path, tmp_path_factory: pytest.TempPathFactory)
         wait_for_status(url, process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        local.stop(process)
         log.close()
