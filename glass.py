@@ -598,7 +598,7 @@ class GLASS:
         stages = {k: v for k, v in self.timings.items() if k != "evaluation"}
         once = stages.get("backbone (clean, once)", 0.0)
         return {"epochs": len(self.epoch_seconds), "train_seconds": sum(self.epoch_seconds) + once,
-                "stages": stages}
+                "epoch_seconds": list(self.epoch_seconds), "stages": stages}
 
     def _resume(self, latest: Path, generator: torch.Generator) -> dict[str, Any]:
         """Restores ckpt.pth when it matches this run's settings; returns its state ({} when fresh)."""

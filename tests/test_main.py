@@ -192,6 +192,7 @@ def test_normalization_is_recorded_and_used_for_testing(tmp_path, tiny_mvtec, ch
     assert tuple(stored["net"]["mean"]) == mean and tuple(stored["net"]["std"]) == std
     timing = stored["timing"]  # seconds per epoch for benchmarks/bench_fidelity.py
     assert timing["epochs"] == 2 and timing["train_seconds"] > 0
+    assert len(timing["epoch_seconds"]) == 2 and sum(timing["epoch_seconds"]) <= timing["train_seconds"]
     assert 0 < sum(timing["stages"].values()) <= timing["train_seconds"] * 1.01
 
 

@@ -55,3 +55,20 @@ def test_bad_flags_exit_2_with_one_line(args, needle):
     assert done.returncode == 2
     lines = [line for line in done.stderr.strip().splitlines() if line]
     assert needle in lines[-1] and "Traceback" not in done.stderr
+
+
+def test_epochs_after_the_first_give_a_second_ratio(bench):
+    def with_epochs(seconds: list[float]) -> dict:
+        result = _result(0.9, 0.8, 0.7, sum(seconds) / len(seconds))
+        result["steady_seconds_per_epoch"] = bench.steady(seconds)
+        return result
+
+    runs = {0: {"official": {"a": with_epochs([40.0, 30.0, 30.0])}, "ours": {"a": with_epochs([25.0, 10.0, 10.0])}}}
+    table, summary = bench.summarise(runs, ["a"])
+    assert summary["ratio"] == pytest.approx(100.0 / 3 / 15.0)  # all epochs: 33.3 s vs 15 s
+    assert summary["steady_ratio"] == pytest.approx(3.0)  # epochs 2 and 3: 30 s vs 10 s
+    assert "| 30.0 / 10.0 | 3.00x |" in table
+    assert bench.steady([12.0]) is None  # one epoch: no steady figure, and no steady column values
+    one = {0: {"official": {"a": with_epochs([40.0])}, "ours": {"a": with_epochs([20.0])}}}
+    table, summary = bench.summarise(one, ["a"])
+    assert "steady_ratio" not in summary and "| 2.00x | – | – |" in table
