@@ -582,9 +582,9 @@ class GLASS:
 
     def calibrate(self, clean_loader: torch.utils.data.DataLoader) -> dict[str, Any] | None:
         """Thresholds and leave-one-out false-alarm rates from the held-out images (the training
-        images' spread as a floor), all scored whole as the inference engine scores frames; from the
-        training images alone (optimistic) when none are held out. None when the loader's dataset
-        names no image files."""
+        images' spread and 99.5th percentile as floors), all scored whole as the inference engine
+        scores frames; from the training images alone (optimistic) when none are held out. None when
+        the loader's dataset names no image files."""
         training = getattr(clean_loader.dataset, "image_paths", None)
         if not training:
             return None

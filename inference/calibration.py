@@ -7,18 +7,26 @@ held-out and the training images exactly as the inference engine scores video fr
 image, BGR from cv2.imread, the training scale; `InferenceEngine.predict`). Then
 
 * image threshold (a frame whose score is at or above it is a defect) = max(max, mean + 3 s) of the
-  held-out image scores, s = the larger of their standard deviation and the training images';
+  held-out image scores, s = the larger of their standard deviation and the training images', and
+  at least the training images' 99.5th percentile;
 * pixel threshold (the anomaly-map level that cuts maps into defect regions) = the same rule on the
   per-image maxima of the anomaly maps (maps are smoothed, so their peaks lie below the image scores);
 * honest false-alarm rates: leave-one-out, each held-out image judged by the threshold the same rule
   computes from the other held-out images.
 
 The held-out images give the level (unbiased), the many training images a floor for the spread,
-which a handful of held-out images estimates poorly. The rules were chosen by measurement on unseen
-normal and defective images among the candidates in IMAGE_RULES / PIXEL_RULES (docs/calibration.md;
-`python inference/calibration.py --help` repeats the measurement on a trained model and its
-MVTec-layout test split). Without held-out images the same rule runs on the training images alone
-and the checkpoint says so (source "training").
+which a handful of held-out images estimates poorly, and a floor for the threshold itself: training
+scores are optimistic (at most as high as unseen ones), so their 99.5th percentile lies at or below
+the unseen images' and a threshold under it would flag more than 0.5 % of new images. It binds when
+the held-out images miss a rare but normal look (bench_line's lines: frames whose edge cells meet
+texture that the centre crops of training never put there, 2-4 % of the frames): wide frames trained
+from their centre crops show such looks in their training images too, as the model learnt the crop
+only. Square images trained whole score low and leave the floor below the held-out rule.
+
+The rules were chosen by measurement on unseen normal and defective images among the candidates in
+IMAGE_RULES / PIXEL_RULES (docs/calibration.md; `python inference/calibration.py --help` repeats the
+measurement on a trained model and its MVTec-layout test split). Without held-out images the same
+rule runs on the training images alone and the checkpoint says so (source "training").
 """
 from __future__ import annotations
 
@@ -63,9 +71,30 @@ class MapSummary:
 
 
 # ---- rules ---------------------------------------------------------------------------------------
-# An image rule maps defect-free image scores (and the spread of the training images' scores) to a
-# threshold; a pixel rule maps defect-free map summaries (and the spread of the training images' map
-# maxima) to one. `spread` is 0 when there is no separate training set (source "training").
+# An image rule maps defect-free image scores (and what it uses of the training images' scores) to a
+# threshold; a pixel rule maps defect-free map summaries (and the same of the training images' map
+# maxima) to one. Without a separate training set (source "training") the training part is empty.
+
+TAIL = 0.995  # the training quantile that floors the chosen rule (bench_line's lines: 0.99 left 2.2 %)
+
+
+@dataclass(frozen=True)
+class TrainingScores:
+    """What the rules use of the training images' scores (or map maxima): their spread and upper tail."""
+
+    std: float = 0.0
+    tail: float = -math.inf  # the TAIL quantile; -inf without training images
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> TrainingScores:
+        """The summary of some training scores (none: no floor at all)."""
+        values = np.asarray(values, np.float64)
+        if not len(values):
+            return cls()
+        return cls(float(values.std()), float(np.quantile(values, TAIL)))
+
+
+NO_TRAINING = TrainingScores()
 
 def _mean_sigma(values: np.ndarray, sigmas: float, spread: float = 0.0) -> float:
     """mean + sigmas * s with s the larger of the values' own standard deviation and `spread`."""
@@ -76,15 +105,17 @@ def _max_or_sigma(values: np.ndarray, sigmas: float, spread: float = 0.0) -> flo
     return max(float(values.max()), _mean_sigma(values, sigmas, spread))
 
 
-CHOSEN = "max(max,mean+3max(std,train_std))"
+PREVIOUS = "max(max,mean+3max(std,train_std))"  # the chosen rule of sessions 9-13
+CHOSEN = "max(max,mean+3max(std,train_std),train_q99.5)"
 
-IMAGE_RULES: dict[str, Callable[[np.ndarray, float], float]] = {
+IMAGE_RULES: dict[str, Callable[[np.ndarray, TrainingScores], float]] = {
     "max": lambda s, _: float(s.max()),
     "q99": lambda s, _: float(np.quantile(s, 0.99)),
     "mean+3std": lambda s, _: _mean_sigma(s, 3.0),
     "max(max,mean+3std)": lambda s, _: _max_or_sigma(s, 3.0),
     "max(max,mean+4std)": lambda s, _: _max_or_sigma(s, 4.0),
-    CHOSEN: lambda s, spread: _max_or_sigma(s, 3.0, spread),
+    PREVIOUS: lambda s, train: _max_or_sigma(s, 3.0, train.std),
+    CHOSEN: lambda s, train: max(_max_or_sigma(s, 3.0, train.std), train.tail),
 }
 
 
@@ -97,18 +128,20 @@ def maxima(summaries: Sequence[MapSummary]) -> np.ndarray:
     return np.array([m.maximum for m in summaries], np.float64)
 
 
-PIXEL_RULES: dict[str, Callable[[Sequence[MapSummary], float], float]] = {
+PIXEL_RULES: dict[str, Callable[[Sequence[MapSummary], TrainingScores], float]] = {
     "p99.9": lambda m, _: float(np.quantile(_pooled(m), 0.999)),
     "p99.99": lambda m, _: float(np.quantile(_pooled(m), 0.9999)),
     "max": lambda m, _: float(maxima(m).max()),
     "max(max,mean+3std)": lambda m, _: _max_or_sigma(maxima(m), 3.0),
     "max(max,mean+4std)": lambda m, _: _max_or_sigma(maxima(m), 4.0),
-    CHOSEN: lambda m, spread: _max_or_sigma(maxima(m), 3.0, spread),
+    PREVIOUS: lambda m, train: _max_or_sigma(maxima(m), 3.0, train.std),
+    CHOSEN: lambda m, train: max(_max_or_sigma(maxima(m), 3.0, train.std), train.tail),
 }
 
 # Chosen by measurement (docs/calibration.md): the held-out images give the level, the training images
-# (many more) a floor for the spread, which eight held-out images estimate poorly. Pixel rules other
-# than the percentiles work on the per-image map maxima.
+# (many more) a floor for the spread, which eight held-out images estimate poorly, and for the threshold
+# (their 99.5th percentile; bench_line's lines). Pixel rules other than the percentiles work on the
+# per-image map maxima.
 IMAGE_RULE = CHOSEN
 PIXEL_RULE = CHOSEN
 
@@ -118,14 +151,15 @@ def _capped(value: float) -> float:
     return float(min(max(value, 0.0), MAX_THRESHOLD))
 
 
-def image_threshold(scores: np.ndarray, rule: str = IMAGE_RULE, spread: float = 0.0) -> float:
-    """The image threshold of a rule from defect-free image scores (and the training scores' spread)."""
-    return _capped(IMAGE_RULES[rule](np.asarray(scores, np.float64), spread))
+def image_threshold(scores: np.ndarray, rule: str = IMAGE_RULE, train: TrainingScores = NO_TRAINING) -> float:
+    """The image threshold of a rule from defect-free image scores (and the training scores' summary)."""
+    return _capped(IMAGE_RULES[rule](np.asarray(scores, np.float64), train))
 
 
-def pixel_threshold(summaries: Sequence[MapSummary], rule: str = PIXEL_RULE, spread: float = 0.0) -> float:
-    """The pixel threshold of a rule from defect-free anomaly maps (and the training map maxima's spread)."""
-    return _capped(PIXEL_RULES[rule](summaries, spread))
+def pixel_threshold(summaries: Sequence[MapSummary], rule: str = PIXEL_RULE,
+                    train: TrainingScores = NO_TRAINING) -> float:
+    """The pixel threshold of a rule from defect-free anomaly maps (and the training map maxima's summary)."""
+    return _capped(PIXEL_RULES[rule](summaries, train))
 
 
 def leave_one_out_rate(items: Sequence[Any], threshold_of: Callable[[Sequence[Any]], float],
@@ -138,15 +172,15 @@ def leave_one_out_rate(items: Sequence[Any], threshold_of: Callable[[Sequence[An
     return flagged / len(items)
 
 
-def image_loo(scores: np.ndarray, rule: str = IMAGE_RULE, spread: float = 0.0) -> float:
+def image_loo(scores: np.ndarray, rule: str = IMAGE_RULE, train: TrainingScores = NO_TRAINING) -> float:
     """Leave-one-out rate of images at or above the image threshold of the others."""
     return leave_one_out_rate(list(np.asarray(scores, np.float64)),
-                              lambda rest: image_threshold(np.array(rest), rule, spread), float)
+                              lambda rest: image_threshold(np.array(rest), rule, train), float)
 
 
-def pixel_loo(summaries: Sequence[MapSummary], rule: str = PIXEL_RULE, spread: float = 0.0) -> float:
+def pixel_loo(summaries: Sequence[MapSummary], rule: str = PIXEL_RULE, train: TrainingScores = NO_TRAINING) -> float:
     """Leave-one-out rate of images with a map pixel at or above the pixel threshold of the others."""
-    return leave_one_out_rate(list(summaries), lambda rest: pixel_threshold(rest, rule, spread),
+    return leave_one_out_rate(list(summaries), lambda rest: pixel_threshold(rest, rule, train),
                               lambda m: m.maximum)
 
 
@@ -162,21 +196,27 @@ def calibrate(scores: np.ndarray, summaries: Sequence[MapSummary], names: Sequen
     if not len(scores) or len(scores) != len(summaries) or len(scores) != len(names):
         raise ValueError("calibration needs one score, map and name per image, and at least one image")
     train = np.asarray(train_scores if train_scores is not None else [], np.float64)
-    image_spread = float(train.std()) if len(train) else 0.0
-    pixel_spread = float(maxima(train_summaries).std()) if len(train_summaries) else 0.0
+    image_train = TrainingScores.of(train)
+    pixel_train = TrainingScores.of(maxima(train_summaries))
     return {
         "source": source,
         "images": [str(n) for n in names],
         "image_scores": [float(s) for s in scores],
         "map_maxima": [float(m) for m in maxima(summaries)],
-        "image_threshold": image_threshold(scores, image_rule, image_spread),
-        "pixel_threshold": pixel_threshold(summaries, pixel_rule, pixel_spread),
+        "image_threshold": image_threshold(scores, image_rule, image_train),
+        "pixel_threshold": pixel_threshold(summaries, pixel_rule, pixel_train),
         "image_rule": image_rule,
         "pixel_rule": pixel_rule,
-        "train_spread": {"images": len(train), "image_std": image_spread, "map_max_std": pixel_spread},
-        "false_alarm_rate": image_loo(scores, image_rule, image_spread),
-        "pixel_false_alarm_rate": pixel_loo(summaries, pixel_rule, pixel_spread),
+        "train_spread": {"images": len(train), "image_std": image_train.std, "map_max_std": pixel_train.std,
+                         "image_tail": _finite(image_train.tail), "map_max_tail": _finite(pixel_train.tail)},
+        "false_alarm_rate": image_loo(scores, image_rule, image_train),
+        "pixel_false_alarm_rate": pixel_loo(summaries, pixel_rule, pixel_train),
     }
+
+
+def _finite(value: float) -> float | None:
+    """A value as JSON holds it: None in place of an infinity."""
+    return value if math.isfinite(value) else None
 
 
 def describe(calibration: dict[str, Any]) -> str:
@@ -313,7 +353,7 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
     train_dir = data_path / classname / "train" / "good"
     train_scores, train_maps, _ = score_images(
         engine, [p for p in list_images(train_dir) if p.name not in set(stored["images"])])
-    image_spread, pixel_spread = float(train_scores.std()), float(maxima(train_maps).std())
+    image_train, pixel_train = TrainingScores.of(train_scores), TrainingScores.of(maxima(train_maps))
     legacy = min(_mean_sigma(train_scores, 3.0), MAX_THRESHOLD)
     cal_scores, cal_maps, cal_full = score_images(engine, [train_dir / name for name in stored["images"]],
                                                   keep_maps=True)
@@ -334,9 +374,9 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
     n_cal = len(cal_scores)
     out: dict[str, Any] = {"calibration_images": n_cal, "training_images": len(train_scores),
                            "test_good": len(good), "test_defect": len(bad), "splits": splits,
-                           "train_image_std": image_spread, "train_map_max_std": pixel_spread,
+                           "train_image_std": image_train.std, "train_map_max_std": pixel_train.std,
                            "image": {}, "pixel": {}}
-    image_rules = {**{r: (lambda sc, r=r: image_threshold(sc, r, image_spread)) for r in IMAGE_RULES},
+    image_rules = {**{r: (lambda sc, r=r: image_threshold(sc, r, image_train)) for r in IMAGE_RULES},
                    LEGACY: lambda sc: legacy}
     for rule, threshold_of in image_rules.items():
         t = threshold_of(cal_scores)
@@ -353,7 +393,7 @@ def measure(class_dir: Path, data_path: Path, classname: str, splits: int = 200,
             "splits_false_alarm": float(np.mean([r["image_false_alarm"] for r in redrawn])),
             "splits_recall": float(np.mean([r["image_recall"] for r in redrawn])),
         }
-    pixel_rules = {**{r: (lambda ms, r=r: pixel_threshold(ms, r, pixel_spread)) for r in PIXEL_RULES},
+    pixel_rules = {**{r: (lambda ms, r=r: pixel_threshold(ms, r, pixel_train)) for r in PIXEL_RULES},
                    LEGACY: lambda ms: legacy}
     keys = ("pixel_false_alarm", "pixel_found", "coverage", "outside_share")
     for rule, threshold_of in pixel_rules.items():

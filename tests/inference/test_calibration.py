@@ -81,11 +81,32 @@ def test_the_training_spread_floors_a_too_narrow_heldout_spread():
                                    [calibration.MapSummary.of(np.full((8, 8), s, np.float32)) for s in training])
     assert result["image_threshold"] == pytest.approx(0.5 + 3 * training.std())
     assert result["pixel_threshold"] == pytest.approx(0.5 + 3 * training.std(), rel=1e-6)
+    tail = np.quantile(training, calibration.TAIL)  # 0.598: below 0.5 + 3 * 0.07, so the floor does not bind here
     assert result["train_spread"] == {"images": 5, "image_std": pytest.approx(training.std()),
-                                      "map_max_std": pytest.approx(training.std(), rel=1e-6)}
+                                      "map_max_std": pytest.approx(training.std(), rel=1e-6),
+                                      "image_tail": pytest.approx(tail), "map_max_tail": pytest.approx(tail, rel=1e-6)}
     assert result["false_alarm_rate"] == 0.0
     wide = np.array([0.4, 0.6, 0.5, 0.5])  # its own spread is larger: the training spread changes nothing
-    assert calibration.image_threshold(wide, spread=training.std()) == pytest.approx(0.5 + 3 * wide.std())
+    train = calibration.TrainingScores.of(training)
+    assert calibration.image_threshold(wide, train=train) == pytest.approx(0.5 + 3 * wide.std())
+
+
+def test_the_training_tail_floors_a_threshold_that_the_heldout_images_set_too_low():
+    # 18 held-out frames that missed a rare look; 160 training frames of which 4 show it (at 0.65).
+    heldout = np.linspace(0.56, 0.60, 18)
+    training = np.r_[np.linspace(0.55, 0.61, 156), [0.65] * 4]
+    train = calibration.TrainingScores.of(training)
+    assert train.tail == pytest.approx(np.quantile(training, calibration.TAIL)) and train.tail == pytest.approx(0.65)
+    previous = calibration.image_threshold(heldout, calibration.PREVIOUS, train)
+    assert previous == pytest.approx(max(0.60, heldout.mean() + 3 * training.std()))
+    assert previous < 0.65  # the earlier rule would flag every frame showing the look
+    assert calibration.image_threshold(heldout, train=train) == pytest.approx(0.65)  # the chosen rule: the floor
+    flat = [calibration.MapSummary.of(np.full((4, 4), v, np.float32)) for v in heldout]
+    assert calibration.pixel_threshold(flat, train=train) == pytest.approx(0.65)
+    # Without training images (source "training") there is no floor, and nothing in JSON is infinite.
+    assert calibration.image_threshold(heldout) == pytest.approx(max(0.60, heldout.mean() + 3 * heldout.std()))
+    alone = calibration.calibrate(heldout, flat, [str(i) for i in range(18)], "training")
+    assert alone["train_spread"]["image_tail"] is None and alone["train_spread"]["images"] == 0
 
 
 def test_map_summary_subsamples_large_maps_but_keeps_the_maximum():
