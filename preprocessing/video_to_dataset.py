@@ -2,7 +2,8 @@
 
 Every Nth frame of the video (optionally only frames START..END) is kept; an evenly spaced
 fraction of the kept frames is held out as ``test/good``, the rest become ``train/good``.
-Frames keep their shape and colour (no resize, no crop) and are written as lossless PNG::
+Frames keep their shape and colour (no resize, no crop) and are written as lossless PNG; each
+training frame is moved by a random whole number of pixels (``--jitter``, below)::
 
     OUTPUT/CLASS/train/good/000.png ...
     OUTPUT/CLASS/test/good/000.png ...
@@ -10,6 +11,15 @@ Frames keep their shape and colour (no resize, no crop) and are written as lossl
                                            which source frame every image is)
 
     python preprocessing/video_to_dataset.py --video normal.mp4 --class_name steel --every 5 --output data/
+
+Why the jitter: a belt at a constant speed shows the surface at few sampling phases (at 6 px per
+frame every frame is an even number of pixels further on), and the network is not shift-invariant
+(its first convolution has stride 2: the same texture one pixel further on gives other features). A
+model trained only on even phases flagged 16.7 % of a new recording at 3 px per frame (every odd
+frame; benchmarks/bench_line.py, grass 704x256) and none of its own recording. Moving each training
+frame by up to --jitter pixels in x and y (the uncovered border mirrored; seeded, recorded in the
+sidecar) shows the model every phase; ``--jitter 0`` keeps the frames exactly as decoded. Test
+frames are never moved.
 
 ``main.py`` trains on OUTPUT as any MVTec-layout dataset (``dataset ... -d steel mvtec data/ DTD``;
 pass ``--fg 0``: a recording has no foreground masks). The test split holds good images only, so
@@ -52,6 +62,7 @@ CLASS_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RESERVED_NAMES = ("fg_mask",)  # a folder of that name under the dataset root holds foreground masks
 READ_BATCH = 16
 STAGING_DIR = "frames"
+MAX_JITTER = 16
 
 
 class VideoDatasetError(UserError):
@@ -79,6 +90,8 @@ class VideoDatasetConfig:
     test_fraction: float = 0.1
     max_frames: int | None = None
     overwrite: bool = False
+    jitter: int = 2  # training frames move by up to this many pixels in x and y (0: unchanged)
+    seed: int = 0  # of the jitter
 
     def __post_init__(self) -> None:
         """Coerces the paths and checks every value that does not need the video."""
@@ -98,6 +111,9 @@ class VideoDatasetConfig:
                                     f"(frames start..end-1 are used)")
         if not (math.isfinite(self.test_fraction) and 0.0 <= self.test_fraction < 1.0):
             raise VideoDatasetError(f"--test_fraction {self.test_fraction}: must be in [0, 1), e.g. 0.1")
+        if not 0 <= self.jitter <= MAX_JITTER:
+            raise VideoDatasetError(f"--jitter {self.jitter}: use 0 (frames unchanged) to {MAX_JITTER} pixels, "
+                                    f"e.g. 2")
         if self.max_frames is not None:
             train, test = split_counts(self.max_frames, self.test_fraction)
             if self.max_frames < 1 or train < MIN_TRAIN_FRAMES:
@@ -187,9 +203,23 @@ def extract_frames(cfg: VideoDatasetConfig, info: video_io.VideoInfo, staging: P
     return kept, index
 
 
-def split_frames(staging: Path, kept: list[int], test_fraction: float) -> dict[str, list[dict[str, Any]]]:
-    """Moves the staged frames into train/good and test/good, numbered in source order; returns the
-    images of each split as {"image": path relative to the class folder, "frame": source index}."""
+def shift_frame(frame: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """The frame's content moved dx pixels right and dy down (negative: left, up), same shape; the
+    uncovered border mirrored from the frame (OpenCV's BORDER_REFLECT_101)."""
+    pad = max(abs(dx), abs(dy))
+    if pad == 0:
+        return frame
+    padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    height, width = frame.shape[:2]
+    return np.ascontiguousarray(padded[pad - dy:pad - dy + height, pad - dx:pad - dx + width])
+
+
+def split_frames(staging: Path, kept: list[int], test_fraction: float, jitter: int = 0,
+                 seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Moves the staged frames into train/good and test/good, numbered in source order, each training
+    frame shifted by a seeded random (dx, dy) in [-jitter, jitter]; returns the images of each split
+    as {"image": path relative to the class folder, "frame": source index[, "shift": [dx, dy]]}."""
+    rng = np.random.default_rng(seed)
     n_train, n_test = split_counts(len(kept), test_fraction)
     held_out = set(held_out_positions(len(kept), n_test)) if n_test else set()
     sources = {"train": [src for pos, src in enumerate(kept) if pos not in held_out],
@@ -202,8 +232,16 @@ def split_frames(staging: Path, kept: list[int], test_fraction: float) -> dict[s
         images[split] = []
         for number, src in enumerate(frames):
             name = f"{split}/good/{number:0{width}d}.png"
-            os.replace(staging / STAGING_DIR / f"{src}.png", staging / name)
-            images[split].append({"image": name, "frame": src})
+            staged = staging / STAGING_DIR / f"{src}.png"
+            record: dict[str, Any] = {"image": name, "frame": src}
+            if split == "train" and jitter:
+                dx, dy = (int(v) for v in rng.integers(-jitter, jitter + 1, size=2))
+                write_png(staging / name, shift_frame(cv2.imread(str(staged), cv2.IMREAD_UNCHANGED), dx, dy))
+                staged.unlink()
+                record["shift"] = [dx, dy]
+            else:
+                os.replace(staged, staging / name)
+            images[split].append(record)
     (staging / STAGING_DIR).rmdir()
     return images
 
@@ -251,7 +289,7 @@ def video_to_dataset(cfg: VideoDatasetConfig) -> dict[str, Any]:
         n_train, _ = split_counts(len(kept), cfg.test_fraction)
         if n_train < MIN_TRAIN_FRAMES:
             raise VideoDatasetError(too_few_message(cfg, len(kept), n_train, read))
-        images = split_frames(staging, kept, cfg.test_fraction)
+        images = split_frames(staging, kept, cfg.test_fraction, cfg.jitter, cfg.seed)
         data = sidecar_data(cfg, info, read, images)
         utils.atomic_write_text(staging / SIDECAR_NAME, json.dumps(data, indent=2) + "\n")
         publish(staging, cfg)
@@ -277,7 +315,8 @@ def sidecar_data(cfg: VideoDatasetConfig, info: video_io.VideoInfo, read: int,
         "width": info.width,
         "height": info.height,
         "settings": {"class_name": cfg.class_name, "every": cfg.every, "start": cfg.start, "end": cfg.end,
-                     "test_fraction": cfg.test_fraction, "max_frames": cfg.max_frames},
+                     "test_fraction": cfg.test_fraction, "max_frames": cfg.max_frames, "jitter": cfg.jitter,
+                     "seed": cfg.seed},
         # per image: its file, the source frame index and that frame's time in the video
         **{split: [{**record, "time_s": round(record["frame"] / info.fps, 3)} for record in records]
            for split, records in images.items()},
@@ -296,11 +335,15 @@ def sidecar_data(cfg: VideoDatasetConfig, info: video_io.VideoInfo, read: int,
               help="Fraction of the kept frames held out as test/good, evenly spaced (0 to 1, 1 excluded).")
 @click.option("--max_frames", default=None, type=int, help="Stop after this many kept frames [no cap].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty OUTPUT/CLASS_NAME folder.")
+@click.option("--jitter", default=2, show_default=True,
+              help="Move each training frame by a random 0 to N pixels in x and y (the model then sees the "
+                   "surface at every sampling phase); 0 keeps the frames exactly as decoded.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the --jitter shifts.")
 def _command(video: str, class_name: str, output: str, every: int, start: int, end: int | None,
-             test_fraction: float, max_frames: int | None, overwrite: bool) -> None:
+             test_fraction: float, max_frames: int | None, overwrite: bool, jitter: int, seed: int) -> None:
     """Write an MVTec-layout class (train/good, test/good) from a defect-free video."""
     cfg = VideoDatasetConfig(Path(video), class_name, Path(output), every, start, end, test_fraction, max_frames,
-                             overwrite)
+                             overwrite, jitter, seed)
     data = video_to_dataset(cfg)
     click.echo(f"{cfg.class_dir}: {len(data['train'])} train + {len(data['test'])} test frames, "
                f"{data['width']}x{data['height']}, every {cfg.every} from {cfg.video}")

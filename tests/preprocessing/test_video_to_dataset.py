@@ -58,7 +58,7 @@ def assert_one_line_error(capsys: pytest.CaptureFixture, *needles: str) -> None:
 
 def test_frames_keep_shape_and_trace_back_to_the_video(video: Path, tmp_path: Path) -> None:
     out = tmp_path / "data"
-    assert run(video, out, "--every", "5", "--test_fraction", "0.25") == 0
+    assert run(video, out, "--every", "5", "--test_fraction", "0.25", "--jitter", "0") == 0
     cls = out / "steel"
     side = json.loads((cls / v2d.SIDECAR_NAME).read_text())
     assert (side["width"], side["height"], side["fps"], side["frame_count"]) == (WIDTH, HEIGHT, 10.0, 40)
@@ -207,3 +207,48 @@ def test_interrupted_run_leaves_nothing(video: Path, tmp_path: Path, monkeypatch
     monkeypatch.setattr(v2d, "write_png", fail_on_third)
     assert run(video, tmp_path / "data") == 130
     assert list((tmp_path / "data").iterdir()) == []
+
+
+def test_shift_frame_moves_content_and_mirrors_the_uncovered_border() -> None:
+    frame = np.arange(5 * 6, dtype=np.uint8).reshape(5, 6)
+    moved = v2d.shift_frame(frame, 2, -1)  # two pixels right, one up
+    assert moved.shape == frame.shape
+    assert np.array_equal(moved[0:4, 2:6], frame[1:5, 0:4])  # out[y, x] = in[y + 1, x - 2]
+    assert np.array_equal(moved[0:4, 0:2], frame[1:5, 2:0:-1])  # columns -2, -1 mirror columns 2, 1
+    assert np.array_equal(moved[4, 2:6], frame[3, 0:4])  # row 5 mirrors row 3
+    assert v2d.shift_frame(frame, 0, 0) is frame
+    colour = np.random.default_rng(0).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+    assert np.array_equal(v2d.shift_frame(colour, -3, 2)[2:, :6], colour[:5, 3:])
+
+
+def test_training_frames_are_jittered_by_recorded_seeded_shifts(video: Path, tmp_path: Path) -> None:
+    assert run(video, tmp_path / "a", "--every", "5", "--test_fraction", "0.25", "--jitter", "2") == 0
+    cls = tmp_path / "a" / "steel"
+    side = json.loads((cls / v2d.SIDECAR_NAME).read_text())
+    assert side["settings"]["jitter"] == 2 and side["settings"]["seed"] == 0
+    decoded = [f for batch in video_io.iter_frames(video, 8) for f in batch]
+    shifts = [tuple(record["shift"]) for record in side["train"]]
+    assert all(-2 <= dx <= 2 and -2 <= dy <= 2 for dx, dy in shifts) and len(set(shifts)) > 1
+    for record in side["train"]:
+        image = cv2.imread(str(cls / record["image"]), cv2.IMREAD_UNCHANGED)
+        assert np.array_equal(image, v2d.shift_frame(decoded[record["frame"]], *record["shift"]))
+    for record in side["test"]:  # held-out test frames stay exactly as decoded
+        assert "shift" not in record
+        assert np.array_equal(cv2.imread(str(cls / record["image"]), cv2.IMREAD_UNCHANGED), decoded[record["frame"]])
+    # Same seed, same shifts and bytes; another seed, other shifts.
+    assert run(video, tmp_path / "b", "--every", "5", "--test_fraction", "0.25", "--jitter", "2") == 0
+    assert run(video, tmp_path / "c", "--every", "5", "--test_fraction", "0.25", "--jitter", "2", "--seed", "5") == 0
+    again = json.loads((tmp_path / "b" / "steel" / v2d.SIDECAR_NAME).read_text())
+    other = json.loads((tmp_path / "c" / "steel" / v2d.SIDECAR_NAME).read_text())
+    assert [r["shift"] for r in again["train"]] == [list(s) for s in shifts]
+    assert [r["shift"] for r in other["train"]] != [list(s) for s in shifts]
+    for name in images(cls / "train" / "good"):
+        assert (cls / "train" / "good" / name).read_bytes() == (tmp_path / "b" / "steel" / "train" / "good" /
+                                                                name).read_bytes()
+
+
+@pytest.mark.parametrize("value", ["-1", "17"])
+def test_bad_jitter_exits_2_with_one_line(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                          value: str) -> None:
+    assert run(video, tmp_path / "data", "--jitter", value) == 2
+    assert_one_line_error(capsys, f"--jitter {value}")
