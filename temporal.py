@@ -139,7 +139,12 @@ def folder_images(folder: Path) -> list[Path]:
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise TemporalError(f"{listing}: not a video_to_dataset listing ({type(err).__name__}); "
                                 "re-create the folder with preprocessing/video_to_dataset.py") from None
-        every = data.get("settings", {}).get("every", 1)
+        settings = data.get("settings", {}) if isinstance(data, dict) else {}
+        if settings.get("jitter", 0):
+            raise TemporalError(f"{folder}: made with --jitter {settings['jitter']} (each training frame moved by up "
+                                "to that many pixels: the belt would seem to shake); re-create it with "
+                                "preprocessing/video_to_dataset.py --every 1 --jitter 0 for temporal training")
+        every = settings.get("every", 1)
         if every != 1:
             LOGGER.warning("%s keeps every %d-th frame: clips from it move %dx faster than the video; make it with "
                            "--every 1 for temporal training", folder, every, every)
@@ -148,7 +153,7 @@ def folder_images(folder: Path) -> list[Path]:
         images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise TemporalError(f"{folder}: no images; give a video or a folder of frames "
-                            "(e.g. from preprocessing/video_to_dataset.py --every 1)")
+                            "(e.g. from preprocessing/video_to_dataset.py --every 1 --jitter 0)")
     return images
 
 

@@ -1,7 +1,7 @@
 """Temporal anomalies in video: a ConvLSTM autoencoder trained on defect-free footage flags frames whose
 motion is not normal (the belt stopping, jerking, reversing; something crossing; a flickering light).
 
-    # train on a defect-free recording (a video, or a frame folder from video_to_dataset.py --every 1)
+    # train on a defect-free recording (a video, or a frame folder from video_to_dataset.py --every 1 --jitter 0)
     python inference/video_temporal.py --model results/temporal/line --train normal.mp4 --epochs 6
     # score a video: per-frame CSV, timeline PNG, side-by-side video (original | reconstruction | error)
     python inference/video_temporal.py --model results/temporal/line --video test.mp4 --output output/temporal

@@ -88,12 +88,21 @@ def test_trains_on_a_video_to_dataset_folder(videos, tmp_path, capsys):
     from preprocessing import video_to_dataset
 
     assert video_to_dataset.cli(["--video", str(videos["normal"]), "--class_name", "belt", "--every", "1",
-                                 "--output", str(tmp_path / "data")]) == 0
+                                 "--jitter", "0", "--output", str(tmp_path / "data")]) == 0
     folder = tmp_path / "data" / "belt"
     frames, size = temporal.read_model_frames(folder, video_temporal.DEFAULTS)
     assert len(frames) == video_io.probe_video(videos["normal"], exact=True).frame_count and size == (64, 32)
     code = video_temporal.cli(["--model", str(tmp_path / "model"), "--train", str(folder), *TINY_FLAGS])
     assert code == 0 and temporal.load_model(tmp_path / "model").train["sources"] == ["belt"]
+
+
+def test_a_jittered_frame_folder_is_refused_with_the_fix(videos, tmp_path):
+    from preprocessing import video_to_dataset
+
+    assert video_to_dataset.cli(["--video", str(videos["normal"]), "--class_name", "belt", "--every", "1",
+                                 "--output", str(tmp_path / "data")]) == 0  # default --jitter 2
+    with pytest.raises(temporal.TemporalError, match="--jitter 0"):
+        temporal.read_model_frames(tmp_path / "data" / "belt", video_temporal.DEFAULTS)
 
 
 def test_a_video_shorter_than_a_clip_is_one_line(trained, tmp_path, capsys):
