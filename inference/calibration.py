@@ -21,7 +21,7 @@ the unseen images' and a threshold under it would flag more than 0.5 % of new im
 the held-out images miss a rare but normal look (bench_line's lines: frames whose edge cells meet
 texture that the centre crops of training never put there, 2-4 % of the frames): wide frames trained
 from their centre crops show such looks in their training images too, as the model learnt the crop
-only. Square images trained whole score low and leave the floor below the held-out rule.
+only. Square images trained whole score low and mostly leave the floor below the held-out rule.
 
 The rules were chosen by measurement on unseen normal and defective images among the candidates in
 IMAGE_RULES / PIXEL_RULES (docs/calibration.md; `python inference/calibration.py --help` repeats the
