@@ -109,8 +109,15 @@ class DatasetConfig:
                 f"--imagesize {self.imagesize} is not divisible by --downsampling {self.downsampling}; "
                 f"use a multiple of {self.downsampling} (e.g. 288)")
         if self.resize < self.imagesize:
-            raise DatasetError(f"--resize {self.resize} is smaller than --imagesize {self.imagesize}; "
-                               f"the centre crop needs resize >= imagesize")
+            # MVTec AD's toothbrush and wood get the reference's own resize whatever --resize says (a local
+            # import: datasets.mvtec imports this module).
+            from datasets.mvtec import forced_resize
+
+            short = [c for c in self.subdatasets if forced_resize(self.name, c, self.imagesize) is None]
+            if short:
+                which = f" for {', '.join(short)}" if len(short) < len(self.subdatasets) else ""
+                raise DatasetError(f"--resize {self.resize} is smaller than --imagesize {self.imagesize}{which}; "
+                                   f"the centre crop needs resize >= imagesize")
         self._validate_ranges()
 
     def _validate_ranges(self) -> None:

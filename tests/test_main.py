@@ -251,6 +251,19 @@ def test_planned_resize_per_class(tmp_path, caplog, name, distribution, wood, to
                          if wood == 73 else [])
 
 
+def test_enlarged_classes_train_with_a_resize_below_imagesize(tmp_path):
+    # The reference replaces --resize for these classes, so --resize 56 with --imagesize 64 runs there too.
+    data, aug = write_tiny_mvtec(tmp_path, classes=("wood", "toothbrush"), n_train=2, n_good=1, n_bad=1)
+    cfg = main.data.DatasetConfig("mvtec", data, aug, ("wood", "toothbrush"), num_workers=0, resize=56,
+                                  imagesize=64, fg=0)
+    jobs = _plan(tmp_path, cfg)
+    assert {c: job.net.resize for c, job in jobs.items()} == {"wood": 73, "toothbrush": 73}
+    sized = main.job_dataset_config(cfg, jobs["wood"])
+    norm = jobs["wood"].net.mean, jobs["wood"].net.std
+    assert sized.resize == 73
+    assert build_dataset(sized, "wood", "test", *norm, seed=0, las=False)[0]["image"].shape[-2:] == (64, 64)
+
+
 def test_enlarged_class_sees_the_centre_of_a_329_px_image(tmp_path):
     # 329 px images: the override (329 for a 288 crop) resizes nothing, and the centre crop of
     # 329 -> 288 starts at round(41 / 2) = 20, so every image and mask is exactly its [20:308] square.

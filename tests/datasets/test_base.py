@@ -357,6 +357,15 @@ def test_config_validation(tmp_path: Path, changes: dict, match: str) -> None:
     assert "\n" not in str(info.value)
 
 
+def test_resize_below_imagesize_is_allowed_where_the_reference_overrides_it(tmp_path: Path) -> None:
+    fields = {"name": "mvtec", "data_path": tmp_path, "aug_path": tmp_path, "resize": 256, "imagesize": 288}
+    assert DatasetConfig(**fields, subdatasets=("wood", "toothbrush")).resize == 256  # trained at 329 (main)
+    with pytest.raises(DatasetError, match=re.escape("--resize 256 is smaller than --imagesize 288 for bottle;")):
+        DatasetConfig(**fields, subdatasets=("wood", "bottle"))
+    with pytest.raises(DatasetError, match=re.escape("--imagesize 288; the centre crop")):
+        DatasetConfig(**{**fields, "name": "visa"}, subdatasets=("wood",))  # the override is MVTec AD's only
+
+
 def test_config_defaults_mirror_reference(tmp_path: Path) -> None:
     cfg = DatasetConfig("mvtec", str(tmp_path), str(tmp_path), ["bottle", "cable"])
     assert isinstance(cfg.data_path, Path) and cfg.subdatasets == ("bottle", "cable")
