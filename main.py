@@ -32,7 +32,7 @@ import scale_out
 import utils
 from datasets import base as data
 from datasets import distribution
-from datasets.mvtec import forced_resize
+from datasets.base import forced_resize
 from datasets.registry import build_dataset
 from errors import UserError, first_line
 from evaluation import ClassOutcome, evaluate_class
@@ -519,7 +519,7 @@ def decode_image(path: Path) -> None:
 
 def class_resize(dataset_cfg: data.DatasetConfig, classname: str, log: bool = False) -> int:
     """The resize one class is trained with: --resize, or the reference's override for the class
-    (datasets.mvtec.forced_resize); recorded in the checkpoint, so that `--test test` uses it too."""
+    (datasets.base.forced_resize); recorded in the checkpoint, so that `--test test` uses it too."""
     forced = forced_resize(dataset_cfg.name, classname, dataset_cfg.imagesize)
     if forced is None:
         return dataset_cfg.resize

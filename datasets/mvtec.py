@@ -13,32 +13,6 @@ from paths import IMAGE_SUFFIXES
 
 GROUND_TRUTH_DIR = "ground_truth"
 
-# MVTec AD classes whose resize the official loader overrides, and the override's ratio to --imagesize.
-ENLARGED_CLASSES = ("toothbrush", "wood")
-ENLARGED_RATIO = 329 / 288
-
-
-def forced_resize(dataset: str, classname: str, imagesize: int) -> int | None:
-    """The resize the official code trains and tests a class with in place of --resize, or None (--resize kept).
-
-    The official MVTecDataset resizes the MVTec AD classes toothbrush and wood to
-    round(imagesize * 329 / 288) (329 px for the paper's 288 px crop) before the centre crop, for
-    the training and test images and their masks alike. We mirror it so that MVTec AD models see the
-    same pixels as the reference's. The reference states no reason; the effect is a tighter centre
-    crop (the middle 288/329, about 88 %, of the shorter side) for the two classes whose objects
-    fill the frame differently from the other classes'. Python's round (halves to even), as the
-    reference. Kept to the `mvtec` dataset name (the reference applies it to a class of these names
-    in any MVTec-layout dataset).
-
-    The reference skips it when --distribution is 1, but such a run only judges manifold/hypersphere
-    and trains nothing: its models are trained in a later run that applies the override. Our
-    --distribution 1 judges and trains in one run, so the judge sees --resize (main.decide_svd) and
-    training applies this override.
-    """
-    if dataset == "mvtec" and classname in ENLARGED_CLASSES:
-        return round(imagesize * ENLARGED_RATIO)
-    return None
-
 
 def mvtec_classes(root: Path) -> list[str]:
     """Class folders under `root` (those holding a train or test folder)."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from datasets.mvtec import forced_resize
+from datasets.base import forced_resize
 
 
 @pytest.mark.parametrize("dataset,classname,imagesize,expected", [
