@@ -209,7 +209,8 @@ class GLASSDefectTracker:
                  threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
                  fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1,
                  merge_gap_mm: float = 0.0, low_threshold: float | None = None,
-                 region_height: float = REGION_HEIGHT) -> None:
+                 region_height: float = REGION_HEIGHT, surface_window: int = 1,
+                 surface_min_frames: int | None = None) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
         min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
@@ -220,6 +221,10 @@ class GLASSDefectTracker:
         region_height: each region is then measured where the map is at least this fraction of the way
         from the frame's background to the region's peak (surface.cut_at_height; 0.5: full width at half
         maximum, 0: the whole region).
+        surface_window: above 1, each frame's map is first averaged with the maps of the last
+        surface_window - 1 frames at the same surface points (surface.SurfaceAverage), and the thresholds
+        apply to that average (calibrate them on a defect-free recording: inference/calibrate_surface.py);
+        surface_min_frames (default surface_window // 3): pixels seen in fewer frames start no region.
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
@@ -230,6 +235,9 @@ class GLASSDefectTracker:
                 or not 0.0 <= region_height < 1.0:
             raise TrackingError(f"region_height must be a number in [0, 1), got {region_height!r}")
         self.region_height = float(region_height)
+        self.surface_window, self.surface_min_frames = check_surface_window(surface_window, surface_min_frames)
+        self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames)
+                        if self.surface_window > 1 else None)
         self.min_hits = min_hits
         self.merge_gap_mm = float(merge_gap_mm)
         mm_per_pixel = analyzer.pixel_size * math.sqrt(analyzer.area_to_mm2)
@@ -283,6 +291,8 @@ class GLASSDefectTracker:
         if self.estimator is not None:
             self.estimator.reset()
         self.tracker.reset()
+        if self.average is not None:
+            self.average.reset()
         self.stage_seconds = dict.fromkeys(self.stage_seconds, 0.0)
         self._states.clear()
         self._last_index = None
@@ -294,9 +304,17 @@ class GLASSDefectTracker:
         """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution); `flagged`: the
         frame's image score is at or above the image threshold (its strongest region is then kept)."""
         self._check_frame(frame_index, frame, anomaly_map)
-        # The map is analysed first: a map the analyzer rejects leaves the motion state untouched.
-        started = time.perf_counter()
         full_map = np.asarray(anomaly_map, np.float32)
+        motion = None
+        if self.average is not None:
+            # The average follows the surface, so the motion comes first (checked: the map is finite).
+            if not np.isfinite(full_map).all():
+                raise TrackingError(f"frame {frame_index}: the anomaly map has NaN or infinite values")
+            motion = self._motion(frame)
+            full_map = self.average.update(full_map, motion)
+            flagged = False  # the frame's image score says nothing about the average
+        # Otherwise the map is analysed first: a map the analyzer rejects leaves the motion state untouched.
+        started = time.perf_counter()
         regions = full_map
         if self.low_threshold < self.threshold:
             regions = surface.hysteresis_map(full_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
@@ -306,7 +324,8 @@ class GLASSDefectTracker:
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px)
         analysed = time.perf_counter()
-        motion = self.estimator.estimate(frame) if self.estimator is not None else (0.0, 0.0)
+        if motion is None:
+            motion = self._motion(frame)
         measured = time.perf_counter()
         tracked = self.tracker.update(grouped.boxes, grouped.scores, motion)
         detections = sorted(
@@ -333,10 +352,16 @@ class GLASSDefectTracker:
         self._recent.append(frame_index)
         finished = time.perf_counter()
         self.stage_seconds["analysis"] += analysed - started
-        self.stage_seconds["motion"] += measured - analysed
         self.stage_seconds["tracking"] += finished - measured
         return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
                            new_representative, len(metrics.defects), metrics)
+
+    def _motion(self, frame: np.ndarray) -> tuple[float, float]:
+        """The surface motion since the previous frame (0, 0 without an estimator), timed."""
+        started = time.perf_counter()
+        motion = self.estimator.estimate(frame) if self.estimator is not None else (0.0, 0.0)
+        self.stage_seconds["motion"] += time.perf_counter() - started
+        return motion
 
     def summaries(self) -> list[TrackedDefectSummary]:
         """One summary per track seen so far with at least min_hits detections, by track id."""
@@ -450,6 +475,7 @@ class GLASSDefectTracker:
                 "use_morphology": self.use_morphology, "min_hits": self.min_hits,
                 "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,
+                "surface_window": self.surface_window, "surface_min_frames": self.surface_min_frames,
                 "pixel_size": self.analyzer.pixel_size, "physical_unit": self.analyzer.physical_unit,
                 "tracker": asdict(self.config)}
 
@@ -467,6 +493,18 @@ class GLASSDefectTracker:
             raise TrackingError(
                 f"anomaly map shape {map_shape} differs from the frame's {frame.shape[:2]}: "
                 "pass the map at frame resolution")
+
+
+def check_surface_window(window: Any, min_frames: Any) -> tuple[int, int]:
+    """(window, min_frames) checked; min_frames None becomes max(1, window // 3). One-line TrackingError."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
+        raise TrackingError(f"surface_window must be an integer >= 1 (1: no averaging), got {window!r}")
+    if min_frames is None:
+        min_frames = max(1, int(window) // 3)
+    if isinstance(min_frames, bool) or not isinstance(min_frames, (int, np.integer)) or not 1 <= min_frames <= window:
+        raise TrackingError(f"surface_min_frames must be an integer from 1 to surface_window ({window}), "
+                            f"got {min_frames!r}")
+    return int(window), int(min_frames)
 
 
 def _clear_of_edges(box: tuple[int, int, int, int], shape: tuple[int, int]) -> bool:

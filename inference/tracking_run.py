@@ -47,6 +47,7 @@ import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
 from defect_tracking.glass_integration import REGION_HEIGHT
 import drawing
+from inference import calibrate_surface
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine
@@ -385,12 +386,14 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
         runner.check_run(run_cfg, info)
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps  # probe_video gives every video a frame rate (video_io.ASSUMED_FPS when it states none)
-        high, low = shared.region_thresholds(engine, options["pixel_threshold"], options["threshold"])
-        tracker = GLASSDefectTracker(analyzer, threshold=high, low_threshold=low,
+        levels = calibrate_surface.tracking_levels(engine, class_dir, options)
+        tracker = GLASSDefectTracker(analyzer, threshold=levels.threshold, low_threshold=levels.low_threshold,
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
-                                     region_height=options["region_height"])
+                                     region_height=options["region_height"], surface_window=levels.window,
+                                     surface_min_frames=levels.min_frames)
         settings = {
+            "region_levels_from": levels.source,
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
             "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
             "min_defect_area_pixels": analyzer.min_defect_area, "fabric_speed": options["fabric_speed"],
@@ -436,6 +439,15 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
                           "region threshold)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
+        click.option("--surface_window", type=click.IntRange(min=1), default=None,
+                     help="Average each frame's map with the maps of the last N-1 frames at the same surface points "
+                          "before cutting regions: finds faint defects that persist on the surface. Its thresholds "
+                          "come from inference/calibrate_surface.py on a defect-free recording (or "
+                          "--pixel_threshold). [default: the class's surface calibration when it has one, else 1 = "
+                          "each frame alone]"),
+        click.option("--surface_min_frames", type=click.IntRange(min=1), default=None,
+                     help="With --surface_window: pixels averaged over fewer frames (just entered the view) start no "
+                          "region. [default: the calibration's, else surface_window // 3]"),
     ])
 
 

@@ -123,7 +123,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
                 "inference.engine", "inference.calibration"),
     "training": ("glass", "evaluation", "fitting", "scale_out"),
     "video": ("video_io", "inference.runner", "inference.cli", "inference.renderers", "inference.modes",
-              "inference.tracking_run", "temporal"),
+              "inference.tracking_run", "inference.calibrate_surface", "temporal"),
     "commands": ("main", "inference", "onnx/", "preprocessing", "service"),
 }
 

@@ -10,7 +10,7 @@ from scipy import ndimage
 from skimage import data
 
 from defect_tracking import GLASSDefectTracker, TrackingError
-from defect_tracking.surface import Footprint, group_regions, measure, merge_groups
+from defect_tracking.surface import Footprint, SurfaceAverage, group_regions, measure, merge_groups, shifted
 from size_analyzer import DefectSizeAnalyzer
 
 HEIGHT, WIDTH = 96, 160  # a wide frame
@@ -284,3 +284,136 @@ def test_bad_region_height_is_refused():
     for bad in (-0.1, 1.0, True, float("nan")):
         with pytest.raises(TrackingError, match="region_height"):
             GLASSDefectTracker(analyzer(), threshold=0.5, region_height=bad)
+
+
+# ---- averaging on the surface ---------------------------------------------------------------------
+
+def test_shifted_moves_content_and_zeroes_the_uncovered_pixels():
+    values = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert shifted(values, 1, 0).tolist() == [[0, 0, 1, 2], [0, 4, 5, 6], [0, 8, 9, 10]]
+    assert shifted(values, -1, 1).tolist() == [[0, 0, 0, 0], [1, 2, 3, 0], [5, 6, 7, 0]]
+    assert shifted(values, 0, 0).tolist() == values.tolist()
+    assert not shifted(values, 4, 0).any() and not shifted(values, 0, -3).any()
+
+
+def moving_maps(speed: float, frames: int, noise: float, seed: int = 0, bump: float = 0.1, bump_x: float = 150.0,
+                size: tuple[int, int] = (40, 120), smooth: float = 0.0) -> tuple[list[np.ndarray], list[float]]:
+    """Maps of a surface moving left by `speed` px per frame: level 0.5, a persistent Gaussian bump of
+    height `bump` at surface x = bump_x, y = 20 (sigma 3), and fresh noise of standard deviation `noise`
+    in every frame (Gaussian-blurred by `smooth` px first, as maps are); and each bump's x in its frame."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    maps, centres = [], []
+    for t in range(frames):
+        centre = bump_x - speed * t  # surface x bump_x seen in frame t
+        signal = 0.5 + bump * np.exp(-((xs - centre) ** 2 + (ys - 20) ** 2) / (2 * 3.0 ** 2))
+        draw = rng.normal(0.0, 1.0, size)
+        if smooth:
+            draw = ndimage.gaussian_filter(draw, smooth)
+        maps.append((signal + noise * draw / draw.std()).astype(np.float32))
+        centres.append(centre)
+    return maps, centres
+
+
+def test_average_of_a_still_constant_map_is_that_map_and_new_pixels_show_the_background():
+    average = SurfaceAverage(window=4, min_frames=2)
+    flat = np.full((10, 20), 0.3, np.float32)
+    first = average.update(flat, (0.0, 0.0))
+    assert np.allclose(first, 0.3)  # seen once: below min_frames, so the background (0.3 here too)
+    moved = flat.copy()
+    moved[:, 15:] = 0.9  # the right edge changes
+    second = average.update(moved, (-5.0, 0.0))  # surface moves left by 5: the last 5 columns are new
+    assert np.allclose(second[:, :15], 0.3)  # seen twice (0.3 both times)
+    assert np.allclose(second[:, 15:], 0.3)  # just entered: the frame's background (median 0.3), not 0.9
+
+
+def test_average_keeps_a_persistent_bump_where_it_is_under_sub_pixel_motion():
+    maps, centres = moving_maps(speed=2.3, frames=30, noise=0.0, bump_x=110.0)
+    average = SurfaceAverage(window=16, min_frames=5)
+    for amap in maps:
+        averaged = average.update(amap, (-2.3, 0.0))
+    y, x = np.unravel_index(np.argmax(averaged), averaged.shape)
+    assert abs(x - centres[-1]) <= 1.0 and y == 20  # the whole-pixel moves carry the sub-pixel rest
+    assert averaged[y, x] > 0.5 + 0.9 * 0.1  # and the bump keeps its height (no blur from resampling)
+
+
+def test_average_damps_frame_noise_by_the_square_root_of_the_window():
+    window, noise = 16, 0.05
+    maps, _ = moving_maps(speed=2.0, frames=60, noise=noise, bump=0.0)
+    average = SurfaceAverage(window=window, min_frames=5)
+    for amap in maps:
+        averaged = average.update(amap, (-2.0, 0.0))
+    # columns 0-80 of the last frame entered the view at least (119 - 80) / 2 = 19.5 frames ago: full window
+    settled = averaged[:, :80]
+    # each new map enters with weight 1/window (an exponential average): variance noise^2 / (2 window - 1)
+    expected = noise / math.sqrt(2 * window - 1)
+    assert settled.std() == pytest.approx(expected, rel=0.25)
+    assert maps[-1].std() > 4 * settled.std()
+
+
+def test_average_without_motion_is_the_running_mean_of_the_last_window_frames():
+    rng = np.random.default_rng(1)
+    maps = [rng.random((6, 8)).astype(np.float32) for _ in range(7)]
+    average = SurfaceAverage(window=3, min_frames=1)
+    for t, amap in enumerate(maps):
+        out = average.update(amap, (0.0, 0.0))
+        if t == 0:
+            assert np.allclose(out, maps[0])
+        if t == 1:
+            assert np.allclose(out, (maps[0] + maps[1]) / 2, atol=1e-6)
+    # window 3: each new map gets weight 1/3 once the count is full (an exponential tail of older ones)
+    expected = (maps[0] + maps[1]) / 2
+    for amap in maps[2:]:
+        expected = (expected * 2 + amap) / 3
+    assert np.allclose(out, expected, atol=1e-5)
+
+
+def test_average_reset_and_bad_settings():
+    average = SurfaceAverage(window=3, min_frames=1)
+    average.update(np.zeros((4, 4), np.float32), (0.0, 0.0))
+    average.reset()
+    assert np.allclose(average.update(np.ones((4, 4), np.float32), (1.0, 0.0)), 1.0)
+    with pytest.raises(ValueError, match="min_frames"):
+        SurfaceAverage(window=3, min_frames=4)
+
+
+def test_tracker_with_a_surface_window_finds_a_faint_persistent_defect():
+    """A bump 0.04 above the level under map noise of 0.03 never stands out in one frame, but does in
+    the average over 20 frames (noise ~0.03 / sqrt(39)); frame-specific spikes later in the video do not."""
+    maps, _ = moving_maps(speed=3.0, frames=50, noise=0.03, bump=0.04, size=(HEIGHT, WIDTH), smooth=2.0)
+    rng = np.random.default_rng(5)
+    texture = data.gravel()[:HEIGHT]
+    frames = [cv2.cvtColor(np.ascontiguousarray(texture[:, 3 * t:3 * t + WIDTH]), cv2.COLOR_GRAY2BGR)
+              for t in range(len(maps))]
+    for t in range(20, len(maps), 7):  # single-frame spikes 0.15 above the level, away from the bump
+        y, x = int(rng.integers(60, 90)), int(rng.integers(20, 140))
+        maps[t][y - 3:y + 3, x - 3:x + 3] = 0.65
+
+    def defects(window: int, threshold: float) -> list:
+        tracker = GLASSDefectTracker(DefectSizeAnalyzer(PIXEL_SIZE, "mm", 4), threshold=threshold,
+                                     min_hits=3, surface_window=window,
+                                     surface_min_frames=15 if window > 1 else None)
+        for t, (frame, amap) in enumerate(zip(frames, maps)):
+            tracker.update(t, frame, amap)
+        return tracker.defects()
+
+    near_bump = [d for d in defects(1, 0.6) if abs(d.surface_centroid_px[1] - 20) < 8]
+    assert near_bump == []  # single frames at a threshold that their noise stays under (0.5 + 3.3 sigma)
+    averaged = defects(20, 0.53)
+    assert len(averaged) == 1
+    assert averaged[0].surface_centroid_px[1] == pytest.approx(20.0, abs=3.0)
+    assert averaged[0].surface_centroid_px[0] == pytest.approx(150.0, abs=4.0)  # the bump's surface x
+
+
+def test_tracker_rejects_a_bad_surface_window():
+    analyzer = DefectSizeAnalyzer(PIXEL_SIZE, "mm", 4)
+    for window, min_frames in ((0, None), (2.5, None), (True, None), (4, 5), (4, 0)):
+        with pytest.raises(TrackingError, match="surface_window|surface_min_frames"):
+            GLASSDefectTracker(analyzer, threshold=0.5, surface_window=window, surface_min_frames=min_frames)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5, surface_window=30)
+    assert (tracker.surface_window, tracker.surface_min_frames) == (30, 10)
+    assert tracker.settings()["surface_window"] == 30
+    bad = np.full((HEIGHT, WIDTH), np.nan, np.float32)
+    with pytest.raises(TrackingError, match="NaN"):
+        tracker.update(0, np.zeros((HEIGHT, WIDTH, 3), np.uint8), bad)

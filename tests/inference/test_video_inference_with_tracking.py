@@ -176,6 +176,8 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     ("bad merge gap", "--merge_gap"),
     ("bad region height", "--region_height"),
     ("bad pixel threshold", "--pixel_threshold"),
+    ("surface window without calibration", "calibrate_surface.py"),
+    ("surface min frames above the window", "--surface_min_frames"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_clip, tmp_path, monkeypatch, capsys,
                                                             case, needle):
@@ -213,6 +215,10 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--region_height", "1"]
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
+    elif case == "surface window without calibration":
+        extra = ["--surface_window", "5"]
+    elif case == "surface min frames above the window":
+        extra = ["--surface_window", "5", "--surface_min_frames", "6", "--pixel_threshold", "0.9"]
     before = files_under(tmp_path)
     code = script.cli([*model, "--device", "cpu", "--video_path", str(video), *extra])
     err = capsys.readouterr().err.strip().splitlines()

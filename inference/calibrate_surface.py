@@ -1,0 +1,247 @@
+"""Thresholds for surface-averaged maps, from a defect-free recording of the line.
+
+    python inference/calibrate_surface.py --model_path results/models/backbone_0 --class_name mvtec_steel \
+        --video_path normal.mp4 [--surface_window 30] [--surface_min_frames 10] [--motion_method phase]
+
+Tracking can average each frame's anomaly map with the maps of the last frames at the same points
+of the moving surface (`--surface_window` of video_inference_with_tracking.py;
+defect_tracking.surface.SurfaceAverage): a faint defect persists at its surface point while most
+defect-free peaks do not, so the average finds defects that no single frame shows above the map
+threshold. The average of defect-free maps is far lower and steadier than one frame's map, so the
+thresholds calibrated on held-out images (for single frames) do not apply to it. This script runs
+the model over a defect-free video exactly as tracking does (engine, motion estimate, average) and
+takes, over the frames after the first `surface_min_frames` (before them no pixel has been averaged
+enough to count), the peak of each averaged map:
+
+* threshold (a region must reach it) = max(max, mean + 3 std) of those peaks (calibration.py's rule
+  "max(max,mean+3std)", the held-out rule without a training floor: there is no training video);
+* low threshold (regions extend down to it) = their mean, the typical defect-free peak.
+
+Both go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
+the peaks' statistics; tracking with the same window reads them by default. Use a recording of the
+defect-free surface, ideally other than the one the dataset came from (video_to_dataset.py trains on
+every Nth frame of it, so its frames score a little optimistically; on bench_line's lines the new
+recordings' peaks stayed below the training recording's threshold). Bad input ends with one `error:`
+line and exit code 2.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping, Sequence
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+import model as glass_model
+import utils
+import video_io
+from defect_tracking import METHODS, SurfaceMotionEstimator
+from defect_tracking.glass_integration import check_surface_window
+from defect_tracking.surface import SurfaceAverage
+from defect_tracking.surface_bytetrack import TrackingError
+from errors import UserError
+from inference import calibration
+from inference import cli as shared
+from inference.engine import InferenceEngine
+
+LOGGER = logging.getLogger(__name__)
+
+FILE_NAME = "surface_calibration.json"
+VERSION = 1
+RULE = "max(max,mean+3std)"
+DEFAULT_WINDOW = 30  # bench_line's gravel line: 15, 30 and 60 found the same defects; 30 flagged no new frame
+
+
+class SurfaceCalibrationError(UserError):
+    """A missing, mismatched or unreadable surface calibration; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class SurfaceCalibration:
+    """The thresholds of surface-averaged maps for one trained class and one averaging window."""
+
+    window: int
+    min_frames: int
+    threshold: float
+    low_threshold: float
+    frames: int  # averaged maps whose peaks were used
+    peak_mean: float
+    peak_std: float
+    peak_max: float
+    video: str
+    motion_method: str
+    rule: str = RULE
+    version: int = VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values."""
+        return asdict(self)
+
+    @classmethod
+    def from_file(cls, path: Path) -> SurfaceCalibration:
+        """Reads a file written by `write`; anything unreadable names the file and the fix."""
+        fix = f"re-run python inference/calibrate_surface.py for this class (it rewrites {path.name})"
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != VERSION:
+                raise SurfaceCalibrationError(f"{path}: version {data.get('version')!r}, this code reads "
+                                              f"{VERSION}; {fix}")
+            values = {name: data[name] for name in cls.__dataclass_fields__}
+            calibration_ = cls(**values)
+            check_surface_window(calibration_.window, calibration_.min_frames)
+            if not all(math.isfinite(float(v)) for v in (calibration_.threshold, calibration_.low_threshold)):
+                raise ValueError("thresholds not finite")
+            return calibration_
+        except SurfaceCalibrationError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, TrackingError) as err:
+            raise SurfaceCalibrationError(f"{path}: unreadable surface calibration ({err}); {fix}") from None
+
+
+def thresholds(peaks: np.ndarray) -> tuple[float, float]:
+    """(threshold, low threshold) from the peaks of defect-free averaged maps."""
+    peaks = np.asarray(peaks, np.float64)
+    return calibration.image_threshold(peaks, rule=RULE), float(min(peaks.mean(), calibration.MAX_THRESHOLD))
+
+
+def averaged_peaks(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
+                   motion_method: str, max_frames: int | None = None) -> np.ndarray:
+    """The peak of every averaged map of a video from its min_frames-th frame on (the maps tracking cuts)."""
+    estimator = SurfaceMotionEstimator(motion_method)
+    average = SurfaceAverage(window, min_frames)
+    info = video_io.probe_video(video_path)
+    limit = max_frames if max_frames is not None else math.inf  # the decoder may give more than stated
+    peaks: list[float] = []
+    index = 0
+    with tqdm(total=min(info.frame_count, limit), desc=Path(video_path).name, unit="frame", leave=False,
+              disable=None) as progress:  # None: shown on a terminal only
+        for batch in video_io.iter_frames(video_path, engine.batch_size, check=False):
+            batch = batch[:int(min(len(batch), limit - index))]
+            for frame, result in zip(batch, engine.predict(batch)):
+                averaged = average.update(result.anomaly_map, estimator.estimate(frame))
+                if index >= min_frames - 1:
+                    peaks.append(float(averaged.max()))
+                index += 1
+            progress.update(len(batch))
+            if index >= limit:
+                break
+    return np.array(peaks, np.float64)
+
+
+def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
+              motion_method: str = "phase", max_frames: int | None = None) -> SurfaceCalibration:
+    """The surface calibration of a defect-free video."""
+    peaks = averaged_peaks(engine, video_path, window, min_frames, motion_method, max_frames)
+    if len(peaks) < 2:
+        raise SurfaceCalibrationError(
+            f"{video_path}: {len(peaks)} averaged frames after the first {min_frames}; use a longer defect-free "
+            "video (a few hundred frames) or a smaller --surface_min_frames")
+    high, low = thresholds(peaks)
+    return SurfaceCalibration(window, min_frames, high, low, len(peaks), float(peaks.mean()), float(peaks.std()),
+                              float(peaks.max()), str(video_path), motion_method)
+
+
+def path_of(class_dir: Path) -> Path:
+    """Where a class keeps its surface calibration."""
+    return Path(class_dir) / FILE_NAME
+
+
+def load(class_dir: Path) -> SurfaceCalibration | None:
+    """The class's surface calibration, or None when it has none."""
+    path = path_of(class_dir)
+    return SurfaceCalibration.from_file(path) if path.is_file() else None
+
+
+def write(class_dir: Path, result: SurfaceCalibration) -> Path:
+    """Writes the calibration beside the checkpoint (temp file, then rename)."""
+    path = path_of(class_dir)
+    content = {**result.to_dict(), "created": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    utils.atomic_write_text(path, json.dumps(content, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class TrackingLevels:
+    """What tracking cuts maps with: the averaging window and the two region levels, and their source."""
+
+    window: int
+    min_frames: int
+    threshold: float
+    low_threshold: float
+    source: str  # "model" (held-out images), "command line", or the surface calibration's path
+
+
+def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[str, Any]) -> TrackingLevels:
+    """The window and region levels a tracking run uses, from its flags (--surface_window,
+    --surface_min_frames, --pixel_threshold, --threshold) and the class's surface calibration."""
+    window, min_frames = options.get("surface_window"), options.get("surface_min_frames")
+    given = options.get("pixel_threshold") is not None or options.get("threshold") is not None
+    stored = load(class_dir) if window is None or window > 1 else None
+    if window is None:
+        window = stored.window if stored is not None else 1
+        if stored is not None and min_frames is None:
+            min_frames = stored.min_frames
+    try:
+        window, min_frames = check_surface_window(window, min_frames)
+    except TrackingError as err:
+        raise SurfaceCalibrationError(f"--surface_window/--surface_min_frames: {err}") from None
+    if window == 1 or given:
+        high, low = shared.region_thresholds(engine, options.get("pixel_threshold"), options.get("threshold"))
+        return TrackingLevels(window, min_frames, high, low, "command line" if given else "model")
+    fix = (f"run python inference/calibrate_surface.py --model_path {class_dir} --video_path <defect-free video> "
+           f"--surface_window {window} --surface_min_frames {min_frames}, or pass --pixel_threshold")
+    if stored is None:
+        raise SurfaceCalibrationError(f"--surface_window {window}: {class_dir} has no {FILE_NAME}; {fix}")
+    if (stored.window, stored.min_frames) != (window, min_frames):
+        raise SurfaceCalibrationError(
+            f"--surface_window {window} --surface_min_frames {min_frames}: {path_of(class_dir)} was calibrated "
+            f"for window {stored.window}, min frames {stored.min_frames}; {fix}")
+    return TrackingLevels(window, min_frames, stored.threshold, stored.low_threshold, str(path_of(class_dir)))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@shared.model_options
+@click.option("--video_path", required=True, help="A defect-free recording of the line (any format OpenCV decodes).")
+@click.option("--surface_window", type=click.IntRange(min=2), default=DEFAULT_WINDOW, show_default=True,
+              help="Frames averaged per surface point (tracking's --surface_window).")
+@click.option("--surface_min_frames", type=click.IntRange(min=1), default=None,
+              help="Pixels seen in fewer frames start no region [default: surface_window // 3].")
+@click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
+              help="Surface motion estimate (as tracking's --motion_method).")
+@click.option("--max_frames", type=click.IntRange(min=1), default=None, help="Use at most this many frames.")
+def main(video_path: str, surface_window: int, surface_min_frames: int | None, motion_method: str,
+         max_frames: int | None, **options: Any) -> None:
+    """Calibrate the thresholds of surface-averaged maps on a defect-free video."""
+    try:
+        window, min_frames = check_surface_window(surface_window, surface_min_frames)
+    except TrackingError as err:
+        raise SurfaceCalibrationError(f"--surface_min_frames: {err}") from None
+    engine_cfg = shared.engine_config(options)
+    class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
+    info = video_io.probe_video(video_path)
+    shared.check_roi(engine_cfg, info)
+    engine = InferenceEngine.from_config(engine_cfg)
+    result = calibrate(engine, video_path, window, min_frames, motion_method, max_frames)
+    path = write(class_dir, result)
+    click.echo(f"averaged maps  {result.frames} frames of {video_path} (window {window}, min frames {min_frames})")
+    click.echo(f"peaks          mean {result.peak_mean:.4f}  std {result.peak_std:.4f}  max {result.peak_max:.4f}")
+    click.echo(f"thresholds     region {result.threshold:.4f}  low {result.low_threshold:.4f} ({RULE})")
+    click.echo(f"written        {path}")
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    return shared.run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(cli())

@@ -1,0 +1,160 @@
+"""Surface calibration: thresholds of averaged maps from a defect-free video, stored beside the checkpoint,
+and the levels a tracking run takes from its flags and that file."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from inference import calibrate_surface as surface_cal
+from inference import video_inference_with_tracking as tracking_script
+from tests.helpers import files_under, write_scrolling_clip, write_unreadable
+
+MODEL_LEVELS = SimpleNamespace(info=SimpleNamespace(pixel_threshold=0.7, region_low=0.6))  # what tracking reads
+
+
+def stored(window: int = 30, min_frames: int = 10) -> surface_cal.SurfaceCalibration:
+    """A calibration with known numbers."""
+    return surface_cal.SurfaceCalibration(window, min_frames, 0.56, 0.55, 500, 0.55, 0.003, 0.559, "normal.mp4",
+                                          "phase")
+
+
+def test_thresholds_are_max_or_mean_plus_three_std_and_the_mean():
+    peaks = np.array([0.50, 0.52, 0.51, 0.53])
+    high, low = surface_cal.thresholds(peaks)
+    # mean 0.515, population std sqrt((2 * 0.015^2 + 2 * 0.005^2) / 4) = 0.01118
+    assert high == pytest.approx(0.515 + 3 * math.sqrt(1.25e-4))
+    assert low == pytest.approx(0.515)
+    high, low = surface_cal.thresholds(np.array([0.5] * 20 + [0.6]))  # a lone high peak: the max binds
+    assert high == pytest.approx(0.6) and low == pytest.approx((0.5 * 20 + 0.6) / 21)
+
+
+def test_calibration_round_trips_through_its_file(tmp_path):
+    path = surface_cal.write(tmp_path, stored())
+    assert path == tmp_path / "surface_calibration.json"
+    assert json.loads(path.read_text())["created"]
+    assert surface_cal.load(tmp_path) == stored()
+    assert surface_cal.load(tmp_path / "elsewhere") is None
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "unreadable"),
+    (json.dumps({"version": 99}), "version 99"),
+    (json.dumps({**stored().to_dict(), "threshold": None}), "unreadable"),
+    (json.dumps({**stored().to_dict(), "min_frames": 40}), "unreadable"),
+    (json.dumps({k: v for k, v in stored().to_dict().items() if k != "window"}), "unreadable"),
+])
+def test_a_bad_calibration_file_names_itself_and_the_fix(tmp_path, content, needle):
+    (tmp_path / "surface_calibration.json").write_text(content)
+    with pytest.raises(surface_cal.SurfaceCalibrationError) as err:
+        surface_cal.load(tmp_path)
+    assert needle in str(err.value) and "surface_calibration.json" in str(err.value)
+    assert "calibrate_surface.py" in str(err.value)
+
+
+def levels(folder: Path, **options) -> tuple:
+    """(window, min_frames, threshold, low, source) of tracking_levels."""
+    found = surface_cal.tracking_levels(MODEL_LEVELS, folder, options)
+    return found.window, found.min_frames, found.threshold, found.low_threshold, found.source
+
+
+def test_tracking_levels_follow_the_flags_and_the_calibration(tmp_path):
+    bare, calibrated = tmp_path / "bare", tmp_path / "calibrated"
+    bare.mkdir()
+    surface_cal.write(calibrated, stored())
+    path = str(calibrated / "surface_calibration.json")
+    assert levels(bare) == (1, 1, 0.7, 0.6, "model")  # no file: each frame alone, the model's levels
+    assert levels(calibrated) == (30, 10, 0.56, 0.55, path)  # a file: its window and thresholds by default
+    assert levels(calibrated, surface_window=1) == (1, 1, 0.7, 0.6, "model")  # switched off
+    assert levels(calibrated, surface_window=30, surface_min_frames=10) == (30, 10, 0.56, 0.55, path)
+    assert levels(bare, surface_window=30, pixel_threshold=0.8) == (30, 10, 0.8, 0.8, "command line")
+    assert levels(calibrated, threshold=0.9) == (30, 10, 0.9, 0.9, "command line")
+
+
+@pytest.mark.parametrize("options, needle", [
+    ({"surface_window": 30}, "has no surface_calibration.json"),
+    ({"surface_window": 20}, "calibrated for window 30"),
+    ({"surface_min_frames": 5}, "calibrated for window 30, min frames 10"),
+    ({"surface_window": 4, "surface_min_frames": 5}, "--surface_min_frames"),
+])
+def test_tracking_levels_refuse_a_window_without_its_calibration(tmp_path, options, needle):
+    folder = tmp_path / ("bare" if options == {"surface_window": 30} else "calibrated")
+    folder.mkdir()
+    if folder.name == "calibrated":
+        surface_cal.write(folder, stored())
+    with pytest.raises(surface_cal.SurfaceCalibrationError) as err:
+        surface_cal.tracking_levels(MODEL_LEVELS, folder, options)
+    assert needle in str(err.value)
+    assert "calibrate_surface.py" in str(err.value) or "--surface_min_frames" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def copied_model(tiny_model, tmp_path_factory) -> Path:
+    """A copy of the tiny model's backbone folder (the calibration is written into its class folder)."""
+    target = tmp_path_factory.mktemp("surface_model") / "backbone_0"
+    shutil.copytree(tiny_model.model_path, target)
+    return target
+
+
+def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, copied_model, tmp_path, capsys):
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 12, 2)
+    model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "4", "--surface_min_frames",
+                            "2"]) == 0
+    assert "written" in capsys.readouterr().out
+    result = surface_cal.load(copied_model / tiny_model.class_name)
+    assert (result.window, result.min_frames, result.frames) == (4, 2, 11)  # frames 2..12 have averaged pixels
+    assert result.threshold >= result.peak_max >= result.low_threshold == pytest.approx(result.peak_mean)
+    assert 0.0 <= result.low_threshold <= result.threshold <= 1.0
+    # the same video again: the same numbers (deterministic)
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "4", "--surface_min_frames",
+                            "2"]) == 0
+    assert surface_cal.load(copied_model / tiny_model.class_name) == result
+
+    out = tmp_path / "run" / "tracked.mp4"
+    assert tracking_script.cli([*model, "--video_path", str(clip), "--no_organized_output", "--output_path",
+                                str(out), "--min_defect_area", "4"]) == 0
+    settings = json.loads((tmp_path / "run" / "tracked_report.json").read_text())["settings"]
+    assert (settings["surface_window"], settings["surface_min_frames"]) == (4, 2)
+    assert settings["threshold"] == pytest.approx(result.threshold)
+    assert settings["region_levels_from"].endswith("surface_calibration.json")
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("missing video", "nothing.mp4"),
+    ("unreadable video", "broken.mp4"),
+    ("window of one", "--surface_window"),
+    ("min frames above the window", "--surface_min_frames"),
+    ("too short a video", "longer defect-free video"),
+    ("wrong class", "mvtec_nope"),
+])
+def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, copied_model, tmp_path, capsys,
+                                                                case, needle):
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 6, 2)
+    model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
+    video, extra = str(clip), ["--surface_window", "4"]
+    if case == "missing video":
+        video = str(tmp_path / "nothing.mp4")
+    elif case == "unreadable video":
+        video = str(write_unreadable(tmp_path))
+    elif case == "window of one":
+        extra = ["--surface_window", "1"]
+    elif case == "min frames above the window":
+        extra = ["--surface_window", "4", "--surface_min_frames", "5"]
+    elif case == "too short a video":
+        extra = ["--surface_window", "10", "--surface_min_frames", "6", "--max_frames", "6"]
+    elif case == "wrong class":
+        model[3] = "mvtec_nope"
+    class_dir = copied_model / tiny_model.class_name
+    (class_dir / "surface_calibration.json").unlink(missing_ok=True)
+    before = files_under(class_dir)
+    code = surface_cal.cli([*model, "--video_path", video, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
+    assert files_under(class_dir) == before
