@@ -11,15 +11,20 @@ The four commands of the README's workflow, run as a user runs them:
    stain, defects at the frame edges, two in view at once);
 2. dataset: `video_to_dataset.py` on the defect-free recording;
 3. train: `main.py` (efficientnet_lite0, demo settings; thresholds calibrated on held-out frames);
-4. track: `video_inference_with_tracking.py` on the three videos;
+4. track: `video_inference_with_tracking.py` on the three videos (with `--surface_window N`: first
+   `calibrate_surface.py` on the defect-free recording, then tracking averages each map over N frames
+   on the surface with those thresholds);
 
-then `evaluate_tracking.py` on the defect video, and the share of flagged frames of the two
-defect-free videos. Prints one table; everything stays under --out.
+then `evaluate_tracking.py` on the defect video, and the share of flagged frames (single frames above the
+image threshold) and the defects reported on the two defect-free videos. Prints one table; everything
+stays under --out. `--reuse` keeps the videos, dataset and model of an earlier run in --out (to compare
+tracking settings on the same model).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import subprocess
 import sys
 import time
@@ -68,13 +73,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aug_path", type=Path, default=REPO / "demo_data" / "dtd" / "images",
                         help="LAS texture folder (DTD's images; the demo's: bash shell/run-demo.sh, or "
                              "python preprocessing/make_demo_dataset.py)")
+    parser.add_argument("--surface_window", type=int, default=1,
+                        help="tracking's --surface_window (1: each frame alone); above 1, calibrated first")
+    parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
+    if args.surface_window < 1:
+        parser.error("--surface_window must be at least 1")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "bench_line.log"
+    videos = {name: out / "videos" / f"{name}.mp4" for name in ("normal", "normal_new", "defects")}
+    times = {"record": 0.0, "dataset": 0.0, "train": 0.0}
+    model = ["--model_path", str(out / "results" / "models" / "backbone_0"), "--class_name", "custom_line"]
+    reuse = args.reuse and (out / "results" / "models" / "backbone_0" / "custom_line").is_dir()
+    if not reuse:
+        times.update(record_and_train(args, out, log, videos))
+    runs = "runs" if args.surface_window == 1 else f"runs_window{args.surface_window}"
+    if args.surface_window > 1:
+        run([sys.executable, "inference/calibrate_surface.py", *model, "--video_path", str(videos["normal"]),
+             "--surface_window", str(args.surface_window)], log)
+    model += ["--pixel_size", str(args.pixel_size), "--no_organized_output", "--surface_window",
+              str(args.surface_window)]
+    print(f"line: {args.texture} {args.width}x{args.height}, {args.speed} px/frame, pixel {args.pixel_size} mm; "
+          f"record {times['record']:.0f} s, dataset {times['dataset']:.0f} s, train {times['train']:.0f} s"
+          f"{' (reused)' if reuse else ''}; surface window {args.surface_window}")
+    print("| video | frames flagged | share | defects reported | FPS (end to end) |")
+    print("|---|---|---|---|---|")
+    for name, video in videos.items():
+        target = out / runs / f"{name}_tracking.mp4"
+        frames = ["--save_defect_frames"] if name == "defects" else []
+        _, text = run([sys.executable, "inference/video_inference_with_tracking.py", *model, "--video_path",
+                       str(video), "--output_path", str(target), *frames], log)
+        hits, total = flagged(target.with_name(f"{target.stem}_frames.csv"))
+        fps = next((line.split()[1] for line in text.splitlines() if line.startswith("speed")), "?")
+        reported = len(json.loads(target.with_name(f"{target.stem}_report.json").read_text())["defects"])
+        print(f"| {name} | {hits} / {total} | {100.0 * hits / max(total, 1):.1f} % | {reported} | {fps} |")
+    report = out / runs / "defects_tracking_report.json"
+    _, text = run([sys.executable, "inference/evaluate_tracking.py", str(report), str(videos["defects"]) + ".json",
+                   "--json", str(out / runs / "evaluation.json")], log)
+    print()
+    print(text)
+    return 0
+
+
+def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dict[str, Path]) -> dict[str, float]:
+    """Steps 1-3: the three videos, the dataset from the defect-free one, the model; their wall seconds."""
     py = sys.executable
     frame = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture]
-    videos = {name: out / "videos" / f"{name}.mp4" for name in ("normal", "normal_new", "defects")}
     times = {}
     times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *frame, "--speed", str(args.speed),
                               "--defects", "0", "--frames", str(args.normal_frames), "--seed", str(args.seed),
@@ -92,26 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                              *TRAIN_FLAGS, "--meta_epochs", str(args.epochs),
                              "dataset", "--fg", "0", "--distribution", "1", "--resize", short, "--imagesize", short,
                              "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
-    model = ["--model_path", str(out / "results" / "models" / "backbone_0"), "--class_name", "custom_line",
-             "--pixel_size", str(args.pixel_size), "--no_organized_output"]
-    print(f"line: {args.texture} {args.width}x{args.height}, {args.speed} px/frame, pixel {args.pixel_size} mm; "
-          f"record {times['record']:.0f} s, dataset {times['dataset']:.0f} s, train {times['train']:.0f} s")
-    print("| video | frames flagged | share | FPS (end to end) |")
-    print("|---|---|---|---|")
-    for name, video in videos.items():
-        target = out / "runs" / f"{name}_tracking.mp4"
-        frames = ["--save_defect_frames"] if name == "defects" else []
-        _, text = run([py, "inference/video_inference_with_tracking.py", *model, "--video_path", str(video),
-                             "--output_path", str(target), *frames], log)
-        hits, total = flagged(target.with_name(f"{target.stem}_frames.csv"))
-        fps = next((line.split()[1] for line in text.splitlines() if line.startswith("speed")), "?")
-        print(f"| {name} | {hits} / {total} | {100.0 * hits / max(total, 1):.1f} % | {fps} |")
-    report = out / "runs" / "defects_tracking_report.json"
-    _, text = run([py, "inference/evaluate_tracking.py", str(report), str(videos["defects"]) + ".json",
-                   "--json", str(out / "evaluation.json")], log)
-    print()
-    print(text)
-    return 0
+    return times
 
 
 if __name__ == "__main__":

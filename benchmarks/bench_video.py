@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--frames", type=utils.positive_int, default=None,
                         help="frames timed per run (default: the whole video)")
     parser.add_argument("--batch_size", type=utils.positive_int, default=8)
+    parser.add_argument("--surface_window", type=utils.positive_int, default=1,
+                        help="tracking's --surface_window (its cost; the model's own thresholds are kept)")
     parser.add_argument("--threads", type=utils.positive_int, default=None,
                         help="ONNX Runtime threads (default: physical cores)")
     return parser.parse_args(argv)
@@ -84,13 +86,16 @@ def wrn50_engine(args: argparse.Namespace, backend: str, folder: Path) -> tuple[
     return InferenceEngine(TorchBackend(net, torch.device("cpu")), info, batch_size=args.batch_size), weights
 
 
-def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int) -> tuple[runner.RunSummary, dict]:
+def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
+             surface_window: int = 1) -> tuple[runner.RunSummary, dict]:
     """One tracking run as the script does it; (run summary, tracking report)."""
     info = video_io.probe_video(video)
     layout = tracking.TrackingOutput(folder / "out.mp4", folder / "defects", folder / "report.json")
     high, low = shared.region_thresholds(engine, None, None)
+    # --surface_window: the averaging's cost only (its thresholds come from calibrate_surface.py on a line)
     tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=high, low_threshold=low,
-                                 fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM)
+                                 fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM,
+                                 surface_window=surface_window)
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)
     try:
@@ -141,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 engine, weights = wrn50_engine(args, backend, folder)
                 label = "wideresnet50 288"
-            run_once(engine, video, folder / f"warm-{key}-{backend}-{width}", min(frames, 24))  # warm-up
-            summary, report = run_once(engine, video, folder / f"{key}-{backend}-{width}", frames)
+            run_once(engine, video, folder / f"warm-{key}-{backend}-{width}", min(frames, 24),
+                     args.surface_window)  # warm-up
+            summary, report = run_once(engine, video, folder / f"{key}-{backend}-{width}", frames,
+                                       args.surface_window)
             perf = report["performance"]
             stages = perf["stage_ms_per_frame"]
             track_ms = perf["tracking_ms_per_frame"]
@@ -155,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     header = ["model", "weights", "backend", "frame", "frames", "FPS", "decode ms", "score ms", "render ms",
               "write ms", "(track ms)", "defects / painted", "dx / true dx"]
     print(format_table(header, rows))
-    print("render includes tracking (track ms: size analysis + motion + ByteTrack), the overlay and the boxes; "
+    print("render includes tracking (track ms: size analysis + motion + ByteTrack, and the surface average with "
+          f"--surface_window {args.surface_window}), the overlay and the boxes; "
           "FPS is end to end with model loading excluded.")
     return 0
 

@@ -263,7 +263,7 @@ class GLASSDefectTracker:
         self.estimator = (SurfaceMotionEstimator(motion_method, motion_downscale)
                           if motion_method is not None else None)
         self.tracker = SurfaceByteTracker(self.config)
-        self.stage_seconds = {"motion": 0.0, "analysis": 0.0, "tracking": 0.0}
+        self.stage_seconds = {"motion": 0.0, "average": 0.0, "analysis": 0.0, "tracking": 0.0}
         self._states: dict[int, _TrackState] = {}
         self._defects: tuple[int, list[PhysicalDefect]] | None = None  # (frames seen, defects then)
         self._last_index: int | None = None
@@ -311,7 +311,9 @@ class GLASSDefectTracker:
             if not np.isfinite(full_map).all():
                 raise TrackingError(f"frame {frame_index}: the anomaly map has NaN or infinite values")
             motion = self._motion(frame)
+            averaging = time.perf_counter()
             full_map = self.average.update(full_map, motion)
+            self.stage_seconds["average"] += time.perf_counter() - averaging
             flagged = False  # the frame's image score says nothing about the average
         # Otherwise the map is analysed first: a map the analyzer rejects leaves the motion state untouched.
         started = time.perf_counter()

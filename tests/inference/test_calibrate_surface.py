@@ -24,14 +24,14 @@ def stored(window: int = 30, min_frames: int = 10) -> surface_cal.SurfaceCalibra
                                           "phase")
 
 
-def test_thresholds_are_max_or_mean_plus_three_std_and_the_mean():
+def test_thresholds_are_max_or_mean_plus_four_std_and_the_mean():
     peaks = np.array([0.50, 0.52, 0.51, 0.53])
     high, low = surface_cal.thresholds(peaks)
     # mean 0.515, population std sqrt((2 * 0.015^2 + 2 * 0.005^2) / 4) = 0.01118
-    assert high == pytest.approx(0.515 + 3 * math.sqrt(1.25e-4))
+    assert high == pytest.approx(0.515 + 4 * math.sqrt(1.25e-4))
     assert low == pytest.approx(0.515)
-    high, low = surface_cal.thresholds(np.array([0.5] * 20 + [0.6]))  # a lone high peak: the max binds
-    assert high == pytest.approx(0.6) and low == pytest.approx((0.5 * 20 + 0.6) / 21)
+    high, low = surface_cal.thresholds(np.array([0.5] * 30 + [0.6]))  # a lone high peak: the max binds
+    assert high == pytest.approx(0.6) and low == pytest.approx((0.5 * 30 + 0.6) / 31)
 
 
 def test_calibration_round_trips_through_its_file(tmp_path):

@@ -100,7 +100,7 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     perf = report["performance"]
     assert perf["frames"] == N_FRAMES and perf["measured_fps"] > 0
     assert set(perf["stage_ms_per_frame"]) == {"decode", "score", "render", "write"}
-    assert set(perf["tracking_ms_per_frame"]) == {"motion", "analysis", "tracking"}
+    assert set(perf["tracking_ms_per_frame"]) == {"motion", "average", "analysis", "tracking"}
 
 
 def test_no_organized_output_writes_beside_output_path(tiny_model, moving_clip, tmp_path):
