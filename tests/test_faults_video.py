@@ -57,7 +57,7 @@ class Run:
         assert self.proc.poll() is None, f"the run ended before it could be interrupted:\n{self.stderr()}"
         return bool(self.own(".*.partial.mp4") and self.own(".staging-*"))
 
-    def wait(self, timeout: float = 120.0) -> int:
+    def wait(self, timeout: float = 600.0) -> int:  # budgets bound a hang only: CI may share its cores
         code = self.proc.wait(timeout=timeout)
         self._err.close()
         return code
@@ -76,7 +76,7 @@ class Run:
         self._err.close()
 
 
-def signal_mid_run(actions: dict[Run, int], timeout: float = 90.0) -> None:
+def signal_mid_run(actions: dict[Run, int], timeout: float = 300.0) -> None:
     """Sends each run its signal as soon as it is mid-video (polled together: the runs go on meanwhile)."""
     waiting = dict(actions)
     deadline = time.monotonic() + timeout
