@@ -34,7 +34,7 @@ import errors
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = [
-    "net", "-b", "efficientnet_lite0", "-le", "blocks.2", "-le", "blocks.4", "--pretrain_embed_dimension", "512",
+    "net", "-b", "efficientnet_lite0", "--pretrain_embed_dimension", "512",
     "--target_embed_dimension", "512", "--dsc_hidden", "512", "--lr", "0.0005", "--select", "last",
 ]
 
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                              "python preprocessing/make_demo_dataset.py)")
     parser.add_argument("--surface_window", type=int, default=1,
                         help="tracking's --surface_window (1: each frame alone); above 1, calibrated first")
+    parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
+                        help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
     if args.surface_window < 1:
@@ -134,7 +136,8 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
                                "--overwrite"], log)
     short = str(min(args.width, args.height) // 16 * 16)
     times["train"], _ = run([py, "main.py", "--seed", str(args.seed), "--results_path", str(out / "results"),
-                             *TRAIN_FLAGS, "--meta_epochs", str(args.epochs),
+                             *TRAIN_FLAGS, *[flag for layer in args.layers for flag in ("-le", layer)],
+                             "--meta_epochs", str(args.epochs),
                              "dataset", "--fg", "0", "--distribution", "1", "--resize", short, "--imagesize", short,
                              "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
     return times

@@ -182,9 +182,10 @@ class TrackingLevels:
     source: str  # "model" (held-out images), "command line", or the surface calibration's path
 
 
-def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[str, Any]) -> TrackingLevels:
-    """The window and region levels a tracking run uses, from its flags (--surface_window,
-    --surface_min_frames, --pixel_threshold, --threshold) and the class's surface calibration."""
+def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int, SurfaceCalibration | None]:
+    """(window, min frames, the calibration whose levels the run cuts with, or None when they come from the
+    model or the command line), from the flags and the class's file; checked without loading the model, so a
+    run fails before any work."""
     window, min_frames = options.get("surface_window"), options.get("surface_min_frames")
     given = options.get("pixel_threshold") is not None or options.get("threshold") is not None
     stored = load(class_dir) if window is None or window > 1 else None
@@ -197,8 +198,7 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
     except TrackingError as err:
         raise SurfaceCalibrationError(f"--surface_window/--surface_min_frames: {err}") from None
     if window == 1 or given:
-        high, low = shared.region_thresholds(engine, options.get("pixel_threshold"), options.get("threshold"))
-        return TrackingLevels(window, min_frames, high, low, "command line" if given else "model")
+        return window, min_frames, None
     fix = (f"run python inference/calibrate_surface.py --model_path {class_dir} --video_path <defect-free video> "
            f"--surface_window {window} --surface_min_frames {min_frames}, or pass --pixel_threshold")
     if stored is None:
@@ -207,6 +207,17 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
         raise SurfaceCalibrationError(
             f"--surface_window {window} --surface_min_frames {min_frames}: {path_of(class_dir)} was calibrated "
             f"for window {stored.window}, min frames {stored.min_frames}; {fix}")
+    return window, min_frames, stored
+
+
+def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[str, Any]) -> TrackingLevels:
+    """The window and region levels a tracking run uses, from its flags (--surface_window,
+    --surface_min_frames, --pixel_threshold, --threshold), the class's surface calibration and the model."""
+    window, min_frames, stored = surface_plan(class_dir, options)
+    if stored is None:
+        high, low = shared.region_thresholds(engine, options.get("pixel_threshold"), options.get("threshold"))
+        given = options.get("pixel_threshold") is not None or options.get("threshold") is not None
+        return TrackingLevels(window, min_frames, high, low, "command line" if given else "model")
     return TrackingLevels(window, min_frames, stored.threshold, stored.low_threshold, str(path_of(class_dir)))
 
 

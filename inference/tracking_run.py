@@ -375,6 +375,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     info = video_io.probe_video(options["video_path"])
     shared.check_roi(engine_cfg, info)
+    calibrate_surface.surface_plan(class_dir, options)  # a missing or mismatched calibration: before any work
     layout = plan_output(options, class_dir.name, now or dt.datetime.now())
     remove_interrupted(layout)
     created: list[Path] = []

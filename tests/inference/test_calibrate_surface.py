@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from inference import calibrate_surface as surface_cal
+from inference import tracking_run
 from inference import video_inference_with_tracking as tracking_script
 from tests.helpers import files_under, write_scrolling_clip, write_unreadable
 
@@ -158,3 +159,23 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, copi
     assert code == 2
     assert len(err) == 1 and err[0].startswith("error:") and needle in err[0], err
     assert files_under(class_dir) == before
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--surface_window", "5"], "has no surface_calibration.json"),
+    (["--surface_window", "5", "--surface_min_frames", "6"], "--surface_min_frames"),
+])
+def test_tracking_refuses_a_window_before_it_loads_the_model(tiny_model, tmp_path, monkeypatch, capsys,
+                                                               extra, needle):
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 4, 2)
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the model was loaded before the surface settings were checked")
+
+    monkeypatch.setattr(tracking_run.InferenceEngine, "from_config", loaded)
+    monkeypatch.chdir(tmp_path)
+    code = tracking_script.cli(["--model_path", str(tiny_model.model_path), "--class_name", tiny_model.class_name,
+                                "--device", "cpu", "--video_path", str(clip), *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "output").exists()
