@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="tracking's --surface_window (1: each frame alone); above 1, calibrated first")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
+    parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
+                        "of the first of --layers (blocks.1: 4)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
     if args.surface_window < 1:
@@ -138,7 +140,8 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
     times["train"], _ = run([py, "main.py", "--seed", str(args.seed), "--results_path", str(out / "results"),
                              *TRAIN_FLAGS, *[flag for layer in args.layers for flag in ("-le", layer)],
                              "--meta_epochs", str(args.epochs),
-                             "dataset", "--fg", "0", "--distribution", "1", "--resize", short, "--imagesize", short,
+                             "dataset", "--downsampling", str(args.downsampling),
+                             "--fg", "0", "--distribution", "1", "--resize", short, "--imagesize", short,
                              "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
     return times
 
