@@ -66,6 +66,8 @@ class FrameTracks:
     new_representative: set[int]  # tracks whose representative frame is now this one
     num_regions: int  # defect regions found in the map (tracked or not yet confirmed)
     metrics: Any = field(default=None, repr=False, compare=False)  # the frame's size_analyzer.SizeAnalysis
+    # The map the regions were cut from: the frame's own, or its surface average when averaging.
+    anomaly_map: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,7 @@ class GLASSDefectTracker:
         self.stage_seconds["analysis"] += analysed - started
         self.stage_seconds["tracking"] += finished - measured
         return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
-                           new_representative, len(metrics.defects), metrics)
+                           new_representative, len(metrics.defects), metrics, full_map)
 
     def _motion(self, frame: np.ndarray) -> tuple[float, float]:
         """The surface motion since the previous frame (0, 0 without an estimator), timed."""

@@ -184,11 +184,12 @@ class TrackingRenderer(runner.BaseRenderer):
         return self.tracker.analyzer.physical_unit
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
-        """Tracks the frame's defects and draws them over the heatmap overlay."""
+        """Tracks the frame's defects and draws them over the heatmap of the map they were cut from."""
         tracks = self.tracker.update(index, frame, result.anomaly_map, flagged=result.is_defect)
         if self.layout.defects_dir is not None:
             self._keep_representatives(frame, tracks, index)
-        canvas = draw_tracks(drawing.overlay(frame, result.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
+        # The heatmap shows what the regions were cut from (the surface average when averaging).
+        canvas = draw_tracks(drawing.overlay(frame, tracks.anomaly_map, OVERLAY_INTENSITY), tracks, self.unit)
         runner.draw_verdict(canvas, result, self.engine.threshold)
         scale = drawing.text_scale(canvas)
         dx, dy = tracks.motion

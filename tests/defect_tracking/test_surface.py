@@ -10,6 +10,7 @@ from scipy import ndimage
 from skimage import data
 
 from defect_tracking import GLASSDefectTracker, TrackingError
+from defect_tracking import surface
 from defect_tracking.surface import Footprint, SurfaceAverage, group_regions, measure, merge_groups, shifted
 from size_analyzer import DefectSizeAnalyzer
 
@@ -417,3 +418,17 @@ def test_tracker_rejects_a_bad_surface_window():
     bad = np.full((HEIGHT, WIDTH), np.nan, np.float32)
     with pytest.raises(TrackingError, match="NaN"):
         tracker.update(0, np.zeros((HEIGHT, WIDTH, 3), np.uint8), bad)
+
+
+def test_frame_tracks_carry_the_map_the_regions_were_cut_from():
+    """Each frame's own map without averaging; with it, the surface average (on the first frame every
+    pixel has been seen once, fewer than min_frames, so the average is the frame's background)."""
+    rng = np.random.default_rng(2)
+    frame = cv2.cvtColor(np.ascontiguousarray(data.gravel()[:HEIGHT, :WIDTH]), cv2.COLOR_GRAY2BGR)
+    amap = (0.5 + 0.05 * rng.random((HEIGHT, WIDTH))).astype(np.float32)
+    plain = GLASSDefectTracker(DefectSizeAnalyzer(PIXEL_SIZE, "mm", 4), threshold=0.9)
+    assert np.array_equal(plain.update(0, frame, amap).anomaly_map, amap)
+    averaging = GLASSDefectTracker(DefectSizeAnalyzer(PIXEL_SIZE, "mm", 4), threshold=0.9, surface_window=4,
+                                   surface_min_frames=2)
+    shown = averaging.update(0, frame, amap).anomaly_map
+    assert shown.shape == amap.shape and np.allclose(shown, surface.map_background(amap))
