@@ -182,12 +182,16 @@ class TrackingLevels:
     source: str  # "model" (held-out images), "command line", or the surface calibration's path
 
 
+def levels_given(options: Mapping[str, Any]) -> bool:
+    """Whether the command line sets the region levels (--pixel_threshold or --threshold)."""
+    return options.get("pixel_threshold") is not None or options.get("threshold") is not None
+
+
 def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int, SurfaceCalibration | None]:
     """(window, min frames, the calibration whose levels the run cuts with, or None when they come from the
     model or the command line), from the flags and the class's file; checked without loading the model, so a
     run fails before any work."""
     window, min_frames = options.get("surface_window"), options.get("surface_min_frames")
-    given = options.get("pixel_threshold") is not None or options.get("threshold") is not None
     stored = load(class_dir) if window is None or window > 1 else None
     if window is None:
         window = stored.window if stored is not None else 1
@@ -197,7 +201,7 @@ def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int,
         window, min_frames = check_surface_window(window, min_frames)
     except TrackingError as err:
         raise SurfaceCalibrationError(f"--surface_window/--surface_min_frames: {err}") from None
-    if window == 1 or given:
+    if window == 1 or levels_given(options):
         return window, min_frames, None
     fix = (f"run python inference/calibrate_surface.py --model_path {class_dir} --video_path <defect-free video> "
            f"--surface_window {window} --surface_min_frames {min_frames}, or pass --pixel_threshold")
@@ -216,8 +220,7 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
     window, min_frames, stored = surface_plan(class_dir, options)
     if stored is None:
         high, low = shared.region_thresholds(engine, options.get("pixel_threshold"), options.get("threshold"))
-        given = options.get("pixel_threshold") is not None or options.get("threshold") is not None
-        return TrackingLevels(window, min_frames, high, low, "command line" if given else "model")
+        return TrackingLevels(window, min_frames, high, low, "command line" if levels_given(options) else "model")
     return TrackingLevels(window, min_frames, stored.threshold, stored.low_threshold, str(path_of(class_dir)))
 
 
