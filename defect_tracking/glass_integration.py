@@ -2,8 +2,9 @@
 
 `GLASSDefectTracker.update(frame_index, frame, anomaly_map)` per frame: estimates the surface
 motion from the frame, segments the map into measured defect regions with
-`size_analyzer.DefectSizeAnalyzer`, joins regions closer than the merge gap into one detection
-(`surface.group_regions`: the pieces of a branching crack), uses each detection's maximum map
+`size_analyzer.DefectSizeAnalyzer`, joins regions closer than the merge gap, or cut at their
+half height from one connected region, into one detection (`surface.group_regions`: the pieces of a
+branching crack), uses each detection's maximum map
 score as its confidence, updates `SurfaceByteTracker`, and keeps per track its life span, scores,
 largest area, representative frame and its footprint on the surface (`surface.Footprint`).
 `defects()` merges tracks whose footprints lie within the gap into one physical defect each,
@@ -144,9 +145,10 @@ class _Detections:
     labels: list[list[int]]  # the label-map values of the regions joined in each detection
 
 
-def _grouped_detections(metrics: Any, gap_px: float) -> _Detections:
-    """The frame's regions with those closer than gap_px joined (union box, max score, summed areas)."""
-    groups = surface.group_regions(metrics.label_map, len(metrics.defects), gap_px)
+def _grouped_detections(metrics: Any, gap_px: float, connected: np.ndarray | None = None) -> _Detections:
+    """The frame's regions with those closer than gap_px, or inside one area of `connected`, joined
+    (union box, max score, summed areas)."""
+    groups = surface.group_regions(metrics.label_map, len(metrics.defects), gap_px, connected)
     count = int(groups.max()) + 1 if groups.size else 0
     boxes = np.zeros((count, 4), np.float64)
     scores = np.full(count, -np.inf)
@@ -322,11 +324,11 @@ class GLASSDefectTracker:
         regions = full_map
         if self.low_threshold < self.threshold:
             regions = surface.hysteresis_map(full_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
-        anomaly_map = surface.cut_at_height(np.where(regions >= self.low_threshold, regions, 0), full_map,
-                                            self.region_height)
+        uncut = np.where(regions >= self.low_threshold, regions, 0)
+        anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
-        grouped = _grouped_detections(metrics, self.merge_gap_px)
+        grouped = _grouped_detections(metrics, self.merge_gap_px, uncut > 0)
         analysed = time.perf_counter()
         if motion is None:
             motion = self._motion(frame)

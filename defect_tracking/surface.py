@@ -6,7 +6,8 @@ starts a new track. Two steps make one defect of them, both in the coordinates o
 (frame pixels minus the accumulated surface motion, so a point keeps its position while it moves
 through the view; frame 0's pixels are the origin):
 
-- `group_regions`: in each frame, regions closer than a gap (in pixels) become one detection;
+- `group_regions`: in each frame, regions closer than a gap (in pixels), or cut from one connected
+  area above the low threshold, become one detection;
 - `Footprint`: a defect's mask accumulated on the surface, as votes: a surface pixel belongs to
   the defect when the map marked it in at least half of the frames that showed it while the
   defect was tracked. Its area is the defect's area on the surface (a defect longer than the
@@ -72,16 +73,22 @@ def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: flo
     return np.where(region_map >= level_of, region_map, 0).astype(region_map.dtype, copy=False)
 
 
-def group_regions(label_map: np.ndarray, count: int, gap_px: float) -> np.ndarray:
+def group_regions(label_map: np.ndarray, count: int, gap_px: float,
+                  connected: np.ndarray | None = None) -> np.ndarray:
     """Group index (0..G-1) of each of the `count` labelled regions (labels 1..count): regions whose
-    pixels lie within `gap_px` of each other share a group (transitively)."""
+    pixels lie within `gap_px` of each other share a group (transitively), and so do regions inside one
+    8-connected area of `connected` (a bool mask: the regions before they were cut at their height, so
+    the pieces of one crack whose middle dips below half its peak stay one defect)."""
     if count == 0:
         return np.zeros(0, np.int64)
     radius = int(math.ceil(gap_px / 2.0))
-    if radius <= 0:
+    if radius <= 0 and connected is None:
         return np.arange(count)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    grown = cv2.dilate((label_map > 0).astype(np.uint8), kernel)
+    grown = (label_map > 0).astype(np.uint8)
+    if radius > 0:
+        grown = cv2.dilate(grown, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    if connected is not None:
+        grown |= np.asarray(connected, bool).astype(np.uint8)
     _, components = cv2.connectedComponents(grown, connectivity=8)
     groups = np.empty(count, np.int64)
     for index, window in enumerate(ndimage.find_objects(label_map, max_label=count)):

@@ -184,6 +184,26 @@ def test_representative_frame_is_the_largest_area_then_highest_score() -> None:
     assert summary.max_area_physical == pytest.approx(largest.area_px * 0.25)
 
 
+@pytest.mark.parametrize("middle, pieces", [(0.35, 1), (0.0, 2)])
+def test_pieces_of_one_ridge_are_one_detection_and_separate_blobs_are_two(middle: float, pieces: int) -> None:
+    # A crack-like ridge, strong at both ends: cut at half its height it leaves two pieces 40 px (8 mm)
+    # apart, far more than the merge gap; the middle stays above the low threshold (one defect) or falls
+    # to the background (two defects).
+    frame = cv2.cvtColor(data.gravel()[:96, :160], cv2.COLOR_GRAY2BGR)
+    anomaly_map = np.zeros((96, 160), np.float32)
+    anomaly_map[46:50, 20:130] = middle
+    anomaly_map[44:52, 20:45] = 1.0
+    anomaly_map[44:52, 105:130] = 1.0
+    analyzer = DefectSizeAnalyzer(pixel_size=0.2, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.6, low_threshold=0.3, merge_gap_mm=2.0,
+                                 motion_method=None, fps=10.0)
+    assert tracker.update(0, frame, anomaly_map).num_regions == 2  # the cut at half height leaves both ends
+    boxes = [track.box for track in tracker.update(1, frame, anomaly_map).tracks]
+    assert len(boxes) == pieces
+    if pieces == 1:
+        assert boxes[0][0] <= 20 and boxes[0][2] >= 130  # the box spans both pieces
+
+
 def test_draw_tracks_labels_each_box() -> None:
     video = make_conveyor(3, frames=4)
     _, results = run_tracker(video)

@@ -31,6 +31,20 @@ def test_regions_closer_than_the_gap_are_one_group():
     assert group_regions(labels, 0, 4).size == 0
 
 
+def test_regions_cut_from_one_connected_area_are_one_group():
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:10, 5:10] = 1
+    labels[5:10, 30:35] = 2  # 20 px from region 1: no gap bridges it
+    labels[30:35, 50:55] = 3
+    connected = np.zeros((40, 60), bool)
+    connected[6:9, 5:35] = True  # regions 1 and 2 lie in one area before the cut
+    connected[30:35, 50:55] = True
+    assert group_regions(labels, 3, 0).tolist() == [0, 1, 2]
+    grouped = group_regions(labels, 3, 0, connected).tolist()
+    assert grouped[0] == grouped[1] != grouped[2]
+    assert group_regions(labels, 3, 4, connected).tolist() == grouped
+
+
 def _square_mask(size: int) -> np.ndarray:
     return np.ones((size, size), bool)
 
