@@ -25,14 +25,25 @@ def stored(window: int = 30, min_frames: int = 10) -> surface_cal.SurfaceCalibra
                                           "phase")
 
 
-def test_thresholds_are_max_or_mean_plus_four_std_and_the_mean():
+def test_thresholds_are_max_or_mean_plus_four_std_and_the_99th_percentile_of_the_pixels():
     peaks = np.array([0.50, 0.52, 0.51, 0.53])
-    high, low = surface_cal.thresholds(peaks)
+    pixels = np.linspace(0.0, 0.5, 101)  # 99th percentile: 0.495
+    high, low = surface_cal.thresholds(peaks, pixels)
     # mean 0.515, population std sqrt((2 * 0.015^2 + 2 * 0.005^2) / 4) = 0.01118
     assert high == pytest.approx(0.515 + 4 * math.sqrt(1.25e-4))
-    assert low == pytest.approx(0.515)
-    high, low = surface_cal.thresholds(np.array([0.5] * 30 + [0.6]))  # a lone high peak: the max binds
-    assert high == pytest.approx(0.6) and low == pytest.approx((0.5 * 30 + 0.6) / 31)
+    assert low == pytest.approx(0.495)
+    high, low = surface_cal.thresholds(np.array([0.5] * 30 + [0.6]), pixels)  # a lone high peak: the max binds
+    assert high == pytest.approx(0.6) and low == pytest.approx(0.495)
+    high, low = surface_cal.thresholds(peaks, pixels + 0.2)  # never above the threshold
+    assert low == high
+
+
+def test_the_pixel_sample_is_a_regular_grid_of_about_the_asked_size():
+    averaged = np.arange(256 * 640, dtype=np.float32).reshape(256, 640)
+    sample = surface_cal.pixel_sample(averaged, 4096)
+    assert 2048 <= sample.size <= 4096  # every 7th pixel: 37 x 92 rows and columns
+    assert sample[0] == averaged[3, 3] and sample[1] == averaged[3, 10]
+    assert surface_cal.pixel_sample(np.ones((8, 8), np.float32), 4096).size == 64
 
 
 def test_calibration_round_trips_through_its_file(tmp_path):
@@ -46,6 +57,7 @@ def test_calibration_round_trips_through_its_file(tmp_path):
 @pytest.mark.parametrize("content, needle", [
     ("{not json", "unreadable"),
     (json.dumps({"version": 99}), "version 99"),
+    (json.dumps({**stored().to_dict(), "version": 1}), "version 1"),  # the earlier low-threshold rule
     (json.dumps({**stored().to_dict(), "threshold": None}), "unreadable"),
     (json.dumps({**stored().to_dict(), "min_frames": 40}), "unreadable"),
     (json.dumps({k: v for k, v in stored().to_dict().items() if k != "window"}), "unreadable"),
@@ -110,7 +122,8 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     assert "written" in capsys.readouterr().out
     result = surface_cal.load(copied_model / tiny_model.class_name)
     assert (result.window, result.min_frames, result.frames) == (4, 2, 11)  # frames 2..12 have averaged pixels
-    assert result.threshold >= result.peak_max >= result.low_threshold == pytest.approx(result.peak_mean)
+    assert result.threshold >= result.peak_max >= result.peak_mean >= result.low_threshold  # q99 below the peaks
+    assert result.low_rule == "q99(pixels)" and result.version == 2
     assert 0.0 <= result.low_threshold <= result.threshold <= 1.0
     # the same video again: the same numbers (deterministic)
     assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "4", "--surface_min_frames",
