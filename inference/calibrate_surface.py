@@ -20,12 +20,13 @@ enough to count), the peak of each averaged map and a regular sample of its pixe
   defect 0.0003 above the threshold; four found the same defects on the gravel and grass lines;
 * low threshold (regions extend down to it) = the 99th percentile of the averaged pixels (rule
   "q99(pixels)"), capped at the threshold: a region grows through the pixels that are unusual for the
-  defect-free surface. Regions still need a pixel at the threshold (hysteresis), so a lower low level
-  starts no region on a defect-free surface; it joins the pieces of a thin defect whose middle dips
-  between them (measured on bench_line's gravel line: the edge crack, reported as two defects 2.7 mm
-  apart with the earlier rule, the mean of the peaks, which lay above 99.9 % of the averaged pixels,
-  became one; the faint scratch's area error went from -75 % to -33 %; see README). Each region is
-  then measured at half its height (tracking's --region_height), which the low level rarely binds.
+  defect-free surface. Regions still need a pixel at the threshold (hysteresis), though a seed whose
+  region was too small to keep may now grow past the minimum area; the lower level joins the pieces of
+  a thin defect whose middle dips between them (measured on bench_line's gravel line: the edge crack,
+  reported as two defects 2.7 mm apart with the earlier rule, the mean of the peaks, which lay above
+  99.9 % of the averaged pixels, became one; the faint scratch's area error went from -75 % to -33 %;
+  see README). Each region is then measured at half its height (tracking's --region_height), which the
+  low level rarely binds.
 
 Both go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
 the peaks' statistics; tracking with the same window reads them by default. Use a recording of the
