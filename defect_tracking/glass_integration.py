@@ -214,7 +214,8 @@ class GLASSDefectTracker:
                  fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1,
                  merge_gap_mm: float = 0.0, low_threshold: float | None = None,
                  region_height: float = REGION_HEIGHT, surface_window: int = 1,
-                 surface_min_frames: int | None = None) -> None:
+                 surface_min_frames: int | None = None, surface_view: tuple[int, int, int, int] | None = None,
+                 surface_margin: int = 0) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
         min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
@@ -228,7 +229,9 @@ class GLASSDefectTracker:
         surface_window: above 1, each frame's map is first averaged with the maps of the last
         surface_window - 1 frames at the same surface points (surface.SurfaceAverage), and the thresholds
         apply to that average (calibrate them on a defect-free recording: inference/calibrate_surface.py);
-        surface_min_frames (default surface_window // 3): pixels seen in fewer frames start no region.
+        surface_min_frames (default surface_window // 3): pixels seen in fewer frames start no region;
+        surface_view, surface_margin: the scored part of the frame and the band at its ends along the motion
+        whose pixels are not averaged (surface.SurfaceAverage; InferenceEngine.edge_band gives both).
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
@@ -240,7 +243,8 @@ class GLASSDefectTracker:
             raise TrackingError(f"region_height must be a number in [0, 1), got {region_height!r}")
         self.region_height = float(region_height)
         self.surface_window, self.surface_min_frames = check_surface_window(surface_window, surface_min_frames)
-        self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames)
+        self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames, surface_view,
+                                               int(surface_margin))
                         if self.surface_window > 1 else None)
         self.min_hits = min_hits
         self.merge_gap_mm = float(merge_gap_mm)
@@ -361,6 +365,11 @@ class GLASSDefectTracker:
         self.stage_seconds["tracking"] += finished - measured
         return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
                            new_representative, len(metrics.defects), metrics, full_map)
+
+    @property
+    def surface_offset(self) -> tuple[float, float]:
+        """The surface's accumulated motion (x, y) in frame pixels since the first frame."""
+        return self.tracker.offset
 
     def _motion(self, frame: np.ndarray) -> tuple[float, float]:
         """The surface motion since the previous frame (0, 0 without an estimator), timed."""

@@ -28,6 +28,12 @@ enough to count), the peak of each averaged map and a regular sample of its pixe
   see README). Each region is then measured at half its height (tracking's --region_height), which the
   low level rarely binds.
 
+The frames are scored and averaged exactly as tracking does it, so that the thresholds carry to other
+belt speeds: each frame's patch grid is shifted by a pseudo-random offset along the motion
+(preprocess.grid_shift: the grid's phase on the surface no longer depends on the speed), and pixels
+within a band at the view's two ends along the motion are not averaged (engine.EDGE_STRIDES: the
+network's border). File version 3: earlier files were made without either and are refused.
+
 Both go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
 the peaks' statistics; tracking with the same window reads them by default. Use a recording of the
 defect-free surface, ideally other than the one the dataset came from (video_to_dataset.py trains on
@@ -61,12 +67,12 @@ from defect_tracking.surface_bytetrack import TrackingError
 from errors import UserError
 from inference import calibration
 from inference import cli as shared
-from inference.engine import InferenceEngine
+from inference.engine import InferenceEngine, frame_shifts, surface_edges
 
 LOGGER = logging.getLogger(__name__)
 
 FILE_NAME = "surface_calibration.json"
-VERSION = 2  # 2: low threshold = LOW_RULE (1: the mean of the peaks)
+VERSION = 3  # 3: frames scored with grid shifts (preprocess.grid_shift); 2: low = LOW_RULE; 1: peaks mean
 RULE = "max(max,mean+4std)"
 LOW_RULE = "q99(pixels)"
 LOW_QUANTILE = 0.99
@@ -139,18 +145,23 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
     """(the peak of every averaged map of a video from its min_frames-th frame on, a sample of their
     pixels): the maps tracking cuts."""
     estimator = SurfaceMotionEstimator(motion_method)
-    average = SurfaceAverage(window, min_frames)
     info = video_io.probe_video(video_path)
+    edges = surface_edges(engine, (info.height, info.width))  # as tracking averages
+    average = SurfaceAverage(window, min_frames, edges["surface_view"], edges["surface_margin"])
     limit = max_frames if max_frames is not None else math.inf  # the decoder may give more than stated
     peaks: list[float] = []
     pixels: list[np.ndarray] = []
     index = 0
+    travelled = (0.0, 0.0)
     with tqdm(total=min(info.frame_count, limit), desc=Path(video_path).name, unit="frame", leave=False,
               disable=None) as progress:  # None: shown on a terminal only
         for batch in video_io.iter_frames(video_path, engine.batch_size, check=False):
             batch = batch[:int(min(len(batch), limit - index))]
-            for frame, result in zip(batch, engine.predict(batch)):
-                averaged = average.update(result.anomaly_map, estimator.estimate(frame))
+            # Scored as tracking scores them: the grid shifted along the motion measured so far.
+            for frame, result in zip(batch, engine.predict(batch, frame_shifts(engine, index, len(batch), travelled))):
+                motion = estimator.estimate(frame)
+                travelled = (travelled[0] + motion[0], travelled[1] + motion[1])
+                averaged = average.update(result.anomaly_map, motion)
                 if index >= min_frames - 1:
                     peaks.append(float(averaged.max()))
                     pixels.append(pixel_sample(averaged))

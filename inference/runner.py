@@ -71,6 +71,9 @@ class RunConfig:
     # Called after every frame with (frames done, frames to do: the container's count, or max_frames); an
     # exception it raises ends the run as any error does (no output file is left).
     on_progress: Callable[[int, int], None] | None = None
+    # Given (first frame index, count), the grid shifts to score those frames with (engine.frame_shifts: tracking
+    # that averages maps on the surface, so that the grid's phase varies whatever the belt's speed); None: none.
+    grid_shifts: Callable[[int, int], Sequence[Any]] | None = None
 
     def __post_init__(self) -> None:
         check_max_frames(self.max_frames)
@@ -315,7 +318,10 @@ def run_video(engine: Any, renderer: FrameRenderer, cfg: RunConfig,
                 if cfg.max_frames is not None:
                     batch = batch[: cfg.max_frames - len(records)]
                 tick = time.perf_counter()
-                results = engine.predict(batch)
+                if cfg.grid_shifts is not None:
+                    results = engine.predict(batch, cfg.grid_shifts(len(records), len(batch)))
+                else:
+                    results = engine.predict(batch)
                 timings["score"] += time.perf_counter() - tick
                 for frame, result in zip(batch, results):
                     index = len(records)

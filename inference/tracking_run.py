@@ -26,6 +26,7 @@ a run that is still going keeps its lock and its files.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -50,7 +51,7 @@ import drawing
 from inference import calibrate_surface
 from inference import cli as shared
 from inference import runner
-from inference.engine import FrameResult, InferenceEngine
+from inference.engine import FrameResult, InferenceEngine, frame_shifts, surface_edges
 from size_analyzer import DefectSizeAnalyzer
 
 LOGGER = logging.getLogger(__name__)
@@ -393,7 +394,11 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
                                      region_height=options["region_height"], surface_window=levels.window,
-                                     surface_min_frames=levels.min_frames)
+                                     surface_min_frames=levels.min_frames,
+                                     **surface_edges(engine, (info.height, info.width)))
+        if levels.window > 1:  # scored as calibrate_surface scores
+            run_cfg = dataclasses.replace(run_cfg, grid_shifts=lambda first, count: frame_shifts(
+                engine, first, count, tracker.surface_offset))
         settings = {
             "region_levels_from": levels.source,
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,

@@ -384,6 +384,34 @@ def test_average_without_motion_is_the_running_mean_of_the_last_window_frames():
     assert np.allclose(out, expected, atol=1e-5)
 
 
+def test_average_leaves_out_the_edge_band_along_the_motion_and_keeps_the_edges_across_it():
+    """With a margin, a frame's pixels within it of the view's ends along the motion are not averaged: a hot
+    band at the frame's left and right edges (the network's border) never reaches the average, at any speed,
+    while a hot row at the top edge (across the motion: always the same surface points) is averaged."""
+    height, width, margin = 12, 60, 4
+    hot = np.full((height, width), 0.2, np.float32)
+    hot[:, :margin] = hot[:, -margin:] = 0.9  # left/right edge bands
+    hot[0, margin:-margin] = 0.7  # the top row
+    for speed in (1.0, 4.0):  # slow enough that a surface point sits in the entering band for 4 frames
+        average = SurfaceAverage(window=8, min_frames=3, view=(0, 0, width, height), margin=margin)
+        for _ in range(12):
+            out = average.update(hot, (-speed, 0.0))
+        assert out[1:, :].max() == pytest.approx(0.2, abs=1e-6), speed  # no trace of the side bands
+        assert out[0, margin:width // 2].min() == pytest.approx(0.7, abs=1e-6)  # the top edge averaged as it is
+    plain = SurfaceAverage(window=8, min_frames=3)
+    for _ in range(12):
+        out = plain.update(hot, (-1.0, 0.0))
+    assert out[1:, :].max() > 0.5  # without the margin the band's samples enter the average
+    vertical = SurfaceAverage(window=8, min_frames=3, margin=margin)
+    for _ in range(12):  # moving down: the band is at the top and bottom, the side edges are averaged
+        out = vertical.update(hot.T.copy(), (0.0, 2.0))
+    assert out[margin:-margin, 1:].max() == pytest.approx(0.2, abs=1e-6)
+    assert out[width // 2:-margin, 0].min() == pytest.approx(0.7, abs=1e-6)  # entered at the top: settled below
+    roi = SurfaceAverage(window=8, min_frames=1, view=(10, 0, 50, height), margin=margin)
+    assert roi.counted((height, width))[:, [9, 13, 14, 45, 46]].any(axis=0).tolist() == [False, False, True,
+                                                                                         True, False]
+
+
 def test_average_reset_and_bad_settings():
     average = SurfaceAverage(window=3, min_frames=1)
     average.update(np.zeros((4, 4), np.float32), (0.0, 0.0))

@@ -58,6 +58,7 @@ def test_calibration_round_trips_through_its_file(tmp_path):
     ("{not json", "unreadable"),
     (json.dumps({"version": 99}), "version 99"),
     (json.dumps({**stored().to_dict(), "version": 1}), "version 1"),  # the earlier low-threshold rule
+    (json.dumps({**stored().to_dict(), "version": 2}), "version 2"),  # frames scored without grid shifts
     (json.dumps({**stored().to_dict(), "threshold": None}), "unreadable"),
     (json.dumps({**stored().to_dict(), "min_frames": 40}), "unreadable"),
     (json.dumps({k: v for k, v in stored().to_dict().items() if k != "window"}), "unreadable"),
@@ -123,7 +124,7 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     result = surface_cal.load(copied_model / tiny_model.class_name)
     assert (result.window, result.min_frames, result.frames) == (4, 2, 11)  # frames 2..12 have averaged pixels
     assert result.threshold >= result.peak_max >= result.peak_mean >= result.low_threshold  # q99 below the peaks
-    assert result.low_rule == "q99(pixels)" and result.version == 2
+    assert result.low_rule == "q99(pixels)" and result.version == 3
     assert 0.0 <= result.low_threshold <= result.threshold <= 1.0
     # the same video again: the same numbers (deterministic)
     assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "4", "--surface_min_frames",

@@ -116,6 +116,78 @@ def test_frame_map_known_answers(engine):
     assert peaked.max() < 1.0 and peaked.min() >= 0.0
 
 
+class _CellMean:
+    """A local stand-in network: each 8 px cell scores the logistic of its channel-0 mean."""
+
+    def score_grids(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, _, h, w = batch.shape
+        scores = 1.0 / (1.0 + np.exp(-batch[:, 0].reshape(b, h // 8, 8, w // 8, 8).mean(axis=(2, 4))))
+        return scores, scores
+
+
+_CELL_INFO = ModelInfo(class_name="c", backbone="stub", imagesize=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                       grid=(4, 4), sigma=4.0, threshold=0.7, resize=32, stride=8, pad_to=16, pixel_threshold=0.6)
+
+
+def test_a_grid_shift_moves_the_patch_grid_and_keeps_the_map_on_the_frame():
+    """Known answers for a local network: offset 0 scores as no shift except that the input is cut to a
+    multiple of the stride inside the region along the axis; any offset keeps the map on the frame (a bright
+    6x6 square's map peak stays on the square) while the grid meets it at another phase (other values); the
+    cells are those of the region from the offset on, nothing padded along that axis."""
+    from preprocess import GridShift, grid_shift, normalize
+
+    info = dataclasses.replace(_CELL_INFO, imagesize=64, resize=64, grid=(8, 8))
+    engine = InferenceEngine(_CellMean(), info)
+    frame = np.full((64, 96), 40, np.uint8)
+    frame[29:35, 45:51] = 250  # centre (31.5, 47.5), not on the 8 px grid
+    normalised = normalize(np.repeat(frame[..., None], 3, 2), (0.5,) * 3, (0.5,) * 3)[0]
+    plain = engine.predict([frame])[0]
+    peaks = set()
+    for axis, offset in [(1, 0), (0, 0), (1, 3), (0, 5), (1, 7), (0, 9), (1, 14), (0, 15)]:
+        result = engine.predict([frame], [GridShift(axis, offset)])[0]
+        assert result.anomaly_map.shape == frame.shape
+        y, x = np.unravel_index(np.argmax(result.anomaly_map), frame.shape)
+        assert abs(y - 31.5) <= 3 and abs(x - 47.5) <= 3, (axis, offset)
+        peaks.add(round(float(result.anomaly_map.max()), 4))
+        # the input: 48 of the 64 rows or 80 of the 96 columns (the longest multiple of 16 that every offset
+        # leaves inside), from the offset on
+        length = 48 if axis == 0 else 80
+        window = normalised[offset:offset + length] if axis == 0 else normalised[:, offset:offset + length]
+        rows, cols = window.shape
+        cells = 1.0 / (1.0 + np.exp(-window.reshape(rows // 8, 8, cols // 8, 8).mean(axis=(1, 3))))
+        np.testing.assert_allclose(engine.patch_scores([frame], [GridShift(axis, offset)])[0], cells, atol=1e-6)
+        if offset == 0:  # the same grid as unshifted over the part the input holds
+            got, want = result.anomaly_map, plain.anomaly_map
+            inner = (slice(12, length - 12), slice(None)) if axis == 0 else (slice(None), slice(12, length - 12))
+            np.testing.assert_allclose(got[inner], want[inner], atol=0.02)
+    assert len(peaks) >= 3  # the phase changes what the map sees
+    assert grid_shift(7, 16, 1) == grid_shift(7, 16, 1) == (1, grid_shift(7, 16, 0).offset)
+    drawn = np.array([grid_shift(i, 16, 1).offset for i in range(2000)])
+    assert drawn.min() >= 0 and drawn.max() < 16 and np.bincount(drawn, minlength=16).min() > 80
+    with pytest.raises(EngineError, match="grid shift"):
+        engine.predict([frame], [GridShift(1, 16)])
+    with pytest.raises(EngineError, match="one per frame"):
+        engine.predict([frame, frame], [GridShift(1, 0)])
+    small = InferenceEngine(_CellMean(), dataclasses.replace(info, imagesize=24, resize=24, grid=(3, 3)))
+    short = np.random.default_rng(0).integers(0, 256, (24, 40), dtype=np.uint8)  # 24 rows: under two strides
+    np.testing.assert_array_equal(small.predict([short], [GridShift(0, 9)])[0].anomaly_map,
+                                  small.predict([short])[0].anomaly_map)  # too short for a shift: as it is
+    assert not np.array_equal(small.predict([short], [GridShift(1, 9)])[0].anomaly_map,
+                              small.predict([short])[0].anomaly_map)  # 40 columns: shifted
+
+
+def test_frame_shifts_follow_the_motion_axis():
+    """Shifts go along the axis the surface has moved along most (x before any motion), one per frame."""
+    from inference.engine import frame_shifts
+
+    engine = InferenceEngine(_CellMean(), _CELL_INFO)
+    assert {s.axis for s in frame_shifts(engine, 0, 5, (0.0, 0.0))} == {1}
+    assert {s.axis for s in frame_shifts(engine, 10, 5, (-3.0, 40.0))} == {0}
+    assert {s.axis for s in frame_shifts(engine, 10, 5, (-90.0, 4.0))} == {1}
+    assert [s.offset for s in frame_shifts(engine, 3, 4, (1.0, 0.0))] == [
+        s.offset for s in frame_shifts(engine, 0, 7, (1.0, 0.0))][3:]
+
+
 def test_batch_size_does_not_change_results(tiny_model, engine):
     frames = _test_frames(tiny_model)
     one = InferenceEngine(engine.backend, engine.info, batch_size=1).patch_scores(frames)
@@ -339,3 +411,19 @@ def test_regions_extend_to_the_typical_defect_free_peak(tiny_model):
     assert checkpoint_thresholds(high) == pytest.approx((0.7, 0.6, 0.6))
     fallback = default_threshold(np.asarray(old.get("train_scores", []), dtype=np.float64))
     assert checkpoint_thresholds(old) == (fallback, fallback, None)
+
+
+def test_edge_band_is_four_strides_at_the_training_scale_within_a_quarter_of_the_region():
+    """Known answers: 4 x pad_to (16) = 64 training-scale pixels, times the frame's scale; capped at a quarter of
+    the region's shorter side; the region is the ROI when one is set."""
+    from inference.engine import surface_edges
+
+    engine = InferenceEngine(_CellMean(), dataclasses.replace(_CELL_INFO, resize=320, imagesize=320))
+    assert engine.edge_band((320, 768)) == ((0, 0, 768, 320), 64)
+    assert engine.edge_band((640, 1536)) == ((0, 0, 1536, 640), 128)  # twice the training scale
+    assert engine.edge_band((200, 900)) == ((0, 0, 900, 200), 40)  # ceil(64 * 200 / 320)
+    small = InferenceEngine(_CellMean(), _CELL_INFO)  # resize 32: 64 training pixels = twice the short side
+    assert small.edge_band((32, 48)) == ((0, 0, 48, 32), 8)  # capped at 32 // 4
+    with_roi = InferenceEngine(_CellMean(), dataclasses.replace(_CELL_INFO, resize=320, imagesize=320),
+                               roi=(100, 20, 740, 300))
+    assert surface_edges(with_roi, (320, 800)) == {"surface_view": (100, 20, 740, 300), "surface_margin": 56}

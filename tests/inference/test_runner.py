@@ -95,6 +95,36 @@ def test_on_progress_is_called_after_every_frame_and_can_end_the_run(engine, cli
     assert files_under(tmp_path / "stop") == []
 
 
+def test_grid_shifts_score_each_frame_with_the_shift_of_its_index(engine, clip, tmp_path):
+    """RunConfig.grid_shifts is asked for every batch (first index, count) and its shifts reach the engine:
+    the scores are the engine's for those frames and shifts, not the unshifted ones."""
+    from inference.engine import frame_shifts
+
+    class Scores(runner.BaseRenderer):
+        def __init__(self):
+            self.scores = []
+
+        def render(self, frame, result, index):
+            self.scores.append(result.score)
+            return frame
+
+    asked = []
+
+    def shifts(first, count):
+        asked.append((first, count))
+        return frame_shifts(engine, first, count, (-2.0, 0.0))
+
+    renderer = Scores()
+    runner.run_video(engine, renderer, runner.RunConfig(clip, tmp_path / "s.mp4", progress=False, max_frames=7,
+                                                        grid_shifts=shifts))
+    assert asked == [(0, 3), (3, 3), (6, 1)]  # batch 3
+    frames = [frame for batch in video_io.iter_frames(clip, 7) for frame in batch][:7]
+    expected = [r.score for r in engine.predict(frames, frame_shifts(engine, 0, 7, (-2.0, 0.0)))]
+    np.testing.assert_allclose(renderer.scores, expected, atol=1e-6)
+    plain = [r.score for r in engine.predict(frames)]
+    assert not np.allclose(renderer.scores, plain, atol=1e-6)
+
+
 def test_a_run_removes_partial_videos_of_killed_runs_in_its_output_folder(tiny_model, clip, tmp_path, caplog):
     """After kill -9 (no cleanup ran) the next run into the folder removes the dead partial video, in one line."""
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
