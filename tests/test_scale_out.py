@@ -88,6 +88,15 @@ def collect() -> tuple[list[tuple[int, Outcome]], Callable[[int, Outcome], None]
     return emitted, lambda index, outcome: emitted.append((index, outcome))
 
 
+@pytest.fixture
+def default_sigint():
+    """SIGINT raises KeyboardInterrupt during the test even when this process started with it ignored (as a
+    shell's background job does: Python then installs no handler and os.kill(SIGINT) does nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def interrupt_when(*paths: Path, timeout: float = 120.0) -> threading.Thread:
     """A thread that sends SIGINT to this process once every path exists (as Ctrl-C would)."""
     def watch() -> None:
@@ -181,7 +190,7 @@ def test_device_processes_run_tasks_in_order_and_replace_a_dead_one(tmp_path):
     assert emitted[2][1].error.startswith("cannot decode image")
 
 
-def test_ctrl_c_stops_the_device_processes_and_keeps_finished_tasks(tmp_path):
+def test_ctrl_c_stops_the_device_processes_and_keeps_finished_tasks(tmp_path, default_sigint):
     emitted, emit = collect()
     interrupt_when(tmp_path / "fast-done", tmp_path / "heartbeat")
     with pytest.raises(KeyboardInterrupt):
@@ -234,7 +243,7 @@ def test_ray_shared_sync_runs_where_the_filesystem_is_shared(ray_local, tmp_path
     assert emitted[0][1] == Outcome(str(tmp_path.resolve()))
 
 
-def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_ones(ray_local, tmp_path):
+def test_ctrl_c_cancels_the_ray_tasks_and_keeps_finished_ones(ray_local, tmp_path, default_sigint):
     emitted, emit = collect()
     interrupt_when(tmp_path / "fast-done", tmp_path / "heartbeat")
     with pytest.raises(KeyboardInterrupt):
