@@ -37,9 +37,10 @@ __all__ = ["BACKENDS", "EngineConfig", "EngineError", "FrameResult", "InferenceE
 
 # The band at a frame's edges whose map values carry the network's border, in strides of the backbone's largest
 # layer. bench_line's brick line, averaged maps of a recording at 4 px/frame whose thresholds came from one at
-# 9 px/frame: the highest defect-free peak 0.533 with 1 stride (2 false defects, both where surface points had
-# just passed --surface_min_frames near the entering edge), 0.495 with 4 (none; the threshold 0.501); the deep
-# layer sees far beyond the 12-16 px where single maps visibly rise at the edge.
+# 9 px/frame (grid shifts with a mirrored pad, as first tried): the highest defect-free peak 0.533 with 1 stride
+# (2 false defects, both where surface points had just passed --surface_min_frames near the entering edge), 0.495
+# with 4 (none; threshold 0.501); this version (input cut): 0.493, no defect tracked. The deep layer sees far
+# beyond the 12-16 px where single maps visibly rise at the edge (docs/calibration.md, "Other belt speeds").
 EDGE_STRIDES = 4
 
 
