@@ -38,7 +38,7 @@ from inference import cli as shared
 from inference import runner
 from inference import tracking_run as tracking
 from inference.backends import TorchBackend
-from inference.engine import EngineConfig, InferenceEngine, frame_shifts, surface_edges
+from inference.engine import EngineConfig, InferenceEngine, surface_edges
 from inference.onnx_runtime import OnnxBackend
 from preprocessing.create_conveyor_video import ConveyorConfig, create_conveyor_video
 from size_analyzer import DefectSizeAnalyzer
@@ -98,13 +98,10 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
                                  surface_window=surface_window, **surface_edges(engine, (info.height, info.width)))
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)
-    shifts = None  # averaging scores frames with grid shifts, as tracking does
-    if surface_window > 1:
-        def shifts(first: int, count: int) -> list:
-            return frame_shifts(engine, first, count, tracker.surface_offset)
-    try:
-        summary = runner.run_video(engine, renderer, runner.RunConfig(video, layout.video, progress=False,
-                                                                      max_frames=frames, grid_shifts=shifts))
+    try:  # averaging scores frames with grid shifts, as tracking does
+        summary = runner.run_video(engine, renderer, runner.RunConfig(
+            video, layout.video, progress=False, max_frames=frames,
+            grid_shifts=tracking.averaging_shifts(engine, tracker)))
     finally:
         renderer.cleanup()
     return summary, json.loads(layout.report.read_text())

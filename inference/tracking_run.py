@@ -26,7 +26,6 @@ a run that is still going keeps its lock and its files.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -44,6 +43,7 @@ import numpy as np
 
 import model as glass_model
 import paths
+import preprocess
 import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
 from defect_tracking.glass_integration import REGION_HEIGHT
@@ -396,9 +396,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
                                      region_height=options["region_height"], surface_window=levels.window,
                                      surface_min_frames=levels.min_frames,
                                      **surface_edges(engine, (info.height, info.width)))
-        if levels.window > 1:  # scored as calibrate_surface scores
-            run_cfg = dataclasses.replace(run_cfg, grid_shifts=lambda first, count: frame_shifts(
-                engine, first, count, tracker.surface_offset))
+        run_cfg = replace(run_cfg, grid_shifts=averaging_shifts(engine, tracker))
         settings = {
             "region_levels_from": levels.source,
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
@@ -419,6 +417,15 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
     click.echo(summary.report())
     click.echo(f"report         {layout.report}")
     return summary, layout
+
+
+def averaging_shifts(engine: InferenceEngine, tracker: GLASSDefectTracker
+                     ) -> Callable[[int, int], list[preprocess.GridShift]] | None:
+    """RunConfig.grid_shifts for this tracker: when it averages on the surface, the grid shifts along the motion
+    measured so far (as calibrate_surface.py scores the frames its thresholds come from); else None."""
+    if tracker.average is None:
+        return None
+    return lambda first, count: frame_shifts(engine, first, count, tracker.surface_offset)
 
 
 def tracking_options(command: Callable[..., Any]) -> Callable[..., Any]:

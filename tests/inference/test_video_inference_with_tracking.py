@@ -306,3 +306,23 @@ def test_tracking_runs_with_a_model_of_another_method(fitted_methods, method, tm
     assert report["settings"]["image_threshold"] == pytest.approx(calibration["image_threshold"])
     if method in ("patchcore", "padim"):  # the pixel methods trained 2 epochs: not yet detectors
         assert report["totals"]["num_defects"] == 1
+
+
+def test_averaging_shifts_only_when_averaging_and_along_the_measured_motion():
+    """No grid shifts for single-frame tracking; with a surface window, one shift per frame in [0, pad_to) along
+    the axis the tracker has measured the surface moving (x before any motion)."""
+    from types import SimpleNamespace
+
+    from defect_tracking import GLASSDefectTracker
+    from inference.tracking_run import averaging_shifts
+    from size_analyzer import DefectSizeAnalyzer
+
+    engine = SimpleNamespace(info=SimpleNamespace(pad_to=16))
+    analyzer = DefectSizeAnalyzer(0.1, "mm", 4)
+    single = GLASSDefectTracker(analyzer, threshold=0.5, motion_method=None)
+    assert averaging_shifts(engine, single) is None
+    averaging = GLASSDefectTracker(analyzer, threshold=0.5, motion_method=None, surface_window=4)
+    shifts = averaging_shifts(engine, averaging)(8, 5)
+    assert len(shifts) == 5 and {s.axis for s in shifts} == {1} and all(0 <= s.offset < 16 for s in shifts)
+    averaging.tracker._offset[:] = (2.0, -30.0)  # the surface has moved up
+    assert {s.axis for s in averaging_shifts(engine, averaging)(8, 5)} == {0}
