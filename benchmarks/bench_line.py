@@ -6,7 +6,7 @@
 The four commands of the README's workflow, run as a user runs them:
 
 1. record: a defect-free conveyor video of the surface (`create_conveyor_video.py --defects 0 --frames N`),
-   and a second one at another speed and start (new footage for the false-alarm count), and the test
+   and a second one at another speed (new footage for the false-alarm count), and the test
    video with painted defects (`--preset wide` scenario at the chosen size: a branching crack, a faint
    stain, defects at the frame edges, two in view at once);
 2. dataset: `video_to_dataset.py` on the defect-free recording;
@@ -18,7 +18,9 @@ The four commands of the README's workflow, run as a user runs them:
 then `evaluate_tracking.py` on the defect video, and the share of flagged frames (single frames above the
 image threshold) and the defects reported on the two defect-free videos. Prints one table; everything
 stays under --out. `--reuse` keeps the videos, dataset and model of an earlier run in --out (to compare
-tracking settings on the same model).
+tracking settings on the same model). `--new_surface` records the training video on one half of the photo
+and the other two on the other half (surface the model has never seen, as on a real line); `--noise`
+adds camera noise to all three.
 """
 from __future__ import annotations
 
@@ -79,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
                         "of the first of --layers (blocks.1: 4)")
+    parser.add_argument("--new_surface", action="store_true",
+                        help="record the training video on one half of the photo and the other two videos on the "
+                             "other half (create_conveyor_video --surface): surface the model has never seen")
+    parser.add_argument("--noise", type=float, default=0.0, help="camera noise of every video (grey levels)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
     if args.surface_window < 1:
@@ -123,16 +129,18 @@ def main(argv: list[str] | None = None) -> int:
 def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dict[str, Path]) -> dict[str, float]:
     """Steps 1-3: the three videos, the dataset from the defect-free one, the model; their wall seconds."""
     py = sys.executable
-    frame = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture]
+    frame = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture,
+             "--noise", str(args.noise)]
+    recorded, tested = (["--surface", "first_half"], ["--surface", "second_half"]) if args.new_surface else ([], [])
     times = {}
-    times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *frame, "--speed", str(args.speed),
-                              "--defects", "0", "--frames", str(args.normal_frames), "--seed", str(args.seed),
-                              "--output", str(videos["normal"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", *frame, "--speed", str(max(1, args.speed // 2)),
+    times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *frame, *recorded, "--speed",
+                              str(args.speed), "--defects", "0", "--frames", str(args.normal_frames), "--seed",
+                              str(args.seed), "--output", str(videos["normal"])], log)
+    run([py, "preprocessing/create_conveyor_video.py", *frame, *tested, "--speed", str(max(1, args.speed // 2)),
          "--defects", "0", "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1),
          "--output", str(videos["normal_new"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *frame, "--speed", str(args.speed),
-         "--seed", str(args.seed), "--output", str(videos["defects"])], log)
+    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *frame, *tested, "--speed",
+         str(args.speed), "--seed", str(args.seed), "--output", str(videos["defects"])], log)
     times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
                                "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),
                                "--overwrite"], log)

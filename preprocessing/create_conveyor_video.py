@@ -26,6 +26,12 @@ frame F-1); `--jerk_frames M --jerk_speed S`: right after the stop it moves S px
 backwards (-speed) for N frames. Without these flags the belt moves `speed` px every frame, as it
 always did, and the sidecar has no motion fields (so earlier sidecars are unchanged).
 
+What a real line adds to the surface the model was trained on: `--surface first_half` / `second_half`
+make the belt of one half of the photo (along the motion) only; the halves share no texture, so a
+model trained on a recording of one half meets surface it has never seen on the other (without it,
+every video of a texture shows the same surface). `--noise S` adds camera noise (standard deviation S
+grey levels, drawn anew for every frame, seeded by the video's settings and the frame index).
+
 (8 defects on busy gravel; the first two pairs pass the view together, so two defects are in view
 at once; the last two touch the top and the bottom frame edge; among them a branching crack and a
 faint stain); flags given with a preset override its values. Frames are `--width` x `--height`
@@ -71,6 +77,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import zlib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -91,6 +98,10 @@ from preprocessing.make_demo_dataset import CLASS_PHOTOS, load_photo
 LOGGER = logging.getLogger(__name__)
 
 DEMO_CROP_FRACTION = 0.75  # the demo dataset crops this fraction of the photo's short side
+# --surface: which columns (fractions of the photo's width, along the motion) the belt is made of. The
+# halves share no texture, so a model trained on a recording of one half meets new surface on the other.
+SURFACE_PARTS: Mapping[str, tuple[float, float]] = MappingProxyType({
+    "whole": (0.0, 1.0), "first_half": (0.0, 0.5), "second_half": (0.5, 1.0)})
 
 # Conveyor-only defect types: a simulator type with its own size/strength ranges.
 DEFECT_VARIANTS: Mapping[str, tuple[str, DefectParams]] = MappingProxyType({
@@ -133,6 +144,8 @@ class ConveyorConfig:
     edge_defects: int = 0
     pairs: int = 0
     frames: int | None = None  # at least this many frames (a longer strip); None: as the defects need
+    surface: str = "whole"  # the part of the photo the belt is made of (SURFACE_PARTS)
+    noise: float = 0.0  # camera noise: standard deviation in grey levels, drawn anew for every frame
 
     def __post_init__(self) -> None:
         """Rejects settings that cannot make a video, naming the flag and the fix."""
@@ -150,6 +163,10 @@ class ConveyorConfig:
             raise ConveyorError(f"--defects {self.defects}: must not be negative")
         if self.fps <= 0:
             raise ConveyorError(f"--fps {self.fps}: must be positive")
+        if self.surface not in SURFACE_PARTS:
+            raise ConveyorError(f"--surface {self.surface}: unknown; use one of {', '.join(SURFACE_PARTS)}")
+        if not 0.0 <= self.noise <= 64.0:
+            raise ConveyorError(f"--noise {self.noise}: use 0 to 64 grey levels")
         if self.frames is not None and self.frames < 1:
             raise ConveyorError(f"--frames {self.frames}: use a positive number of frames (or leave it out)")
         unknown = [name for name in self.defect_types if name not in CONVEYOR_DEFECT_TYPES]
@@ -366,6 +383,8 @@ def build_strip(cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) ->
     height = cfg.frame_height
     scale = min(height, cfg.frame_width) / round(min(photo.shape[:2]) * DEMO_CROP_FRACTION)
     photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    first, last = SURFACE_PARTS[cfg.surface]
+    photo = photo[:, int(round(first * photo.shape[1])):int(round(last * photo.shape[1]))]
     photo = _mirror_tile(photo, height, axis=0)
     top = (photo.shape[0] - height) // 2
     band = photo[top:top + height]
@@ -511,6 +530,17 @@ def _visibility(defect: PaintedDefect, records: Sequence[dict]) -> dict:
             "first_full_frame": whole[0] if whole else None, "last_full_frame": whole[-1] if whole else None}
 
 
+def with_noise(frame: np.ndarray, cfg: ConveyorConfig, index: int) -> np.ndarray:
+    """The frame as a camera with cfg.noise grey levels of noise records it (seeded by all the settings and
+    the frame index: two videos made with different settings get different noise)."""
+    if cfg.noise == 0.0:
+        return frame
+    settings = zlib.crc32(json.dumps(asdict(cfg), sort_keys=True).encode())
+    rng = np.random.default_rng([settings, index])
+    noisy = frame.astype(np.float32) + rng.normal(0.0, cfg.noise, frame.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
 def create_conveyor_video(output: Path, cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) -> dict:
     """Writes the video and its ground-truth sidecar; returns the sidecar data."""
     if motion.jerk_frames and not 1 <= motion.jerk_step(cfg.speed) <= cfg.frame_width // 2:
@@ -522,7 +552,8 @@ def create_conveyor_video(output: Path, cfg: ConveyorConfig, motion: MotionProfi
     bgr = cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)
     with video_io.AtomicVideoWriter(output, cfg.fps, (width, height)) as writer:
         for record in records:
-            writer.write(np.ascontiguousarray(bgr[:, record["offset"]:record["offset"] + width]))
+            frame = bgr[:, record["offset"]:record["offset"] + width]
+            writer.write(np.ascontiguousarray(with_noise(frame, cfg, record["index"])))
     data = {
         "video": output.name, "fps": cfg.fps, "width": width, "height": height, "num_frames": len(records),
         "speed_px_per_frame": cfg.speed, "direction": "right_to_left",
@@ -613,6 +644,11 @@ def _with_preset(ctx: click.Context, preset: Mapping[str, object], values: dict)
               help="Pixels per frame during the jerk [enough to catch up the stop's lag].")
 @click.option("--reverse_at", type=int, default=None, help="Frame at which the belt runs backwards.")
 @click.option("--reverse_frames", default=0, show_default=True, help="How many frames it runs backwards.")
+@click.option("--surface", type=click.Choice(list(SURFACE_PARTS)), default="whole", show_default=True,
+              help="Part of the photo the belt is made of (along the motion); the halves share no texture: "
+                   "record on one, test on the other for surface the model has never seen.")
+@click.option("--noise", type=float, default=0.0, show_default=True,
+              help="Camera noise: standard deviation in grey levels, new in every frame.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--fps", default=25.0, show_default=True)
 @click.option("--output", default=None,

@@ -358,3 +358,61 @@ def test_cli_writes_a_defect_free_video_with_a_stop(tmp_path, capsys):
     assert "3 frames of abnormal motion" in capsys.readouterr().out
     sidecar = video_io.read_sidecar(out)
     assert sum(r["temporal_anomaly"] for r in sidecar["frames"]) == 3 and not sidecar["defects"]
+
+
+def _patches(image: np.ndarray, size: int = 8) -> set[bytes]:
+    """Every size x size block of a grey image at a step of `size`, as bytes (to count shared texture)."""
+    grey = image.mean(axis=2).astype(np.uint8)
+    rows, cols = grey.shape[0] // size, grey.shape[1] // size
+    return {grey[r * size:(r + 1) * size, c * size:(c + 1) * size].tobytes() for r in range(rows) for c in range(cols)}
+
+
+def test_surface_halves_share_no_texture_and_the_first_half_begins_the_whole():
+    base = dict(texture="gravel", width=160, height=64, speed=4, defects=0)
+    whole = conveyor.build_strip(conveyor.ConveyorConfig(**base))
+    first = conveyor.build_strip(conveyor.ConveyorConfig(**base, surface="first_half"))
+    second = conveyor.build_strip(conveyor.ConveyorConfig(**base, surface="second_half"))
+    assert first.shape == second.shape == whole.shape
+    # the first half starts with the photo's first columns (here 85 px wide at the demo scale, 42 px a half)
+    assert np.array_equal(first[:, :40], whole[:, :40]) and not np.array_equal(second[:, :40], whole[:, :40])
+    # no 8x8 block of one half occurs in the other (the mirrored tiles repeat within each half)
+    assert not _patches(first) & _patches(second)
+    assert _patches(first) & _patches(conveyor.build_strip(conveyor.ConveyorConfig(**{**base, "speed": 5},
+                                                                                     surface="first_half")))
+
+
+def test_noise_has_the_asked_spread_is_seeded_per_video_and_frame(tmp_path):
+    cfg = conveyor.ConveyorConfig(texture="brick", width=96, height=64, speed=4, defects=0, frames=3, noise=5.0)
+    frame = np.full((64, 96, 3), 128, np.uint8)
+    noisy = [conveyor.with_noise(frame, cfg, index).astype(np.float32) - 128 for index in range(2)]
+    assert abs(noisy[0].std() - 5.0) < 0.3 and abs(noisy[0].mean()) < 0.3
+    assert not np.array_equal(noisy[0], noisy[1])  # new noise in every frame
+    assert np.array_equal(conveyor.with_noise(frame, cfg, 0), conveyor.with_noise(frame, cfg, 0))  # seeded
+    other = conveyor.with_noise(frame, replace_cfg(cfg, speed=5), 0)
+    assert not np.array_equal(other, conveyor.with_noise(frame, cfg, 0))  # another video, other noise
+    assert conveyor.with_noise(frame, replace_cfg(cfg, noise=0.0), 0) is frame
+    # in the video: frames differ from the noise-free video's by about the noise (plus compression)
+    clean, loud = tmp_path / "clean.mp4", tmp_path / "loud.mp4"
+    conveyor.create_conveyor_video(clean, replace_cfg(cfg, noise=0.0))
+    conveyor.create_conveyor_video(loud, cfg)
+    a, b = (next(iter(video_io.iter_frames(path, 1)))[0].astype(np.float32) for path in (clean, loud))
+    assert 2.0 < (a - b).std() < 6.0
+
+
+def replace_cfg(cfg: conveyor.ConveyorConfig, **changes) -> conveyor.ConveyorConfig:
+    """The config with some fields changed."""
+    from dataclasses import replace
+
+    return replace(cfg, **changes)
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--surface", "middle"], "--surface"),
+    (["--noise", "-1"], "--noise"),
+    (["--noise", "100"], "--noise"),
+])
+def test_bad_surface_and_noise_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):
+    code = conveyor.cli([*flags, "--size", "64", "--output", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+    assert list(tmp_path.iterdir()) == []
