@@ -18,9 +18,10 @@ The four commands of the README's workflow, run as a user runs them:
 then `evaluate_tracking.py` on the defect video, and the share of flagged frames (single frames above the
 image threshold) and the defects reported on the two defect-free videos. Prints one table; everything
 stays under --out. `--reuse` keeps the videos, dataset and model of an earlier run in --out (to compare
-tracking settings on the same model). `--new_surface` records the training video on one half of the photo
-and the other two on the other half (surface the model has never seen, as on a real line); `--noise`
-adds camera noise to all three.
+tracking settings on the same model). `--new_surface` quilts every video's belt from random crops of the
+photo so that it never repeats, the training video's from one half of the photo and the other two from
+the other half, each with its own seed (surface the model has never seen, as on a real line; without
+it all three videos show the same surface); `--noise` adds camera noise to all three.
 """
 from __future__ import annotations
 
@@ -82,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
                         "of the first of --layers (blocks.1: 4)")
     parser.add_argument("--new_surface", action="store_true",
-                        help="record the training video on one half of the photo and the other two videos on the "
-                             "other half (create_conveyor_video --surface): surface the model has never seen")
+                        help="surfaces quilted from random crops (create_conveyor_video --quilt, 3/8 of the height), "
+                             "the training video's from one half of the photo, the other two videos' from the other "
+                             "half (--surface) with their own seeds: surface the model has never seen")
     parser.add_argument("--noise", type=float, default=0.0, help="camera noise of every video (grey levels)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
@@ -131,7 +133,12 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
     py = sys.executable
     frame = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture,
              "--noise", str(args.noise)]
-    recorded, tested = (["--surface", "first_half"], ["--surface", "second_half"]) if args.new_surface else ([], [])
+    recorded, tested, defects = [], [], []
+    if args.new_surface:  # a belt that never repeats, recorded on one half of the photo, tested on the other
+        quilt = ["--quilt", str(args.height * 3 // 8)]
+        recorded = ["--surface", "first_half", *quilt, "--surface_seed", str(args.seed)]
+        tested = ["--surface", "second_half", *quilt, "--surface_seed", str(args.seed + 1)]
+        defects = ["--surface", "second_half", *quilt, "--surface_seed", str(args.seed + 2)]
     times = {}
     times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *frame, *recorded, "--speed",
                               str(args.speed), "--defects", "0", "--frames", str(args.normal_frames), "--seed",
@@ -139,7 +146,7 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
     run([py, "preprocessing/create_conveyor_video.py", *frame, *tested, "--speed", str(max(1, args.speed // 2)),
          "--defects", "0", "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1),
          "--output", str(videos["normal_new"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *frame, *tested, "--speed",
+    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *frame, *defects, "--speed",
          str(args.speed), "--seed", str(args.seed), "--output", str(videos["defects"])], log)
     times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
                                "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),

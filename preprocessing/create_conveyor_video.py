@@ -31,6 +31,10 @@ make the belt of one half of the photo (along the motion) only; the halves share
 model trained on a recording of one half meets surface it has never seen on the other (without it,
 every video of a texture shows the same surface). `--noise S` adds camera noise (standard deviation S
 grey levels, drawn anew for every frame, seeded by the video's settings and the frame index).
+`--quilt T` lays the surface from random T x T crops of the photo (part), maybe mirrored, cross-faded at
+their overlaps (seeded by `--surface_seed`, default `--seed`): a belt that never repeats, as a real one,
+so a long training recording sees many arrangements and a test video with another surface seed meets
+new ones (without it the surface repeats every two photo widths).
 
 (8 defects on busy gravel; the first two pairs pass the view together, so two defects are in view
 at once; the last two touch the top and the bottom frame edge; among them a branching crack and a
@@ -119,6 +123,7 @@ PRESETS: Mapping[str, Mapping[str, object]] = MappingProxyType({
 })
 MIN_TILE = 16  # the simulator's smallest image side
 EDGE_TOLERANCE_PX = 3  # an edge defect's box ends at most this far from the frame edge
+MIN_QUILT = 16  # the smallest --quilt tile side
 EDGE_CUT = 0.25  # an edge defect runs up to this fraction of its height beyond the frame edge
 _ATTEMPTS = 10
 _EIGHT = np.ones((3, 3), bool)
@@ -146,6 +151,8 @@ class ConveyorConfig:
     frames: int | None = None  # at least this many frames (a longer strip); None: as the defects need
     surface: str = "whole"  # the part of the photo the belt is made of (SURFACE_PARTS)
     noise: float = 0.0  # camera noise: standard deviation in grey levels, drawn anew for every frame
+    quilt: int = 0  # > 0: the surface is quilted from random quilt x quilt crops of the photo part (never repeats)
+    surface_seed: int | None = None  # the quilt's random crops (None: seed)
 
     def __post_init__(self) -> None:
         """Rejects settings that cannot make a video, naming the flag and the fix."""
@@ -167,6 +174,9 @@ class ConveyorConfig:
             raise ConveyorError(f"--surface {self.surface}: unknown; use one of {', '.join(SURFACE_PARTS)}")
         if not 0.0 <= self.noise <= 64.0:
             raise ConveyorError(f"--noise {self.noise}: use 0 to 64 grey levels")
+        if self.quilt and not MIN_QUILT <= self.quilt <= self.frame_height:
+            raise ConveyorError(f"--quilt {self.quilt}: use 0 (off) or a tile side from {MIN_QUILT} to the frame "
+                                f"height ({self.frame_height})")
         if self.frames is not None and self.frames < 1:
             raise ConveyorError(f"--frames {self.frames}: use a positive number of frames (or leave it out)")
         unknown = [name for name in self.defect_types if name not in CONVEYOR_DEFECT_TYPES]
@@ -377,19 +387,59 @@ def _mirror_tile(image: np.ndarray, length: int, axis: int) -> np.ndarray:
     return np.concatenate([image if i % 2 == 0 else np.flip(image, axis) for i in range(count)], axis=axis)
 
 
-def build_strip(cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) -> np.ndarray:
-    """The surface: the photo at the demo scale, mirrored end to end (and across if short); RGB, frame-high."""
+def surface_photo(cfg: ConveyorConfig) -> np.ndarray:
+    """The texture photo at the demo scale (the frame's shorter side shows DEMO_CROP_FRACTION of its shorter
+    side), cut to the --surface part; RGB."""
     photo = load_photo(CLASS_PHOTOS[cfg.texture])
-    height = cfg.frame_height
-    scale = min(height, cfg.frame_width) / round(min(photo.shape[:2]) * DEMO_CROP_FRACTION)
+    scale = min(cfg.frame_height, cfg.frame_width) / round(min(photo.shape[:2]) * DEMO_CROP_FRACTION)
     photo = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     first, last = SURFACE_PARTS[cfg.surface]
-    photo = photo[:, int(round(first * photo.shape[1])):int(round(last * photo.shape[1]))]
+    return photo[:, int(round(first * photo.shape[1])):int(round(last * photo.shape[1]))]
+
+
+def build_strip(cfg: ConveyorConfig, motion: MotionProfile = MotionProfile()) -> np.ndarray:
+    """The surface: the photo (its --surface part) at the demo scale, mirrored end to end (and across if
+    short), or quilted from its random crops (--quilt); RGB, frame-high."""
+    photo = surface_photo(cfg)
+    height = cfg.frame_height
+    if cfg.quilt:
+        seed = cfg.seed if cfg.surface_seed is None else cfg.surface_seed
+        return quilt_surface(photo, (height, strip_length(cfg, motion)), cfg.quilt, np.random.default_rng(seed))
     photo = _mirror_tile(photo, height, axis=0)
     top = (photo.shape[0] - height) // 2
     band = photo[top:top + height]
     length = strip_length(cfg, motion)
     return np.ascontiguousarray(_mirror_tile(band, length, axis=1)[:, :length])
+
+
+def quilt_surface(photo: np.ndarray, shape: tuple[int, int], tile: int, rng: np.random.Generator) -> np.ndarray:
+    """A surface of `shape` (h, w) quilted from random tile x tile crops of the photo (each maybe mirrored),
+    laid at a step of 3/4 tile and cross-faded over their overlaps (a weight that ramps down to each
+    crop's edges), so that no stretch of it repeats and the seams are soft.
+
+    Written here rather than taken from a library: scikit-image and OpenCV have no texture quilting; a
+    cross-fade is enough for a belt whose statistics, not seams, matter."""
+    if photo.shape[0] < tile or photo.shape[1] < tile:  # a photo part narrower than a tile: mirror it wider
+        photo = _mirror_tile(_mirror_tile(photo, tile, axis=0), tile, axis=1)
+    step = max(1, tile * 3 // 4)
+    ramp = np.minimum(np.arange(tile) + 1.0, np.arange(tile, 0, -1.0))
+    weight = np.outer(np.minimum(ramp, tile - step), np.minimum(ramp, tile - step))[..., None]
+    height, width = shape
+    total = np.zeros((height + tile, width + tile, 3), np.float64)
+    weights = np.zeros((height + tile, width + tile, 1), np.float64)
+    for y in range(0, height, step):
+        for x in range(0, width, step):
+            top = int(rng.integers(0, photo.shape[0] - tile + 1))
+            left = int(rng.integers(0, photo.shape[1] - tile + 1))
+            crop = photo[top:top + tile, left:left + tile]
+            if rng.random() < 0.5:
+                crop = crop[:, ::-1]
+            if rng.random() < 0.5:
+                crop = crop[::-1]
+            total[y:y + tile, x:x + tile] += crop * weight
+            weights[y:y + tile, x:x + tile] += weight
+    quilted = total[:height, :width] / weights[:height, :width]
+    return np.ascontiguousarray(np.clip(np.rint(quilted), 0, 255).astype(np.uint8))
 
 
 def skeleton_points(mask: np.ndarray) -> tuple[int, int]:
@@ -649,6 +699,10 @@ def _with_preset(ctx: click.Context, preset: Mapping[str, object], values: dict)
                    "record on one, test on the other for surface the model has never seen.")
 @click.option("--noise", type=float, default=0.0, show_default=True,
               help="Camera noise: standard deviation in grey levels, new in every frame.")
+@click.option("--quilt", default=0, show_default=True,
+              help="Tile side: quilt the surface from random crops of the photo (part) so that it never repeats "
+                   "(0: the photo mirrored end to end).")
+@click.option("--surface_seed", type=int, default=None, help="Seed of the quilt's crops [--seed].")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--fps", default=25.0, show_default=True)
 @click.option("--output", default=None,

@@ -416,3 +416,46 @@ def test_bad_surface_and_noise_flags_exit_2_with_one_line(tmp_path, capsys, flag
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+def _found_in(block: np.ndarray, photo: np.ndarray) -> bool:
+    """True when the block occurs exactly in the photo or one of its mirror images."""
+    import cv2
+
+    for image in (photo, photo[:, ::-1], photo[::-1], photo[::-1, ::-1]):
+        match = cv2.matchTemplate(np.ascontiguousarray(image), block, cv2.TM_SQDIFF)
+        if match.min() < 0.5:  # integer pixels: any real mismatch adds at least 1 (the FFT leaves round-off)
+            return True
+    return False
+
+
+def test_quilt_is_made_of_photo_crops_never_repeats_and_follows_its_seed():
+    base = dict(texture="gravel", width=160, height=64, speed=4, defects=0, frames=200, quilt=32)
+    strip = conveyor.build_strip(conveyor.ConveyorConfig(**base))
+    assert strip.shape == (64, 160 + 199 * 4, 3) and strip.dtype == np.uint8
+    # the first crop's middle (no other crop overlaps it there) is a piece of the photo at the demo scale
+    photo = conveyor.surface_photo(conveyor.ConveyorConfig(**base))
+    assert photo.shape == (85, 85, 3)  # 64 px show 0.75 of the photo's side
+    assert _found_in(np.ascontiguousarray(strip[8:24, 8:24]), photo)
+    # a quilt of the photo's first half holds none of the second half's pixels
+    halves = [conveyor.ConveyorConfig(**base, surface=part) for part in ("first_half", "second_half")]
+    first = conveyor.build_strip(halves[0])
+    for y, x in ((8, 8), (8, 200), (32, 512)):  # blocks inside one crop (crops every 24 px, 8 px overlaps)
+        block = np.ascontiguousarray(first[y:y + 16, x:x + 16])
+        assert _found_in(block, conveyor.surface_photo(halves[0]))
+        assert not _found_in(block, conveyor.surface_photo(halves[1]))
+    # mirrored tiling repeats every two photo widths (170 px); the quilt does not
+    plain = conveyor.build_strip(conveyor.ConveyorConfig(**{**base, "quilt": 0}))
+    assert np.array_equal(plain[:, 0:64], plain[:, 170:234])
+    assert all(np.abs(strip[:, x:x + 64].astype(int) - strip[:, 0:64]).mean() > 10 for x in range(24, 700, 24))
+    same = conveyor.build_strip(conveyor.ConveyorConfig(**base))
+    other = conveyor.build_strip(conveyor.ConveyorConfig(**base, surface_seed=5))
+    assert np.array_equal(strip, same) and not np.array_equal(strip, other)
+    assert np.array_equal(conveyor.build_strip(conveyor.ConveyorConfig(**{**base, "seed": 5})), other)
+
+
+@pytest.mark.parametrize("tile", ["8", "65"])
+def test_bad_quilt_exits_2_naming_the_flag(tmp_path, capsys, tile):
+    code = conveyor.cli(["--quilt", tile, "--size", "64", "--output", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--quilt" in err[0], err
