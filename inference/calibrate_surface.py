@@ -34,11 +34,19 @@ belt speeds: each frame's patch grid is shifted by a pseudo-random offset along 
 within a band at the view's two ends along the motion are not averaged (engine.EDGE_STRIDES: the
 network's border). File version 3: earlier files were made without either and are refused.
 
-Both go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
-the peaks' statistics; tracking with the same window reads them by default. Use a recording of the
-defect-free surface, ideally other than the one the dataset came from (video_to_dataset.py trains on
-every Nth frame of it, so its frames score a little optimistically; on bench_line's lines the new
-recordings' peaks stayed below the training recording's threshold). Bad input ends with one `error:`
+* frame threshold (the image threshold of single frames, by which tracking flags frames: the frames
+  CSV and the verdict drawn) = max(max, mean + 4 std) of the recording's frame scores (file version 4).
+  The held-out images of training lie between training frames of the same recording, so on surface the
+  model has never seen their threshold flagged 8.7 % of a defect-free recording's frames (bench_line
+  --new_surface); a recording of other surface gives the level new surface scores at.
+
+All go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
+the peaks' statistics; tracking with the same window reads them by default (--threshold overrides).
+Use a defect-free recording of surface that the dataset did not come from (another stretch of the
+belt or product): video_to_dataset.py trains on every Nth frame of its recording, so that recording's
+frames score as seen surface; on bench_line's gravel line with surface the model had never seen
+(--new_surface), calibrating on the training recording left 26 false tracks on the defect video and 5
+defects on a defect-free one, calibrating on another recording none. Bad input ends with one `error:`
 line and exit code 2.
 """
 from __future__ import annotations
@@ -72,8 +80,9 @@ from inference.engine import InferenceEngine, frame_shifts, surface_edges
 LOGGER = logging.getLogger(__name__)
 
 FILE_NAME = "surface_calibration.json"
-VERSION = 3  # 3: frames scored with grid shifts (preprocess.grid_shift); 2: low = LOW_RULE; 1: peaks mean
+VERSION = 4  # 4: + frame_threshold; 3: frames scored with grid shifts (preprocess.grid_shift); 2: low = LOW_RULE
 RULE = "max(max,mean+4std)"
+FRAME_RULE = "max(max,mean+4std)"  # of the frames' own image scores
 LOW_RULE = "q99(pixels)"
 LOW_QUANTILE = 0.99
 PIXELS_PER_MAP = 4096  # about this many pixels of each averaged map go into the low threshold's sample
@@ -98,8 +107,10 @@ class SurfaceCalibration:
     peak_max: float
     video: str
     motion_method: str
+    frame_threshold: float  # image threshold of single frames (the frame flags), from the same recording
     rule: str = RULE
     low_rule: str = LOW_RULE
+    frame_rule: str = FRAME_RULE
     version: int = VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +129,8 @@ class SurfaceCalibration:
             values = {name: data[name] for name in cls.__dataclass_fields__}
             calibration_ = cls(**values)
             check_surface_window(calibration_.window, calibration_.min_frames)
-            if not all(math.isfinite(float(v)) for v in (calibration_.threshold, calibration_.low_threshold)):
+            if not all(math.isfinite(float(v)) for v in (calibration_.threshold, calibration_.low_threshold,
+                                                         calibration_.frame_threshold)):
                 raise ValueError("thresholds not finite")
             return calibration_
         except SurfaceCalibrationError:
@@ -141,9 +153,9 @@ def pixel_sample(averaged: np.ndarray, size: int = PIXELS_PER_MAP) -> np.ndarray
 
 
 def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
-                    motion_method: str, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    motion_method: str, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(the peak of every averaged map of a video from its min_frames-th frame on, a sample of their
-    pixels): the maps tracking cuts."""
+    pixels, every frame's own image score): the maps tracking cuts and the scores it flags frames by."""
     estimator = SurfaceMotionEstimator(motion_method)
     info = video_io.probe_video(video_path)
     edges = surface_edges(engine, (info.height, info.width))  # as tracking averages
@@ -151,6 +163,7 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
     limit = max_frames if max_frames is not None else math.inf  # the decoder may give more than stated
     peaks: list[float] = []
     pixels: list[np.ndarray] = []
+    scores: list[float] = []
     index = 0
     travelled = (0.0, 0.0)
     with tqdm(total=min(info.frame_count, limit), desc=Path(video_path).name, unit="frame", leave=False,
@@ -162,6 +175,7 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
                 motion = estimator.estimate(frame)
                 travelled = (travelled[0] + motion[0], travelled[1] + motion[1])
                 averaged = average.update(result.anomaly_map, motion)
+                scores.append(result.score)
                 if index >= min_frames - 1:
                     peaks.append(float(averaged.max()))
                     pixels.append(pixel_sample(averaged))
@@ -169,20 +183,22 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
             progress.update(len(batch))
             if index >= limit:
                 break
-    return np.array(peaks, np.float64), (np.concatenate(pixels) if pixels else np.zeros(0, np.float32))
+    return (np.array(peaks, np.float64), (np.concatenate(pixels) if pixels else np.zeros(0, np.float32)),
+            np.array(scores, np.float64))
 
 
 def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
               motion_method: str = "phase", max_frames: int | None = None) -> SurfaceCalibration:
     """The surface calibration of a defect-free video."""
-    peaks, pixels = averaged_levels(engine, video_path, window, min_frames, motion_method, max_frames)
+    peaks, pixels, scores = averaged_levels(engine, video_path, window, min_frames, motion_method, max_frames)
     if len(peaks) < 2:
         raise SurfaceCalibrationError(
             f"{video_path}: {len(peaks)} averaged frames after the first {min_frames}; use a longer defect-free "
             "video (a few hundred frames) or a smaller --surface_min_frames")
     high, low = thresholds(peaks, pixels)
     return SurfaceCalibration(window, min_frames, high, low, len(peaks), float(peaks.mean()), float(peaks.std()),
-                              float(peaks.max()), str(video_path), motion_method)
+                              float(peaks.max()), str(video_path), motion_method,
+                              calibration.image_threshold(scores, rule=FRAME_RULE))
 
 
 def path_of(class_dir: Path) -> Path:
@@ -213,6 +229,7 @@ class TrackingLevels:
     threshold: float
     low_threshold: float
     source: str  # "model" (held-out images), "command line", or the surface calibration's path
+    frame_threshold: float | None = None  # the frame flags' image threshold (None: the engine's)
 
 
 def levels_given(options: Mapping[str, Any]) -> bool:
@@ -254,7 +271,8 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
     if stored is None:
         high, low = shared.region_thresholds(engine, options.get("pixel_threshold"), options.get("threshold"))
         return TrackingLevels(window, min_frames, high, low, "command line" if levels_given(options) else "model")
-    return TrackingLevels(window, min_frames, stored.threshold, stored.low_threshold, str(path_of(class_dir)))
+    return TrackingLevels(window, min_frames, stored.threshold, stored.low_threshold, str(path_of(class_dir)),
+                          stored.frame_threshold)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -283,7 +301,8 @@ def main(video_path: str, surface_window: int, surface_min_frames: int | None, m
     path = write(class_dir, result)
     click.echo(f"averaged maps  {result.frames} frames of {video_path} (window {window}, min frames {min_frames})")
     click.echo(f"peaks          mean {result.peak_mean:.4f}  std {result.peak_std:.4f}  max {result.peak_max:.4f}")
-    click.echo(f"thresholds     region {result.threshold:.4f} ({RULE})  low {result.low_threshold:.4f} ({LOW_RULE})")
+    click.echo(f"thresholds     region {result.threshold:.4f} ({RULE})  low {result.low_threshold:.4f} ({LOW_RULE})"
+               f"  frame {result.frame_threshold:.4f} ({FRAME_RULE} of the frame scores)")
     click.echo(f"written        {path}")
 
 

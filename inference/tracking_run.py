@@ -390,6 +390,8 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps  # probe_video gives every video a frame rate (video_io.ASSUMED_FPS when it states none)
         levels = calibrate_surface.tracking_levels(engine, class_dir, options)
+        if levels.frame_threshold is not None:  # the frame flags' level, calibrated on the line's recording
+            engine.threshold = levels.frame_threshold
         tracker = GLASSDefectTracker(analyzer, threshold=levels.threshold, low_threshold=levels.low_threshold,
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
@@ -399,6 +401,8 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
         run_cfg = replace(run_cfg, grid_shifts=averaging_shifts(engine, tracker))
         settings = {
             "region_levels_from": levels.source,
+            "image_threshold_from": (levels.source if levels.frame_threshold is not None else
+                                     "command line" if options.get("threshold") is not None else "model"),
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
             "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
             "min_defect_area_pixels": analyzer.min_defect_area, "fabric_speed": options["fabric_speed"],

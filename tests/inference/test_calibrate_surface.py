@@ -14,7 +14,8 @@ import pytest
 from inference import calibrate_surface as surface_cal
 from inference import tracking_run
 from inference import video_inference_with_tracking as tracking_script
-from tests.helpers import files_under, write_scrolling_clip, write_unreadable
+from inference.engine import EngineConfig, InferenceEngine, frame_shifts
+from tests.helpers import files_under, frames_of, read_csv, write_scrolling_clip, write_unreadable
 
 MODEL_LEVELS = SimpleNamespace(info=SimpleNamespace(pixel_threshold=0.7, region_low=0.6))  # what tracking reads
 
@@ -22,7 +23,7 @@ MODEL_LEVELS = SimpleNamespace(info=SimpleNamespace(pixel_threshold=0.7, region_
 def stored(window: int = 30, min_frames: int = 10) -> surface_cal.SurfaceCalibration:
     """A calibration with known numbers."""
     return surface_cal.SurfaceCalibration(window, min_frames, 0.56, 0.55, 500, 0.55, 0.003, 0.559, "normal.mp4",
-                                          "phase")
+                                          "phase", 0.8)
 
 
 def test_thresholds_are_max_or_mean_plus_four_std_and_the_99th_percentile_of_the_pixels():
@@ -59,6 +60,9 @@ def test_calibration_round_trips_through_its_file(tmp_path):
     (json.dumps({"version": 99}), "version 99"),
     (json.dumps({**stored().to_dict(), "version": 1}), "version 1"),  # the earlier low-threshold rule
     (json.dumps({**stored().to_dict(), "version": 2}), "version 2"),  # frames scored without grid shifts
+    (json.dumps({k: v for k, v in stored().to_dict().items() if not k.startswith("frame_")} | {"version": 3}),
+     "version 3"),  # no frame threshold
+    (json.dumps({**stored().to_dict(), "frame_threshold": None}), "unreadable"),
     (json.dumps({**stored().to_dict(), "threshold": None}), "unreadable"),
     (json.dumps({**stored().to_dict(), "min_frames": 40}), "unreadable"),
     (json.dumps({k: v for k, v in stored().to_dict().items() if k != "window"}), "unreadable"),
@@ -74,6 +78,7 @@ def test_a_bad_calibration_file_names_itself_and_the_fix(tmp_path, content, need
 def levels(folder: Path, **options) -> tuple:
     """(window, min_frames, threshold, low, source) of tracking_levels."""
     found = surface_cal.tracking_levels(MODEL_LEVELS, folder, options)
+    assert found.frame_threshold == (0.8 if found.source.endswith(".json") else None)  # stored() has 0.8
     return found.window, found.min_frames, found.threshold, found.low_threshold, found.source
 
 
@@ -124,7 +129,14 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     result = surface_cal.load(copied_model / tiny_model.class_name)
     assert (result.window, result.min_frames, result.frames) == (4, 2, 11)  # frames 2..12 have averaged pixels
     assert result.threshold >= result.peak_max >= result.peak_mean >= result.low_threshold  # q99 below the peaks
-    assert result.low_rule == "q99(pixels)" and result.version == 3
+    assert result.low_rule == "q99(pixels)" and result.version == 4
+    # the frame threshold: max(max, mean + 4 std) of the frames' own image scores, as the engine scores them
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu"))
+    frames = frames_of(clip)
+    shifts = frame_shifts(engine, 0, len(frames), (-2.0, 0.0))  # the clip scrolls 2 px/frame to the left
+    scores = np.array([r.score for r in engine.predict(frames, shifts)])
+    assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()))
+    assert result.frame_rule == "max(max,mean+4std)"
     assert 0.0 <= result.low_threshold <= result.threshold <= 1.0
     # the same video again: the same numbers (deterministic)
     assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "4", "--surface_min_frames",
@@ -138,6 +150,11 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     assert (settings["surface_window"], settings["surface_min_frames"]) == (4, 2)
     assert settings["threshold"] == pytest.approx(result.threshold)
     assert settings["region_levels_from"].endswith("surface_calibration.json")
+    # the frame flags follow the calibration's frame threshold
+    assert settings["image_threshold"] == pytest.approx(result.frame_threshold)
+    assert settings["image_threshold_from"] == settings["region_levels_from"]
+    rows = read_csv(tmp_path / "run" / "tracked_frames.csv")
+    assert [row["is_defect"] == "1" for row in rows] == [float(row["score"]) >= result.frame_threshold for row in rows]
 
 
 @pytest.mark.parametrize("case, needle", [
