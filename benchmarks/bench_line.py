@@ -21,7 +21,8 @@ stays under --out. `--reuse` keeps the videos, dataset and model of an earlier r
 tracking settings on the same model). `--new_surface` quilts every video's belt from random crops of the
 photo so that it never repeats, the training video's from one half of the photo and the other two from
 the other half, each with its own seed (surface the model has never seen, as on a real line; without
-it all three videos show the same surface); `--noise` adds camera noise to all three.
+it all three videos show the same surface; with `--surface_window`, the surface is calibrated on a fourth
+recording, of the second half with a seed of its own); `--noise` adds camera noise to all of them.
 """
 from __future__ import annotations
 
@@ -102,7 +103,13 @@ def main(argv: list[str] | None = None) -> int:
         times.update(record_and_train(args, out, log, videos))
     runs = "runs" if args.surface_window == 1 else f"runs_window{args.surface_window}"
     if args.surface_window > 1:
-        run([sys.executable, "inference/calibrate_surface.py", *model, "--video_path", str(videos["normal"]),
+        # On new surface, calibrate on a recording of surface that neither training nor the tests saw.
+        calibration = out / "videos" / "calibration.mp4" if args.new_surface else videos["normal"]
+        if not calibration.exists():
+            run([sys.executable, "preprocessing/create_conveyor_video.py", *surface_flags(args, "calibration"),
+                 "--speed", str(args.speed), "--defects", "0", "--frames", str(args.normal_frames // 2),
+                 "--seed", str(args.seed + 3), "--output", str(calibration)], log)
+        run([sys.executable, "inference/calibrate_surface.py", *model, "--video_path", str(calibration),
              "--surface_window", str(args.surface_window)], log)
     model += ["--pixel_size", str(args.pixel_size), "--no_organized_output", "--surface_window",
               str(args.surface_window)]
@@ -128,25 +135,33 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+SURFACE_SEEDS = {"normal": 0, "normal_new": 1, "defects": 2, "calibration": 3}  # added to --seed
+
+
+def surface_flags(args: argparse.Namespace, video: str) -> list[str]:
+    """create_conveyor_video flags of one of the line's videos: frame, texture, noise and, with --new_surface, a
+    belt that never repeats (quilted from random crops: 3/8 of the height), recorded for training on one half
+    of the photo and for everything else on the other, each video with its own surface seed."""
+    flags = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture,
+             "--noise", str(args.noise)]
+    if args.new_surface:
+        flags += ["--surface", "first_half" if video == "normal" else "second_half", "--quilt",
+                  str(args.height * 3 // 8), "--surface_seed", str(args.seed + SURFACE_SEEDS[video])]
+    return flags
+
+
 def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dict[str, Path]) -> dict[str, float]:
     """Steps 1-3: the three videos, the dataset from the defect-free one, the model; their wall seconds."""
     py = sys.executable
-    frame = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture,
-             "--noise", str(args.noise)]
-    recorded, tested, defects = [], [], []
-    if args.new_surface:  # a belt that never repeats, recorded on one half of the photo, tested on the other
-        quilt = ["--quilt", str(args.height * 3 // 8)]
-        recorded = ["--surface", "first_half", *quilt, "--surface_seed", str(args.seed)]
-        tested = ["--surface", "second_half", *quilt, "--surface_seed", str(args.seed + 1)]
-        defects = ["--surface", "second_half", *quilt, "--surface_seed", str(args.seed + 2)]
+    recorded, tested, defects = (surface_flags(args, name) for name in ("normal", "normal_new", "defects"))
     times = {}
-    times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *frame, *recorded, "--speed",
+    times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *recorded, "--speed",
                               str(args.speed), "--defects", "0", "--frames", str(args.normal_frames), "--seed",
                               str(args.seed), "--output", str(videos["normal"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", *frame, *tested, "--speed", str(max(1, args.speed // 2)),
+    run([py, "preprocessing/create_conveyor_video.py", *tested, "--speed", str(max(1, args.speed // 2)),
          "--defects", "0", "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1),
          "--output", str(videos["normal_new"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *frame, *defects, "--speed",
+    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *defects, "--speed",
          str(args.speed), "--seed", str(args.seed), "--output", str(videos["defects"])], log)
     times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
                                "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),

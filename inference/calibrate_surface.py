@@ -45,7 +45,7 @@ the peaks' statistics; tracking with the same window reads them by default (--th
 Use a defect-free recording of surface that the dataset did not come from (another stretch of the
 belt or product): video_to_dataset.py trains on every Nth frame of its recording, so that recording's
 frames score as seen surface; on bench_line's gravel line with surface the model had never seen
-(--new_surface), calibrating on the training recording left 26 false tracks on the defect video and 5
+(--new_surface), calibrating on the training recording left 27 false tracks on the defect video and 5
 defects on a defect-free one, calibrating on another recording none. Bad input ends with one `error:`
 line and exit code 2.
 """
