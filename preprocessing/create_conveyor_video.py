@@ -34,7 +34,8 @@ grey levels, drawn anew for every frame, seeded by the video's settings and the 
 `--quilt T` lays the surface from random T x T crops of the photo (part), maybe mirrored, cross-faded at
 their overlaps (seeded by `--surface_seed`, default `--seed`): a belt that never repeats, as a real one,
 so a long training recording sees many arrangements and a test video with another surface seed meets
-new ones (without it the surface repeats every two photo widths).
+new ones (without it the surface repeats every two photo widths). It suits random textures (gravel,
+grass); a regular pattern (brick) comes out jumbled, its rows broken at the crops' seams.
 
 (8 defects on busy gravel; the first two pairs pass the view together, so two defects are in view
 at once; the last two touch the top and the bottom frame edge; among them a branching crack and a
