@@ -13,7 +13,7 @@ The four commands of the README's workflow, run as a user runs them:
 3. train: `main.py` (efficientnet_lite0, demo settings; thresholds calibrated on held-out frames);
 4. track: `video_inference_with_tracking.py` on the three videos (with `--surface_window N`: first
    `calibrate_surface.py` on the defect-free recording, then tracking averages each map over N frames
-   on the surface with those thresholds);
+   on the surface with those thresholds; `--calibrate` calibrates single frames, N = 1, the same way);
 
 then `evaluate_tracking.py` on the defect video, and the share of flagged frames (single frames above the
 image threshold) and the defects reported on the two defect-free videos. Prints one table; everything
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                              "python preprocessing/make_demo_dataset.py)")
     parser.add_argument("--surface_window", type=int, default=1,
                         help="tracking's --surface_window (1: each frame alone); above 1, calibrated first")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="with --surface_window 1: calibrate single frames on a recording too "
+                             "(calibrate_surface.py --surface_window 1) instead of the held-out thresholds")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
@@ -101,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     reuse = args.reuse and (out / "results" / "models" / "backbone_0" / "custom_line").is_dir()
     if not reuse:
         times.update(record_and_train(args, out, log, videos))
-    runs = "runs" if args.surface_window == 1 else f"runs_window{args.surface_window}"
-    if args.surface_window > 1:
+    calibrate = args.surface_window > 1 or args.calibrate
+    runs = f"runs_window{args.surface_window}" if calibrate else "runs"
+    if not calibrate:  # the checkpoint's thresholds: an earlier run's single-frame calibration would be read instead
+        (out / "results" / "models" / "backbone_0" / "custom_line" / "surface_calibration.json").unlink(missing_ok=True)
+    if calibrate:
         # On new surface, calibrate on a recording of surface that neither training nor the tests saw.
         calibration = out / "videos" / "calibration.mp4" if args.new_surface else videos["normal"]
         if not calibration.exists():

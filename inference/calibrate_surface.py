@@ -40,8 +40,14 @@ network's border). File version 3: earlier files were made without either and ar
   model has never seen their threshold flagged 8.7 % of a defect-free recording's frames (bench_line
   --new_surface); a recording of other surface gives the level new surface scores at.
 
+`--surface_window 1` calibrates tracking's single-frame path (no averaging) the same way: each frame's own
+map, scored as tracking scores single frames (no grid shift), gives its peak and pixels, so the region
+levels and the frame threshold come from the recording instead of the checkpoint's held-out images.
+
 All go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
-the peaks' statistics; tracking with the same window reads them by default (--threshold overrides).
+the peaks' statistics (one file per class: calibrating another window replaces it); tracking reads them
+by default, with the file's window unless --surface_window asks for another (--threshold overrides; an
+explicit --surface_window 1 with a file of a longer window takes the checkpoint's levels).
 Use a defect-free recording of surface that the dataset did not come from (another stretch of the
 belt or product): video_to_dataset.py trains on every Nth frame of its recording, so that recording's
 frames score as seen surface; on bench_line's gravel line with surface the model had never seen
@@ -159,7 +165,8 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
     estimator = SurfaceMotionEstimator(motion_method)
     info = video_io.probe_video(video_path)
     edges = surface_edges(engine, (info.height, info.width))  # as tracking averages
-    average = SurfaceAverage(window, min_frames, edges["surface_view"], edges["surface_margin"])
+    # Window 1: each frame's own map, scored without grid shifts, as tracking cuts single frames.
+    average = SurfaceAverage(window, min_frames, edges["surface_view"], edges["surface_margin"]) if window > 1 else None
     limit = max_frames if max_frames is not None else math.inf  # the decoder may give more than stated
     peaks: list[float] = []
     pixels: list[np.ndarray] = []
@@ -170,11 +177,15 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
               disable=None) as progress:  # None: shown on a terminal only
         for batch in video_io.iter_frames(video_path, engine.batch_size, check=False):
             batch = batch[:int(min(len(batch), limit - index))]
-            # Scored as tracking scores them: the grid shifted along the motion measured so far.
-            for frame, result in zip(batch, engine.predict(batch, frame_shifts(engine, index, len(batch), travelled))):
-                motion = estimator.estimate(frame)
-                travelled = (travelled[0] + motion[0], travelled[1] + motion[1])
-                averaged = average.update(result.anomaly_map, motion)
+            # Scored as tracking scores them: the grid shifted along the motion measured so far when averaging.
+            shifts = frame_shifts(engine, index, len(batch), travelled) if average is not None else None
+            for frame, result in zip(batch, engine.predict(batch, shifts)):
+                if average is not None:
+                    motion = estimator.estimate(frame)
+                    travelled = (travelled[0] + motion[0], travelled[1] + motion[1])
+                    averaged = average.update(result.anomaly_map, motion)
+                else:
+                    averaged = np.asarray(result.anomaly_map, np.float32)
                 scores.append(result.score)
                 if index >= min_frames - 1:
                     peaks.append(float(averaged.max()))
@@ -242,7 +253,7 @@ def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int,
     model or the command line), from the flags and the class's file; checked without loading the model, so a
     run fails before any work."""
     window, min_frames = options.get("surface_window"), options.get("surface_min_frames")
-    stored = load(class_dir) if window is None or window > 1 else None
+    stored = load(class_dir)
     if window is None:
         window = stored.window if stored is not None else 1
         if stored is not None and min_frames is None:
@@ -251,8 +262,10 @@ def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int,
         window, min_frames = check_surface_window(window, min_frames)
     except TrackingError as err:
         raise SurfaceCalibrationError(f"--surface_window/--surface_min_frames: {err}") from None
-    if window == 1 or levels_given(options):
+    if levels_given(options):
         return window, min_frames, None
+    if window == 1:  # single frames: the recording's levels when it was calibrated for them, else the model's
+        return window, min_frames, stored if stored is not None and stored.window == 1 else None
     fix = (f"run python inference/calibrate_surface.py --model_path {class_dir} --video_path <defect-free video> "
            f"--surface_window {window} --surface_min_frames {min_frames}, or pass --pixel_threshold")
     if stored is None:
@@ -278,8 +291,8 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @shared.model_options
 @click.option("--video_path", required=True, help="A defect-free recording of the line (any format OpenCV decodes).")
-@click.option("--surface_window", type=click.IntRange(min=2), default=DEFAULT_WINDOW, show_default=True,
-              help="Frames averaged per surface point (tracking's --surface_window).")
+@click.option("--surface_window", type=click.IntRange(min=1), default=DEFAULT_WINDOW, show_default=True,
+              help="Frames averaged per surface point (tracking's --surface_window; 1: each frame alone).")
 @click.option("--surface_min_frames", type=click.IntRange(min=1), default=None,
               help="Pixels seen in fewer frames start no region [default: surface_window // 3].")
 @click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,

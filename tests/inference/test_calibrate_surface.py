@@ -93,10 +93,17 @@ def test_tracking_levels_follow_the_flags_and_the_calibration(tmp_path):
     assert levels(calibrated, surface_window=30, surface_min_frames=10) == (30, 10, 0.56, 0.55, path)
     assert levels(bare, surface_window=30, pixel_threshold=0.8) == (30, 10, 0.8, 0.8, "command line")
     assert levels(calibrated, threshold=0.9) == (30, 10, 0.9, 0.9, "command line")
+    single = tmp_path / "single"  # calibrated for single frames: its levels by default and with --surface_window 1
+    surface_cal.write(single, stored(1, 1))
+    path = str(single / "surface_calibration.json")
+    assert levels(single) == (1, 1, 0.56, 0.55, path)
+    assert levels(single, surface_window=1) == (1, 1, 0.56, 0.55, path)
+    assert levels(single, surface_window=1, pixel_threshold=0.8) == (1, 1, 0.8, 0.8, "command line")
 
 
 @pytest.mark.parametrize("options, needle", [
     ({"surface_window": 30}, "has no surface_calibration.json"),
+    ({"surface_window": 30, "stored_window": 1}, "calibrated for window 1"),
     ({"surface_window": 20}, "calibrated for window 30"),
     ({"surface_min_frames": 5}, "calibrated for window 30, min frames 10"),
     ({"surface_window": 4, "surface_min_frames": 5}, "--surface_min_frames"),
@@ -105,7 +112,8 @@ def test_tracking_levels_refuse_a_window_without_its_calibration(tmp_path, optio
     folder = tmp_path / ("bare" if options == {"surface_window": 30} else "calibrated")
     folder.mkdir()
     if folder.name == "calibrated":
-        surface_cal.write(folder, stored())
+        window = options.pop("stored_window", 30)
+        surface_cal.write(folder, stored(window, min(window, 10)))
     with pytest.raises(surface_cal.SurfaceCalibrationError) as err:
         surface_cal.tracking_levels(MODEL_LEVELS, folder, options)
     assert needle in str(err.value)
@@ -157,10 +165,39 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     assert [row["is_defect"] == "1" for row in rows] == [float(row["score"]) >= result.frame_threshold for row in rows]
 
 
+def test_cli_calibrates_single_frames_and_tracking_cuts_them_with_it(tiny_model, copied_model, tmp_path):
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 10, 2)
+    model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1"]) == 0
+    result = surface_cal.load(copied_model / tiny_model.class_name)
+    assert (result.window, result.min_frames, result.frames) == (1, 1, 10)  # every frame counts
+    # known answer: the frames' own maps and scores, scored without grid shifts as single-frame tracking does
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu"))
+    found = engine.predict(frames_of(clip))
+    peaks = np.array([r.anomaly_map.max() for r in found], np.float64)
+    scores = np.array([r.score for r in found], np.float64)
+    assert result.threshold == pytest.approx(max(peaks.max(), peaks.mean() + 4 * peaks.std()), abs=1e-6)
+    assert result.peak_max == pytest.approx(peaks.max(), abs=1e-6)
+    assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()), abs=1e-6)
+    assert result.low_threshold <= result.threshold
+
+    out = tmp_path / "run" / "tracked.mp4"  # no flags: single frames with the recording's levels
+    assert tracking_script.cli([*model, "--video_path", str(clip), "--no_organized_output", "--output_path",
+                                str(out), "--min_defect_area", "4"]) == 0
+    settings = json.loads((tmp_path / "run" / "tracked_report.json").read_text())["settings"]
+    assert settings["surface_window"] == 1
+    assert (settings["threshold"], settings["image_threshold"]) == pytest.approx((result.threshold,
+                                                                                  result.frame_threshold))
+    assert settings["region_levels_from"].endswith("surface_calibration.json")
+    rows = read_csv(tmp_path / "run" / "tracked_frames.csv")
+    assert [row["is_defect"] == "1" for row in rows] == [float(row["score"]) >= result.frame_threshold for row in rows]
+    (copied_model / tiny_model.class_name / "surface_calibration.json").unlink()
+
+
 @pytest.mark.parametrize("case, needle", [
     ("missing video", "nothing.mp4"),
     ("unreadable video", "broken.mp4"),
-    ("window of one", "--surface_window"),
+    ("window of zero", "--surface_window"),
     ("min frames above the window", "--surface_min_frames"),
     ("too short a video", "longer defect-free video"),
     ("wrong class", "mvtec_nope"),
@@ -174,8 +211,8 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, copi
         video = str(tmp_path / "nothing.mp4")
     elif case == "unreadable video":
         video = str(write_unreadable(tmp_path))
-    elif case == "window of one":
-        extra = ["--surface_window", "1"]
+    elif case == "window of zero":
+        extra = ["--surface_window", "0"]
     elif case == "min frames above the window":
         extra = ["--surface_window", "4", "--surface_min_frames", "5"]
     elif case == "too short a video":
