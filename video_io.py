@@ -167,25 +167,33 @@ def probe_video(path: str | os.PathLike, exact: bool = False) -> VideoInfo:
     return VideoInfo(path=path, fps=fps, frame_count=frame_count, width=int(width), height=int(height))
 
 
-def iter_frames(path: str | os.PathLike, batch_size: int = 1, check: bool = True) -> Iterator[list[np.ndarray]]:
-    """Yields the video's frames (BGR uint8, HxWx3) in lists of `batch_size`; the last list may be shorter.
+def iter_frames(path: str | os.PathLike, batch_size: int = 1, check: bool = True,
+                start: int = 0) -> Iterator[list[np.ndarray]]:
+    """Yields the video's frames (BGR uint8, HxWx3) from frame `start` on in lists of `batch_size`; the last
+    list may be shorter.
 
     The video is checked (probe_video) when this is called, so a bad file fails before any
     frame is asked for (check=False: the caller has probed it already). Reading goes on until the
-    decoder stops, whatever frame count the container states.
+    decoder stops, whatever frame count the container states. Frames before `start` are decoded and
+    dropped (exact on every codec, unlike seeking).
     """
     if batch_size < 1:
         raise VideoError(f"batch_size {batch_size}: must be at least 1")
+    if start < 0:
+        raise VideoError(f"start frame {start}: must be 0 or more")
     path = Path(path)
     if check:
         probe_video(path)
-    return _read_batches(path, batch_size)
+    return _read_batches(path, batch_size, start)
 
 
-def _read_batches(path: Path, batch_size: int) -> Iterator[list[np.ndarray]]:
+def _read_batches(path: Path, batch_size: int, start: int = 0) -> Iterator[list[np.ndarray]]:
     """Generator behind iter_frames (the capture is released when it ends or is closed)."""
     capture = _open_capture(path)
     try:
+        for _ in range(start):
+            if not capture.grab():  # grab() skips a frame without converting it
+                return
         batch: list[np.ndarray] = []
         while True:
             ok, frame = capture.read()

@@ -54,6 +54,10 @@ frames score as seen surface; on bench_line's gravel line with surface the model
 (--new_surface), calibrating on the training recording left 27 false tracks on the defect video and 5
 defects on a defect-free one, calibrating on another recording none. Bad input ends with one `error:`
 line and exit code 2.
+
+With a single defect-free recording, train on its first part and calibrate on the rest: `video_to_dataset.py
+--end E`, then `--start S` here with S at least one frame's length of belt travel after E (frame length along
+the motion / speed in px per frame), so that no calibration frame shows surface a training frame showed.
 """
 from __future__ import annotations
 
@@ -62,7 +66,7 @@ import json
 import logging
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping, Sequence
@@ -114,6 +118,7 @@ class SurfaceCalibration:
     video: str
     motion_method: str
     frame_threshold: float  # image threshold of single frames (the frame flags), from the same recording
+    start: int = 0  # the video's first frame used (files written before it existed: 0)
     rule: str = RULE
     low_rule: str = LOW_RULE
     frame_rule: str = FRAME_RULE
@@ -132,7 +137,8 @@ class SurfaceCalibration:
             if data.get("version") != VERSION:
                 raise SurfaceCalibrationError(f"{path}: version {data.get('version')!r}, this code reads "
                                               f"{VERSION}; {fix}")
-            values = {name: data[name] for name in cls.__dataclass_fields__}
+            values = {name: data[name] for name, spec in cls.__dataclass_fields__.items()
+                      if name in data or spec.default is MISSING}
             calibration_ = cls(**values)
             check_surface_window(calibration_.window, calibration_.min_frames)
             if not all(math.isfinite(float(v)) for v in (calibration_.threshold, calibration_.low_threshold,
@@ -159,23 +165,26 @@ def pixel_sample(averaged: np.ndarray, size: int = PIXELS_PER_MAP) -> np.ndarray
 
 
 def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
-                    motion_method: str, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the peak of every averaged map of a video from its min_frames-th frame on, a sample of their
-    pixels, every frame's own image score): the maps tracking cuts and the scores it flags frames by."""
+                    motion_method: str, max_frames: int | None = None,
+                    start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(the peak of every averaged map of a video from its min_frames-th frame after `start` on, a sample of
+    their pixels, every frame's own image score): the maps tracking cuts and the scores it flags frames by."""
     estimator = SurfaceMotionEstimator(motion_method)
     info = video_io.probe_video(video_path)
     edges = surface_edges(engine, (info.height, info.width))  # as tracking averages
     # Window 1: each frame's own map, scored without grid shifts, as tracking cuts single frames.
     average = SurfaceAverage(window, min_frames, edges["surface_view"], edges["surface_margin"]) if window > 1 else None
     limit = max_frames if max_frames is not None else math.inf  # the decoder may give more than stated
+    if start >= info.frame_count:
+        raise SurfaceCalibrationError(f"--start {start}: {video_path} has {info.frame_count} frames; start earlier")
     peaks: list[float] = []
     pixels: list[np.ndarray] = []
     scores: list[float] = []
     index = 0
     travelled = (0.0, 0.0)
-    with tqdm(total=min(info.frame_count, limit), desc=Path(video_path).name, unit="frame", leave=False,
+    with tqdm(total=min(info.frame_count - start, limit), desc=Path(video_path).name, unit="frame", leave=False,
               disable=None) as progress:  # None: shown on a terminal only
-        for batch in video_io.iter_frames(video_path, engine.batch_size, check=False):
+        for batch in video_io.iter_frames(video_path, engine.batch_size, check=False, start=start):
             batch = batch[:int(min(len(batch), limit - index))]
             # Scored as tracking scores them: the grid shifted along the motion measured so far when averaging.
             shifts = frame_shifts(engine, index, len(batch), travelled) if average is not None else None
@@ -199,9 +208,9 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
 
 
 def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
-              motion_method: str = "phase", max_frames: int | None = None) -> SurfaceCalibration:
-    """The surface calibration of a defect-free video."""
-    peaks, pixels, scores = averaged_levels(engine, video_path, window, min_frames, motion_method, max_frames)
+              motion_method: str = "phase", max_frames: int | None = None, start: int = 0) -> SurfaceCalibration:
+    """The surface calibration of a defect-free video (from frame `start` on)."""
+    peaks, pixels, scores = averaged_levels(engine, video_path, window, min_frames, motion_method, max_frames, start)
     if len(peaks) < 2:
         raise SurfaceCalibrationError(
             f"{video_path}: {len(peaks)} averaged frames after the first {min_frames}; use a longer defect-free "
@@ -209,7 +218,7 @@ def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_
     high, low = thresholds(peaks, pixels)
     return SurfaceCalibration(window, min_frames, high, low, len(peaks), float(peaks.mean()), float(peaks.std()),
                               float(peaks.max()), str(video_path), motion_method,
-                              calibration.image_threshold(scores, rule=FRAME_RULE))
+                              calibration.image_threshold(scores, rule=FRAME_RULE), start)
 
 
 def path_of(class_dir: Path) -> Path:
@@ -297,9 +306,12 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
               help="Pixels seen in fewer frames start no region [default: surface_window // 3].")
 @click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
               help="Surface motion estimate (as tracking's --motion_method).")
+@click.option("--start", type=click.IntRange(min=0), default=0, show_default=True,
+              help="First frame used: calibrate on the part of the training recording after the frames the dataset "
+                   "took (video_to_dataset.py --end), one frame's length of belt travel later.")
 @click.option("--max_frames", type=click.IntRange(min=1), default=None, help="Use at most this many frames.")
 def main(video_path: str, surface_window: int, surface_min_frames: int | None, motion_method: str,
-         max_frames: int | None, **options: Any) -> None:
+         start: int, max_frames: int | None, **options: Any) -> None:
     """Calibrate the thresholds of surface-averaged maps on a defect-free video."""
     try:
         window, min_frames = check_surface_window(surface_window, surface_min_frames)
@@ -309,10 +321,13 @@ def main(video_path: str, surface_window: int, surface_min_frames: int | None, m
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     info = video_io.probe_video(video_path)
     shared.check_roi(engine_cfg, info)
+    if start >= info.frame_count:  # before the model loads
+        raise SurfaceCalibrationError(f"--start {start}: {video_path} has {info.frame_count} frames; start earlier")
     engine = InferenceEngine.from_config(engine_cfg)
-    result = calibrate(engine, video_path, window, min_frames, motion_method, max_frames)
+    result = calibrate(engine, video_path, window, min_frames, motion_method, max_frames, start)
     path = write(class_dir, result)
-    click.echo(f"averaged maps  {result.frames} frames of {video_path} (window {window}, min frames {min_frames})")
+    click.echo(f"averaged maps  {result.frames} frames of {video_path} from frame {start} (window {window}, "
+               f"min frames {min_frames})")
     click.echo(f"peaks          mean {result.peak_mean:.4f}  std {result.peak_std:.4f}  max {result.peak_max:.4f}")
     click.echo(f"thresholds     region {result.threshold:.4f} ({RULE})  low {result.low_threshold:.4f} ({LOW_RULE})"
                f"  frame {result.frame_threshold:.4f} ({FRAME_RULE} of the frame scores)")

@@ -237,6 +237,20 @@ def test_probe_zero_frame_video(tmp_path: Path) -> None:
         video_io.iter_frames(path)  # fails when called, before any frame is asked for
 
 
+def test_iter_frames_from_a_start_frame(tmp_path: Path) -> None:
+    gray = [np.full((32, 32), v, np.uint8) for v in (20, 70, 120, 170, 220)]
+    path = tmp_path / "gray.mp4"
+    with AtomicVideoWriter(path, 5, (32, 32)) as writer:
+        for frame in gray:
+            writer.write(frame)
+    batches = list(video_io.iter_frames(path, batch_size=2, start=2))
+    assert [len(b) for b in batches] == [2, 1]
+    assert [float(f.mean()) for b in batches for f in b] == pytest.approx([120, 170, 220], abs=4)
+    assert list(video_io.iter_frames(path, start=5)) == []  # past the end: nothing
+    with pytest.raises(VideoError, match="start frame -1"):
+        video_io.iter_frames(path, start=-1)
+
+
 def test_iter_frames_rejects_bad_batch_size(tmp_path: Path) -> None:
     path = write_video(tmp_path / "clip.mp4", smooth_frames(2))
     with pytest.raises(VideoError, match="batch_size"):

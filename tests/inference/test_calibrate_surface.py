@@ -194,10 +194,28 @@ def test_cli_calibrates_single_frames_and_tracking_cuts_them_with_it(tiny_model,
     (copied_model / tiny_model.class_name / "surface_calibration.json").unlink()
 
 
+def test_cli_calibrates_on_the_frames_from_start_on(tiny_model, copied_model, tmp_path):
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 10, 2)
+    model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1", "--start", "4"]) == 0
+    result = surface_cal.load(copied_model / tiny_model.class_name)
+    assert (result.frames, result.start) == (6, 4)
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu"))
+    scores = np.array([r.score for r in engine.predict(frames_of(clip)[4:])], np.float64)  # frames 4..9 only
+    assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()), abs=1e-6)
+    # a file written before --start existed reads as start 0
+    data = {k: v for k, v in result.to_dict().items() if k != "start"}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "surface_calibration.json").write_text(json.dumps(data))
+    assert surface_cal.load(tmp_path / "old").start == 0
+    (copied_model / tiny_model.class_name / "surface_calibration.json").unlink()
+
+
 @pytest.mark.parametrize("case, needle", [
     ("missing video", "nothing.mp4"),
     ("unreadable video", "broken.mp4"),
     ("window of zero", "--surface_window"),
+    ("start past the end", "--start 6"),
     ("min frames above the window", "--surface_min_frames"),
     ("too short a video", "longer defect-free video"),
     ("wrong class", "mvtec_nope"),
@@ -213,6 +231,8 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, copi
         video = str(write_unreadable(tmp_path))
     elif case == "window of zero":
         extra = ["--surface_window", "0"]
+    elif case == "start past the end":
+        extra = ["--surface_window", "4", "--start", "6"]
     elif case == "min frames above the window":
         extra = ["--surface_window", "4", "--surface_min_frames", "5"]
     elif case == "too short a video":
