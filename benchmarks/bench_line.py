@@ -23,6 +23,8 @@ photo so that it never repeats, the training video's from one half of the photo 
 the other half, each with its own seed (surface the model has never seen, as on a real line; without
 it all three videos show the same surface; with `--surface_window`, the surface is calibrated on a fourth
 recording, of the second half with a seed of its own); `--noise` adds camera noise to all of them.
+`--calibrate_from rest` trains on the first four fifths of the training recording and calibrates on what
+follows one frame width of travel later (the single-recording workflow).
 """
 from __future__ import annotations
 
@@ -82,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true",
                         help="with --surface_window 1: calibrate single frames on a recording too "
                              "(calibrate_surface.py --surface_window 1) instead of the held-out thresholds")
+    parser.add_argument("--calibrate_from", choices=("other", "rest", "recording"), default=None,
+                        help="what calibrate_surface.py runs on: 'other' a fourth recording (of the second half with "
+                             "--new_surface), 'rest' the last fifth of the training recording, which the dataset then "
+                             "leaves out (video_to_dataset --end; calibrate_surface --start one frame width of travel "
+                             "later), 'recording' the training recording [other with --new_surface, else recording]")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.surface_window < 1:
         parser.error("--surface_window must be at least 1")
+    if args.calibrate_from is None:
+        args.calibrate_from = "other" if args.new_surface else "recording"
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "bench_line.log"
@@ -106,17 +115,20 @@ def main(argv: list[str] | None = None) -> int:
         times.update(record_and_train(args, out, log, videos))
     calibrate = args.surface_window > 1 or args.calibrate
     runs = f"runs_window{args.surface_window}" if calibrate else "runs"
+    if calibrate and args.calibrate_from == "rest":
+        runs += "_rest"
     if not calibrate:  # the checkpoint's thresholds: an earlier run's single-frame calibration would be read instead
         (out / "results" / "models" / "backbone_0" / "custom_line" / "surface_calibration.json").unlink(missing_ok=True)
     if calibrate:
         # On new surface, calibrate on a recording of surface that neither training nor the tests saw.
-        calibration = out / "videos" / "calibration.mp4" if args.new_surface else videos["normal"]
+        calibration = out / "videos" / "calibration.mp4" if args.calibrate_from == "other" else videos["normal"]
         if not calibration.exists():
             run([sys.executable, "preprocessing/create_conveyor_video.py", *surface_flags(args, "calibration"),
                  "--speed", str(args.speed), "--defects", "0", "--frames", str(args.normal_frames // 2),
                  "--seed", str(args.seed + 3), "--output", str(calibration)], log)
+        start = rest_start(args) if args.calibrate_from == "rest" else 0
         run([sys.executable, "inference/calibrate_surface.py", *model, "--video_path", str(calibration),
-             "--surface_window", str(args.surface_window)], log)
+             "--surface_window", str(args.surface_window), "--start", str(start)], log)
     model += ["--pixel_size", str(args.pixel_size), "--no_organized_output", "--surface_window",
               str(args.surface_window)]
     print(f"line: {args.texture} {args.width}x{args.height}, {args.speed} px/frame, pixel {args.pixel_size} mm; "
@@ -156,6 +168,17 @@ def surface_flags(args: argparse.Namespace, video: str) -> list[str]:
     return flags
 
 
+def dataset_end(args: argparse.Namespace) -> int:
+    """video_to_dataset --end: the whole training recording, or its first four fifths with --calibrate_from rest."""
+    return args.normal_frames * 4 // 5 if args.calibrate_from == "rest" else args.normal_frames
+
+
+def rest_start(args: argparse.Namespace) -> int:
+    """calibrate_surface --start with --calibrate_from rest: one frame width of belt travel after the dataset's end,
+    so that no calibration frame shows surface a training frame showed."""
+    return dataset_end(args) + -(-args.width // args.speed)
+
+
 def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dict[str, Path]) -> dict[str, float]:
     """Steps 1-3: the three videos, the dataset from the defect-free one, the model; their wall seconds."""
     py = sys.executable
@@ -171,7 +194,7 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
          str(args.speed), "--seed", str(args.seed), "--output", str(videos["defects"])], log)
     times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
                                "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),
-                               "--overwrite"], log)
+                               "--end", str(dataset_end(args)), "--overwrite"], log)
     short = str(min(args.width, args.height) // 16 * 16)
     times["train"], _ = run([py, "main.py", "--seed", str(args.seed), "--results_path", str(out / "results"),
                              *TRAIN_FLAGS, *[flag for layer in args.layers for flag in ("-le", layer)],
