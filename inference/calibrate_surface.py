@@ -96,6 +96,9 @@ FRAME_RULE = "max(max,mean+4std)"  # of the frames' own image scores
 LOW_RULE = "q99(pixels)"
 LOW_QUANTILE = 0.99
 PIXELS_PER_MAP = 4096  # about this many pixels of each averaged map go into the low threshold's sample
+# Measured on bench_line's gravel line with new surface (the same model, window 30): a recording of other surface
+# calibrated on 9.4 frame lengths left no false track on the defect video, on 3.3 of it three.
+MIN_BELT_VIEWS = 8
 DEFAULT_WINDOW = 30  # bench_line's gravel line: 15, 30 and 60 found the same defects; 30 flagged no new frame
 
 
@@ -119,6 +122,7 @@ class SurfaceCalibration:
     motion_method: str
     frame_threshold: float  # image threshold of single frames (the frame flags), from the same recording
     start: int = 0  # the video's first frame used (files written before it existed: 0)
+    belt_views: float | None = None  # frame lengths of surface the frames showed (belt_views; older files: None)
     rule: str = RULE
     low_rule: str = LOW_RULE
     frame_rule: str = FRAME_RULE
@@ -164,11 +168,28 @@ def pixel_sample(averaged: np.ndarray, size: int = PIXELS_PER_MAP) -> np.ndarray
     return averaged[step // 2::step, step // 2::step].ravel()
 
 
+@dataclass(frozen=True)
+class RecordingLevels:
+    """What a defect-free recording gives: the maps tracking cuts, the scores it flags frames by, the belt seen."""
+
+    peaks: np.ndarray  # the peak of every averaged map from the min_frames-th frame on
+    pixels: np.ndarray  # a regular sample of their pixels
+    scores: np.ndarray  # every frame's own image score
+    views: float  # frame lengths of surface the frames showed (belt_views)
+
+
+def belt_views(travelled: tuple[float, float], frame_shape: tuple[int, int]) -> float:
+    """Frame lengths of surface a recording showed: one view plus its travel along the motion's main axis
+    (x: frame widths, y: frame heights)."""
+    height, width = frame_shape
+    dx, dy = abs(travelled[0]), abs(travelled[1])
+    along, length = (dx, width) if dx >= dy else (dy, height)
+    return 1.0 + along / max(length, 1)
+
+
 def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
-                    motion_method: str, max_frames: int | None = None,
-                    start: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(the peak of every averaged map of a video from its min_frames-th frame after `start` on, a sample of
-    their pixels, every frame's own image score): the maps tracking cuts and the scores it flags frames by."""
+                    motion_method: str, max_frames: int | None = None, start: int = 0) -> RecordingLevels:
+    """The levels of a defect-free video from frame `start` on, scored, averaged and cut as tracking does."""
     estimator = SurfaceMotionEstimator(motion_method)
     info = video_io.probe_video(video_path)
     edges = surface_edges(engine, (info.height, info.width))  # as tracking averages
@@ -189,9 +210,9 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
             # Scored as tracking scores them: the grid shifted along the motion measured so far when averaging.
             shifts = frame_shifts(engine, index, len(batch), travelled) if average is not None else None
             for frame, result in zip(batch, engine.predict(batch, shifts)):
+                motion = estimator.estimate(frame)  # the belt seen, in both paths; the average follows it
+                travelled = (travelled[0] + motion[0], travelled[1] + motion[1])
                 if average is not None:
-                    motion = estimator.estimate(frame)
-                    travelled = (travelled[0] + motion[0], travelled[1] + motion[1])
                     averaged = average.update(result.anomaly_map, motion)
                 else:
                     averaged = np.asarray(result.anomaly_map, np.float32)
@@ -203,22 +224,34 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
             progress.update(len(batch))
             if index >= limit:
                 break
-    return (np.array(peaks, np.float64), (np.concatenate(pixels) if pixels else np.zeros(0, np.float32)),
-            np.array(scores, np.float64))
+    return RecordingLevels(np.array(peaks, np.float64),
+                           np.concatenate(pixels) if pixels else np.zeros(0, np.float32),
+                           np.array(scores, np.float64), belt_views(travelled, (info.height, info.width)))
 
 
 def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
               motion_method: str = "phase", max_frames: int | None = None, start: int = 0) -> SurfaceCalibration:
     """The surface calibration of a defect-free video (from frame `start` on)."""
-    peaks, pixels, scores = averaged_levels(engine, video_path, window, min_frames, motion_method, max_frames, start)
+    levels = averaged_levels(engine, video_path, window, min_frames, motion_method, max_frames, start)
+    peaks = levels.peaks
     if len(peaks) < 2:
         raise SurfaceCalibrationError(
             f"{video_path}: {len(peaks)} averaged frames after the first {min_frames}; use a longer defect-free "
             "video (a few hundred frames) or a smaller --surface_min_frames")
-    high, low = thresholds(peaks, pixels)
+    high, low = thresholds(peaks, levels.pixels)
     return SurfaceCalibration(window, min_frames, high, low, len(peaks), float(peaks.mean()), float(peaks.std()),
                               float(peaks.max()), str(video_path), motion_method,
-                              calibration.image_threshold(scores, rule=FRAME_RULE), start)
+                              calibration.image_threshold(levels.scores, rule=FRAME_RULE), start,
+                              round(levels.views, 2))
+
+
+def coverage_warning(result: SurfaceCalibration) -> str | None:
+    """A one-line warning when the recording showed too little belt for thresholds that hold, else None."""
+    if result.belt_views is None or result.belt_views >= MIN_BELT_VIEWS:
+        return None
+    return (f"{result.video} showed {result.belt_views:.1f} frame lengths of surface from frame {result.start} "
+            f"({result.frames} frames): thresholds from so little belt sit low and new surface crosses them; "
+            f"calibrate on a recording of at least {MIN_BELT_VIEWS} frame lengths (a longer one, or more of it)")
 
 
 def path_of(class_dir: Path) -> Path:
@@ -331,7 +364,11 @@ def main(video_path: str, surface_window: int, surface_min_frames: int | None, m
     click.echo(f"peaks          mean {result.peak_mean:.4f}  std {result.peak_std:.4f}  max {result.peak_max:.4f}")
     click.echo(f"thresholds     region {result.threshold:.4f} ({RULE})  low {result.low_threshold:.4f} ({LOW_RULE})"
                f"  frame {result.frame_threshold:.4f} ({FRAME_RULE} of the frame scores)")
+    click.echo(f"belt           {result.belt_views:.1f} frame lengths of surface seen")
     click.echo(f"written        {path}")
+    warning = coverage_warning(result)
+    if warning is not None:
+        click.echo(f"warning        {warning}")
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -45,6 +46,21 @@ def test_the_pixel_sample_is_a_regular_grid_of_about_the_asked_size():
     assert 2048 <= sample.size <= 4096  # every 7th pixel: 37 x 92 rows and columns
     assert sample[0] == averaged[3, 3] and sample[1] == averaged[3, 10]
     assert surface_cal.pixel_sample(np.ones((8, 8), np.float32), 4096).size == 64
+
+
+def test_belt_views_count_frame_lengths_along_the_main_axis_of_the_motion():
+    assert surface_cal.belt_views((-600.0, 3.0), (256, 640)) == pytest.approx(1 + 600 / 640)
+    assert surface_cal.belt_views((5.0, 300.0), (256, 640)) == pytest.approx(1 + 300 / 256)  # a vertical belt
+    assert surface_cal.belt_views((0.0, 0.0), (256, 640)) == 1.0  # a still surface shows one view
+
+
+def test_a_recording_of_too_little_belt_is_warned_about():
+    short = replace(stored(), belt_views=3.3, start=1547, video="normal.mp4")
+    warning = surface_cal.coverage_warning(short)
+    assert "normal.mp4 showed 3.3 frame lengths" in warning and "from frame 1547" in warning
+    assert f"at least {surface_cal.MIN_BELT_VIEWS} frame lengths" in warning
+    assert surface_cal.coverage_warning(replace(stored(), belt_views=float(surface_cal.MIN_BELT_VIEWS))) is None
+    assert surface_cal.coverage_warning(stored()) is None  # files written before the count: nothing to say
 
 
 def test_calibration_round_trips_through_its_file(tmp_path):
@@ -133,9 +149,15 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
     assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "4", "--surface_min_frames",
                             "2"]) == 0
-    assert "written" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "written" in printed
     result = surface_cal.load(copied_model / tiny_model.class_name)
     assert (result.window, result.min_frames, result.frames) == (4, 2, 11)  # frames 2..12 have averaged pixels
+    # 11 steps of 2 px along the width: about 1 + 22 / width frame lengths, far too little belt, said so
+    width = frames_of(clip)[0].shape[1]
+    assert result.belt_views == pytest.approx(1 + 22 / width, abs=0.05)
+    assert f"belt           {result.belt_views:.1f} frame lengths" in printed
+    assert "warning        " in printed and "calibrate on a recording of at least" in printed
     assert result.threshold >= result.peak_max >= result.peak_mean >= result.low_threshold  # q99 below the peaks
     assert result.low_rule == "q99(pixels)" and result.version == 4
     # the frame threshold: max(max, mean + 4 std) of the frames' own image scores, as the engine scores them
