@@ -23,8 +23,8 @@ photo so that it never repeats, the training video's from one half of the photo 
 the other half, each with its own seed (surface the model has never seen, as on a real line; without
 it all three videos show the same surface; with `--surface_window`, the surface is calibrated on a fourth
 recording, of the second half with a seed of its own); `--noise` adds camera noise to all of them.
-`--calibrate_from rest` trains on the first four fifths of the training recording and calibrates on what
-follows one frame width of travel later (the single-recording workflow).
+`--calibrate_from rest` trains on the first `--train_share` (default half) of the training recording and
+calibrates on what follows one frame width of travel later (the single-recording workflow).
 """
 from __future__ import annotations
 
@@ -86,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
                              "(calibrate_surface.py --surface_window 1) instead of the held-out thresholds")
     parser.add_argument("--calibrate_from", choices=("other", "rest", "recording"), default=None,
                         help="what calibrate_surface.py runs on: 'other' a fourth recording (of the second half with "
-                             "--new_surface), 'rest' the last fifth of the training recording, which the dataset then "
-                             "leaves out (video_to_dataset --end; calibrate_surface --start one frame width of travel "
-                             "later), 'recording' the training recording [other with --new_surface, else recording]")
+                             "--new_surface), 'rest' what the dataset leaves of the training recording after "
+                             "--train_share (video_to_dataset --end; calibrate_surface --start one frame width of "
+                             "travel later), 'recording' the training recording [other with --new_surface, else "
+                             "recording]")
+    parser.add_argument("--train_share", type=float, default=0.5,
+                        help="with --calibrate_from rest: the share of the training recording the dataset takes")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
@@ -102,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.surface_window < 1:
         parser.error("--surface_window must be at least 1")
+    if not 0.0 < args.train_share < 1.0:
+        parser.error("--train_share must lie between 0 and 1")
     if args.calibrate_from is None:
         args.calibrate_from = "other" if args.new_surface else "recording"
     out = args.out.resolve()
@@ -169,8 +174,8 @@ def surface_flags(args: argparse.Namespace, video: str) -> list[str]:
 
 
 def dataset_end(args: argparse.Namespace) -> int:
-    """video_to_dataset --end: the whole training recording, or its first four fifths with --calibrate_from rest."""
-    return args.normal_frames * 4 // 5 if args.calibrate_from == "rest" else args.normal_frames
+    """video_to_dataset --end: the whole training recording, or its first --train_share with --calibrate_from rest."""
+    return int(args.normal_frames * args.train_share) if args.calibrate_from == "rest" else args.normal_frames
 
 
 def rest_start(args: argparse.Namespace) -> int:
