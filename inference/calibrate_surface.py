@@ -58,6 +58,11 @@ line and exit code 2.
 With a single defect-free recording, train on its first part and calibrate on the rest: `video_to_dataset.py
 --end E`, then `--start S` here with S at least one frame's length of belt travel after E (frame length along
 the motion / speed in px per frame), so that no calibration frame shows surface a training frame showed.
+
+Both rules take a maximum, so they hold on about as much surface as the recording showed: the output (and the
+file's `belt_views`) gives the belt seen in frame lengths (one view plus the measured travel along the motion),
+and a warning below MIN_BELT_VIEWS (8; on the gravel line 9.4 frame lengths of other surface left no false
+track on the defect video, 3.3 left three: docs/calibration.md).
 """
 from __future__ import annotations
 
