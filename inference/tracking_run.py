@@ -377,7 +377,10 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     info = video_io.probe_video(options["video_path"])
     shared.check_roi(engine_cfg, info)
-    calibrate_surface.surface_plan(class_dir, options)  # a missing or mismatched calibration: before any work
+    # A missing or mismatched calibration fails here, before any work; a used one sets the frame flags' level.
+    _, _, stored = calibrate_surface.surface_plan(class_dir, options)
+    if stored is not None:
+        engine_cfg = replace(engine_cfg, threshold=stored.frame_threshold)
     layout = plan_output(options, class_dir.name, now or dt.datetime.now())
     remove_interrupted(layout)
     created: list[Path] = []
@@ -390,8 +393,6 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
         engine = InferenceEngine.from_config(engine_cfg)
         fps = info.fps  # probe_video gives every video a frame rate (video_io.ASSUMED_FPS when it states none)
         levels = calibrate_surface.tracking_levels(engine, class_dir, options)
-        if levels.frame_threshold is not None:  # the frame flags' level, calibrated on the line's recording
-            engine.threshold = levels.frame_threshold
         tracker = GLASSDefectTracker(analyzer, threshold=levels.threshold, low_threshold=levels.low_threshold,
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
