@@ -45,9 +45,10 @@ map, scored as tracking scores single frames (no grid shift), gives its peak and
 levels and the frame threshold come from the recording instead of the checkpoint's held-out images.
 
 All go to CLASS_DIR/surface_calibration.json (written atomically) with the window, the video and
-the peaks' statistics (one file per class: calibrating another window replaces it); tracking reads them
-by default, with the file's window unless --surface_window asks for another (--threshold overrides; an
-explicit --surface_window 1 with a file of a longer window takes the checkpoint's levels).
+the peaks' statistics, one calibration per window (calibrating a window again replaces its own); tracking
+reads them by default, with the most recently calibrated window unless --surface_window asks for another
+(--threshold overrides; an explicit --surface_window 1 without a window-1 calibration takes the checkpoint's
+levels).
 Use a defect-free recording of surface that the dataset did not come from (another stretch of the
 belt or product): video_to_dataset.py trains on every Nth frame of its recording, so that recording's
 frames score as seen surface; on bench_line's gravel line with surface the model had never seen
@@ -138,11 +139,10 @@ class SurfaceCalibration:
         return asdict(self)
 
     @classmethod
-    def from_file(cls, path: Path) -> SurfaceCalibration:
-        """Reads a file written by `write`; anything unreadable names the file and the fix."""
+    def from_dict(cls, data: Mapping[str, Any], path: Path) -> SurfaceCalibration:
+        """One calibration as `write` stores it; anything unreadable names the file and the fix."""
         fix = f"re-run python inference/calibrate_surface.py for this class (it rewrites {path.name})"
         try:
-            data = json.loads(path.read_text())
             if data.get("version") != VERSION:
                 raise SurfaceCalibrationError(f"{path}: version {data.get('version')!r}, this code reads "
                                               f"{VERSION}; {fix}")
@@ -156,7 +156,7 @@ class SurfaceCalibration:
             return calibration_
         except SurfaceCalibrationError:
             raise
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, TrackingError) as err:
+        except (ValueError, KeyError, TypeError, AttributeError, TrackingError) as err:
             raise SurfaceCalibrationError(f"{path}: unreadable surface calibration ({err}); {fix}") from None
 
 
@@ -264,16 +264,49 @@ def path_of(class_dir: Path) -> Path:
     return Path(class_dir) / FILE_NAME
 
 
-def load(class_dir: Path) -> SurfaceCalibration | None:
-    """The class's surface calibration, or None when it has none."""
+def stored_entries(path: Path) -> list[dict[str, Any]]:
+    """The calibrations a class's file holds as written, oldest first (a file of one calibration, as written
+    before windows shared the file, is a list of one)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SurfaceCalibrationError(f"{path}: unreadable surface calibration ({err}); re-run python "
+                                      f"inference/calibrate_surface.py for this class (it rewrites {path.name})"
+                                      ) from None
+    entries = data.get("calibrations", [data]) if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise SurfaceCalibrationError(f"{path}: unreadable surface calibration (not a calibration object); re-run "
+                                      f"python inference/calibrate_surface.py for this class (it rewrites {path.name})")
+    return entries
+
+
+def load_all(class_dir: Path) -> list[SurfaceCalibration]:
+    """Every calibration of the class (one per window), the most recently written last; [] without a file."""
     path = path_of(class_dir)
-    return SurfaceCalibration.from_file(path) if path.is_file() else None
+    if not path.is_file():
+        return []
+    return [SurfaceCalibration.from_dict(entry, path) for entry in stored_entries(path)]
+
+
+def load(class_dir: Path, window: int | None = None) -> SurfaceCalibration | None:
+    """The class's calibration for `window` (None: the most recently written one), or None when it has none."""
+    found = [entry for entry in load_all(class_dir) if window is None or entry.window == window]
+    return found[-1] if found else None
 
 
 def write(class_dir: Path, result: SurfaceCalibration) -> Path:
-    """Writes the calibration beside the checkpoint (temp file, then rename)."""
+    """Adds the calibration to the class's file beside the checkpoint, replacing the one of the same window
+    (temp file, then rename); a file it cannot read is replaced whole, with a warning."""
     path = path_of(class_dir)
-    content = {**result.to_dict(), "created": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    kept: list[dict[str, Any]] = []
+    if path.is_file():
+        try:
+            kept = [entry for entry, read in zip(stored_entries(path), load_all(class_dir))
+                    if read.window != result.window]
+        except SurfaceCalibrationError as err:
+            LOGGER.warning("%s; writing this calibration in its place", err)
+    entry = {**result.to_dict(), "created": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
+    content = {"calibrations": [*kept, entry]}
     utils.atomic_write_text(path, json.dumps(content, indent=2, allow_nan=False) + "\n")
     return path
 
@@ -300,11 +333,12 @@ def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int,
     model or the command line), from the flags and the class's file; checked without loading the model, so a
     run fails before any work."""
     window, min_frames = options.get("surface_window"), options.get("surface_min_frames")
-    stored = load(class_dir)
-    if window is None:
-        window = stored.window if stored is not None else 1
-        if stored is not None and min_frames is None:
-            min_frames = stored.min_frames
+    calibrated = load_all(class_dir)
+    if window is None:  # the most recently calibrated window, else single frames
+        window = calibrated[-1].window if calibrated else 1
+        if calibrated and min_frames is None:
+            min_frames = calibrated[-1].min_frames
+    stored = next((entry for entry in reversed(calibrated) if entry.window == window), None)
     try:
         window, min_frames = check_surface_window(window, min_frames)
     except TrackingError as err:
@@ -312,15 +346,15 @@ def surface_plan(class_dir: Path, options: Mapping[str, Any]) -> tuple[int, int,
     if levels_given(options):
         return window, min_frames, None
     if window == 1:  # single frames: the recording's levels when it was calibrated for them, else the model's
-        return window, min_frames, stored if stored is not None and stored.window == 1 else None
+        return window, min_frames, stored
     fix = (f"run python inference/calibrate_surface.py --model_path {class_dir} --video_path <defect-free video> "
            f"--surface_window {window} --surface_min_frames {min_frames}, or pass --pixel_threshold")
-    if stored is None:
+    if not calibrated:
         raise SurfaceCalibrationError(f"--surface_window {window}: {class_dir} has no {FILE_NAME}; {fix}")
-    if (stored.window, stored.min_frames) != (window, min_frames):
-        raise SurfaceCalibrationError(
-            f"--surface_window {window} --surface_min_frames {min_frames}: {path_of(class_dir)} was calibrated "
-            f"for window {stored.window}, min frames {stored.min_frames}; {fix}")
+    if stored is None or stored.min_frames != min_frames:
+        held = ", ".join(f"window {entry.window}, min frames {entry.min_frames}" for entry in calibrated)
+        raise SurfaceCalibrationError(f"--surface_window {window} --surface_min_frames {min_frames}: "
+                                      f"{path_of(class_dir)} was calibrated for {held}; {fix}")
     return window, min_frames, stored
 
 

@@ -66,7 +66,7 @@ def test_a_recording_of_too_little_belt_is_warned_about():
 def test_calibration_round_trips_through_its_file(tmp_path):
     path = surface_cal.write(tmp_path, stored())
     assert path == tmp_path / "surface_calibration.json"
-    assert json.loads(path.read_text())["created"]
+    assert json.loads(path.read_text())["calibrations"][0]["created"]
     assert surface_cal.load(tmp_path) == stored()
     assert surface_cal.load(tmp_path / "elsewhere") is None
 
@@ -82,6 +82,9 @@ def test_calibration_round_trips_through_its_file(tmp_path):
     (json.dumps({**stored().to_dict(), "threshold": None}), "unreadable"),
     (json.dumps({**stored().to_dict(), "min_frames": 40}), "unreadable"),
     (json.dumps({k: v for k, v in stored().to_dict().items() if k != "window"}), "unreadable"),
+    (json.dumps({"calibrations": [stored().to_dict(), {**stored(1, 1).to_dict(), "version": 3}]}), "version 3"),
+    (json.dumps({"calibrations": "none"}), "not a calibration object"),
+    (json.dumps([1, 2]), "not a calibration object"),
 ])
 def test_a_bad_calibration_file_names_itself_and_the_fix(tmp_path, content, needle):
     (tmp_path / "surface_calibration.json").write_text(content)
@@ -115,6 +118,34 @@ def test_tracking_levels_follow_the_flags_and_the_calibration(tmp_path):
     assert levels(single) == (1, 1, 0.56, 0.55, path)
     assert levels(single, surface_window=1) == (1, 1, 0.56, 0.55, path)
     assert levels(single, surface_window=1, pixel_threshold=0.8) == (1, 1, 0.8, 0.8, "command line")
+
+
+def test_each_window_keeps_its_own_calibration_and_the_latest_is_the_default(tmp_path, caplog):
+    surface_cal.write(tmp_path, stored(30, 10))
+    single = replace(stored(1, 1), threshold=0.7, low_threshold=0.65, frame_threshold=0.8)
+    surface_cal.write(tmp_path, single)
+    path = str(tmp_path / "surface_calibration.json")
+    assert [entry.window for entry in surface_cal.load_all(tmp_path)] == [30, 1]
+    assert levels(tmp_path) == (1, 1, 0.7, 0.65, path)  # the latest: single frames
+    assert levels(tmp_path, surface_window=30) == (30, 10, 0.56, 0.55, path)  # window 30 kept its own
+    assert levels(tmp_path, surface_window=1) == (1, 1, 0.7, 0.65, path)
+    again = replace(stored(30, 10), threshold=0.6)  # calibrating window 30 again replaces its entry only
+    surface_cal.write(tmp_path, again)
+    assert surface_cal.load_all(tmp_path) == [single, again]
+    assert levels(tmp_path) == (30, 10, 0.6, 0.55, path)
+    with pytest.raises(surface_cal.SurfaceCalibrationError) as err:
+        surface_cal.tracking_levels(MODEL_LEVELS, tmp_path, {"surface_window": 20})
+    assert "calibrated for window 1, min frames 1, window 30, min frames 10" in str(err.value)
+    # a file of one calibration, as written before windows shared the file, still reads, and gains the next
+    (tmp_path / "surface_calibration.json").write_text(json.dumps(stored(30, 10).to_dict()))
+    assert surface_cal.load_all(tmp_path) == [stored(30, 10)]
+    surface_cal.write(tmp_path, single)
+    assert surface_cal.load_all(tmp_path) == [stored(30, 10), single]
+    # a file it cannot read is replaced by the new calibration, with a warning
+    (tmp_path / "surface_calibration.json").write_text("{broken")
+    surface_cal.write(tmp_path, single)
+    assert surface_cal.load_all(tmp_path) == [single]
+    assert "writing this calibration in its place" in caplog.text
 
 
 @pytest.mark.parametrize("options, needle", [
