@@ -141,7 +141,7 @@ class SurfaceCalibration:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: Path) -> SurfaceCalibration:
         """One calibration as `write` stores it; anything unreadable names the file and the fix."""
-        fix = f"re-run python inference/calibrate_surface.py for this class (it rewrites {path.name})"
+        fix = rewrite_fix(path)
         try:
             if data.get("version") != VERSION:
                 raise SurfaceCalibrationError(f"{path}: version {data.get('version')!r}, this code reads "
@@ -264,19 +264,23 @@ def path_of(class_dir: Path) -> Path:
     return Path(class_dir) / FILE_NAME
 
 
+def rewrite_fix(path: Path) -> str:
+    """What to do about an unusable calibration file."""
+    return f"re-run python inference/calibrate_surface.py for this class (it rewrites {path.name})"
+
+
 def stored_entries(path: Path) -> list[dict[str, Any]]:
     """The calibrations a class's file holds as written, oldest first (a file of one calibration, as written
     before windows shared the file, is a list of one)."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise SurfaceCalibrationError(f"{path}: unreadable surface calibration ({err}); re-run python "
-                                      f"inference/calibrate_surface.py for this class (it rewrites {path.name})"
+        raise SurfaceCalibrationError(f"{path}: unreadable surface calibration ({err}); {rewrite_fix(path)}"
                                       ) from None
     entries = data.get("calibrations", [data]) if isinstance(data, dict) else None
     if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
-        raise SurfaceCalibrationError(f"{path}: unreadable surface calibration (not a calibration object); re-run "
-                                      f"python inference/calibrate_surface.py for this class (it rewrites {path.name})")
+        raise SurfaceCalibrationError(f"{path}: unreadable surface calibration (not a calibration object); "
+                                      f"{rewrite_fix(path)}")
     return entries
 
 
@@ -301,8 +305,8 @@ def write(class_dir: Path, result: SurfaceCalibration) -> Path:
     kept: list[dict[str, Any]] = []
     if path.is_file():
         try:
-            kept = [entry for entry, read in zip(stored_entries(path), load_all(class_dir))
-                    if read.window != result.window]
+            kept = [entry for entry in stored_entries(path)
+                    if SurfaceCalibration.from_dict(entry, path).window != result.window]
         except SurfaceCalibrationError as err:
             LOGGER.warning("%s; writing this calibration in its place", err)
     entry = {**result.to_dict(), "created": dt.datetime.now().astimezone().isoformat(timespec="seconds")}
