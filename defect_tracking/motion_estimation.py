@@ -222,37 +222,31 @@ def _windowed(gray: np.ndarray, window: np.ndarray) -> np.ndarray:
 
 
 def _phase_shift(previous: np.ndarray, current: np.ndarray) -> tuple[tuple[float, float], float]:
-    """Phase-correlation shift of `current` relative to `previous` (both pre-windowed), peak."""
-    # The window is applied by the caller, not passed to cv2.phaseCorrelate: OpenCV 5.0's
-    # phaseCorrelate multiplies its inputs by the window IN PLACE (found by test), which
-    # would corrupt the stored previous frame.
-    (dx, dy), response = cv2.phaseCorrelate(previous, current)
-    if not (math.isfinite(dx) and math.isfinite(dy)):
-        return (dx, dy), response
-    return _subpixel_peak(previous, current, (dx, dy)), response
+    """Phase-correlation shift of `current` relative to `previous` (both pre-windowed) and its response (the
+    correlation summed over the 5x5 pixels around the peak, as cv2.phaseCorrelate reports it; checked equal).
 
-
-def _subpixel_peak(previous: np.ndarray, current: np.ndarray, coarse: tuple[float, float]) -> tuple[float, float]:
-    """The shift at the phase-correlation peak nearest `coarse`, to a fraction of a pixel from the peak and its two
-    neighbours on each axis: for a shift by a fraction f of a broadband image they are sinc(f), sinc(1 - f) and
-    about 0, so f = right / (right + peak) (Foroosh, Zerubia and Berthod 2002); the left neighbour's share is taken
-    off in the same way, so that a peak that windowing or a flat frame widened symmetrically stays centred."""
-    # Written here because cv2.phaseCorrelate's own sub-pixel step (a 5x5 centroid) pulls fractions towards the
-    # nearest integer: measured on gravel belts downscaled 5x, a 0.6 px shift read 0.78 and 2.4 px read 2.22
-    # (a 1280x720 belt at 12 px/frame as 11.1); OpenCV returns no correlation surface to refine on.
+    The sub-pixel shift comes from the peak and its two neighbours on each axis: for a shift by a fraction f of
+    a broadband image they are sinc(f), sinc(1 - f) and about 0, so f = right / (right + peak) (Foroosh,
+    Zerubia and Berthod 2002); the left neighbour's share is taken off in the same way, so that a peak that
+    windowing or a flat frame widened symmetrically stays centred."""
+    # Written here rather than cv2.phaseCorrelate: its sub-pixel step (a 5x5 centroid) pulls fractions towards
+    # the nearest integer (measured on gravel belts downscaled 5x: a 0.6 px shift read 0.78, 2.4 px read 2.22,
+    # so a 1280x720 belt at 12 px/frame read 11.1), and it returns no correlation surface to refine on.
     spectrum = cv2.mulSpectrums(cv2.dft(current, flags=cv2.DFT_COMPLEX_OUTPUT),
                                 cv2.dft(previous, flags=cv2.DFT_COMPLEX_OUTPUT), 0, conjB=True)
     spectrum /= cv2.magnitude(spectrum[..., 0], spectrum[..., 1])[..., None] + 1e-12
     surface = cv2.idft(spectrum, flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
     height, width = surface.shape
-    peak_x, peak_y = int(round(coarse[0])) % width, int(round(coarse[1])) % height
+    peak_y, peak_x = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    rows, cols = (np.arange(peak_y - 2, peak_y + 3) % height), (np.arange(peak_x - 2, peak_x + 3) % width)
+    response = float(surface[np.ix_(rows, cols)].sum())
     shift = []
     for peak, size, row in ((peak_x, width, surface[peak_y, :]), (peak_y, height, surface[:, peak_x])):
         centre = float(row[peak])
         left, right = max(float(row[(peak - 1) % size]), 0.0), max(float(row[(peak + 1) % size]), 0.0)
         fraction = right / (right + centre) - left / (left + centre) if centre > 0.0 else 0.0
         shift.append((peak if peak <= size // 2 else peak - size) + fraction)
-    return shift[0], shift[1]
+    return (shift[0], shift[1]), response
 
 
 def _parabola_offset(profile: np.ndarray, peak: int) -> float:
