@@ -292,9 +292,9 @@ def load_all(class_dir: Path) -> list[SurfaceCalibration]:
     return [SurfaceCalibration.from_dict(entry, path) for entry in stored_entries(path)]
 
 
-def load(class_dir: Path, window: int | None = None) -> SurfaceCalibration | None:
-    """The class's calibration for `window` (None: the most recently written one), or None when it has none."""
-    found = [entry for entry in load_all(class_dir) if window is None or entry.window == window]
+def load(class_dir: Path) -> SurfaceCalibration | None:
+    """The class's most recently written calibration, or None when it has none."""
+    found = load_all(class_dir)
     return found[-1] if found else None
 
 
