@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --calibrate_from rest: the share of the training recording the dataset takes")
     parser.add_argument("--resize", type=int, default=None,
                         help="main.py dataset --resize/--imagesize: the model's scale (frames' shorter side scaled to "
-                             "it) [the frame height rounded down to a multiple of 16: full resolution]")
+                             "it; above the shorter side the frames are enlarged) [the frame height rounded down to a "
+                             "multiple of 16: full resolution]")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.surface_window < 1:
         parser.error("--surface_window must be at least 1")
-    if args.resize is not None and not 32 <= args.resize <= min(args.width, args.height):
-        parser.error("--resize must lie between 32 and the frame's shorter side")
+    if args.resize is not None and not 32 <= args.resize <= 4 * min(args.width, args.height):
+        parser.error("--resize must lie between 32 and 4 times the frame's shorter side")
     if not 0.0 < args.train_share < 1.0:
         parser.error("--train_share must lie between 0 and 1")
     if args.calibrate_from is None:

@@ -5,8 +5,9 @@
 
 Runs one of the video modes (it adds no behaviour of its own), with that mode's own flags:
 sidebyside (default) -> video_inference_sidebyside.py, basic -> video_inference.py,
-clean -> video_inference_clean.py, size -> video_inference_with_size.py.
-Without OUTPUT the video goes to output/<class_name>/<input stem>_<mode>.mp4. A flag of another
+clean -> video_inference_clean.py, size -> video_inference_with_size.py, tracking ->
+video_inference_with_tracking.py. Without OUTPUT the video goes to output/<class_name>/<input stem>_<mode>.mp4
+(tracking: its own output/<class_name>/<timestamp>/ folder). A flag of another
 mode (e.g. --intensity with --mode size) is refused, not ignored.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from click.core import ParameterSource
 from inference import cli as shared
 from inference import modes
 
-WRAPPED_MODES = ("sidebyside", "basic", "clean", "size")  # the --mode choices; the first is the default
+WRAPPED_MODES = ("sidebyside", "basic", "clean", "size", "tracking")  # the --mode choices; the first is the default
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ main = click.Command(
             click.argument("input_video"),
             click.argument("output_video", required=False),
             click.option("--mode", type=click.Choice(WRAPPED_MODES), default=WRAPPED_MODES[0], show_default=True,
-                         help="Which script: sidebyside, basic, clean (overlay only) or size (defect sizes)."),
+                         help="Which script: sidebyside, basic, clean (overlay only), size (defect sizes) or tracking "
+                              "(defects tracked across frames, one report entry each)."),
             shared.model_options,
             shared.display_options,
         ),

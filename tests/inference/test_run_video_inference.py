@@ -1,6 +1,7 @@
 """inference/run_video_inference.py: the one wrapper over every mode (default output, flag checks, as a script)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -55,3 +56,19 @@ def test_wrapper_forwards_and_refuses_flags_of_other_modes(tiny_model, clip, tmp
                                     "--intensity", "1.5"])  # the clean mode's own typed flag checks the value
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--intensity" in err[0] and "1.5" in err[0]
+
+
+def test_wrapper_runs_tracking_with_its_own_flags(tiny_model, clip, tmp_path, capsys):
+    out = tmp_path / "t.mp4"
+    code = run_video_inference.cli([str(clip), str(out), *model_args(tiny_model), "--mode", "tracking",
+                                    "--no_organized_output", "--max_frames", "6", "--pixel_size", "0.1",
+                                    "--merge_gap", "1.5"])
+    assert code == 0 and frame_count(out) == 6
+    report = json.loads(out.with_name("t_report.json").read_text())
+    assert report["settings"]["pixel_size"] == 0.1 and report["settings"]["merge_gap_mm"] == 1.5
+    assert len(read_csv(out.with_name("t_frames.csv"))) == 6
+    capsys.readouterr()
+    code = run_video_inference.cli([str(clip), str(out), *model_args(tiny_model), "--mode", "size",
+                                    "--merge_gap", "1.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--merge_gap applies to --mode tracking" in err[0]
