@@ -102,6 +102,7 @@ FRAME_RULE = "max(max,mean+4std)"  # of the frames' own image scores
 LOW_RULE = "q99(pixels)"
 LOW_QUANTILE = 0.99
 PIXELS_PER_MAP = 4096  # about this many pixels of each averaged map go into the low threshold's sample
+MAX_SAMPLE_PIXELS = 1 << 22  # at most this many in all (16 MB; about 1000 maps' worth before thinning)
 # Measured on bench_line's gravel line with new surface (the same model, window 30): a recording of other surface
 # calibrated on 9.4 frame lengths left no false track on the defect video, on 3.3 of it three.
 MIN_BELT_VIEWS = 8
@@ -173,6 +174,31 @@ def pixel_sample(averaged: np.ndarray, size: int = PIXELS_PER_MAP) -> np.ndarray
     return averaged[step // 2::step, step // 2::step].ravel()
 
 
+class PixelSample:
+    """The maps' pixel samples, thinned evenly (every other one dropped, from then on in new maps too) to stay
+    at most `limit` long: a long recording keeps a sample of bounded size, equally dense over all its frames."""
+
+    def __init__(self, limit: int = MAX_SAMPLE_PIXELS) -> None:
+        self.limit = limit
+        self.stride = 1  # every stride-th pixel of a map's sample is kept
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, pixels: np.ndarray) -> None:
+        """Keeps this map's sample at the current density; halves the density of all of it past the limit."""
+        kept = np.array(pixels[::self.stride], np.float32)
+        self.parts.append(kept)
+        self.size += kept.size
+        if self.size > self.limit:
+            self.parts = [self.values()[::2].copy()]
+            self.size = self.parts[0].size
+            self.stride *= 2
+
+    def values(self) -> np.ndarray:
+        """Every pixel kept, in the order the maps came."""
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, np.float32)
+
+
 @dataclass(frozen=True)
 class RecordingLevels:
     """What a defect-free recording gives: the maps tracking cuts, the scores it flags frames by, the belt seen."""
@@ -204,7 +230,7 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
     if start >= info.frame_count:
         raise SurfaceCalibrationError(f"--start {start}: {video_path} has {info.frame_count} frames; start earlier")
     peaks: list[float] = []
-    pixels: list[np.ndarray] = []
+    pixels = PixelSample()
     scores: list[float] = []
     index = 0
     travelled = (0.0, 0.0)
@@ -224,14 +250,13 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
                 scores.append(result.score)
                 if index >= min_frames - 1:
                     peaks.append(float(averaged.max()))
-                    pixels.append(pixel_sample(averaged))
+                    pixels.add(pixel_sample(averaged))
                 index += 1
             progress.update(len(batch))
             if index >= limit:
                 break
-    return RecordingLevels(np.array(peaks, np.float64),
-                           np.concatenate(pixels) if pixels else np.zeros(0, np.float32),
-                           np.array(scores, np.float64), belt_views(travelled, (info.height, info.width)))
+    return RecordingLevels(np.array(peaks, np.float64), pixels.values(), np.array(scores, np.float64),
+                           belt_views(travelled, (info.height, info.width)))
 
 
 def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,

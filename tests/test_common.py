@@ -53,6 +53,17 @@ def test_anomaly_maps_are_bilinear_then_gaussian_sigma4():
     assert maps.min() >= scores.min() - 1e-6 and maps.max() <= scores.max() + 1e-6
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (3, 50), (33, 1), (64, 80), (256, 320)])
+@pytest.mark.parametrize("sigma", [0.5, 1.5, 4.0, 6.3])
+def test_gaussian_smooth_is_scipys_gaussian_filter(shape, sigma):
+    """OpenCV's filter (the fast path) against scipy's (the reference's smoothing), maps smaller than the kernel too."""
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    smoothed = common.gaussian_smooth(image, sigma)
+    assert smoothed.dtype == np.float32 and smoothed.shape == shape
+    np.testing.assert_allclose(smoothed, ndimage.gaussian_filter(image, sigma=sigma), atol=1e-6)
+    assert np.array_equal(common.gaussian_smooth(image, 0.0), image)
+
+
 def test_select_device_without_cuda_falls_back_to_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert common.select_device([0]) == torch.device("cpu")

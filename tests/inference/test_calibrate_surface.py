@@ -48,6 +48,23 @@ def test_the_pixel_sample_is_a_regular_grid_of_about_the_asked_size():
     assert surface_cal.pixel_sample(np.ones((8, 8), np.float32), 4096).size == 64
 
 
+def test_a_long_recordings_pixel_sample_stays_bounded_and_equally_dense_over_its_frames():
+    sample = surface_cal.PixelSample(limit=1000)
+    maps = [np.full(64, float(index), np.float32) for index in range(100)]  # map i: 64 pixels of value i
+    for pixels in maps:
+        sample.add(pixels)
+    kept = sample.values()
+    assert 500 <= kept.size <= 1000 and sample.stride == 8  # 6400 pixels thinned three times
+    counts = np.bincount(kept.astype(int), minlength=100)
+    assert counts.min() >= 7 and counts.max() <= 9  # every map kept at the same density (64 / 8)
+    every = np.concatenate(maps)
+    assert abs(np.quantile(kept, 0.99) - np.quantile(every, 0.99)) <= 1.0
+    short = surface_cal.PixelSample(limit=1000)
+    for pixels in maps[:10]:
+        short.add(pixels)
+    assert np.array_equal(short.values(), np.concatenate(maps[:10]))  # under the limit: every pixel, unchanged
+
+
 def test_belt_views_count_frame_lengths_along_the_main_axis_of_the_motion():
     assert surface_cal.belt_views((-600.0, 3.0), (256, 640)) == pytest.approx(1 + 600 / 640)
     assert surface_cal.belt_views((5.0, 300.0), (256, 640)) == pytest.approx(1 + 300 / 256)  # a vertical belt
