@@ -11,7 +11,8 @@ threshold. The average of defect-free maps is far lower and steadier than one fr
 thresholds calibrated on held-out images (for single frames) do not apply to it. This script runs
 the model over a defect-free video exactly as tracking does (engine, motion estimate, average) and
 takes, over the frames after the first `surface_min_frames` (before them no pixel has been averaged
-enough to count), the peak of each averaged map and a regular sample of its pixels:
+enough to count), the peak of each averaged map and a regular sample of its pixels (at most 4M pixels in
+all, thinned evenly over the frames on long recordings):
 
 * threshold (a region must reach it) = max(max, mean + 4 std) of those peaks (calibration.py's rule
   "max(max,mean+4std)"). Four, not the three of the held-out images: an average over 30 frames changes
