@@ -116,7 +116,7 @@ def anomaly_maps(
 
 def gaussian_smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     """A 2-D float32 map smoothed as the reference smooths maps: scipy.ndimage.gaussian_filter (mode "reflect",
-    truncate 4), computed by OpenCV's separable filter (the same kernel and border; 4x faster per frame)."""
+    truncate 4), computed by OpenCV's separable filter (the same kernel and border, float32 sums)."""
     if sigma <= 0:
         return np.array(image, np.float32)
     side = 2 * int(4.0 * sigma + 0.5) + 1  # scipy's kernel: radius truncate * sigma, rounded

@@ -72,3 +72,13 @@ def test_wrapper_runs_tracking_with_its_own_flags(tiny_model, clip, tmp_path, ca
                                     "--merge_gap", "1.5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--merge_gap applies to --mode tracking" in err[0]
+
+
+def test_wrapper_tracking_without_output_writes_its_own_run_folder(tiny_model, clip, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = run_video_inference.cli([str(clip), *model_args(tiny_model), "--mode", "tracking", "--max_frames", "3"])
+    assert code == 0
+    runs = list((tmp_path / "output" / tiny_model.class_name).iterdir())  # output/<class>/<timestamp>/
+    assert len(runs) == 1
+    report = json.loads((runs[0] / "report" / "tracking_report.json").read_text())
+    assert isinstance(report["defects"], list) and frame_count(runs[0] / "output-video" / "clip_tracking.mp4") == 3
