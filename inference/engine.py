@@ -133,7 +133,7 @@ class InferenceEngine:
                 raise EngineError(f"frame of shape {frame.shape} in a batch of {geometry.frame} frames; "
                                   "score frames of different sizes in separate calls")
             try:
-                batch[i] = preprocess.frame_input(frame, self.geometry(frame, shift), self.info.mean, self.info.std)
+                preprocess.frame_input(frame, self.geometry(frame, shift), self.info.mean, self.info.std, out=batch[i])
             except preprocess.PreprocessError as err:
                 raise EngineError(str(err)) from None
         return batch

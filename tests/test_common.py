@@ -53,6 +53,20 @@ def test_anomaly_maps_are_bilinear_then_gaussian_sigma4():
     assert maps.min() >= scores.min() - 1e-6 and maps.max() <= scores.max() + 1e-6
 
 
+@pytest.mark.parametrize("grid, size, atol", [((1, 1), (8, 8), 1e-6), ((1, 7), (8, 56), 1e-6),
+                                              ((32, 38), (256, 304), 1e-6), ((5, 3), (37, 61), 1e-6),
+                                              ((16, 16), (256, 256), 1e-6), ((40, 30), (17, 23), 1e-5)])
+def test_upsample_map_is_torchs_bilinear(grid, size, atol):
+    """OpenCV's resize (the fast path) against F.interpolate(bilinear, align_corners=False): odd ratios and 1-cell
+    grids to 1e-6; a shrink (maps never shrink) to 1e-5."""
+    scores = np.random.default_rng(0).random(grid, dtype=np.float32)
+    expected = F.interpolate(torch.from_numpy(scores)[None, None], size=size, mode="bilinear",
+                             align_corners=False)[0, 0].numpy()
+    resized = common.upsample_map(scores, size)
+    assert resized.dtype == np.float32 and resized.shape == size
+    np.testing.assert_allclose(resized, expected, rtol=0, atol=atol)
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (3, 50), (33, 1), (64, 80), (256, 320)])
 @pytest.mark.parametrize("sigma", [0.5, 1.5, 4.0, 6.3])
 def test_gaussian_smooth_is_scipys_gaussian_filter(shape, sigma):
