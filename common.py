@@ -102,9 +102,9 @@ def upsample_map(grid: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """A 2-D float32 score grid bilinearly resized to `size` (H, W) as torch's F.interpolate(mode="bilinear",
     align_corners=False) resizes it (half-pixel centres, edges clamped), computed by OpenCV."""
     height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
-    # OpenCV rather than torch: the same sampling (equal to 1e-6 enlarging, tested), but torch's parallel kernel
-    # competes with ONNX Runtime's threads in the video pipeline (profiled in bench_video at 320x256: 2.2 ms per
-    # map; the run's score column fell 32 -> 30 ms with OpenCV, README "Speed of the tracking pipeline").
+    # OpenCV rather than torch: the same sampling (equal to 1e-6 enlarging, tested) without torch's thread pool,
+    # which competed with ONNX Runtime's in the video pipeline (2.2 ms per 320x256 map there under cProfile,
+    # 0.05 with OpenCV; end to end the difference is within this machine's run-to-run noise, bench_video).
     return cv2.resize(np.ascontiguousarray(grid, np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
