@@ -22,7 +22,7 @@ import model as glass_model
 import preprocess
 import utils
 import video_io
-from size_analyzer import MM_PER_UNIT
+from size_analyzer import UNITS
 from inference import runner
 from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
 
@@ -74,7 +74,9 @@ def size_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return apply_options(command, [
         click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=1.0, show_default=True,
                      help="Side length of one video pixel in --physical_unit."),
-        click.option("--physical_unit", type=click.Choice(tuple(MM_PER_UNIT)), default="mm", show_default=True),
+        click.option("--physical_unit", type=click.Choice(UNITS), default="mm", show_default=True,
+                     help="Unit of --pixel_size and of every size reported; px: sizes in pixels (--pixel_size 1; "
+                          "severity classes and --merge_gap then read a pixel as a millimetre)."),
         click.option("--min_defect_area", type=click.IntRange(min=0), default=10, show_default=True,
                      help="Smallest defect kept, in pixels (smaller regions are noise)."),
         click.option("--pixel_threshold", type=click.FloatRange(0.0, 1.0), default=None,

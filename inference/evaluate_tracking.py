@@ -41,7 +41,7 @@ import numpy as np
 
 import utils
 from errors import UserError
-from size_analyzer import MM_PER_UNIT
+from size_analyzer import MM_PER_UNIT, PIXEL_UNIT
 
 LOGGER = logging.getLogger(__name__)
 
@@ -234,6 +234,9 @@ def read_report(path: Path) -> Report:
     where = f"report {path} settings"
     pixel_size = _number(settings, "pixel_size", where)
     unit = settings.get("physical_unit")
+    if unit == PIXEL_UNIT:
+        raise EvaluationError(f"{where}: sizes in px have no physical scale to compare with the ground truth's mm; "
+                              "track again with --pixel_size P --physical_unit mm (P: one pixel's side in mm)")
     if pixel_size <= 0 or unit not in MM_PER_UNIT:
         raise EvaluationError(f"{where}: need pixel_size > 0 and physical_unit in {sorted(MM_PER_UNIT)}, "
                               f"got {pixel_size!r} {unit!r}; {REPORT_FIX}")

@@ -31,7 +31,7 @@ from paths import make_writable_folder
 from service import service_version
 from service.config import ServiceConfig, ServiceConfigError
 from service.http_errors import ApiError
-from service.inspection import (PIXEL_UNIT, InspectParams, batch_row, failed_row, image_response, inspect,
+from service.inspection import (InspectParams, batch_row, failed_row, image_response, inspect,
                                 parse_int)
 from service.jobs import Job, JobQueue, JobSettings
 from service.models import ModelRegistry
@@ -297,10 +297,8 @@ def add_routes(app: FastAPI, config: ServiceConfig, registry: ModelRegistry, job
         job_id, folder = jobs.new_folder()
         try:
             path, info = save_video(data, name, folder, config.max_pixels)
-            pixel_unit = params.unit == PIXEL_UNIT
             settings = JobSettings(model.entry.class_dir, config.device, config.backend, params.threshold,
-                                   params.pixel_size, "mm" if pixel_unit else params.analyzer().physical_unit,
-                                   frames)
+                                   params.pixel_size, params.shown_unit, frames)
             total = min(info.frame_count, frames or math.inf)
             jobs.submit(Job(job_id, folder, path, settings, frames_total=int(total)))
         except BaseException:

@@ -5,14 +5,14 @@ score >= threshold (the model's calibrated image threshold, or the request's). R
 map as the size video mode cuts them (`size_analyzer`): at the model's calibrated pixel threshold, or at the
 request's threshold when one is given (one knob for both, `cli.region_threshold`), measured with the request's
 pixel size. A region's length and width are its box's longer and shorter side (a still image has no direction
-of motion). With unit "px" sizes are in pixels (pixel size 1; severity then reads them as mm, as the video
-commands' default --pixel_size 1 --physical_unit mm does).
+of motion). With unit "px" sizes are in pixels (pixel size 1; severity then reads them as mm: size_analyzer's px
+unit, which video jobs pass on to the tracking command).
 """
 from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -23,9 +23,8 @@ from inference.cli import region_threshold
 from inference.engine import FrameResult
 from service.http_errors import ApiError
 from service.models import LoadedModel
-from size_analyzer import MM_PER_UNIT, Defect, DefectSizeAnalyzer, SizeAnalysis, draw_defects
+from size_analyzer import MM_PER_UNIT, PIXEL_UNIT, Defect, DefectSizeAnalyzer, SizeAnalysis, draw_defects
 
-PIXEL_UNIT = "px"
 UNITS = (PIXEL_UNIT, *MM_PER_UNIT, "in")
 MIN_DEFECT_AREA = 10  # px; the video commands' --min_defect_area default
 OVERLAY_INTENSITY = 0.5  # heatmap weight in the overlay (as the video overlays)
@@ -57,13 +56,12 @@ class InspectParams:
 
     def analyzer(self) -> DefectSizeAnalyzer:
         """The size analyzer measuring in this pixel size and unit."""
-        unit = "mm" if self.unit == PIXEL_UNIT else self.unit
-        return DefectSizeAnalyzer(self.pixel_size, unit, MIN_DEFECT_AREA)
+        return DefectSizeAnalyzer(self.pixel_size, self.unit, MIN_DEFECT_AREA)
 
     @property
     def shown_unit(self) -> str:
         """The unit regions are reported in (px, mm, cm or inch)."""
-        return self.unit if self.unit == PIXEL_UNIT else self.analyzer().physical_unit
+        return self.analyzer().physical_unit
 
 
 def parse_float(field: str, text: str | None) -> float | None:
@@ -121,10 +119,9 @@ def region(index: int, defect: Defect, params: InspectParams) -> dict[str, Any]:
     """One measured region as the API gives it (x, y, w, h in image pixels; sizes in the request's unit)."""
     x1, y1, x2, y2 = defect.box
     w, h = x2 - x1, y2 - y1
-    scale = params.pixel_size if params.unit != PIXEL_UNIT else 1.0
     return {"id": index, "x": int(x1), "y": int(y1), "w": int(w), "h": int(h), "area_px": int(defect.area_px),
-            "area": float(defect.area_physical), "length": float(max(w, h) * scale),
-            "width": float(min(w, h) * scale), "unit": params.shown_unit, "severity": defect.severity,
+            "area": float(defect.area_physical), "length": float(max(w, h) * params.pixel_size),
+            "width": float(min(w, h) * params.pixel_size), "unit": params.shown_unit, "severity": defect.severity,
             "max_score": float(defect.max_score)}
 
 
@@ -145,8 +142,7 @@ def image_response(name: str, model_id: str, image: np.ndarray, found: Inspectio
                    params: InspectParams) -> dict[str, Any]:
     """The full JSON of /api/test_image: numbers, regions and the three pictures."""
     score = float(found.result.score)
-    labelled = replace(found.analysis, physical_unit=params.shown_unit)  # labels in the request's unit
-    overlay = draw_defects(drawing.overlay(image, found.result.anomaly_map, OVERLAY_INTENSITY), labelled)
+    overlay = draw_defects(drawing.overlay(image, found.result.anomaly_map, OVERLAY_INTENSITY), found.analysis)
     return {
         "file": name, "model_id": model_id, "width": int(image.shape[1]), "height": int(image.shape[0]),
         "score": score, "threshold": found.threshold, "decision": found.decision,

@@ -6,7 +6,9 @@
 from size_analyzer.draw import SEVERITY_COLOURS_BGR, draw_defects
 from size_analyzer.measure import (
     MM_PER_UNIT,
+    PIXEL_UNIT,
     SEVERITY_LEVELS,
+    UNITS,
     Defect,
     DefectSizeAnalyzer,
     SeverityThresholds,
@@ -18,6 +20,7 @@ from size_analyzer.report import CSV_COLUMNS, csv_rows, csv_text, frame_report, 
 __all__ = [
     "CSV_COLUMNS",
     "MM_PER_UNIT",
+    "PIXEL_UNIT",
     "SEVERITY_COLOURS_BGR",
     "SEVERITY_LEVELS",
     "Defect",
@@ -25,6 +28,7 @@ __all__ = [
     "SeverityThresholds",
     "SizeAnalysis",
     "SizeAnalysisError",
+    "UNITS",
     "csv_rows",
     "csv_text",
     "draw_defects",

@@ -17,7 +17,9 @@ Pipeline of `DefectSizeAnalyzer.analyze_defects`:
 The result is a `SizeAnalysis` with one `Defect` per region, ordered by descending pixel area
 (ties: the box's top, then left edge). Severity (`SeverityThresholds`) classifies the area in mm^2.
 ``pixel_size`` is the side length of one pixel in ``physical_unit``, so physical areas are
-``pixels * pixel_size**2`` in unit^2 and physical lengths ``pixels * pixel_size`` in unit.
+``pixels * pixel_size**2`` in unit^2 and physical lengths ``pixels * pixel_size`` in unit. The unit "px"
+(pixel size 1) measures in pixels without a physical scale: sizes are labelled px, and wherever a millimetre
+figure is needed (severity classes, a merge gap in mm) a pixel is read as a millimetre.
 """
 from __future__ import annotations
 
@@ -33,7 +35,11 @@ from errors import UserError
 
 #: Millimetres per unit (the canonical names; UNIT_ALIASES maps every accepted spelling to one).
 MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "inch": 25.4}
-UNIT_ALIASES = {"mm": "mm", "cm": "cm", "inch": "inch", "in": "inch", "inches": "inch"}
+#: Sizes in pixels, no physical scale (pixel_size 1); read as mm where mm are needed (see the module docstring).
+PIXEL_UNIT = "px"
+UNITS = (*MM_PER_UNIT, PIXEL_UNIT)
+UNIT_ALIASES = {"mm": "mm", "cm": "cm", "inch": "inch", "in": "inch", "inches": "inch",
+                "px": PIXEL_UNIT, "pixel": PIXEL_UNIT, "pixels": PIXEL_UNIT}
 SEVERITY_LEVELS = ("low", "medium", "high", "critical")
 #: Relative tolerance at severity boundaries: unit round-off (0.1 cm vs 1 mm) must not flip a class.
 _BOUNDARY_RTOL = 1e-9
@@ -136,11 +142,12 @@ def _is_count(value: Any, minimum: int) -> bool:
 
 
 def _normalise_unit(physical_unit: str) -> str:
-    """Canonical unit name (mm, cm, inch) of an accepted spelling."""
+    """Canonical unit name (mm, cm, inch, px) of an accepted spelling."""
     key = physical_unit.strip().lower() if isinstance(physical_unit, str) else None
     if key not in UNIT_ALIASES:
         raise SizeAnalysisError(
-            f"physical_unit must be one of mm, cm, inch (or in), got {physical_unit!r}; pass e.g. physical_unit='mm'"
+            f"physical_unit must be one of mm, cm, inch (or in), px, got {physical_unit!r}; "
+            "pass e.g. physical_unit='mm'"
         )
     return UNIT_ALIASES[key]
 
@@ -268,7 +275,7 @@ def _fill_label_map(label_map: np.ndarray, parts: list[_WindowRegions], order: n
 
 
 class DefectSizeAnalyzer:
-    """Measures defect regions of anomaly maps in pixels and in a physical unit (mm, cm or inch)."""
+    """Measures defect regions of anomaly maps in pixels and in a physical unit (mm, cm or inch; or px)."""
 
     def __init__(
         self,
@@ -297,6 +304,11 @@ class DefectSizeAnalyzer:
             )
         self.pixel_size = float(pixel_size)
         self.physical_unit = _normalise_unit(physical_unit)
+        if self.physical_unit == PIXEL_UNIT and self.pixel_size != 1.0:
+            raise SizeAnalysisError(
+                f"pixel_size {pixel_size!r} with physical_unit px: a pixel is 1 px; give the unit the pixel size "
+                "is in (mm, cm or inch), e.g. pixel_size=0.1, physical_unit='mm'"
+            )
         self.min_defect_area = int(min_defect_area)
         self.severity_thresholds = _thresholds_from(severity_thresholds_mm2)
         self.morphology_kernel_size = int(morphology_kernel_size)
@@ -309,8 +321,8 @@ class DefectSizeAnalyzer:
 
     @property
     def area_to_mm2(self) -> float:
-        """Factor from this analyzer's unit^2 to mm^2."""
-        return MM_PER_UNIT[self.physical_unit] ** 2
+        """Factor from this analyzer's unit^2 to mm^2 (px^2 read as mm^2)."""
+        return MM_PER_UNIT.get(self.physical_unit, 1.0) ** 2
 
     def classify_severity(self, area_physical: float) -> str:
         """Severity of one area given in this analyzer's unit^2."""

@@ -262,6 +262,8 @@ def test_bad_input_ends_with_one_line(tmp_path, capsys):
     assert "'pixel_size' must be a number" in _bad(tmp_path, capsys, no_size, GOOD_TRUTH)
     furlong = json.dumps(report([], unit="furlong"))
     assert "physical_unit in" in _bad(tmp_path, capsys, furlong, GOOD_TRUTH)
+    pixels = json.dumps(report([], pixel_size=1.0, unit="px"))
+    assert "--pixel_size P --physical_unit mm" in _bad(tmp_path, capsys, pixels, GOOD_TRUTH)
     bad_box = json.dumps(report([{**reported(1, [0, 0, 1, 1], (0, 1)), "surface_box_px": [0, 0, 1]}]))
     assert "defects[0]: 'surface_box_px' must be [x1, y1, x2, y2]" in _bad(tmp_path, capsys, bad_box, GOOD_TRUTH)
     bad_tracks = json.dumps(report([{**reported(1, [0, 0, 1, 1], (0, 1)), "track_ids": ["a"]}]))

@@ -386,6 +386,18 @@ def test_a_video_job_runs_to_done_with_report_defect_frames_and_video(loaded_cli
     assert json.loads(loaded_client.get(state["report_url"]).content)["defects"] == report["defects"]
 
 
+def test_a_video_job_in_pixels_reports_pixel_units(loaded_client, tiny_video):
+    """The default unit px reaches the tracking command: report, totals and defects say px, not mm."""
+    response = loaded_client.post("/api/video", files={"file": ("belt.mp4", tiny_video.read_bytes(), "video/mp4")},
+                                  data={"threshold": "0.5", "max_frames": "6"})
+    state = wait_for_job(loaded_client, response.json()["job_id"])
+    assert state["state"] == "done", state
+    report = state["report"]
+    assert report["settings"]["physical_unit"] == "px" and report["settings"]["pixel_size"] == 1.0
+    assert report["totals"]["area_unit"] == "px^2" and report["totals"]["speed_unit"] == "px/s"
+    assert all(defect["physical_unit"] == "px" for defect in report["defects"])
+
+
 def test_job_files_cannot_leave_the_job_folder(loaded_client, tiny_video, service_config):
     job_id = loaded_client.post("/api/video", files={"file": ("belt.mp4", tiny_video.read_bytes())},
                                 data={"max_frames": "2"}).json()["job_id"]

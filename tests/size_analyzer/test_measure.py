@@ -219,6 +219,17 @@ def test_unit_conversion_factors() -> None:
     assert DefectSizeAnalyzer(physical_unit=" CM ").physical_unit == "cm"
 
 
+def test_px_unit_measures_in_pixels_and_reads_them_as_mm_for_severity() -> None:
+    """unit px: sizes in pixels, labelled px; severity as if a pixel were a millimetre; only pixel size 1."""
+    anomaly_map = rect_map((64, 64), [(10, 10, 30, 40)])  # 600 px: read as 600 mm^2, critical (>= 100)
+    result = DefectSizeAnalyzer(1.0, "pixels").analyze_defects(anomaly_map, use_morphology=False)
+    [defect] = result.defects
+    assert result.physical_unit == "px" and defect.area_physical == 600.0 and defect.severity == "critical"
+    assert DefectSizeAnalyzer(1.0, "px").area_to_mm2 == 1.0
+    with pytest.raises(SizeAnalysisError, match="pixel_size 0.1 with physical_unit px"):
+        DefectSizeAnalyzer(0.1, "px")
+
+
 @pytest.mark.parametrize(
     ("pixels", "expected"), [(99, "low"), (100, "medium"), (999, "medium"), (1000, "high"), (10000, "critical")]
 )
