@@ -131,6 +131,33 @@ def test_motion_estimates_match_the_belt_speed(conveyor: Conveyor) -> None:
         assert np.abs(motion - (-conveyor.speed, 0.0)).max() <= 1.0, method
 
 
+# The belt seen by a camera mounted otherwise: content moving right (mirrored), up or down (portrait frames).
+TURNS = {
+    "left_to_right": (lambda image: np.ascontiguousarray(image[:, ::-1]), lambda dx: (-dx, 0.0)),
+    "bottom_to_top": (lambda image: np.ascontiguousarray(np.rot90(image, -1)), lambda dx: (0.0, dx)),
+    "top_to_bottom": (lambda image: np.ascontiguousarray(np.rot90(image, 1)), lambda dx: (0.0, -dx)),
+}
+
+
+@pytest.mark.parametrize("direction", sorted(TURNS))
+def test_every_direction_of_motion_gives_one_track_per_defect(direction: str) -> None:
+    """The 3 px/frame conveyor mirrored or turned a quarter: motion read along the new axis, one track per
+    defect with its area, as for the belt moving left."""
+    turn, motion_of = TURNS[direction]
+    video = make_conveyor(3)
+    turned = Conveyor([turn(f) for f in video.frames], [turn(m) for m in video.maps],
+                      [turn(lab) for lab in video.labels], video.areas, video.speed)
+    tracker, results = run_tracker(turned)
+    motion = np.median(np.array([r.motion for r in results[1:]]), axis=0)
+    assert np.abs(motion - motion_of(-3.0)).max() <= 0.5, motion
+    overlap = defects_under_tracks(turned, results)
+    assert all(len(defects) == 1 for defects in overlap.values()), overlap
+    assert sorted(next(iter(d)) for d in overlap.values()) == [1, 2, 3, 4]
+    for summary in tracker.summaries():
+        true_area = video.areas[next(iter(overlap[summary.track_id])) - 1]
+        assert abs(summary.max_area_pixels - true_area) <= 0.15 * true_area
+
+
 def test_report_is_json_and_deterministic(conveyor: Conveyor) -> None:
     first, _ = run_tracker(conveyor)
     second, _ = run_tracker(conveyor)
