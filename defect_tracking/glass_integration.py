@@ -230,8 +230,9 @@ class GLASSDefectTracker:
         surface_window - 1 frames at the same surface points (surface.SurfaceAverage), and the thresholds
         apply to that average (calibrate them on a defect-free recording: inference/calibrate_surface.py);
         surface_min_frames (default surface_window // 3): pixels seen in fewer frames start no region;
-        surface_view, surface_margin: the scored part of the frame and the band at its ends along the motion
-        whose pixels are not averaged (surface.SurfaceAverage; InferenceEngine.edge_band gives both).
+        surface_view, surface_margin: the scored part of the frame (where the surface motion is measured, too)
+        and the band at its ends along the motion whose pixels are not averaged (surface.SurfaceAverage;
+        InferenceEngine.edge_band gives both).
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
@@ -268,7 +269,7 @@ class GLASSDefectTracker:
         self.use_morphology = bool(use_morphology)
         self.fps = float(fps)
         self.motion_method = motion_method
-        self.estimator = (SurfaceMotionEstimator(motion_method, motion_downscale)
+        self.estimator = (SurfaceMotionEstimator(motion_method, motion_downscale, view=surface_view)
                           if motion_method is not None else None)
         self.tracker = SurfaceByteTracker(self.config)
         self.stage_seconds = {"motion": 0.0, "average": 0.0, "analysis": 0.0, "tracking": 0.0}

@@ -222,9 +222,9 @@ def belt_views(travelled: tuple[float, float], frame_shape: tuple[int, int]) -> 
 def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int, min_frames: int,
                     motion_method: str, max_frames: int | None = None, start: int = 0) -> RecordingLevels:
     """The levels of a defect-free video from frame `start` on, scored, averaged and cut as tracking does."""
-    estimator = SurfaceMotionEstimator(motion_method)
     info = video_io.probe_video(video_path)
     edges = surface_edges(engine, (info.height, info.width))  # as tracking averages
+    estimator = SurfaceMotionEstimator(motion_method, view=edges["surface_view"])  # motion on the belt, as tracking
     # Window 1: each frame's own map, scored without grid shifts, as tracking cuts single frames.
     average = SurfaceAverage(window, min_frames, edges["surface_view"], edges["surface_margin"]) if window > 1 else None
     limit = max_frames if max_frames is not None else math.inf  # the decoder may give more than stated

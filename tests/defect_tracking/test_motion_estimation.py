@@ -30,7 +30,7 @@ def moving_frames(strip: np.ndarray, velocity: tuple[float, float], count: int, 
     return frames
 
 
-def estimates(method: str, frames: list[np.ndarray], **kwargs: int) -> np.ndarray:
+def estimates(method: str, frames: list[np.ndarray], **kwargs: object) -> np.ndarray:
     """(count-1, 2) estimates after the first frame; asserts the first one is (0, 0)."""
     estimator = SurfaceMotionEstimator(method, **kwargs)
     values = [estimator.estimate(frame) for frame in frames]
@@ -117,11 +117,28 @@ def test_flat_or_unrelated_frames_keep_the_last_reliable_motion(method: str) -> 
     assert estimator.reliable and abs(resumed[0] + 7.0) <= 0.5
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_a_view_measures_the_belt_beside_static_machine_parts(method: str) -> None:
+    """A 384x64 belt moving -6 px/frame above a static photo three times its height: the whole frame reads
+    the static part's zero shift; the view (the belt, tracking's --roi) reads the belt, also with flow's
+    64 px working side on this elongated view."""
+    strip = texture_strip("gravel").astype(np.float32)
+    static = cv2.resize(data.camera(), (384, 192))
+    frames = [np.vstack([np.clip(cv2.getRectSubPix(strip, (384, 64), (300 + 6.0 * t, 200)), 0, 255).astype(np.uint8),
+                         static]) for t in range(15)]
+    assert np.abs(np.median(estimates(method, frames), axis=0)).max() <= 0.5  # the static part wins
+    values = estimates(method, frames, view=(0, 0, 384, 64))
+    assert np.abs(values - (-6.0, 0.0)).max() <= 0.5
+    with pytest.raises(MotionEstimationError, match="outside the 384x256 frame"):
+        SurfaceMotionEstimator(method, view=(0, 0, 400, 64)).estimate(frames[0])
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"method": "optical"}, "unknown motion method"),
     ({"method": "phase", "downscale": 0}, "downscale"),
     ({"method": "phase", "downscale": 1.5}, "downscale"),
     ({"method": "template", "template_fraction": 0.95}, "template_fraction"),
+    ({"method": "phase", "view": (10, 0, 5, 64)}, "motion view"),
 ])
 def test_bad_settings_raise_one_line(kwargs: dict, fragment: str) -> None:
     with pytest.raises(MotionEstimationError, match=fragment) as error:

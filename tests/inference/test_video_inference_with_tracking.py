@@ -287,6 +287,27 @@ def test_pixel_threshold_and_roi_reach_the_tracker(tiny_model, moving_clip, tmp_
         assert sum(1 for _ in handle) == N_FRAMES + 1
 
 
+def test_roi_is_where_the_motion_is_measured(tiny_model, moving_clip, tmp_path):
+    """The moving clip above a static photo three times its height (machine parts beside a belt): with --roi
+    on the belt the report's motion is the belt's, not the static part's zero."""
+    import numpy as np
+    from skimage import data
+
+    static = cv2.cvtColor(cv2.resize(data.camera(), (SIZE, 3 * SIZE)), cv2.COLOR_GRAY2BGR)
+    video = tmp_path / "beside.mp4"
+    capture = cv2.VideoCapture(str(moving_clip))
+    with video_io.AtomicVideoWriter(video, 25.0, (SIZE, 4 * SIZE)) as writer:
+        ok, frame = capture.read()
+        while ok:
+            writer.write(np.vstack([frame, static]))
+            ok, frame = capture.read()
+    out = tmp_path / "beside" / "tracked.mp4"
+    assert script.cli(args(tiny_model, video, "--output_path", str(out), "--no_organized_output",
+                           "--roi", f"0,0,{SIZE},{SIZE}")) == 0
+    report = json.loads((tmp_path / "beside" / "tracked_report.json").read_text())
+    assert report["totals"]["mean_motion_px_per_frame"][0] == pytest.approx(-SHIFT, abs=0.5)
+
+
 @pytest.mark.parametrize("method", ["patchcore", "padim", "draem", "ae"])
 def test_tracking_runs_with_a_model_of_another_method(fitted_methods, method, tmp_path, monkeypatch):
     model = fitted_methods.tiny_model(method)
