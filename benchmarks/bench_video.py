@@ -11,6 +11,10 @@ frame's shorter side, with painted defects) of each requested frame size, after 
 Frames are scored whole at the model's training scale (shorter side -> its resize), so wide and
 large frames cost more than square ones. Model loading and ONNX export are not timed.
 
+To time another commit side by side, check it out in a worktree and run its copy of this script with
+`PYTHONPATH=<worktree>`: without it, the editable install (`pip install -e .`) imports this checkout's modules
+into the worktree's scripts, and both runs time the same code.
+
 Models: `lite0` is the trained demo model (`bash shell/run-demo.sh`, efficientnet_lite0 at
 256 px); `wrn50` is wideresnet50 at 288 px with the paper's dimensions and random weights
 (pretrained ones when found locally): timing does not depend on weight values. The table also

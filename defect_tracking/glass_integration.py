@@ -243,6 +243,7 @@ class GLASSDefectTracker:
                 or not 0.0 <= region_height < 1.0:
             raise TrackingError(f"region_height must be a number in [0, 1), got {region_height!r}")
         self.region_height = float(region_height)
+        self.surface_view = None if surface_view is None else tuple(int(v) for v in surface_view)
         self.surface_window, self.surface_min_frames = check_surface_window(surface_window, surface_min_frames)
         self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames, surface_view,
                                                int(surface_margin))
@@ -330,7 +331,7 @@ class GLASSDefectTracker:
         if self.low_threshold < self.threshold:
             regions = surface.hysteresis_map(full_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
         uncut = np.where(regions >= self.low_threshold, regions, 0)
-        anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height)
+        anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height, self.surface_view)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px, uncut > 0)

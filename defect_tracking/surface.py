@@ -50,10 +50,12 @@ def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: 
     return np.where(keep[labels], anomaly_map, 0).astype(anomaly_map.dtype, copy=False)
 
 
-def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: float) -> np.ndarray:
+def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: float,
+                  view: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """`region_map` (an anomaly map zeroed outside its regions) with each 8-connected region cut where
-    `anomaly_map` falls below `fraction` of the way from the frame's background (the map's median) up to
-    the region's peak; 0 leaves it as it is, 0.5 measures each region at its full width at half maximum.
+    `anomaly_map` falls below `fraction` of the way from the frame's background (the map's median over the
+    scored `view`) up to the region's peak; 0 leaves it as it is, 0.5 measures each region at its full width
+    at half maximum.
 
     Why: the map is the defect blurred at the model's patch scale (8 px cells, Gaussian sigma 4), so a
     fixed cutting level measures a strong defect as large as the blur's tail above that level and a
@@ -66,7 +68,7 @@ def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: flo
     # Peaks over the region pixels only (ndimage.maximum sorts the whole frame: 30 ms at 640x256).
     peaks = np.zeros(count + 1, np.float64)
     np.maximum.at(peaks, labels[inside], region_map[inside])
-    background = map_background(anomaly_map)
+    background = map_background(anomaly_map, view)
     levels = background + fraction * np.maximum(peaks - background, 0.0)
     levels[0] = np.inf  # the background label keeps nothing
     level_of = levels[labels]
@@ -252,10 +254,20 @@ def merge_groups(footprints: dict[int, Footprint], spans: dict[int, tuple[int, i
     return sorted(groups.values())
 
 
-def map_background(anomaly_map: np.ndarray) -> float:
+def in_view(values: np.ndarray, view: tuple[int, int, int, int] | None) -> np.ndarray:
+    """The part of a frame-sized array inside `view` (x0, y0, x1, y1; None: all of it)."""
+    if view is None:
+        return values
+    x0, y0, x1, y1 = view
+    return values[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)]
+
+
+def map_background(anomaly_map: np.ndarray, view: tuple[int, int, int, int] | None = None) -> float:
     """The level of a frame's defect-free surface: the median of a map smooth at the patch scale (every
-    4th pixel suffices; ndimage's median of the whole frame costs 30 ms at 640x256)."""
-    return float(np.median(anomaly_map[::4, ::4]))
+    4th pixel suffices; ndimage's median of the whole frame costs 30 ms at 640x256), over the scored `view`
+    only (outside an ROI the map is 0: with the belt on a quarter of the frame the median was 0, the half-height
+    cut fell to half the peak and areas came out twice too large)."""
+    return float(np.median(in_view(anomaly_map, view)[::4, ::4]))
 
 
 def shifted(values: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -354,4 +366,5 @@ class SurfaceAverage:
             if counted is not None:
                 self._mean = np.where(counted, self._mean, mean)
                 self._count = np.where(counted, self._count, count)
-        return np.where(self._count >= self.min_frames, self._mean, map_background(current)).astype(np.float32)
+        return np.where(self._count >= self.min_frames, self._mean,
+                        map_background(current, self.view)).astype(np.float32)

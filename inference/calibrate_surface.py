@@ -87,7 +87,7 @@ import utils
 import video_io
 from defect_tracking import METHODS, SurfaceMotionEstimator
 from defect_tracking.glass_integration import check_surface_window
-from defect_tracking.surface import SurfaceAverage
+from defect_tracking.surface import SurfaceAverage, in_view
 from defect_tracking.surface_bytetrack import TrackingError
 from errors import UserError
 from inference import calibration
@@ -251,7 +251,7 @@ def averaged_levels(engine: InferenceEngine, video_path: str | Path, window: int
                 scores.append(result.score)
                 if index >= min_frames - 1:
                     peaks.append(float(averaged.max()))
-                    pixels.add(pixel_sample(averaged))
+                    pixels.add(pixel_sample(in_view(averaged, edges["surface_view"])))  # the belt's pixels only
                 index += 1
             progress.update(len(batch))
             if index >= limit:

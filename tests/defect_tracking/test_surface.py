@@ -277,6 +277,20 @@ def test_cut_at_half_height_measures_a_blurred_disk_at_its_edge_whatever_its_str
     assert (strong >= 0.5).sum() > 1.2 * (weak >= 0.5).sum()  # what a fixed level does instead
 
 
+def test_cut_at_height_takes_the_background_inside_the_view():
+    """The blurred disk as the scored quarter of a frame zero elsewhere (an ROI): with the view its area as
+    alone; without, the zeros make the background 0 and the half-height cut takes in the blur's tail."""
+    from defect_tracking.surface import cut_at_height
+
+    radius = 25.0
+    frame = np.zeros((640, 160), np.float32)
+    frame[:160] = blurred_disk(radius, 0.5)
+    region = np.where(frame >= 0.5, frame, 0)
+    with_view = cut_at_height(region, frame, 0.5, view=(0, 0, 160, 160))
+    assert abs((with_view > 0).sum() / (math.pi * radius ** 2) - 1) < 0.06
+    assert (cut_at_height(region, frame, 0.5) > 0).sum() > 1.3 * (with_view > 0).sum()
+
+
 def test_cut_at_height_cuts_each_region_at_its_own_peak_and_only_shrinks():
     from defect_tracking.surface import cut_at_height
 
