@@ -22,7 +22,7 @@ import model as glass_model
 import preprocess
 import utils
 import video_io
-from size_analyzer import UNITS
+from size_analyzer import PIXEL_UNIT, UNITS, DefectSizeAnalyzer, SizeAnalysisError
 from inference import runner
 from inference.engine import BACKENDS, EngineConfig, EngineError, InferenceEngine
 
@@ -84,6 +84,15 @@ def size_options(command: Callable[..., Any]) -> Callable[..., Any]:
                           "threshold, calibrated on held-out defect-free images; --threshold, when given, also "
                           "sets it)."),
     ])
+
+
+def size_analyzer(options: Mapping[str, Any]) -> DefectSizeAnalyzer:
+    """The size analyzer of --pixel_size --physical_unit --min_defect_area (a pixel size other than 1 in px is
+    refused naming the flags)."""
+    if options["physical_unit"] == PIXEL_UNIT and options["pixel_size"] != 1.0:
+        raise SizeAnalysisError(f"--pixel_size {options['pixel_size']} with --physical_unit px: a pixel is 1 px; "
+                                "give the unit the pixel size is in, e.g. --physical_unit mm")
+    return DefectSizeAnalyzer(options["pixel_size"], options["physical_unit"], options["min_defect_area"])
 
 
 def region_threshold(engine: InferenceEngine, pixel_threshold: float | None, threshold: float | None) -> float:

@@ -146,7 +146,7 @@ def clean_renderer(options: Mapping[str, Any]) -> MakeRenderer:
 
 def size_renderer(options: Mapping[str, Any]) -> MakeRenderer:
     """size: defect boxes measured with --pixel_size --physical_unit --min_defect_area, cut at the pixel threshold."""
-    analyzer = DefectSizeAnalyzer(options["pixel_size"], options["physical_unit"], options["min_defect_area"])
+    analyzer = shared.size_analyzer(options)
 
     def make_renderer(engine: InferenceEngine) -> SizeRenderer:
         """A fresh renderer cutting regions at the pixel threshold (shared.region_threshold)."""

@@ -52,7 +52,6 @@ from inference import calibrate_surface
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine, frame_shifts, surface_edges
-from size_analyzer import DefectSizeAnalyzer
 
 LOGGER = logging.getLogger(__name__)
 
@@ -371,7 +370,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
                  on_progress: Callable[[int, int], None] | None = None) -> tuple[runner.RunSummary, TrackingOutput]:
     """Checks every input, loads the engine, tracks the video and writes video, frames, report and side reports
     (on_progress: runner.RunConfig's, called after every frame)."""
-    analyzer = DefectSizeAnalyzer(options["pixel_size"], options["physical_unit"], options["min_defect_area"])
+    analyzer = shared.size_analyzer(options)
     check_settings(options)
     engine_cfg = shared.engine_config(options)
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)

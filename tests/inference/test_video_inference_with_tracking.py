@@ -169,6 +169,7 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     ("unwritable output folder", "--output_path"),
     ("defect frames dir is a file", "--defect_frames_dir"),
     ("bad pixel size", "--pixel_size"),
+    ("pixel size in px", "--pixel_size 0.1 with --physical_unit px"),
     ("bad fabric speed", "--fabric_speed"),
     ("bad motion method", "--motion_method"),
     ("bad roi", "--roi"),
@@ -201,6 +202,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--defect_frames_dir", str(tmp_path / "frames")]
     elif case == "bad pixel size":
         extra = ["--pixel_size", "-1"]
+    elif case == "pixel size in px":
+        extra = ["--pixel_size", "0.1", "--physical_unit", "px"]
     elif case == "bad fabric speed":
         extra = ["--fabric_speed", "-3"]
     elif case == "bad motion method":
