@@ -31,8 +31,8 @@ def belt(tmp_path_factory):
 
 
 def test_the_turned_video_shows_each_defect_inside_its_turned_frame_box(belt, tmp_path):
-    """Bottom to top: portrait frames; where a frame's ground truth puts a defect, that frame's pixels differ
-    from the untouched belt's no more than elsewhere would allow: checked as the frames turned back."""
+    """Bottom to top: portrait frames that turn back into the original ones (to codec noise), sizes swapped, the
+    surface offset 0, and every frame's defect boxes turned as turn_box turns them."""
     out = tmp_path / "turned.mp4"
     assert turn_video.main([str(belt), "--turn", "bottom_to_top", "--output", str(out)]) == 0
     truth = json.loads((tmp_path / "turned.mp4.json").read_text())
