@@ -264,6 +264,24 @@ def test_cli_calibrates_single_frames_and_tracking_cuts_them_with_it(tiny_model,
     (copied_model / tiny_model.class_name / "surface_calibration.json").unlink()
 
 
+def test_with_a_roi_the_low_threshold_comes_from_the_roi_pixels_only(tiny_model, copied_model, tmp_path):
+    """--roi on half the frame: the pixel sample is the ROI's (known answer through the same rule), not the
+    whole map's with its zeros outside the ROI."""
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 10, 2)
+    model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1", "--roi", "0,0,32,64"]) == 0
+    result = surface_cal.load(copied_model / tiny_model.class_name)
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
+                                                      roi=(0, 0, 32, 64)))
+    maps = [r.anomaly_map for r in engine.predict(frames_of(clip))]
+    peaks = np.array([m.max() for m in maps], np.float64)
+    inside = np.concatenate([surface_cal.pixel_sample(m[:, :32]) for m in maps])
+    whole = np.concatenate([surface_cal.pixel_sample(m) for m in maps])
+    assert result.low_threshold == pytest.approx(surface_cal.thresholds(peaks, inside)[1], abs=1e-6)
+    assert surface_cal.thresholds(peaks, whole)[1] != pytest.approx(result.low_threshold, abs=1e-6)
+    (copied_model / tiny_model.class_name / "surface_calibration.json").unlink()
+
+
 def test_cli_calibrates_on_the_frames_from_start_on(tiny_model, copied_model, tmp_path):
     clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 10, 2)
     model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
