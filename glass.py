@@ -621,6 +621,11 @@ class GLASS:
                 f"{len(header['meta']['heldout'])} others (--holdout or train/good changed); use the same --holdout "
                 f"(0 for runs started before --holdout existed) and images, or delete {self.class_dir} to start over"
             )
+        crop_before = (state.get("meta") or {}).get("train_crop", "centre")
+        crop_now = header["meta"].get("train_crop", "centre")
+        if crop_before != crop_now:
+            raise CheckpointError(f"{latest}: was trained with --train_crop {crop_before}, this run asks for "
+                                  f"{crop_now}; use the same --train_crop, or delete {self.class_dir} to start over")
         self.model.load_head_state(state["weights"], str(latest))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])

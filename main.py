@@ -393,6 +393,11 @@ def ae(**kw: Any) -> tuple[str, PixelOptions]:
               help=f"Fraction of train/good held out of training (at least {data.MIN_HOLDOUT} images, evenly "
                    "spaced over the sorted files) to calibrate the image and pixel thresholds on; 0: none "
                    "(thresholds from training-image scores, optimistic).")
+@click.option("--train_crop", default="centre", type=click.Choice(data.TRAIN_CROPS), show_default=True,
+              help="Where training cuts its --imagesize square from each image scaled to --resize: the centre (the "
+                   "reference), or a random place per image and epoch, so that frames wider or taller than the "
+                   "square are learnt whole (e.g. --resize 720 --imagesize 256: 1280x720 frames at full "
+                   "resolution). Test images keep the centre crop.")
 def dataset(**kw: Any) -> tuple[str, data.DatasetConfig]:
     """Dataset NAME at DATA_PATH with LAS textures from AUG_PATH (DTD's images folder)."""
     explicit = {name for name in ("resize", "imagesize")
@@ -632,7 +637,7 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
                                        pin_memory=pin)
         fit_class(model, loader, job.class_dir, device, opts.seed, train_set.heldout_paths,
                   meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
-                        "holdout": sized.holdout})
+                        "holdout": sized.holdout, "train_crop": sized.train_crop})
     vis_dir = opts.results_path / "eval" / job.tag / key
     outcome: ClassOutcome = evaluate_class(model, job.class_dir, test_loader, device, vis_dir)
     if outcome.calibration:
@@ -669,7 +674,7 @@ def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, siz
     _warn_without_holdout(key, train_set, sized)
     trainer = GLASS(model, job.train, device, job.class_dir, svd,
                     meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
-                          "holdout": sized.holdout},
+                          "holdout": sized.holdout, "train_crop": sized.train_crop},
                     compile_mode=job.compile, heldout=train_set.heldout_paths)
     pin = device.type == "cuda"
     trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),

@@ -40,6 +40,7 @@ GOOD = "good"
 DEFAULT_HOLDOUT = 0.1  # `dataset --holdout` default: fraction of train/good held out to calibrate the thresholds
 MIN_HOLDOUT = 8  # at least this many images are held out (fewer give no usable calibration)
 MAX_HOLDOUT = 0.5  # never more held out than trained on
+TRAIN_CROPS = ("centre", "random")  # `dataset --train_crop`: where training cuts its imagesize square
 
 
 class DatasetError(UserError):
@@ -110,6 +111,10 @@ class DatasetConfig:
     # dataset: programmatic users such as the benchmarks keep every image); the CLI's default is DEFAULT_HOLDOUT.
     holdout: float = 0.0
     resize_masks: bool = False  # resize ground-truth masks to their image (else a size mismatch is an error)
+    # Where a training item's imagesize square is cut from the image scaled to resize: the centre (the
+    # reference), or a place drawn per item and epoch, so that frames wider or taller than the square are
+    # learnt whole (test images keep the centre crop; the engine scores whole frames either way).
+    train_crop: str = "centre"
 
     def __post_init__(self) -> None:
         """Coerce paths/tuples and validate the values."""
@@ -165,6 +170,8 @@ class DatasetConfig:
                                f"got {self.fg}")
         if self.rand_aug not in (0, 1):
             raise DatasetError(f"--rand_aug must be 0 or 1, got {self.rand_aug}")
+        if self.train_crop not in TRAIN_CROPS:
+            raise DatasetError(f"--train_crop must be one of {', '.join(TRAIN_CROPS)}, got {self.train_crop!r}")
         if not 0.0 <= self.holdout <= MAX_HOLDOUT:
             raise DatasetError(f"--holdout must be in [0, {MAX_HOLDOUT}] (the fraction of train/good held out for "
                                f"calibration; 0 holds out none), got {self.holdout}")
@@ -173,7 +180,7 @@ class DatasetConfig:
     def augments_clean_images(self) -> bool:
         """True when any train-time transform changes the clean image between epochs."""
         return any((self.rotate_degrees, self.translate, self.scale, self.brightness, self.contrast,
-                    self.saturation, self.gray, self.hflip, self.vflip))
+                    self.saturation, self.gray, self.hflip, self.vflip, self.train_crop == "random"))
 
     @property
     def feature_size(self) -> int:
@@ -393,12 +400,22 @@ class GlassDataset(torch.utils.data.Dataset):
             img = TF.affine(img, *params, interpolation=InterpolationMode.BILINEAR)
             if fg is not None:
                 fg = TF.affine(fg, *params, interpolation=InterpolationMode.BILINEAR)
-        img = TF.center_crop(img, cfg.imagesize)
+        img, fg = self._crop(img, fg)
         fg_array = None
         if fg is not None:
             # Like the reference (ceil after bilinear resize): any partially covered pixel is foreground.
-            fg_array = (np.asarray(TF.center_crop(fg, cfg.imagesize)) > 0).astype(np.float32)
+            fg_array = (np.asarray(fg) > 0).astype(np.float32)
         return self._to_normalized(img), fg_array
+
+    def _crop(self, img: PIL.Image.Image, fg: PIL.Image.Image | None
+              ) -> tuple[PIL.Image.Image, PIL.Image.Image | None]:
+        """The training square of an image (and of its foreground mask, cut at the same place): --train_crop."""
+        size = self.cfg.imagesize
+        if self.cfg.train_crop == "centre" or min(img.size) < size:  # (too small: centre_crop pads, as before)
+            return TF.center_crop(img, size), (None if fg is None else TF.center_crop(fg, size))
+        top, left, height, width = transforms.RandomCrop.get_params(img, (size, size))  # torch RNG: item-seeded
+        return (TF.crop(img, top, left, height, width),
+                None if fg is None else TF.crop(fg, top, left, height, width))
 
     def _texture(self, rng: np.random.Generator) -> np.ndarray:
         """A random texture image, with three random ops (rand_aug=1) or the train transform (rand_aug=0)."""

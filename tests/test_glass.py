@@ -16,7 +16,7 @@ from datasets.base import DatasetConfig, build_dataloader
 from datasets.registry import build_dataset
 from glass import (GLASS, GasGradient, TrainConfig, ascend_features, ascend_in_hidden_space, truncate_offsets,
                    truncation_vjp)
-from model import Discriminator, GlassModel, NetConfig, load_checkpoint
+from model import CheckpointError, Discriminator, GlassModel, NetConfig, load_checkpoint
 from tests.helpers import write_tiny_mvtec
 
 
@@ -358,3 +358,26 @@ def test_glass_numbers_are_unchanged_by_the_method_interface(tmp_path):
     assert stored["calibration"]["pixel_threshold"] == pytest.approx(0.9212015418173567, abs=1e-12)
     assert float(stored["weights"]["discriminator"]["tail.0.weight"].sum()) == pytest.approx(-0.8442085981369019,
                                                                                              abs=1e-9)
+
+
+def _glass_with_crop(class_dir: Path, crop: str | None) -> GLASS:
+    """A tiny GLASS trainer whose checkpoint meta records --train_crop `crop` (None: a run from before it)."""
+    cfg = NetConfig(backbone="efficientnet_lite0", layers=("blocks.2", "blocks.4"), pretrain_embed_dimension=16,
+                    target_embed_dimension=16, dsc_hidden=8, imagesize=64, resize=64)
+    meta = {} if crop is None else {"train_crop": crop}
+    return GLASS(GlassModel.build(cfg, pretrained=False), TrainConfig(), torch.device("cpu"), class_dir, svd=0,
+                 meta=meta)
+
+
+def test_resume_requires_the_same_train_crop(tmp_path: Path) -> None:
+    latest = tmp_path / "ckpt.pth"
+    _glass_with_crop(tmp_path, "random")._save_latest(latest, 1, None, torch.Generator(), finished=False)
+    assert _glass_with_crop(tmp_path, "random")._resume(latest, torch.Generator())["epoch"] == 1
+    with pytest.raises(CheckpointError, match="--train_crop random, this run asks for centre") as info:
+        _glass_with_crop(tmp_path, "centre")._resume(latest, torch.Generator())
+    assert "\n" not in str(info.value)
+    # A checkpoint from before --train_crop was trained on centre crops.
+    _glass_with_crop(tmp_path, None)._save_latest(latest, 1, None, torch.Generator(), finished=False)
+    assert _glass_with_crop(tmp_path, "centre")._resume(latest, torch.Generator())["epoch"] == 1
+    with pytest.raises(CheckpointError, match="--train_crop"):
+        _glass_with_crop(tmp_path, "random")._resume(latest, torch.Generator())

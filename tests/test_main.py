@@ -375,3 +375,21 @@ def test_non_square_grayscale_faint_defects_train_and_test(tmp_path):
     model, _ = load_trained_model(results / "models" / "backbone_0" / "mvtec_gray")
     scores, maps, _ = model.predict(torch.zeros(1, 3, 64, 64))
     assert maps.shape == (1, 64, 64) and 0.0 <= scores[0] <= 1.0
+
+
+def test_random_train_crops_train_and_are_recorded_in_the_checkpoint(tmp_path, tiny_mvtec):
+    results = tmp_path / "random"
+    code = main.cli(["--results_path", str(results), "--seed", "3", *net_args(1),
+                     *dataset_args(*tiny_mvtec, "--train_crop", "random")])
+    assert code == 0
+    stored = load_checkpoint(results / "models" / "backbone_0" / "mvtec_toy" / "ckpt.pth")
+    assert stored["meta"]["train_crop"] == "random" and stored["finished"]
+    assert 0.0 <= float(read_results(results)["mvtec_toy"]["image_auroc"]) <= 1.0
+
+
+def test_bad_train_crop_exits_2_naming_the_flag(tmp_path, tiny_mvtec, capsys):
+    code = main.cli(["--results_path", str(tmp_path / "r"), *net_args(1),
+                     *dataset_args(*tiny_mvtec, "--train_crop", "left")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "--train_crop" in err[-1], err
+    assert not (tmp_path / "r" / "models").exists()

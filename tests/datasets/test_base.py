@@ -11,6 +11,7 @@ import PIL.Image
 import pytest
 import torch
 
+import preprocess
 from datasets.base import (
     DATASET_NAMES,
     DatasetConfig,
@@ -32,6 +33,7 @@ from tests.datasets.tiny_data import (
     GOOD_COLOUR,
     GRID,
     MEAN,
+    RESIZE,
     SIZE,
     STD,
     assert_one_line_error,
@@ -187,6 +189,71 @@ def test_augments_clean_images_flag(mvtec: tuple[Path, Path]) -> None:
     for flag in ("rotate_degrees", "translate", "scale", "brightness", "contrast", "saturation",
                  "gray", "hflip", "vflip"):
         assert config(*mvtec, **{flag: 0.2 if flag != "rotate_degrees" else 10}).augments_clean_images
+    assert config(*mvtec, train_crop="random").augments_clean_images  # (the clean features are not cached)
+    assert not config(*mvtec, train_crop="centre").augments_clean_images
+
+
+def _windows(item_image: torch.Tensor, scaled: np.ndarray) -> list[tuple[int, int]]:
+    """Every (top, left) at which `item_image` (3,S,S) equals a window of `scaled` (3,H,W)."""
+    size = item_image.shape[-1]
+    found = []
+    for top in range(scaled.shape[1] - size + 1):
+        for left in range(scaled.shape[2] - size + 1):
+            if np.array_equal(scaled[:, top:top + size, left:left + size], item_image.numpy()):
+                found.append((top, left))
+    return found
+
+
+def test_random_train_crop_cuts_the_square_anywhere_in_the_scaled_image(tmp_path: Path) -> None:
+    # A wide image (40x96, scaled to 36x86): the centre crop never shows its ends, random crops do.
+    root, aug = make_mvtec(tmp_path / "mvtec"), make_textures(tmp_path / "dtd")
+    wide = noise(np.random.default_rng(3), 40, 96)
+    for path in (root / CLASS / "train" / "good").iterdir():
+        save(path, wide)
+    scaled = preprocess.normalize(preprocess.scale_short_side(PIL.Image.fromarray(wide), RESIZE), MEAN, STD)
+    assert scaled.shape == (3, RESIZE, 86)
+    centre = build_dataset(config(root, aug, fg=0), CLASS, "train", MEAN, STD, seed=0, las=False)
+    assert _windows(centre[0]["image"], scaled) == [(2, 27)]  # torchvision's centre: round((86 - 32) / 2)
+    ds = build_dataset(config(root, aug, fg=0, train_crop="random"), CLASS, "train", MEAN, STD, seed=0, las=False)
+    places = set()
+    for epoch in range(12):
+        ds.set_epoch(epoch)
+        for idx in range(len(ds)):
+            item = ds[idx]
+            assert item["image"].shape == (3, SIZE, SIZE)
+            found = _windows(item["image"], scaled)
+            assert len(found) == 1  # an exact window of the scaled image: no resampling, no padding
+            places.add(found[0])
+    lefts = [left for _, left in places]
+    assert min(lefts) < 10 and max(lefts) > 44  # both ends of the 86 px width are learnt
+    again = build_dataset(config(root, aug, fg=0, train_crop="random"), CLASS, "train", MEAN, STD, seed=0, las=False)
+    again.set_epoch(11)
+    assert torch.equal(again[3]["image"], item["image"])  # same seed, epoch and item: the same place
+
+
+def test_random_train_crop_moves_the_foreground_with_the_image(mvtec: tuple[Path, Path]) -> None:
+    ds = build_dataset(config(*mvtec, train_crop="random"), CLASS, "train", MEAN, STD, seed=0)
+    lefts = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for idx in range(len(ds)):
+            item, sample = ds[idx], ds.samples[idx]
+            source = PIL.Image.open(sample.image_path).convert("RGB")
+            scaled = preprocess.normalize(preprocess.scale_short_side(source, RESIZE), MEAN, STD)
+            [(top, left)] = _windows(item["image"], scaled)
+            fg = np.asarray(preprocess.scale_short_side(PIL.Image.open(sample.fg_path).convert("L"), RESIZE)) > 0
+            changed = (item["aug"] != item["image"]).any(dim=0).numpy()
+            assert changed.any() and not (changed & ~fg[top:top + SIZE, left:left + SIZE]).any()  # LAS inside fg
+            lefts.add(left)
+    assert len(lefts) > 3  # the crop (and with it the foreground) moved
+
+
+def test_test_items_keep_the_centre_crop_with_random_train_crops(mvtec: tuple[Path, Path]) -> None:
+    plain = build_dataset(config(*mvtec), CLASS, "test", MEAN, STD, seed=0)
+    random_crops = build_dataset(config(*mvtec, train_crop="random"), CLASS, "test", MEAN, STD, seed=0)
+    for idx in range(len(plain)):
+        assert torch.equal(plain[idx]["image"], random_crops[idx]["image"])
+        assert torch.equal(plain[idx]["mask_gt"], random_crops[idx]["mask_gt"])
 
 
 def test_augmented_training_still_valid(mvtec: tuple[Path, Path]) -> None:
@@ -348,6 +415,7 @@ def test_worker_error_summarised_to_one_line(tmp_path: Path) -> None:
     ({"holdout": 0.6}, "--holdout"),
     ({"holdout": 1.0}, "--holdout"),
     ({"holdout": float("nan")}, "--holdout"),
+    ({"train_crop": "left"}, "--train_crop must be one of centre, random"),
 ])
 def test_config_validation(tmp_path: Path, changes: dict, match: str) -> None:
     fields = {"name": "mvtec", "data_path": tmp_path, "aug_path": tmp_path, "subdatasets": (CLASS,)}
