@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="main.py dataset --resize/--imagesize: the model's scale (frames' shorter side scaled to "
                              "it; above the shorter side the frames are enlarged) [the frame height rounded down to a "
                              "multiple of 16: full resolution]")
+    parser.add_argument("--imagesize", type=int, default=None,
+                        help="main.py dataset --imagesize: the training square, cut from frames scaled to --resize "
+                             "[--resize]; smaller with --train_crop random trains large frames at full resolution")
+    parser.add_argument("--train_crop", choices=("centre", "random"), default="centre",
+                        help="main.py dataset --train_crop: where the square is cut (random: anywhere in the frame)")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
@@ -111,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--surface_window must be at least 1")
     if args.resize is not None and not 32 <= args.resize <= 4 * min(args.width, args.height):
         parser.error("--resize must lie between 32 and 4 times the frame's shorter side")
+    if args.imagesize is not None and not (args.imagesize % 32 == 0 and 32 <= args.imagesize <= (args.resize or 0)):
+        parser.error("--imagesize must be a multiple of 32 between 32 and --resize (give --resize too)")
     if not 0.0 < args.train_share < 1.0:
         parser.error("--train_share must lie between 0 and 1")
     if args.calibrate_from is None:
@@ -211,7 +218,8 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
                              *TRAIN_FLAGS, *[flag for layer in args.layers for flag in ("-le", layer)],
                              "--meta_epochs", str(args.epochs),
                              "dataset", "--downsampling", str(args.downsampling),
-                             "--fg", "0", "--distribution", "1", "--resize", short, "--imagesize", short,
+                             "--fg", "0", "--distribution", "1", "--resize", short,
+                             "--imagesize", str(args.imagesize or short), "--train_crop", args.train_crop,
                              "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
     return times
 
