@@ -633,6 +633,9 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
         train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed,
                                   las=model.synthesises_anomalies)
         _warn_without_holdout(key, train_set, sized)
+        if job.method == "padim" and sized.train_crop == "random":
+            LOGGER.warning("%s: --train_crop random with padim: its per-position statistics then mix every place "
+                           "in the frame (right for a surface moving past the camera, not for aligned objects)", key)
         loader = data.build_dataloader(train_set, sized, opts.seed, shuffle=isinstance(model, PixelModel),
                                        pin_memory=pin)
         fit_class(model, loader, job.class_dir, device, opts.seed, train_set.heldout_paths,

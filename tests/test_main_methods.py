@@ -2,6 +2,7 @@
 models, bad values."""
 from __future__ import annotations
 
+import logging
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import main
 from model import load_checkpoint
 from tests.helpers import (AE_ARGS, DRAEM_ARGS, METHOD_ARGS, METHOD_CLASS, PADIM_ARGS, PATCHCORE_ARGS, dataset_args,
-                           read_csv)
+                           read_csv, write_tiny_mvtec)
 
 METRICS = ("image_auroc", "image_ap", "pixel_auroc", "pixel_ap", "pixel_pro")
 
@@ -196,3 +197,15 @@ def test_the_draem_mvtec_script_runs_the_papers_defaults():
     flags = commands["dataset"][:commands["dataset"].index("${flags[@]}")]  # then the class flags and paths
     dataset = main.dataset.make_context("dataset", [*flags, "-d", "x", "mvtec", "d", "a"]).params
     assert (dataset["imagesize"], dataset["batch_size"], dataset["fg"]) == (256, 8, 0)
+
+
+@pytest.mark.parametrize(("method", "warned"), [("padim", True), ("patchcore", False)])
+def test_random_train_crops_warn_padim_only(tmp_path, method, warned, caplog):
+    data, aug = write_tiny_mvtec(tmp_path)
+    args = PADIM_ARGS if method == "padim" else PATCHCORE_ARGS
+    with caplog.at_level(logging.WARNING):
+        code = main.cli(["--results_path", str(tmp_path / "r"), "--seed", "0", *args,
+                         *dataset_args(data, aug, "--train_crop", "random")])
+    assert code == 0
+    messages = [r.getMessage() for r in caplog.records if "--train_crop random" in r.getMessage()]
+    assert len(messages) == (1 if warned else 0) and (not warned or "per-position" in messages[0])
