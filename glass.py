@@ -219,6 +219,19 @@ class GasGradient:
             return eager(disc, hidden, companion)
 
 
+def dataset_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """The training dataset options a checkpoint's meta records (older checkpoints: --train_crop, or none)."""
+    if "dataset_options" in meta:
+        return dict(meta["dataset_options"])
+    return {"train_crop": meta.get("train_crop", "centre")}  # before --train_crop: the centre crop
+
+
+def changed_dataset_options(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`--flag then -> now` for each dataset option that both metas record and this run changes."""
+    then, asked = dataset_options(before), dataset_options(now)
+    return [f"--{name} {then[name]} -> {asked[name]}" for name in then if name in asked and then[name] != asked[name]]
+
+
 def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise dot products of two (N, K) matrices, without an (N, K) temporary."""
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
@@ -621,11 +634,10 @@ class GLASS:
                 f"{len(header['meta']['heldout'])} others (--holdout or train/good changed); use the same --holdout "
                 f"(0 for runs started before --holdout existed) and images, or delete {self.class_dir} to start over"
             )
-        crop_before = (state.get("meta") or {}).get("train_crop", "centre")
-        crop_now = header["meta"].get("train_crop", "centre")
-        if crop_before != crop_now:
-            raise CheckpointError(f"{latest}: was trained with --train_crop {crop_before}, this run asks for "
-                                  f"{crop_now}; use the same --train_crop, or delete {self.class_dir} to start over")
+        changed = changed_dataset_options(state.get("meta") or {}, header["meta"])
+        if changed:
+            raise CheckpointError(f"{latest}: was trained with other dataset options ({', '.join(changed)}); use "
+                                  f"the same ones, or delete {self.class_dir} to start over")
         self.model.load_head_state(state["weights"], str(latest))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])

@@ -640,7 +640,7 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
                                        pin_memory=pin)
         fit_class(model, loader, job.class_dir, device, opts.seed, train_set.heldout_paths,
                   meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
-                        "holdout": sized.holdout, "train_crop": sized.train_crop})
+                        "holdout": sized.holdout, "dataset_options": sized.training_options()})
     vis_dir = opts.results_path / "eval" / job.tag / key
     outcome: ClassOutcome = evaluate_class(model, job.class_dir, test_loader, device, vis_dir)
     if outcome.calibration:
@@ -677,7 +677,7 @@ def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, siz
     _warn_without_holdout(key, train_set, sized)
     trainer = GLASS(model, job.train, device, job.class_dir, svd,
                     meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
-                          "holdout": sized.holdout, "train_crop": sized.train_crop},
+                          "holdout": sized.holdout, "dataset_options": sized.training_options()},
                     compile_mode=job.compile, heldout=train_set.heldout_paths)
     pin = device.type == "cuda"
     trainer.train(data.build_dataloader(train_set, sized, opts.seed, shuffle=True, pin_memory=pin),

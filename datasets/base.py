@@ -15,6 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -41,6 +42,10 @@ DEFAULT_HOLDOUT = 0.1  # `dataset --holdout` default: fraction of train/good hel
 MIN_HOLDOUT = 8  # at least this many images are held out (fewer give no usable calibration)
 MAX_HOLDOUT = 0.5  # never more held out than trained on
 TRAIN_CROPS = ("centre", "random")  # `dataset --train_crop`: where training cuts its imagesize square
+# The `dataset` options that change what a model learns from its training images (batches, augmentation,
+# anomaly synthesis, crops): recorded in checkpoints, and a resumed run must keep them.
+TRAINING_OPTIONS = ("batch_size", "rotate_degrees", "translate", "scale", "brightness", "contrast", "saturation",
+                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop")
 
 
 class DatasetError(UserError):
@@ -175,6 +180,10 @@ class DatasetConfig:
         if not 0.0 <= self.holdout <= MAX_HOLDOUT:
             raise DatasetError(f"--holdout must be in [0, {MAX_HOLDOUT}] (the fraction of train/good held out for "
                                f"calibration; 0 holds out none), got {self.holdout}")
+
+    def training_options(self) -> dict[str, Any]:
+        """The options that change what a model learns (TRAINING_OPTIONS), by name."""
+        return {name: getattr(self, name) for name in TRAINING_OPTIONS}
 
     @property
     def augments_clean_images(self) -> bool:

@@ -360,11 +360,14 @@ def test_glass_numbers_are_unchanged_by_the_method_interface(tmp_path):
                                                                                              abs=1e-9)
 
 
-def _glass_with_crop(class_dir: Path, crop: str | None) -> GLASS:
-    """A tiny GLASS trainer whose checkpoint meta records --train_crop `crop` (None: a run from before it)."""
+def _glass_with_crop(class_dir: Path, crop: str | None, hflip: float | None = None) -> GLASS:
+    """A tiny GLASS trainer whose checkpoint meta records --train_crop `crop` (None: a run from before it),
+    and with `hflip` all of its dataset options (as main.py records them)."""
     cfg = NetConfig(backbone="efficientnet_lite0", layers=("blocks.2", "blocks.4"), pretrain_embed_dimension=16,
                     target_embed_dimension=16, dsc_hidden=8, imagesize=64, resize=64)
     meta = {} if crop is None else {"train_crop": crop}
+    if hflip is not None:
+        meta = {"dataset_options": {"batch_size": 8, "hflip": hflip, "train_crop": crop or "centre"}}
     return GLASS(GlassModel.build(cfg, pretrained=False), TrainConfig(), torch.device("cpu"), class_dir, svd=0,
                  meta=meta)
 
@@ -373,7 +376,7 @@ def test_resume_requires_the_same_train_crop(tmp_path: Path) -> None:
     latest = tmp_path / "ckpt.pth"
     _glass_with_crop(tmp_path, "random")._save_latest(latest, 1, None, torch.Generator(), finished=False)
     assert _glass_with_crop(tmp_path, "random")._resume(latest, torch.Generator())["epoch"] == 1
-    with pytest.raises(CheckpointError, match="--train_crop random, this run asks for centre") as info:
+    with pytest.raises(CheckpointError, match="--train_crop random -> centre") as info:
         _glass_with_crop(tmp_path, "centre")._resume(latest, torch.Generator())
     assert "\n" not in str(info.value)
     # A checkpoint from before --train_crop was trained on centre crops.
@@ -381,3 +384,20 @@ def test_resume_requires_the_same_train_crop(tmp_path: Path) -> None:
     assert _glass_with_crop(tmp_path, "centre")._resume(latest, torch.Generator())["epoch"] == 1
     with pytest.raises(CheckpointError, match="--train_crop"):
         _glass_with_crop(tmp_path, "random")._resume(latest, torch.Generator())
+
+
+def test_resume_requires_the_same_dataset_options(tmp_path: Path) -> None:
+    latest = tmp_path / "ckpt.pth"
+    _glass_with_crop(tmp_path, "centre", hflip=0.0)._save_latest(latest, 1, None, torch.Generator(), finished=False)
+    assert _glass_with_crop(tmp_path, "centre", hflip=0.0)._resume(latest, torch.Generator())["epoch"] == 1
+    with pytest.raises(CheckpointError, match=r"--hflip 0\.0 -> 0\.5\)") as info:
+        _glass_with_crop(tmp_path, "centre", hflip=0.5)._resume(latest, torch.Generator())
+    assert "\n" not in str(info.value) and "delete" in str(info.value)
+    with pytest.raises(CheckpointError, match=r"--hflip 0\.0 -> 0\.5, --train_crop centre -> random"):
+        _glass_with_crop(tmp_path, "random", hflip=0.5)._resume(latest, torch.Generator())
+    # Last version's checkpoints recorded --train_crop alone: only it is compared.
+    _glass_with_crop(tmp_path, "random")._save_latest(latest, 1, None, torch.Generator(), finished=False)
+    assert _glass_with_crop(tmp_path, "random", hflip=0.5)._resume(latest, torch.Generator())["epoch"] == 1
+    # A finished run is tested, not trained again: its options are not compared.
+    _glass_with_crop(tmp_path, "centre", hflip=0.0)._save_latest(latest, 2, None, torch.Generator(), finished=True)
+    assert _glass_with_crop(tmp_path, "centre", hflip=0.5)._resume(latest, torch.Generator())["finished"]

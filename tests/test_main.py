@@ -87,6 +87,20 @@ def test_resume_after_interruption_gives_the_same_final_scores(tmp_path, tiny_mv
     assert resumed == uninterrupted
 
 
+def test_resume_with_other_augmentation_exits_2_naming_the_flag(tmp_path, tiny_mvtec, monkeypatch, capsys):
+    interrupt_second_epoch(monkeypatch)
+    run = ["--results_path", str(tmp_path / "cut"), "--seed", "3", *net_args(2)]
+    assert main.cli([*run, *dataset_args(*tiny_mvtec)]) == 130
+    latest = tmp_path / "cut/models/backbone_0/mvtec_toy/ckpt.pth"
+    before = latest.read_bytes()
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main.cli([*run, *dataset_args(*tiny_mvtec, "--hflip", "0.5")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--hflip 0.0 -> 0.5" in err[0] and str(latest) in err[0], err
+    assert latest.read_bytes() == before  # the interrupted run is kept, to resume with the same flags
+
+
 def test_finished_class_is_not_trained_again(tmp_path, tiny_mvtec, monkeypatch):
     results = train(tmp_path, tiny_mvtec, "run")
 
@@ -383,7 +397,7 @@ def test_random_train_crops_train_and_are_recorded_in_the_checkpoint(tmp_path, t
                      *dataset_args(*tiny_mvtec, "--train_crop", "random")])
     assert code == 0
     stored = load_checkpoint(results / "models" / "backbone_0" / "mvtec_toy" / "ckpt.pth")
-    assert stored["meta"]["train_crop"] == "random" and stored["finished"]
+    assert stored["meta"]["dataset_options"]["train_crop"] == "random" and stored["finished"]
     assert 0.0 <= float(read_results(results)["mvtec_toy"]["image_auroc"]) <= 1.0
 
 
