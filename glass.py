@@ -219,6 +219,14 @@ class GasGradient:
             return eager(disc, hidden, companion)
 
 
+def changed_settings(then: Any, now: Any) -> str:
+    """`name then -> now` for each setting that differs between two config dicts (or the two values)."""
+    if not (isinstance(then, dict) and isinstance(now, dict)):
+        return f"{then} -> {now}"
+    return ", ".join(f"{name} {then.get(name)} -> {now.get(name)}" for name in sorted(set(then) | set(now))
+                     if then.get(name) != now.get(name))
+
+
 def dataset_options(meta: dict[str, Any]) -> dict[str, Any]:
     """The training dataset options a checkpoint's meta records (older checkpoints: --train_crop, or none)."""
     if "dataset_options" in meta:
@@ -621,10 +629,9 @@ class GLASS:
         header = self._checkpoint_header()
         for key in ("net", "train", "svd"):
             if state.get(key) != header[key]:
-                raise CheckpointError(
-                    f"{latest}: was trained with different '{key}' settings; use the same flags, "
-                    f"or delete {self.class_dir} to start over"
-                )
+                changed = changed_settings(state.get(key), header[key])
+                raise CheckpointError(f"{latest}: was trained with different '{key}' settings ({changed}); "
+                                      f"use the same flags, or delete {self.class_dir} to start over")
         if state.get("finished"):
             return state
         before = (state.get("meta") or {}).get("heldout", [])

@@ -401,3 +401,12 @@ def test_resume_requires_the_same_dataset_options(tmp_path: Path) -> None:
     # A finished run is tested, not trained again: its options are not compared.
     _glass_with_crop(tmp_path, "centre", hflip=0.0)._save_latest(latest, 2, None, torch.Generator(), finished=True)
     assert _glass_with_crop(tmp_path, "centre", hflip=0.5)._resume(latest, torch.Generator())["finished"]
+
+
+def test_resume_names_the_changed_train_setting(tmp_path: Path) -> None:
+    latest = tmp_path / "ckpt.pth"
+    first = _glass_with_crop(tmp_path, "centre")
+    first._save_latest(latest, 1, None, torch.Generator(), finished=False)
+    other = GLASS(first.model, TrainConfig(lr=1e-3), torch.device("cpu"), tmp_path, svd=0, meta=first.meta)
+    with pytest.raises(CheckpointError, match=r"different 'train' settings \(lr 0\.0001 -> 0\.001\); use the same"):
+        other._resume(latest, torch.Generator())
