@@ -1,0 +1,163 @@
+"""A conveyor video as a camera on a real line sees it: light that drifts and flickers, uneven light, a shaking mount.
+
+    python benchmarks/relight_video.py VIDEO --drift 0.15 --flicker 0.03 --vignette 0.3 --shake 1 --output OUT.mp4
+
+`preprocessing/create_conveyor_video.py` lights every frame alike and holds the camera still. Real lines do
+neither: daylight and lamps drift (`--drift F`: the light's gain moves by up to +-F along a sine of `--period`
+frames, default one cycle over the video), mains-powered lamps and exposure control flicker (`--flicker F`: a
+gain drawn per frame in 1 +- F), lamps light the middle of the view more than its edges (`--vignette V`: the
+gain falls to 1 - V at the frame's corners) and a mount on a running machine vibrates (`--shake A`: every
+frame moved by a whole number of pixels drawn in -A..A across the motion, the border mirrored). The sidecar
+`<output>.json` keeps the ground truth (each frame's boxes moved by that frame's shake; the defects' surface
+boxes and positions unchanged) and records the settings under "relight". A line set up from footage of a steady
+camera under steady light and run on such footage should flag no more frames and find the same defects
+(README, "Light and vibration").
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import errors
+import utils
+import video_io
+
+
+@dataclass(frozen=True)
+class Relight:
+    """How the light and the mount change the frames (0 everywhere: the frames as they are)."""
+
+    drift: float = 0.0  # amplitude of the slow gain change (fraction)
+    period: int = 0  # frames per cycle of the drift (0: the video's length)
+    flicker: float = 0.0  # amplitude of the per-frame gain (fraction)
+    vignette: float = 0.0  # gain lost at the frame's corners (fraction)
+    shake: int = 0  # largest per-frame displacement across the motion (pixels)
+    seed: int = 0
+
+    def validate(self) -> None:
+        """Raises ValueError naming the flag of the first value out of range."""
+        for flag, value, high in (("--drift", self.drift, 0.5), ("--flicker", self.flicker, 0.5),
+                                  ("--vignette", self.vignette, 0.9)):
+            if not 0.0 <= value <= high:
+                raise ValueError(f"{flag} {value}: use 0 to {high}")
+        if self.period < 0:
+            raise ValueError(f"--period {self.period}: use a positive number of frames (0: the video's length)")
+        if not 0 <= self.shake <= 16:
+            raise ValueError(f"--shake {self.shake}: use 0 to 16 pixels")
+
+
+def frame_gains(cfg: Relight, frames: int) -> np.ndarray:
+    """Each frame's global light gain: the drift's sine times the flicker's draw."""
+    period = cfg.period or max(frames, 1)
+    index = np.arange(frames)
+    drift = 1.0 + cfg.drift * np.sin(2.0 * np.pi * index / period)
+    flicker = 1.0 + np.random.default_rng([cfg.seed, 1]).uniform(-cfg.flicker, cfg.flicker, frames)
+    return drift * flicker
+
+
+def frame_shakes(cfg: Relight, frames: int) -> np.ndarray:
+    """Each frame's displacement across the motion, in whole pixels."""
+    return np.random.default_rng([cfg.seed, 2]).integers(-cfg.shake, cfg.shake + 1, frames)
+
+
+def vignette_gain(cfg: Relight, width: int, height: int) -> np.ndarray:
+    """Per-pixel gain (height, width, 1) of uneven light: 1 at the centre, 1 - vignette at the corners."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    r2 = ((xs - (width - 1) / 2) / (width / 2)) ** 2 + ((ys - (height - 1) / 2) / (height / 2)) ** 2
+    return (1.0 - cfg.vignette * r2 / 2.0)[..., None]  # r2 is 2 at the corners
+
+
+def across_motion_axis(truth: dict) -> int:
+    """0 when the shake moves frames along x (the belt moves along y), 1 along y."""
+    dx, dy = (abs(float(v)) for v in truth.get("motion_px_per_frame", [1.0, 0.0]))
+    return 0 if dy > dx else 1
+
+
+def shift_frame(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:
+    """The frame moved by `shift` pixels along x (axis 0) or y (axis 1), the uncovered border mirrored."""
+    if shift == 0:
+        return frame
+    dx, dy = (shift, 0) if axis == 0 else (0, shift)
+    matrix = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(frame, matrix, (frame.shape[1], frame.shape[0]), flags=cv2.INTER_NEAREST,
+                          borderMode=cv2.BORDER_REFLECT_101)
+
+
+def relit_truth(truth: dict, cfg: Relight, shakes: np.ndarray, video_name: str) -> dict:
+    """The sidecar of the relit video: each frame's boxes moved by its shake, the settings recorded."""
+    relit = copy.deepcopy(truth)
+    relit["video"] = video_name
+    relit["relight"] = asdict(cfg)
+    axis = across_motion_axis(truth)
+    for frame, shift in zip(relit["frames"], shakes, strict=False):
+        for seen in frame.get("defects", []):
+            box = [int(v) for v in seen["box"]]
+            box[axis], box[axis + 2] = box[axis] + int(shift), box[axis + 2] + int(shift)
+            seen["box"] = box
+    return relit
+
+
+def relight_video(video: Path, cfg: Relight, output: Path) -> int:
+    """Writes the relit video and its sidecar; returns the number of frames."""
+    truth = json.loads(Path(str(video) + ".json").read_text(encoding="utf-8"))
+    info = video_io.probe_video(video)
+    frames = int(truth.get("num_frames") or info.frame_count)
+    gains, shakes = frame_gains(cfg, frames), frame_shakes(cfg, frames)
+    light = vignette_gain(cfg, info.width, info.height)
+    axis = across_motion_axis(truth)
+    capture = cv2.VideoCapture(str(video))
+    count = 0
+    with video_io.AtomicVideoWriter(output, info.fps, (info.width, info.height)) as writer:
+        ok, frame = capture.read()
+        while ok:
+            step = min(count, frames - 1)
+            lit = frame.astype(np.float32) * (light * np.float32(gains[step]))
+            writer.write(shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis))
+            count += 1
+            ok, frame = capture.read()
+    capture.release()
+    utils.atomic_write_text(Path(str(output) + ".json"), json.dumps(relit_truth(truth, cfg, shakes, output.name)))
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] --output OUT.mp4."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", type=Path, help="a conveyor video with its sidecar VIDEO.json")
+    parser.add_argument("--drift", type=float, default=0.0, help="slow light change: gain 1 +- F along a sine")
+    parser.add_argument("--period", type=int, default=0, help="frames per drift cycle (0: the video's length)")
+    parser.add_argument("--flicker", type=float, default=0.0, help="per-frame light gain drawn in 1 +- F")
+    parser.add_argument("--vignette", type=float, default=0.0, help="gain lost at the frame corners")
+    parser.add_argument("--shake", type=int, default=0, help="per-frame displacement across the motion (px)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, required=True, help="the relit video (.mp4)")
+    args = parser.parse_args(argv)
+    cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed)
+    sidecar = Path(str(args.video) + ".json")
+    try:
+        cfg.validate()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not sidecar.is_file():
+        print(f"error: {sidecar}: no ground truth beside the video; make the video with "
+              "preprocessing/create_conveyor_video.py", file=sys.stderr)
+        return 2
+    try:
+        count = relight_video(args.video, cfg, args.output)
+    except (video_io.VideoError, KeyError, ValueError, json.JSONDecodeError) as err:
+        print(f"error: {args.video}: {errors.first_line(err)}", file=sys.stderr)
+        return 2
+    print(f"{args.output}: {count} frames relit ({', '.join(f'{k} {v}' for k, v in asdict(cfg).items() if v)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""benchmarks/relight_video.py: a conveyor under drifting, flickering, uneven light and a shaking mount."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks import relight_video as relight
+from preprocessing import create_conveyor_video as conveyor
+
+
+def test_gains_follow_the_drift_and_stay_within_the_flicker():
+    cfg = relight.Relight(drift=0.2, period=40, flicker=0.05, seed=1)
+    gains = relight.frame_gains(cfg, 80)
+    drift = 1.0 + 0.2 * np.sin(2 * np.pi * np.arange(80) / 40)
+    assert np.all(np.abs(gains / drift - 1.0) <= 0.05 + 1e-9)
+    assert np.allclose(gains, relight.frame_gains(cfg, 80))  # same seed, same gains
+    assert gains[10] == pytest.approx(1.2, abs=0.07) and gains[30] == pytest.approx(0.8, abs=0.05)
+    assert np.all(relight.frame_gains(relight.Relight(), 5) == 1.0)
+
+
+def test_the_vignette_is_one_at_the_centre_and_loses_its_share_at_the_corners():
+    gain = relight.vignette_gain(relight.Relight(vignette=0.3), width=65, height=33)[..., 0]
+    assert gain.shape == (33, 65)
+    assert gain[16, 32] == pytest.approx(1.0)
+    for y, x in ((0, 0), (0, 64), (32, 0), (32, 64)):
+        assert gain[y, x] == pytest.approx(0.7, abs=0.02)
+
+
+def test_a_shift_moves_the_pixels_across_the_motion():
+    frame = np.zeros((20, 30, 3), np.uint8)
+    frame[5:8, 10:14] = 255
+    moved = relight.shift_frame(frame, 2, axis=1)
+    ys, xs = np.nonzero(moved[..., 0])
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (7, 9, 10, 13)
+    ys, xs = np.nonzero(relight.shift_frame(frame, -3, axis=0)[..., 0])
+    assert (xs.min(), xs.max()) == (7, 10)
+
+
+@pytest.fixture(scope="module")
+def belt(tmp_path_factory):
+    """A small gravel conveyor with two painted defects, and its sidecar."""
+    folder = tmp_path_factory.mktemp("relight")
+    cfg = conveyor.ConveyorConfig(texture="gravel", size=64, speed=8, defects=2, seed=3, width=96)
+    conveyor.create_conveyor_video(folder / "belt.mp4", cfg)
+    return folder / "belt.mp4"
+
+
+def test_the_relit_video_carries_each_frame_gain_and_shake(belt, tmp_path):
+    """Each relit frame is the original moved by its shake (the best-matching shift among -2..2, across the
+    motion: y for this right-to-left belt) and brightened by its gain (to codec noise), and each frame's boxes
+    move by its shake."""
+    out = tmp_path / "relit.mp4"
+    assert relight.main([str(belt), "--drift", "0.2", "--period", "12", "--shake", "2", "--seed", "5",
+                         "--output", str(out)]) == 0
+    truth = json.loads((tmp_path / "relit.mp4.json").read_text())
+    source = json.loads((belt.parent / "belt.mp4.json").read_text())
+    cfg = relight.Relight(drift=0.2, period=12, shake=2, seed=5)
+    frames = len(source["frames"])
+    gains, shakes = relight.frame_gains(cfg, frames), relight.frame_shakes(cfg, frames)
+    assert truth["relight"]["shake"] == 2 and truth["defects"] == source["defects"]
+    assert len(set(shakes.tolist())) > 1 and np.abs(shakes).max() <= 2
+    # The reference: the video re-encoded unchanged (each encoding darkens these frames by about 3 grey levels).
+    assert relight.main([str(belt), "--output", str(tmp_path / "same.mp4")]) == 0
+    capture, original = cv2.VideoCapture(str(out)), cv2.VideoCapture(str(tmp_path / "same.mp4"))
+    for index in range(frames):
+        ok, lit = capture.read()
+        assert ok
+        plain = np.clip(original.read()[1].astype(np.float32) * gains[index], 0, 255)[4:-4]
+        errors = {shift: np.abs(np.roll(lit.astype(np.float32), -shift, axis=0)[4:-4] - plain).mean()
+                  for shift in range(-2, 3)}
+        assert min(errors, key=errors.get) == shakes[index], (index, errors)
+        back = np.roll(lit.astype(np.float32), -int(shakes[index]), axis=0)[4:-4]
+        assert back.mean() / plain.mean() == pytest.approx(1.0, abs=0.02), index
+        for before, after in zip(source["frames"][index]["defects"], truth["frames"][index]["defects"]):
+            x1, y1, x2, y2 = before["box"]
+            assert after["box"] == [x1, y1 + shakes[index], x2, y2 + shakes[index]]
+
+
+@pytest.mark.parametrize("flag,value", [("--drift", "0.8"), ("--shake", "-1"), ("--vignette", "1.5")])
+def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(belt, tmp_path, capsys, flag, value):
+    assert relight.main([str(belt), flag, value, "--output", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_video_without_ground_truth_is_one_line_and_exit_2(tmp_path, capsys):
+    assert relight.main([str(tmp_path / "none.mp4"), "--output", str(tmp_path / "o.mp4")]) == 2
+    assert "no ground truth beside the video" in capsys.readouterr().err
