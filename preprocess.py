@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import PIL.Image
 from torchvision.transforms import InterpolationMode
@@ -196,3 +197,27 @@ def frame_input(frame: np.ndarray, geometry: FrameGeometry, mean: Sequence[float
     # fields of the last real patches (the pad is cut off the map again).
     mode = "reflect" if pad_h < rgb.shape[0] and pad_w < rgb.shape[1] else "edge"
     return normalize(np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode=mode), mean, std, out)
+
+
+# ---------------------------------------------------------------- light compensation (video frames)
+LIGHT_SAMPLE_STEP = 4  # the light level reads every 4th row and column of the region
+MAX_LIGHT_GAIN = 2.0  # light compensation scales a frame by at most 2x (or 1/2x)
+
+
+def light_level(frame: np.ndarray, roi: Roi | None = None) -> float:
+    """A frame's light: the median grey level (mean of its channels) of its region, on a sparse grid of pixels
+    (the median, so that a defect or a glint does not move it)."""
+    x0, y0, x1, y1 = roi or (0, 0, frame.shape[1], frame.shape[0])
+    sample = frame[y0:y1:LIGHT_SAMPLE_STEP, x0:x1:LIGHT_SAMPLE_STEP]
+    grey = sample.mean(axis=-1) if sample.ndim == 3 else sample.astype(np.float32)
+    return float(np.median(grey)) if grey.size else 0.0
+
+
+def compensate_light(frame: np.ndarray, reference: float, roi: Roi | None = None) -> np.ndarray:
+    """The frame scaled so that its light level becomes `reference` (a camera's gain: brighter or darker light
+    on the same surface scales its grey levels; the gain is kept within MAX_LIGHT_GAIN, values saturate)."""
+    gain = reference / max(light_level(frame, roi), 1.0)
+    gain = min(max(gain, 1.0 / MAX_LIGHT_GAIN), MAX_LIGHT_GAIN)
+    if abs(gain - 1.0) < 1e-3:
+        return frame
+    return cv2.convertScaleAbs(frame, alpha=gain)

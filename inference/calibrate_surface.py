@@ -73,7 +73,7 @@ import json
 import logging
 import math
 import sys
-from dataclasses import MISSING, asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping, Sequence
@@ -83,6 +83,7 @@ import numpy as np
 from tqdm import tqdm
 
 import model as glass_model
+import preprocess
 import utils
 import video_io
 from defect_tracking import METHODS, SurfaceMotionEstimator
@@ -107,6 +108,7 @@ MAX_SAMPLE_PIXELS = 1 << 22  # at most this many in all (16 MB; about 1000 maps'
 # Measured on bench_line's gravel line with new surface (the same model, window 30): a recording of other surface
 # calibrated on 9.4 frame lengths left no false track on the defect video, on 3.3 of it three.
 MIN_BELT_VIEWS = 8
+LIGHT_CHOICES = ("compensate", "off")
 DEFAULT_WINDOW = 30  # bench_line's gravel line: 15, 30 and 60 found the same defects; 30 flagged no new frame
 
 
@@ -131,6 +133,9 @@ class SurfaceCalibration:
     frame_threshold: float  # image threshold of single frames (the frame flags), from the same recording
     start: int = 0  # the video's first frame used (files written before it existed: 0)
     belt_views: float | None = None  # frame lengths of surface the frames showed (belt_views; older files: None)
+    # The recording's light level (preprocess.light_level, median over its frames) that its frames were
+    # compensated to, and tracking compensates frames to; None: calibrated without light compensation.
+    light_level: float | None = None
     rule: str = RULE
     low_rule: str = LOW_RULE
     frame_rule: str = FRAME_RULE
@@ -273,7 +278,21 @@ def calibrate(engine: InferenceEngine, video_path: str | Path, window: int, min_
     return SurfaceCalibration(window, min_frames, high, low, len(peaks), float(peaks.mean()), float(peaks.std()),
                               float(peaks.max()), str(video_path), motion_method,
                               calibration.image_threshold(levels.scores, rule=FRAME_RULE), start,
-                              round(levels.views, 2))
+                              round(levels.views, 2), engine.light_level)
+
+
+def recording_light_level(video_path: str | Path, roi: preprocess.Roi | None, start: int = 0,
+                          max_frames: int | None = None) -> float:
+    """The light level of a recording: the median of its frames' light levels (from frame `start`, at most
+    `max_frames` of them)."""
+    levels: list[float] = []
+    for batch in video_io.iter_frames(video_path, 64, check=False, start=start):
+        levels += [preprocess.light_level(frame, roi) for frame in batch]
+        if max_frames is not None and len(levels) >= max_frames:
+            break
+    if not levels:
+        raise SurfaceCalibrationError(f"{video_path}: no frame decoded from frame {start} on; use another recording")
+    return float(np.median(levels[:max_frames]))
 
 
 def coverage_warning(result: SurfaceCalibration) -> str | None:
@@ -412,8 +431,12 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
               help="First frame used: calibrate on the part of the training recording after the frames the dataset "
                    "took (video_to_dataset.py --end), one frame's length of belt travel later.")
 @click.option("--max_frames", type=click.IntRange(min=1), default=None, help="Use at most this many frames.")
+@click.option("--light", type=click.Choice(LIGHT_CHOICES), default="compensate", show_default=True,
+              help="compensate: record the recording's light level and score every frame (here and in tracking) "
+                   "scaled to it, so that light that drifts or flickers does not move the scores; off: frames as "
+                   "they come.")
 def main(video_path: str, surface_window: int, surface_min_frames: int | None, motion_method: str,
-         start: int, max_frames: int | None, **options: Any) -> None:
+         start: int, max_frames: int | None, light: str, **options: Any) -> None:
     """Calibrate the thresholds of surface-averaged maps on a defect-free video."""
     try:
         window, min_frames = check_surface_window(surface_window, surface_min_frames)
@@ -425,6 +448,9 @@ def main(video_path: str, surface_window: int, surface_min_frames: int | None, m
     shared.check_roi(engine_cfg, info)
     if start >= info.frame_count:  # before the model loads
         raise SurfaceCalibrationError(f"--start {start}: {video_path} has {info.frame_count} frames; start earlier")
+    if light == "compensate":
+        level = recording_light_level(video_path, engine_cfg.roi, start, max_frames)
+        engine_cfg = replace(engine_cfg, light_level=max(level, 1.0))
     engine = InferenceEngine.from_config(engine_cfg)
     result = calibrate(engine, video_path, window, min_frames, motion_method, max_frames, start)
     path = write(class_dir, result)
@@ -434,6 +460,8 @@ def main(video_path: str, surface_window: int, surface_min_frames: int | None, m
     click.echo(f"thresholds     region {result.threshold:.4f} ({RULE})  low {result.low_threshold:.4f} ({LOW_RULE})"
                f"  frame {result.frame_threshold:.4f} ({FRAME_RULE} of the frame scores)")
     click.echo(f"belt           {result.belt_views:.1f} frame lengths of surface seen")
+    click.echo("light          " + (f"level {result.light_level:.1f} (frames compensated to it)"
+                                     if result.light_level is not None else "not compensated (--light off)"))
     click.echo(f"written        {path}")
     warning = coverage_warning(result)
     if warning is not None:

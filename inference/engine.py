@@ -56,9 +56,14 @@ class EngineConfig:
     batch_size: int = 8
     threshold: float | None = None
     roi: preprocess.Roi | None = None
+    # Light compensation: each frame scaled so that its light level (preprocess.light_level) is this one, the
+    # level of the recording the thresholds were calibrated on; None: frames as they come.
+    light_level: float | None = None
 
     def __post_init__(self) -> None:
         check_backend_name(self.backend)
+        if self.light_level is not None and not 1.0 <= self.light_level <= 255.0:
+            raise EngineError(f"light level {self.light_level}: a grey level in 1..255; calibrate again")
         if self.batch_size < 1:
             raise EngineError(f"--batch_size {self.batch_size}: must be at least 1")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
@@ -79,12 +84,13 @@ class InferenceEngine:
     """Scores BGR frames with one backend; see the module docstring for what it computes."""
 
     def __init__(self, backend: Backend, info: ModelInfo, threshold: float | None = None, batch_size: int = 8,
-                 roi: preprocess.Roi | None = None) -> None:
+                 roi: preprocess.Roi | None = None, light_level: float | None = None) -> None:
         self.backend = backend
         self.info = info
         self.threshold = info.threshold if threshold is None else float(threshold)
         self.batch_size = batch_size
         self.roi = roi
+        self.light_level = light_level
 
     @property
     def backend_name(self) -> str:
@@ -96,7 +102,7 @@ class InferenceEngine:
         """Loads the class model named by the config with the chosen backend."""
         class_dir = glass_model.resolve_class_dir(cfg.model_path, cfg.class_name)
         backend, info = make_backend(cfg.backend, class_dir, cfg.device, cfg.onnx_path)
-        return cls(backend, info, cfg.threshold, cfg.batch_size, cfg.roi)
+        return cls(backend, info, cfg.threshold, cfg.batch_size, cfg.roi, cfg.light_level)
 
     def geometry(self, frame: np.ndarray, shift: preprocess.GridShift | None = None) -> preprocess.FrameGeometry:
         """How this frame is scored: its ROI, its size at the training scale, the padded input (with the
@@ -121,8 +127,9 @@ class InferenceEngine:
     def preprocess(self, frames: Sequence[np.ndarray],
                    shifts: Sequence[preprocess.GridShift] | None = None) -> np.ndarray:
         """BGR (or gray) uint8 frames of one shape -> normalised float32 batch (B,3,H,W) at the training
-        scale (preprocess.frame_input: the same resize and normalisation as training); `shifts`: per frame,
-        where in its region the input begins (all shifts give one input size)."""
+        scale (preprocess.frame_input: the same resize and normalisation as training; with a light level, each
+        frame's light compensated first); `shifts`: per frame, where in its region the input begins (all
+        shifts give one input size)."""
         if not len(frames):
             return np.empty((0, 3, 0, 0), np.float32)
         shifts = _check_shifts(frames, shifts)
@@ -132,6 +139,8 @@ class InferenceEngine:
             if frame.shape[:2] != geometry.frame:
                 raise EngineError(f"frame of shape {frame.shape} in a batch of {geometry.frame} frames; "
                                   "score frames of different sizes in separate calls")
+            if self.light_level is not None:
+                frame = preprocess.compensate_light(frame, self.light_level, self.roi)
             try:
                 preprocess.frame_input(frame, self.geometry(frame, shift), self.info.mean, self.info.std, out=batch[i])
             except preprocess.PreprocessError as err:

@@ -379,7 +379,8 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
     # A missing or mismatched calibration fails here, before any work; a used one sets the frame flags' level.
     _, _, stored = calibrate_surface.surface_plan(class_dir, options)
     if stored is not None:
-        engine_cfg = replace(engine_cfg, threshold=stored.frame_threshold)
+        light = stored.light_level if options.get("light", "auto") == "auto" else None
+        engine_cfg = replace(engine_cfg, threshold=stored.frame_threshold, light_level=light)
     layout = plan_output(options, class_dir.name, now or dt.datetime.now())
     remove_interrupted(layout)
     created: list[Path] = []
@@ -404,7 +405,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
             "image_threshold_from": (levels.source if levels.frame_threshold is not None else
                                      "command line" if options.get("threshold") is not None else "model"),
             "model_path": str(engine_cfg.model_path), "class_dir": str(class_dir), "backend": engine.backend_name,
-            "device": engine_cfg.device, "batch_size": engine_cfg.batch_size,
+            "device": engine_cfg.device, "batch_size": engine_cfg.batch_size, "light_level": engine_cfg.light_level,
             "min_defect_area_pixels": analyzer.min_defect_area, "fabric_speed": options["fabric_speed"],
             "organized_output": not options["no_organized_output"],
         }
@@ -466,6 +467,10 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
         click.option("--surface_min_frames", type=click.IntRange(min=1), default=None,
                      help="With --surface_window: pixels averaged over fewer frames (just entered the view) start no "
                           "region. [default: the calibration's, else surface_window // 3]"),
+        click.option("--light", type=click.Choice(("auto", "off")), default="auto", show_default=True,
+                     help="auto: when the surface calibration in use recorded a light level, score every frame "
+                          "scaled to it (light that drifts or flickers does not move the scores); off: frames as "
+                          "they come."),
     ])
 
 

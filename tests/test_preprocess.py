@@ -66,3 +66,26 @@ def test_frame_to_rgb_refuses_other_types() -> None:
         preprocess.frame_to_rgb(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(preprocess.PreprocessError, match="HxWx3"):
         preprocess.frame_to_rgb(np.zeros((4, 4, 4), np.uint8))
+
+
+def test_light_level_is_the_median_grey_of_the_region_on_a_sparse_grid():
+    frame = np.full((40, 64, 3), 100, np.uint8)
+    frame[:8, :8] = 255  # a glint: the median does not move
+    assert preprocess.light_level(frame) == 100.0
+    assert preprocess.light_level(frame[..., 0]) == 100.0  # grey frames too
+    frame[:, 32:] = (30, 60, 90)  # grey 60 on the right half
+    assert preprocess.light_level(frame, (32, 0, 64, 40)) == 60.0
+    assert len(frame[::preprocess.LIGHT_SAMPLE_STEP, ::preprocess.LIGHT_SAMPLE_STEP]) == 10
+
+
+def test_compensate_light_scales_to_the_reference_within_the_gain_limit():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(40, 160, (32, 48, 3)).astype(np.uint8)
+    level = preprocess.light_level(frame)
+    brighter = preprocess.compensate_light(frame, 1.25 * level)
+    assert brighter.dtype == np.uint8 and brighter.shape == frame.shape
+    assert preprocess.light_level(brighter) == pytest.approx(1.25 * level, abs=1.0)
+    assert np.abs(brighter.astype(float) - np.clip(np.rint(frame * 1.25), 0, 255)).max() <= 1
+    assert preprocess.compensate_light(frame, level) is frame  # at its level: unchanged
+    far = preprocess.compensate_light(frame, 10 * level)  # at most MAX_LIGHT_GAIN, saturating at 255
+    assert np.abs(far.astype(float) - np.clip(frame * preprocess.MAX_LIGHT_GAIN, 0, 255)).max() <= 1

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+import preprocess
 from inference import calibrate_surface as surface_cal
 from inference import tracking_run
 from inference import video_inference_with_tracking as tracking_script
@@ -209,8 +210,11 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     assert result.threshold >= result.peak_max >= result.peak_mean >= result.low_threshold  # q99 below the peaks
     assert result.low_rule == "q99(pixels)" and result.version == 4
     # the frame threshold: max(max, mean + 4 std) of the frames' own image scores, as the engine scores them
-    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu"))
+    # (each frame's light compensated to the recording's level: the median of the frames' levels)
     frames = frames_of(clip)
+    assert result.light_level == pytest.approx(np.median([preprocess.light_level(f) for f in frames]))
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
+                                                      light_level=result.light_level))
     shifts = frame_shifts(engine, 0, len(frames), (-2.0, 0.0))  # the clip scrolls 2 px/frame to the left
     scores = np.array([r.score for r in engine.predict(frames, shifts)])
     assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()))
@@ -231,6 +235,7 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     # the frame flags follow the calibration's frame threshold
     assert settings["image_threshold"] == pytest.approx(result.frame_threshold)
     assert settings["image_threshold_from"] == settings["region_levels_from"]
+    assert settings["light_level"] == pytest.approx(result.light_level)  # frames compensated as calibrated
     rows = read_csv(tmp_path / "run" / "tracked_frames.csv")
     assert [row["is_defect"] == "1" for row in rows] == [float(row["score"]) >= result.frame_threshold for row in rows]
 
@@ -242,7 +247,8 @@ def test_cli_calibrates_single_frames_and_tracking_cuts_them_with_it(tiny_model,
     result = surface_cal.load(copied_model / tiny_model.class_name)
     assert (result.window, result.min_frames, result.frames) == (1, 1, 10)  # every frame counts
     # known answer: the frames' own maps and scores, scored without grid shifts as single-frame tracking does
-    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu"))
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
+                                                      light_level=result.light_level))
     found = engine.predict(frames_of(clip))
     peaks = np.array([r.anomaly_map.max() for r in found], np.float64)
     scores = np.array([r.score for r in found], np.float64)
@@ -272,7 +278,7 @@ def test_with_a_roi_the_low_threshold_comes_from_the_roi_pixels_only(tiny_model,
     assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1", "--roi", "0,0,32,64"]) == 0
     result = surface_cal.load(copied_model / tiny_model.class_name)
     engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
-                                                      roi=(0, 0, 32, 64)))
+                                                      roi=(0, 0, 32, 64), light_level=result.light_level))
     maps = [r.anomaly_map for r in engine.predict(frames_of(clip))]
     peaks = np.array([m.max() for m in maps], np.float64)
     inside = np.concatenate([surface_cal.pixel_sample(m[:, :32]) for m in maps])
@@ -288,9 +294,11 @@ def test_cli_calibrates_on_the_frames_from_start_on(tiny_model, copied_model, tm
     assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1", "--start", "4"]) == 0
     result = surface_cal.load(copied_model / tiny_model.class_name)
     assert (result.frames, result.start) == (6, 4)
-    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu"))
+    engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
+                                                      light_level=result.light_level))
     scores = np.array([r.score for r in engine.predict(frames_of(clip)[4:])], np.float64)  # frames 4..9 only
-    assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()), abs=1e-6)
+    assert result.light_level == pytest.approx(np.median([preprocess.light_level(f) for f in frames_of(clip)[4:]]))
+    assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()), abs=1e-5)
     # a file written before --start existed reads as start 0
     data = {k: v for k, v in result.to_dict().items() if k != "start"}
     (tmp_path / "old").mkdir()
@@ -355,3 +363,29 @@ def test_tracking_refuses_a_window_before_it_loads_the_model(tiny_model, tmp_pat
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0], err
     assert not (tmp_path / "output").exists()
+
+
+def test_light_compensation_undoes_a_change_of_light_and_can_be_off(tiny_model, copied_model, tmp_path):
+    """The recording calibrated, then the same frames under 20 % less light: compensated, their scores move by
+    a hair (the darker frames lost a little precision) instead of as much as without; --light off stores
+    no level and tracking then scores frames as they come."""
+    clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 10, 2)
+    model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1"]) == 0
+    level = surface_cal.load(copied_model / tiny_model.class_name).light_level
+    frames = frames_of(clip)
+    darker = [np.clip(np.rint(f * 0.8), 0, 255).astype(np.uint8) for f in frames]
+    cfg = EngineConfig(str(copied_model), tiny_model.class_name, "cpu", light_level=level)
+    compensated, plain = InferenceEngine.from_config(cfg), InferenceEngine.from_config(replace(cfg, light_level=None))
+    as_recorded = np.array([r.score for r in compensated.predict(frames)])
+    moved = np.abs(np.array([r.score for r in compensated.predict(darker)]) - as_recorded)
+    moved_plain = np.abs(np.array([r.score for r in plain.predict(darker)]) -
+                         np.array([r.score for r in plain.predict(frames)]))
+    assert moved.mean() < 0.3 * moved_plain.mean() and moved_plain.mean() > 1e-3, (moved, moved_plain)
+
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1", "--light", "off"]) == 0
+    assert surface_cal.load(copied_model / tiny_model.class_name).light_level is None
+    out = tmp_path / "run" / "tracked.mp4"
+    assert tracking_script.cli([*model, "--video_path", str(clip), "--no_organized_output", "--output_path",
+                                str(out)]) == 0
+    assert json.loads((tmp_path / "run" / "tracked_report.json").read_text())["settings"]["light_level"] is None
