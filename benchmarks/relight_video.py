@@ -9,8 +9,10 @@ gain drawn per frame in 1 +- F), lamps light the middle of the view more than it
 gain falls to 1 - V at the frame's corners) and a mount on a running machine vibrates (`--shake A`: every
 frame moved by a whole number of pixels drawn in -A..A across the motion, the border mirrored). The sidecar
 `<output>.json` keeps the ground truth (each frame's boxes moved by that frame's shake; the defects' surface
-boxes and positions unchanged) and records the settings under "relight". A line set up from footage of a steady
-camera under steady light and run on such footage should flag no more frames and find the same defects
+boxes and positions unchanged) and records the settings under "relight". Write `.avi` to compare light alone:
+its frames are stored losslessly (FFV1), while `.mp4` encodes the decoded frames a second time, and that second
+encoding's blocks alone move a model's scores at borderline surface spots. A line set up from footage of a
+steady camera under steady light and run on such footage should flag no more frames and find the same defects
 (README, "Light and vibration").
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -90,6 +93,39 @@ def shift_frame(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:
                           borderMode=cv2.BORDER_REFLECT_101)
 
 
+class LosslessWriter:
+    """Writes an .avi of FFV1 (lossless) frames that appears at `path` only once every frame is written."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        """Target path, frame rate and (width, height)."""
+        self.path, self.partial = path, path.with_name(f".{path.stem}.partial.avi")
+        self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"FFV1"), fps, size)
+        if not self.writer.isOpened():
+            raise ValueError(f"cannot write {path} (FFV1): this OpenCV has no FFV1 encoder; write .mp4")
+
+    def __enter__(self) -> LosslessWriter:
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Appends one BGR frame."""
+        self.writer.write(frame)
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        self.writer.release()
+        if kind is None:
+            os.replace(self.partial, self.path)
+        else:
+            self.partial.unlink(missing_ok=True)
+
+
+def video_writer(output: Path, fps: float, size: tuple[int, int]) -> LosslessWriter | video_io.AtomicVideoWriter:
+    """A lossless writer for .avi (the relit frames exactly, so that only the light differs from the source's
+    decoded frames), else the project's MP4 writer (a second lossy encoding, whose blocks a model may see)."""
+    if output.suffix.lower() == ".avi":
+        return LosslessWriter(output, fps, size)
+    return video_io.AtomicVideoWriter(output, fps, size)
+
+
 def relit_truth(truth: dict, cfg: Relight, shakes: np.ndarray, video_name: str) -> dict:
     """The sidecar of the relit video: each frame's boxes moved by its shake, the settings recorded."""
     relit = copy.deepcopy(truth)
@@ -114,7 +150,7 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
     axis = across_motion_axis(truth)
     capture = cv2.VideoCapture(str(video))
     count = 0
-    with video_io.AtomicVideoWriter(output, info.fps, (info.width, info.height)) as writer:
+    with video_writer(output, info.fps, (info.width, info.height)) as writer:
         ok, frame = capture.read()
         while ok:
             step = min(count, frames - 1)
@@ -137,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vignette", type=float, default=0.0, help="gain lost at the frame corners")
     parser.add_argument("--shake", type=int, default=0, help="per-frame displacement across the motion (px)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, required=True, help="the relit video (.mp4)")
+    parser.add_argument("--output", type=Path, required=True,
+                        help="the relit video: .avi (lossless FFV1: only the light differs) or .mp4 (encoded again)")
     args = parser.parse_args(argv)
     cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed)
     sidecar = Path(str(args.video) + ".json")

@@ -90,3 +90,19 @@ def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(belt, tmp_path, caps
 def test_a_video_without_ground_truth_is_one_line_and_exit_2(tmp_path, capsys):
     assert relight.main([str(tmp_path / "none.mp4"), "--output", str(tmp_path / "o.mp4")]) == 2
     assert "no ground truth beside the video" in capsys.readouterr().err
+
+
+def test_an_avi_output_holds_the_relit_frames_exactly(belt, tmp_path):
+    """.avi: lossless, so the relit frames are the source's decoded frames times their gain, to rounding."""
+    out = tmp_path / "relit.avi"
+    assert relight.main([str(belt), "--drift", "0.2", "--period", "12", "--output", str(out)]) == 0
+    gains = relight.frame_gains(relight.Relight(drift=0.2, period=12), 53)
+    capture, source = cv2.VideoCapture(str(out)), cv2.VideoCapture(str(belt))
+    for index in range(53):
+        ok, lit = capture.read()
+        assert ok
+        expected = np.clip(np.rint(source.read()[1].astype(np.float32) * np.float32(gains[index])), 0, 255)
+        assert np.abs(lit.astype(np.float32) - expected).max() <= 1, index
+    assert not capture.read()[0]
+    assert json.loads((tmp_path / "relit.avi.json").read_text())["video"] == "relit.avi"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial file left
