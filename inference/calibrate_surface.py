@@ -431,10 +431,10 @@ def tracking_levels(engine: InferenceEngine, class_dir: Path, options: Mapping[s
               help="First frame used: calibrate on the part of the training recording after the frames the dataset "
                    "took (video_to_dataset.py --end), one frame's length of belt travel later.")
 @click.option("--max_frames", type=click.IntRange(min=1), default=None, help="Use at most this many frames.")
-@click.option("--light", type=click.Choice(LIGHT_CHOICES), default="compensate", show_default=True,
+@click.option("--light", type=click.Choice(LIGHT_CHOICES), default="off", show_default=True,
               help="compensate: record the recording's light level and score every frame (here and in tracking) "
-                   "scaled to it, so that light that drifts or flickers does not move the scores; off: frames as "
-                   "they come.")
+                   "scaled to it, for lines whose light drifts or flickers more than the +-20 % measured without "
+                   "it (README, 'Light and vibration'); off: frames as they come.")
 def main(video_path: str, surface_window: int, surface_min_frames: int | None, motion_method: str,
          start: int, max_frames: int | None, light: str, **options: Any) -> None:
     """Calibrate the thresholds of surface-averaged maps on a defect-free video."""

@@ -212,7 +212,7 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     # the frame threshold: max(max, mean + 4 std) of the frames' own image scores, as the engine scores them
     # (each frame's light compensated to the recording's level: the median of the frames' levels)
     frames = frames_of(clip)
-    assert result.light_level == pytest.approx(np.median([preprocess.light_level(f) for f in frames]))
+    assert result.light_level is None  # --light off by default
     engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
                                                       light_level=result.light_level))
     shifts = frame_shifts(engine, 0, len(frames), (-2.0, 0.0))  # the clip scrolls 2 px/frame to the left
@@ -235,7 +235,7 @@ def test_cli_calibrates_on_a_video_and_tracking_uses_it_by_default(tiny_model, c
     # the frame flags follow the calibration's frame threshold
     assert settings["image_threshold"] == pytest.approx(result.frame_threshold)
     assert settings["image_threshold_from"] == settings["region_levels_from"]
-    assert settings["light_level"] == pytest.approx(result.light_level)  # frames compensated as calibrated
+    assert settings["light_level"] is None
     rows = read_csv(tmp_path / "run" / "tracked_frames.csv")
     assert [row["is_defect"] == "1" for row in rows] == [float(row["score"]) >= result.frame_threshold for row in rows]
 
@@ -297,7 +297,6 @@ def test_cli_calibrates_on_the_frames_from_start_on(tiny_model, copied_model, tm
     engine = InferenceEngine.from_config(EngineConfig(str(copied_model), tiny_model.class_name, "cpu",
                                                       light_level=result.light_level))
     scores = np.array([r.score for r in engine.predict(frames_of(clip)[4:])], np.float64)  # frames 4..9 only
-    assert result.light_level == pytest.approx(np.median([preprocess.light_level(f) for f in frames_of(clip)[4:]]))
     assert result.frame_threshold == pytest.approx(max(scores.max(), scores.mean() + 4 * scores.std()), abs=1e-5)
     # a file written before --start existed reads as start 0
     data = {k: v for k, v in result.to_dict().items() if k != "start"}
@@ -366,14 +365,19 @@ def test_tracking_refuses_a_window_before_it_loads_the_model(tiny_model, tmp_pat
 
 
 def test_light_compensation_undoes_a_change_of_light_and_can_be_off(tiny_model, copied_model, tmp_path):
-    """The recording calibrated, then the same frames under 20 % less light: compensated, their scores move by
-    a hair (the darker frames lost a little precision) instead of as much as without; --light off stores
-    no level and tracking then scores frames as they come."""
+    """Calibrated with --light compensate (tracking then compensates to the stored level), then the same frames
+    under 20 % less light: compensated, their scores move by a fraction of what they move without; --light off
+    (the default) stores no level and tracking then scores frames as they come."""
     clip = write_scrolling_clip(tiny_model, tmp_path / "normal.mp4", 10, 2)
     model = ["--model_path", str(copied_model), "--class_name", tiny_model.class_name, "--device", "cpu"]
-    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1"]) == 0
+    assert surface_cal.cli([*model, "--video_path", str(clip), "--surface_window", "1", "--light", "compensate"]) == 0
     level = surface_cal.load(copied_model / tiny_model.class_name).light_level
     frames = frames_of(clip)
+    assert level == pytest.approx(np.median([preprocess.light_level(f) for f in frames]))  # the frames' median
+    out = tmp_path / "comp" / "tracked.mp4"
+    assert tracking_script.cli([*model, "--video_path", str(clip), "--no_organized_output", "--output_path",
+                                str(out)]) == 0
+    assert json.loads((tmp_path / "comp" / "tracked_report.json").read_text())["settings"]["light_level"] == level
     darker = [np.clip(np.rint(f * 0.8), 0, 255).astype(np.uint8) for f in frames]
     cfg = EngineConfig(str(copied_model), tiny_model.class_name, "cpu", light_level=level)
     compensated, plain = InferenceEngine.from_config(cfg), InferenceEngine.from_config(replace(cfg, light_level=None))
