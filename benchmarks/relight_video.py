@@ -99,6 +99,7 @@ class LosslessWriter:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         """Target path, frame rate and (width, height)."""
         self.path, self.partial = path, path.with_name(f".{path.stem}.partial.avi")
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"FFV1"), fps, size)
         if not self.writer.isOpened():
             raise ValueError(f"cannot write {path} (FFV1): this OpenCV has no FFV1 encoder; write .mp4")

@@ -65,6 +65,12 @@ Both rules take a maximum, so they hold on about as much surface as the recordin
 file's `belt_views`) gives the belt seen in frame lengths (one view plus the measured travel along the motion),
 and a warning below MIN_BELT_VIEWS (8; on the gravel line 9.4 frame lengths of other surface left no false
 track on the defect video, 3.3 left three: docs/calibration.md).
+
+`--light compensate` also records the recording's light level (the median of its frames' median grey levels in
+the ROI, preprocess.light_level) and scores every frame scaled to it, here and in tracking (which reads the
+level from this file; tracking's `--light off` ignores it). Off by default: on the new-surface gravel line the
+model held under +-15 % drift, +-5 % flicker and both together without it, and compensation neither helped
+nor hurt (README, "Light and vibration").
 """
 from __future__ import annotations
 

@@ -468,9 +468,9 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
                      help="With --surface_window: pixels averaged over fewer frames (just entered the view) start no "
                           "region. [default: the calibration's, else surface_window // 3]"),
         click.option("--light", type=click.Choice(("auto", "off")), default="auto", show_default=True,
-                     help="auto: when the surface calibration in use recorded a light level, score every frame "
-                          "scaled to it (light that drifts or flickers does not move the scores); off: frames as "
-                          "they come."),
+                     help="auto: when the surface calibration in use recorded a light level "
+                          "(calibrate_surface.py --light compensate), score every frame scaled to it; off: frames "
+                          "as they come."),
     ])
 
 

@@ -89,3 +89,12 @@ def test_compensate_light_scales_to_the_reference_within_the_gain_limit():
     assert preprocess.compensate_light(frame, level) is frame  # at its level: unchanged
     far = preprocess.compensate_light(frame, 10 * level)  # at most MAX_LIGHT_GAIN, saturating at 255
     assert np.abs(far.astype(float) - np.clip(frame * preprocess.MAX_LIGHT_GAIN, 0, 255)).max() <= 1
+
+
+def test_compensate_light_takes_grey_frames_and_reads_the_roi_only():
+    """A grey (HxW) frame whose left half is dark: its region's level becomes the reference, the frame stays grey."""
+    frame = np.full((30, 50), 120, np.uint8)
+    frame[:, :25] = 20
+    lit = preprocess.compensate_light(frame, 90.0, roi=(25, 0, 50, 30))  # right half: 120 -> 90
+    assert lit.shape == (30, 50) and lit.dtype == np.uint8
+    assert preprocess.light_level(lit, (25, 0, 50, 30)) == 90.0 and int(lit[0, 0]) == 15
