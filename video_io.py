@@ -35,12 +35,11 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from collections.abc import Callable
 
 try:
     import fcntl
@@ -578,3 +577,28 @@ def read_sidecar(video_path: str | os.PathLike) -> dict[str, Any] | None:
     if not isinstance(data, dict) or not isinstance(data.get("frames", []), list):
         raise VideoError(f"sidecar {path} is not a video sidecar object; delete it or re-create the video")
     return data
+
+
+def conveyor_truth(video_path: str | os.PathLike) -> dict[str, Any]:
+    """A conveyor video's ground truth (its sidecar); VideoError naming the fix when it is missing or partial."""
+    data = read_sidecar(video_path)
+    if data is None or not data.get("frames") or not {"width", "height"} <= data.keys():
+        raise VideoError(f"{sidecar_path(video_path)}: no ground truth beside the video (a conveyor's sidecar); "
+                         "make the video with preprocessing/create_conveyor_video.py")
+    return data
+
+
+def replay_video(video_path: str | os.PathLike, writer: Any,
+                 operation: Callable[[np.ndarray, int], np.ndarray]) -> int:
+    """Writes `operation(frame, index)` of every frame of a video to `writer`; returns the frame count."""
+    capture = cv2.VideoCapture(str(video_path))
+    count = 0
+    try:
+        ok, frame = capture.read()
+        while ok:
+            writer.write(operation(frame, count))
+            count += 1
+            ok, frame = capture.read()
+    finally:
+        capture.release()
+    return count

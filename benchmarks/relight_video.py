@@ -45,15 +45,15 @@ class Relight:
     seed: int = 0
 
     def validate(self) -> None:
-        """Raises ValueError naming the flag of the first value out of range."""
+        """Raises UserError naming the flag of the first value out of range."""
         for flag, value, high in (("--drift", self.drift, 0.5), ("--flicker", self.flicker, 0.5),
                                   ("--vignette", self.vignette, 0.9)):
             if not 0.0 <= value <= high:
-                raise ValueError(f"{flag} {value}: use 0 to {high}")
+                raise errors.UserError(f"{flag} {value}: use 0 to {high}")
         if self.period < 0:
-            raise ValueError(f"--period {self.period}: use a positive number of frames (0: the video's length)")
+            raise errors.UserError(f"--period {self.period}: use a positive number of frames (0: the video's length)")
         if not 0 <= self.shake <= 16:
-            raise ValueError(f"--shake {self.shake}: use 0 to 16 pixels")
+            raise errors.UserError(f"--shake {self.shake}: use 0 to 16 pixels")
 
 
 def frame_gains(cfg: Relight, frames: int) -> np.ndarray:
@@ -102,7 +102,7 @@ class LosslessWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"FFV1"), fps, size)
         if not self.writer.isOpened():
-            raise ValueError(f"cannot write {path} (FFV1): this OpenCV has no FFV1 encoder; write .mp4")
+            raise video_io.VideoError(f"cannot write {path} (FFV1): this OpenCV has no FFV1 encoder; write .mp4")
 
     def __enter__(self) -> LosslessWriter:
         return self
@@ -143,23 +143,20 @@ def relit_truth(truth: dict, cfg: Relight, shakes: np.ndarray, video_name: str) 
 
 def relight_video(video: Path, cfg: Relight, output: Path) -> int:
     """Writes the relit video and its sidecar; returns the number of frames."""
-    truth = json.loads(Path(str(video) + ".json").read_text(encoding="utf-8"))
+    truth = video_io.conveyor_truth(video)
     info = video_io.probe_video(video)
     frames = int(truth.get("num_frames") or info.frame_count)
     gains, shakes = frame_gains(cfg, frames), frame_shakes(cfg, frames)
     light = vignette_gain(cfg, info.width, info.height)
     axis = across_motion_axis(truth)
-    capture = cv2.VideoCapture(str(video))
-    count = 0
+
+    def relight(frame: np.ndarray, index: int) -> np.ndarray:
+        step = min(index, frames - 1)
+        lit = frame.astype(np.float32) * (light * np.float32(gains[step]))
+        return shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis)
+
     with video_writer(output, info.fps, (info.width, info.height)) as writer:
-        ok, frame = capture.read()
-        while ok:
-            step = min(count, frames - 1)
-            lit = frame.astype(np.float32) * (light * np.float32(gains[step]))
-            writer.write(shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis))
-            count += 1
-            ok, frame = capture.read()
-    capture.release()
+        count = video_io.replay_video(video, writer, relight)
     utils.atomic_write_text(Path(str(output) + ".json"), json.dumps(relit_truth(truth, cfg, shakes, output.name)))
     return count
 
@@ -178,23 +175,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the relit video: .avi (lossless FFV1: only the light differs) or .mp4 (encoded again)")
     args = parser.parse_args(argv)
     cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed)
-    sidecar = Path(str(args.video) + ".json")
-    try:
+
+    def run() -> None:
         cfg.validate()
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if not sidecar.is_file():
-        print(f"error: {sidecar}: no ground truth beside the video; make the video with "
-              "preprocessing/create_conveyor_video.py", file=sys.stderr)
-        return 2
-    try:
         count = relight_video(args.video, cfg, args.output)
-    except (video_io.VideoError, KeyError, ValueError, json.JSONDecodeError) as err:
-        print(f"error: {args.video}: {errors.first_line(err)}", file=sys.stderr)
-        return 2
-    print(f"{args.output}: {count} frames relit ({', '.join(f'{k} {v}' for k, v in asdict(cfg).items() if v)})")
-    return 0
+        print(f"{args.output}: {count} frames relit ({', '.join(f'{k} {v}' for k, v in asdict(cfg).items() if v)})")
+
+    return errors.run_script(run)
 
 
 if __name__ == "__main__":

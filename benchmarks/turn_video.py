@@ -64,21 +64,13 @@ def turn_truth(truth: dict, turn: str, video_name: str) -> dict:
 
 def turn_video(video: Path, turn: str, output: Path) -> int:
     """Writes the turned video and its sidecar; returns the number of frames."""
-    truth = json.loads(Path(str(video) + ".json").read_text(encoding="utf-8"))
+    truth = video_io.conveyor_truth(video)
     operation = TURNS[turn][0]
     info = video_io.probe_video(video)
     size = (info.width, info.height) if turn == "left_to_right" else (info.height, info.width)
-    capture = cv2.VideoCapture(str(video))
-    count = 0
     with video_io.AtomicVideoWriter(output, info.fps, size) as writer:
-        ok, frame = capture.read()
-        while ok:
-            writer.write(operation(frame))
-            count += 1
-            ok, frame = capture.read()
-    capture.release()
-    sidecar = Path(str(output) + ".json")
-    utils.atomic_write_text(sidecar, json.dumps(turn_truth(truth, turn, output.name)))
+        count = video_io.replay_video(video, writer, lambda frame, _: operation(frame))
+    utils.atomic_write_text(Path(str(output) + ".json"), json.dumps(turn_truth(truth, turn, output.name)))
     return count
 
 
@@ -89,18 +81,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turn", choices=sorted(TURNS), required=True)
     parser.add_argument("--output", type=Path, required=True, help="the turned video (.mp4)")
     args = parser.parse_args(argv)
-    sidecar = Path(str(args.video) + ".json")
-    if not sidecar.is_file():
-        print(f"error: {sidecar}: no ground truth beside the video; make the video with "
-              "preprocessing/create_conveyor_video.py", file=sys.stderr)
-        return 2
-    try:
+
+    def run() -> None:
         count = turn_video(args.video, args.turn, args.output)
-    except (video_io.VideoError, KeyError, ValueError, json.JSONDecodeError) as err:
-        print(f"error: {args.video}: {errors.first_line(err)}", file=sys.stderr)
-        return 2
-    print(f"{args.output}: {count} frames, belt moving {args.turn.replace('_', ' ')}")
-    return 0
+        print(f"{args.output}: {count} frames, belt moving {args.turn.replace('_', ' ')}")
+
+    return errors.run_script(run)
 
 
 if __name__ == "__main__":

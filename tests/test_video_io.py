@@ -295,3 +295,33 @@ def test_write_sidecar_unwritable_folder(tmp_path: Path) -> None:
     with pytest.raises(VideoError) as err:
         video_io.write_sidecar(blocker / "clip.mp4", {"frames": []})
     assert_one_line(err.value, "clip.mp4.json", "writable")
+
+
+def test_replay_video_writes_each_frame_through_the_operation(tmp_path: Path) -> None:
+    """Every frame goes through the operation once, in order, with its index; the count is returned."""
+    source = write_video(tmp_path / "in.mp4", smooth_frames(4))
+    seen = []
+
+    def mirror(frame: np.ndarray, index: int) -> np.ndarray:
+        seen.append(index)
+        return cv2.flip(frame, 1)
+
+    with AtomicVideoWriter(tmp_path / "out.mp4", 12.5, (64, 48)) as writer:
+        assert video_io.replay_video(source, writer, mirror) == 4
+    assert seen == [0, 1, 2, 3]
+    before = np.stack(next(video_io.iter_frames(source, batch_size=4)))
+    after = np.stack(next(video_io.iter_frames(tmp_path / "out.mp4", batch_size=4)))
+    assert np.abs(after.astype(int) - before[:, :, ::-1].astype(int)).mean() < 4  # mirrored, to codec noise
+    assert np.abs(after.astype(int) - before.astype(int)).mean() > 20  # not merely copied
+
+
+@pytest.mark.parametrize("sidecar", [None, {"frames": []}, {"frames": [{"index": 0}]}])
+def test_conveyor_truth_without_a_conveyor_sidecar_names_it_and_the_fix(tmp_path: Path, sidecar) -> None:
+    video = write_video(tmp_path / "clip.mp4", smooth_frames(1))
+    if sidecar is not None:
+        video_io.write_sidecar(video, sidecar)
+    with pytest.raises(VideoError) as err:
+        video_io.conveyor_truth(video)
+    assert_one_line(err.value, "clip.mp4.json", "create_conveyor_video.py")
+    video_io.write_sidecar(video, {"width": 64, "height": 48, "frames": [{"index": 0}]})
+    assert video_io.conveyor_truth(video)["width"] == 64

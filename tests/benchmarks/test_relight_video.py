@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from benchmarks import relight_video as relight
-from preprocessing import create_conveyor_video as conveyor
 
 
 def test_gains_follow_the_drift_and_stay_within_the_flicker():
@@ -37,15 +36,6 @@ def test_a_shift_moves_the_pixels_across_the_motion():
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (7, 9, 10, 13)
     ys, xs = np.nonzero(relight.shift_frame(frame, -3, axis=0)[..., 0])
     assert (xs.min(), xs.max()) == (7, 10)
-
-
-@pytest.fixture(scope="module")
-def belt(tmp_path_factory):
-    """A small gravel conveyor with two painted defects, and its sidecar."""
-    folder = tmp_path_factory.mktemp("relight")
-    cfg = conveyor.ConveyorConfig(texture="gravel", size=64, speed=8, defects=2, seed=3, width=96)
-    conveyor.create_conveyor_video(folder / "belt.mp4", cfg)
-    return folder / "belt.mp4"
 
 
 def test_the_relit_video_carries_each_frame_gain_and_shake(belt, tmp_path):

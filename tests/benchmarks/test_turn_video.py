@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from benchmarks import turn_video
-from preprocessing import create_conveyor_video as conveyor
 
 
 @pytest.mark.parametrize("turn", sorted(turn_video.TURNS))
@@ -19,15 +18,6 @@ def test_a_turned_box_bounds_the_turned_pixels(turn):
     turned = turn_video.TURNS[turn][0](frame)
     ys, xs = np.nonzero(turned)
     assert turn_video.turn_box((30, 3, 37, 8), turn, 40, 24) == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
-
-
-@pytest.fixture(scope="module")
-def belt(tmp_path_factory):
-    """A small gravel conveyor with two painted defects, and its sidecar."""
-    folder = tmp_path_factory.mktemp("turn")
-    cfg = conveyor.ConveyorConfig(texture="gravel", size=64, speed=8, defects=2, seed=3, width=96)
-    conveyor.create_conveyor_video(folder / "belt.mp4", cfg)
-    return folder / "belt.mp4"
 
 
 def test_the_turned_video_shows_each_defect_inside_its_turned_frame_box(belt, tmp_path):
