@@ -1,0 +1,160 @@
+"""Why a painted defect was missed: how strongly the model's map answers it, against the region threshold.
+
+    python benchmarks/defect_response.py results/line/videos/defects.mp4 \
+        --model_path results/line/results/models/backbone_0 --class_name custom_line [--samples 5]
+
+For every defect in the conveyor's ground truth (`VIDEO.json`, written by
+`preprocessing/create_conveyor_video.py`), scores `--samples` frames spread over the frames that show it
+whole, each frame alone, and prints per defect the map's peak inside its box (median, and the range over
+the frames), the peak of the same frames outside every painted defect's box (widened by --margin px: the
+defect-free surface around it), the single-frame region threshold a tracking run cuts with (the surface
+calibration's when the class has one, else the model's held-out one) and a verdict:
+
+- `above threshold`: the map marks the defect in a frame alone;
+- `below threshold`: it answers (its peak exceeds the surface's) but too weakly for a frame alone
+  (averaging on the surface, `--surface_window`, may find it);
+- `no response`: its peak is no higher than the defect-free surface's in the same frames: no threshold
+  can find it with this model.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+import model as glass_model
+import video_io
+from inference import calibrate_surface
+from inference import cli as shared
+from inference.engine import InferenceEngine
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+
+
+@dataclass(frozen=True)
+class Response:
+    """How the map answers one painted defect over the frames that show it whole."""
+
+    defect_id: int
+    defect_type: str
+    area_mm2: float
+    inside: np.ndarray  # per sampled frame: the map's peak in the defect's box
+    outside: np.ndarray  # per sampled frame: the map's peak away from every painted defect
+
+    def verdict(self, threshold: float) -> str:
+        """above threshold / below threshold / no response (see the module docstring)."""
+        peak, surface = float(np.median(self.inside)), float(np.median(self.outside))
+        if peak >= threshold:
+            return "above threshold"
+        return "below threshold" if peak > surface else "no response"
+
+
+def frame_boxes(truth: dict[str, Any]) -> list[dict[int, Box]]:
+    """Per frame of the sidecar, each visible defect's box in that frame."""
+    return [{int(seen["defect_id"]): tuple(int(v) for v in seen["box"]) for seen in frame.get("defects", [])}
+            for frame in truth["frames"]]
+
+
+def sample_frames(defect: dict[str, Any], boxes: Sequence[dict[int, Box]], samples: int) -> list[int]:
+    """Up to `samples` frames spread evenly over those showing the defect whole (any showing it, if none)."""
+    defect_id = int(defect["defect_id"])
+    first, last = defect.get("first_full_frame"), defect.get("last_full_frame")
+    shown = [index for index, seen in enumerate(boxes) if defect_id in seen]
+    whole = [index for index in shown if first is not None and first <= index <= last]
+    frames = whole or shown
+    if not frames:
+        return []
+    picks = np.linspace(0, len(frames) - 1, min(samples, len(frames))).round().astype(int)
+    return sorted({frames[pick] for pick in picks})
+
+
+def peaks(amap: np.ndarray, box: Box, others: Sequence[Box], margin: int) -> tuple[float, float]:
+    """(the map's peak inside box, its peak outside every box widened by margin; nan if nothing is left)."""
+    x0, y0, x1, y1 = box
+    inside = float(amap[y0:y1, x0:x1].max())
+    away = np.ones(amap.shape, bool)
+    for bx0, by0, bx1, by1 in others:
+        away[max(by0 - margin, 0):by1 + margin, max(bx0 - margin, 0):bx1 + margin] = False
+    return inside, float(amap[away].max()) if away.any() else float("nan")
+
+
+def read_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
+    """The wanted frames of a video, by index."""
+    frames: dict[int, np.ndarray] = {}
+    index = 0
+    for batch in video_io.iter_frames(video, batch_size=16):
+        for frame in batch:
+            if index in wanted:
+                frames[index] = frame
+            index += 1
+        if index > max(wanted, default=-1):
+            break
+    return frames
+
+
+def measure(engine: InferenceEngine, video: Path, truth: dict[str, Any], pixel_size: float, samples: int,
+            margin: int) -> list[Response]:
+    """The map's response to every painted defect of a conveyor video."""
+    boxes = frame_boxes(truth)
+    plan = {int(d["defect_id"]): sample_frames(d, boxes, samples) for d in truth.get("defects", [])}
+    frames = read_frames(video, {index for picks in plan.values() for index in picks})
+    responses = []
+    for defect in truth.get("defects", []):
+        defect_id = int(defect["defect_id"])
+        picks = [index for index in plan[defect_id] if index in frames]
+        results = engine.predict([frames[index] for index in picks]) if picks else []
+        pairs = [peaks(result.anomaly_map, boxes[index][defect_id], list(boxes[index].values()), margin)
+                 for index, result in zip(picks, results)]
+        inside, outside = (np.array(values, np.float64) for values in zip(*pairs)) if pairs else (np.zeros(0),) * 2
+        responses.append(Response(defect_id, str(defect["defect_type"]),
+                                  float(defect["area_pixels"]) * pixel_size ** 2, inside, outside))
+    return responses
+
+
+def table(responses: Sequence[Response], threshold: float) -> str:
+    """One row per defect: its peak, the surface's, the threshold and the verdict."""
+    rows = [f"{'id':>4}  {'type':<16}{'area mm^2':>10}  {'peak in box (range)':<22}{'surface peak':>13}  verdict"]
+    for r in responses:
+        if r.inside.size == 0:
+            rows.append(f"{r.defect_id:>4}  {r.defect_type:<16}{r.area_mm2:>10.2f}  never in view")
+            continue
+        span = f"{np.median(r.inside):.3f} ({r.inside.min():.3f}-{r.inside.max():.3f})"
+        rows.append(f"{r.defect_id:>4}  {r.defect_type:<16}{r.area_mm2:>10.2f}  {span:<22}"
+                    f"{np.nanmedian(r.outside):>13.3f}  {r.verdict(threshold)}")
+    return "\n".join(rows)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("video", type=click.Path(path_type=Path))
+@shared.model_options
+@click.option("--pixel_size", type=click.FloatRange(min=0.0, min_open=True), default=0.1, show_default=True,
+              help="mm per pixel (areas only)")
+@click.option("--samples", type=click.IntRange(min=1), default=5, show_default=True,
+              help="frames scored per defect")
+@click.option("--margin", type=click.IntRange(min=0), default=16, show_default=True,
+              help="px around every painted defect's box left out of the surface peak")
+def main(video: Path, pixel_size: float, samples: int, margin: int, **options: Any) -> None:
+    """Print how strongly the model answers each painted defect of a conveyor video."""
+    truth = video_io.conveyor_truth(video)
+    engine_cfg = shared.engine_config(options)
+    class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
+    engine = InferenceEngine.from_config(engine_cfg)
+    levels = calibrate_surface.tracking_levels(engine, class_dir, {**options, "surface_window": 1})
+    click.echo(f"region threshold {levels.threshold:.4f} (single frames; from {levels.source})")
+    click.echo(table(measure(engine, video, truth, pixel_size, samples, margin), levels.threshold))
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    return shared.run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(cli())

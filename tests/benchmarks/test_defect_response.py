@@ -1,0 +1,58 @@
+"""benchmarks/defect_response.py: how strongly a model's map answers each painted defect, and the verdict."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import defect_response as response
+
+
+def test_peaks_inside_the_box_and_away_from_every_widened_box():
+    amap = np.zeros((40, 60), np.float32)
+    amap[10, 10] = 0.9  # inside the defect's box
+    amap[12, 25] = 0.8  # inside another defect's box widened by 4
+    amap[30, 50] = 0.3  # defect-free surface
+    inside, outside = response.peaks(amap, (8, 8, 14, 14), [(8, 8, 14, 14), (27, 14, 32, 20)], margin=4)
+    assert (inside, outside) == (pytest.approx(0.9), pytest.approx(0.3))
+    assert np.isnan(response.peaks(amap, (0, 0, 60, 40), [(0, 0, 60, 40)], margin=0)[1])  # nothing left outside
+
+
+def test_sample_frames_spread_over_the_frames_showing_the_defect_whole():
+    boxes = [{1: (0, 0, 2, 2)} if 3 <= index <= 20 else {} for index in range(25)]
+    defect = {"defect_id": 1, "first_full_frame": 5, "last_full_frame": 15}
+    assert response.sample_frames(defect, boxes, 3) == [5, 10, 15]
+    assert response.sample_frames(defect, boxes, 50) == list(range(5, 16))  # never more than there are
+    partial = {"defect_id": 1, "first_full_frame": None, "last_full_frame": None}  # never whole: any showing it
+    assert response.sample_frames(partial, boxes, 2) == [3, 20]
+    assert response.sample_frames({"defect_id": 2}, boxes, 3) == []
+
+
+@pytest.mark.parametrize(("inside", "outside", "verdict"), [
+    ([0.80, 0.75, 0.90], [0.6, 0.6, 0.6], "above threshold"),
+    ([0.65, 0.66, 0.70], [0.6, 0.6, 0.6], "below threshold"),
+    ([0.58, 0.61, 0.59], [0.6, 0.6, 0.6], "no response"),
+])
+def test_verdict_against_the_threshold_and_the_surface(inside, outside, verdict):
+    result = response.Response(1, "scratch", 5.0, np.array(inside), np.array(outside))
+    assert result.verdict(threshold=0.72) == verdict
+
+
+def test_one_row_per_painted_defect_on_a_conveyor(belt, tiny_model, capsys):
+    code = response.cli([str(belt), "--model_path", str(tiny_model.model_path), "--class_name",
+                         tiny_model.class_name, "--device", "cpu", "--samples", "3"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.startswith("region threshold ")
+    rows = out.strip().splitlines()[2:]
+    assert [row.split()[0] for row in rows] == ["1", "2"]  # the belt's two defects, in order
+    for row in rows:
+        assert row.endswith(("above threshold", "below threshold", "no response")), row
+        peak = float(row.split()[3])
+        assert 0.0 <= peak <= 1.0
+
+
+def test_a_video_without_ground_truth_is_one_line_and_exit_2(tmp_path, tiny_model, capsys):
+    code = response.cli([str(tmp_path / "none.mp4"), "--model_path", str(tiny_model.model_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "none.mp4.json" in err and "create_conveyor_video.py" in err
