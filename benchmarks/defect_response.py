@@ -13,8 +13,12 @@ calibration's when the class has one, else the model's held-out one) and a verdi
 - `above threshold`: the map marks the defect in a frame alone;
 - `below threshold`: it answers (its peak exceeds the surface's) but too weakly for a frame alone
   (averaging on the surface, `--surface_window`, may find it);
-- `no response`: its peak is no higher than the defect-free surface's in the same frames: no threshold
-  can find it with this model.
+- `not above the surface`: its peak is no higher than the defect-free surface's in the same frames: no
+  threshold marks it in a frame alone without marking defect-free surface too (the map may still trace it
+  faintly: see the picture).
+
+`--picture PATH` also writes one tile per defect: the middle sampled frame around the defect's box (red)
+over the map there (JET colours, the threshold at the middle of the scale: red above, blue well below).
 """
 from __future__ import annotations
 
@@ -26,15 +30,21 @@ from pathlib import Path
 from typing import Any
 
 import click
+import cv2
 import numpy as np
 
+import drawing
 import model as glass_model
+import utils
 import video_io
 from inference import calibrate_surface
 from inference import cli as shared
 from inference.engine import InferenceEngine
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
+TILE = 128  # frame pixels around a defect in the picture (shown at twice the size)
+RED = (0, 0, 255)
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
@@ -46,13 +56,14 @@ class Response:
     area_mm2: float
     inside: np.ndarray  # per sampled frame: the map's peak in the defect's box
     outside: np.ndarray  # per sampled frame: the map's peak away from every painted defect
+    view: tuple[np.ndarray, np.ndarray, Box] | None = None  # the middle sample's (frame, map, box), for the picture
 
     def verdict(self, threshold: float) -> str:
-        """above threshold / below threshold / no response (see the module docstring)."""
+        """above threshold / below threshold / not above the surface (see the module docstring)."""
         peak, surface = float(np.median(self.inside)), float(np.median(self.outside))
         if peak >= threshold:
             return "above threshold"
-        return "below threshold" if peak > surface else "no response"
+        return "below threshold" if peak > surface else "not above the surface"
 
 
 def frame_boxes(truth: dict[str, Any]) -> list[dict[int, Box]]:
@@ -112,8 +123,10 @@ def measure(engine: InferenceEngine, video: Path, truth: dict[str, Any], pixel_s
         pairs = [peaks(result.anomaly_map, boxes[index][defect_id], list(boxes[index].values()), margin)
                  for index, result in zip(picks, results)]
         inside, outside = (np.array(values, np.float64) for values in zip(*pairs)) if pairs else (np.zeros(0),) * 2
+        middle = len(picks) // 2
+        view = (frames[picks[middle]], results[middle].anomaly_map, boxes[picks[middle]][defect_id]) if picks else None
         responses.append(Response(defect_id, str(defect["defect_type"]),
-                                  float(defect["area_pixels"]) * pixel_size ** 2, inside, outside))
+                                  float(defect["area_pixels"]) * pixel_size ** 2, inside, outside, view))
     return responses
 
 
@@ -130,6 +143,43 @@ def table(responses: Sequence[Response], threshold: float) -> str:
     return "\n".join(rows)
 
 
+def tile(response: Response, threshold: float) -> np.ndarray:
+    """The defect's surroundings over its map, labelled with its id, type and verdict (BGR, 2*TILE wide)."""
+    canvas = np.zeros((2 * TILE, TILE, 3), np.uint8)
+    if response.view is not None:
+        frame, amap, (x0, y0, x1, y1) = response.view
+        height, width = amap.shape
+        left = int(np.clip((x0 + x1) // 2 - TILE // 2, 0, max(width - TILE, 0)))
+        top = int(np.clip((y0 + y1) // 2 - TILE // 2, 0, max(height - TILE, 0)))
+        crop = np.s_[top:top + TILE, left:left + TILE]
+        image = drawing.as_bgr(frame[crop])
+        cv2.rectangle(image, (x0 - left - 2, y0 - top - 2), (x1 - left + 1, y1 - top + 1), RED, 1)
+        heat = drawing.colorize(amap[crop], threshold - 0.25, threshold + 0.25)
+        canvas[:image.shape[0], :image.shape[1]] = image
+        canvas[TILE:TILE + heat.shape[0], :heat.shape[1]] = heat
+    canvas = cv2.resize(canvas, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    verdict = response.verdict(threshold) if response.inside.size else "never in view"
+    drawing.put_text(canvas, f"{response.defect_id} {response.defect_type}", (4, 16), (255, 255, 255), 0.45)
+    drawing.put_text(canvas, verdict, (4, 2 * TILE + 16), (255, 255, 255), 0.45)
+    return canvas
+
+
+def check_picture_path(path: Path) -> None:
+    """VideoError unless the picture's name ends in .png, .jpg or .jpeg."""
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        raise video_io.VideoError(f"--picture {path}: name it .png or .jpg")
+
+
+def picture(responses: Sequence[Response], threshold: float, path: Path) -> None:
+    """Writes the defects' tiles side by side, up to four a row (PNG or JPEG by the name; atomically)."""
+    check_picture_path(path)
+    tiles = [tile(r, threshold) for r in responses]
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % 4 if len(tiles) > 4 else 0)
+    rows = [np.hstack(tiles[start:start + 4]) for start in range(0, len(tiles), 4)]
+    encoded = cv2.imencode(path.suffix.lower(), np.vstack(rows))[1]
+    utils.atomic_write_bytes(path, encoded.tobytes())
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("video", type=click.Path(path_type=Path))
 @shared.model_options
@@ -139,15 +189,24 @@ def table(responses: Sequence[Response], threshold: float) -> str:
               help="frames scored per defect")
 @click.option("--margin", type=click.IntRange(min=0), default=16, show_default=True,
               help="px around every painted defect's box left out of the surface peak")
-def main(video: Path, pixel_size: float, samples: int, margin: int, **options: Any) -> None:
+@click.option("--picture", "picture_path", type=click.Path(path_type=Path), default=None,
+              help="also write the defects' tiles (frame over map) to this .png/.jpg")
+def main(video: Path, pixel_size: float, samples: int, margin: int, picture_path: Path | None = None,
+         **options: Any) -> None:
     """Print how strongly the model answers each painted defect of a conveyor video."""
     truth = video_io.conveyor_truth(video)
+    if picture_path is not None:
+        check_picture_path(picture_path)
     engine_cfg = shared.engine_config(options)
     class_dir = glass_model.resolve_class_dir(engine_cfg.model_path, engine_cfg.class_name)
     engine = InferenceEngine.from_config(engine_cfg)
     levels = calibrate_surface.tracking_levels(engine, class_dir, {**options, "surface_window": 1})
     click.echo(f"region threshold {levels.threshold:.4f} (single frames; from {levels.source})")
-    click.echo(table(measure(engine, video, truth, pixel_size, samples, margin), levels.threshold))
+    responses = measure(engine, video, truth, pixel_size, samples, margin)
+    click.echo(table(responses, levels.threshold))
+    if picture_path is not None and responses:
+        picture(responses, levels.threshold, picture_path)
+        click.echo(f"picture {picture_path}")
 
 
 def cli(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """benchmarks/defect_response.py: how strongly a model's map answers each painted defect, and the verdict."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -30,7 +31,7 @@ def test_sample_frames_spread_over_the_frames_showing_the_defect_whole():
 @pytest.mark.parametrize(("inside", "outside", "verdict"), [
     ([0.80, 0.75, 0.90], [0.6, 0.6, 0.6], "above threshold"),
     ([0.65, 0.66, 0.70], [0.6, 0.6, 0.6], "below threshold"),
-    ([0.58, 0.61, 0.59], [0.6, 0.6, 0.6], "no response"),
+    ([0.58, 0.61, 0.59], [0.6, 0.6, 0.6], "not above the surface"),
 ])
 def test_verdict_against_the_threshold_and_the_surface(inside, outside, verdict):
     result = response.Response(1, "scratch", 5.0, np.array(inside), np.array(outside))
@@ -46,7 +47,7 @@ def test_one_row_per_painted_defect_on_a_conveyor(belt, tiny_model, capsys):
     rows = out.strip().splitlines()[2:]
     assert [row.split()[0] for row in rows] == ["1", "2"]  # the belt's two defects, in order
     for row in rows:
-        assert row.endswith(("above threshold", "below threshold", "no response")), row
+        assert row.endswith(("above threshold", "below threshold", "not above the surface")), row
         peak = float(row.split()[3])
         assert 0.0 <= peak <= 1.0
 
@@ -56,3 +57,24 @@ def test_a_video_without_ground_truth_is_one_line_and_exit_2(tmp_path, tiny_mode
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "none.mp4.json" in err and "create_conveyor_video.py" in err
+
+
+def test_picture_tiles_frame_over_map_per_defect(tmp_path):
+    """One 256x512 tile per defect, up to four a row; the frame crop on top shows the frame's pixels, and a
+    map above the threshold comes out red (JET's top) below it."""
+    frame = np.full((100, 300, 3), 90, np.uint8)
+    amap = np.zeros((100, 300), np.float32)
+    amap[40:60, 140:160] = 1.0
+    view = (frame, amap, (140, 40, 160, 60))
+    responses = [response.Response(i, "hole", 4.0, np.array([1.0]), np.array([0.2]), view) for i in range(1, 6)]
+    out = tmp_path / "tiles.png"
+    response.picture(responses, 0.7, out)
+    image = cv2.imread(str(out))
+    assert image.shape == (2 * 512, 4 * 256, 3)  # five tiles: two rows of four, the last three blank
+    first = image[:512, :256]
+    assert tuple(first[100, 10]) == (90, 90, 90)  # frame pixels (the crop is 128 px, shown at 2x)
+    centre = first[256 + 2 * (50 - 0), 2 * (150 - 86)]  # map crop: left 86 (centred on x 150), top 0
+    assert centre[2] > 100 and centre[0] < 50  # red: far above the threshold
+    assert not image[512:, 256:].any()  # blank tiles
+    with pytest.raises(response.video_io.VideoError, match="--picture"):
+        response.picture(responses, 0.7, tmp_path / "tiles.txt")
