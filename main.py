@@ -398,10 +398,6 @@ def ae(**kw: Any) -> tuple[str, PixelOptions]:
                    "reference), or a random place per image and epoch, so that frames wider or taller than the "
                    "square are learnt whole (e.g. --resize 720 --imagesize 256: 1280x720 frames at full "
                    "resolution). Test images keep the centre crop.")
-@click.option("--las_strokes", default=0.0, type=float, callback=_fraction, show_default=True,
-              help="Share of the training items whose synthetic local anomaly is thin curved strokes (like "
-                   "CutPaste's scar) instead of the reference's Perlin blobs, to learn scratches and hairline "
-                   "cracks; 0: the reference's synthesis exactly.")
 def dataset(**kw: Any) -> tuple[str, data.DatasetConfig]:
     """Dataset NAME at DATA_PATH with LAS textures from AUG_PATH (DTD's images folder)."""
     explicit = {name for name in ("resize", "imagesize")

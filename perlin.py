@@ -4,11 +4,6 @@ A LAS mask is the union, the intersection or the first of two thresholded,
 randomly rotated Perlin noise maps (probability 1/3 each), optionally restricted
 to the foreground. Rotation uses OpenCV (the reference's imgaug does not import
 under NumPy 2). All randomness comes from the caller's ``numpy.random.Generator``.
-
-Not in the reference: *stroke* masks (`stroke_mask`), thin curved lines like CutPaste's "scar"
-(Li et al., CVPR 2021), which `dataset --las_strokes P` draws instead of the Perlin mask for a share P
-of the training items, so that the discriminator also learns thin anomalies (scratches, hairline
-cracks) that blob-shaped Perlin masks never show it.
 """
 
 from __future__ import annotations
@@ -19,11 +14,6 @@ import cv2
 import numpy as np
 
 MAX_ROTATION_DEG = 90.0
-# Stroke masks, in fractions of the image side (256 px: 1.5-5 px wide, 38-102 px long).
-STROKE_WIDTH = (0.006, 0.02)
-STROKE_LENGTH = (0.15, 0.4)
-STROKE_STEPS = 12  # segments per stroke; the heading turns by up to STROKE_BEND radians at each
-STROKE_BEND = 0.35
 
 
 def _fade(t: np.ndarray) -> np.ndarray:
@@ -107,30 +97,6 @@ def perlin_mask(
     return mask.astype(np.float32)
 
 
-def stroke_mask(shape: tuple[int, int], rng: np.random.Generator, fg: np.ndarray | None = None) -> np.ndarray:
-    """One to three thin, gently curved strokes (1 inside, 0 outside; float32), inside the foreground if given."""
-    height, width = shape
-    side = min(height, width)
-    canvas = np.zeros(shape, np.uint8)
-    for _ in range(int(rng.integers(1, 4))):
-        length = rng.uniform(*STROKE_LENGTH) * side
-        thickness = max(1, int(round(rng.uniform(*STROKE_WIDTH) * side)))
-        point = np.array([rng.uniform(0, width), rng.uniform(0, height)])
-        heading = rng.uniform(0, 2 * math.pi)
-        points = [point.copy()]
-        for _ in range(STROKE_STEPS):
-            heading += rng.uniform(-STROKE_BEND, STROKE_BEND)
-            point = point + length / STROKE_STEPS * np.array([math.cos(heading), math.sin(heading)])
-            points.append(point.copy())
-        # OpenCV draws the polyline; sub-pixel vertices via its fixed-point shift (4 fractional bits).
-        cv2.polylines(canvas, [np.round(np.array(points) * 16).astype(np.int32)], False, 1, thickness,
-                      cv2.LINE_8, shift=4)
-    mask = canvas.astype(np.float32)
-    if fg is not None:
-        mask = mask * (fg > 0)
-    return mask
-
-
 def max_pool_mask(mask: np.ndarray, factor: int) -> np.ndarray:
     """Max-pool a 2-D mask by `factor` (non-overlapping windows, remainder rows/cols dropped like max_pool2d)."""
     if factor < 1:
@@ -146,15 +112,12 @@ def las_mask(
     downsampling: int,
     fg: np.ndarray | None = None,
     max_draws: int = 1000,
-    strokes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw Perlin masks (stroke masks with `strokes`) until the pooled (feature-grid) mask is non-empty;
-    returns (mask, pooled mask)."""
+    """Draw Perlin masks until the pooled (feature-grid) mask is non-empty; returns (mask, pooled mask)."""
     if fg is not None and not np.any(fg > 0):
         raise ValueError("las_mask: the foreground mask is empty, no LAS mask can be drawn inside it")
-    draw = stroke_mask if strokes else perlin_mask
     for _ in range(max_draws):
-        mask = draw(shape, rng, fg)
+        mask = perlin_mask(shape, rng, fg)
         pooled = max_pool_mask(mask, downsampling)
         if pooled.any():
             return mask, pooled

@@ -105,8 +105,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
                         "of the first of --layers (blocks.1: 4)")
-    parser.add_argument("--las_strokes", type=float, default=0.0,
-                        help="main.py dataset --las_strokes: share of synthetic anomalies drawn as thin strokes")
     parser.add_argument("--new_surface", action="store_true",
                         help="surfaces quilted from random crops (create_conveyor_video --quilt, 3/8 of the height), "
                              "the training video's from one half of the photo, the other two videos' from the other "
@@ -222,7 +220,6 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
                              "dataset", "--downsampling", str(args.downsampling),
                              "--fg", "0", "--distribution", "1", "--resize", short,
                              "--imagesize", str(args.imagesize or short), "--train_crop", args.train_crop,
-                             "--las_strokes", str(args.las_strokes),
                              "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
     return times
 

@@ -45,8 +45,7 @@ TRAIN_CROPS = ("centre", "random")  # `dataset --train_crop`: where training cut
 # The `dataset` options that change what a model learns from its training images (batches, augmentation,
 # anomaly synthesis, crops): recorded in checkpoints, and a resumed run must keep them.
 TRAINING_OPTIONS = ("batch_size", "rotate_degrees", "translate", "scale", "brightness", "contrast", "saturation",
-                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop",
-                    "las_strokes")
+                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop")
 
 
 class DatasetError(UserError):
@@ -121,9 +120,6 @@ class DatasetConfig:
     # reference), or a place drawn per item and epoch, so that frames wider or taller than the square are
     # learnt whole (test images keep the centre crop; the engine scores whole frames either way).
     train_crop: str = "centre"
-    # Share of the training items whose LAS mask is thin strokes instead of Perlin blobs (perlin.stroke_mask;
-    # not in the reference, 0 keeps its draws exactly).
-    las_strokes: float = 0.0
 
     def __post_init__(self) -> None:
         """Coerce paths/tuples and validate the values."""
@@ -161,7 +157,7 @@ class DatasetConfig:
     def _validate_ranges(self) -> None:
         """Check probabilities, factors and mode switches."""
         for flag, value in (("--gray", self.gray), ("--hflip", self.hflip), ("--vflip", self.vflip),
-                            ("--translate", self.translate), ("--las_strokes", self.las_strokes)):
+                            ("--translate", self.translate)):
             if not 0.0 <= value <= 1.0:
                 raise DatasetError(f"{flag} must be in [0, 1], got {value}")
         for flag, value in (("--brightness", self.brightness), ("--contrast", self.contrast),
@@ -446,8 +442,7 @@ class GlassDataset(torch.utils.data.Dataset):
         texture = self._texture(rng)
         size = (self.cfg.imagesize, self.cfg.imagesize)
         try:
-            strokes = self.cfg.las_strokes > 0 and rng.random() < self.cfg.las_strokes  # no draw at 0: the reference's
-            mask, pooled = las_mask(size, rng, self.cfg.downsampling, fg, strokes=strokes)
+            mask, pooled = las_mask(size, rng, self.cfg.downsampling, fg)
         except ValueError as exc:
             raise DatasetError(f"{first_line(exc)}; check the foreground masks or pass --fg 0") from exc
         beta = np.float32(np.clip(rng.normal(self.cfg.mean, self.cfg.std), *BETA_RANGE))

@@ -140,8 +140,6 @@ def test_bad_dataset_values_exit_2(tmp_path, tiny_mvtec, capsys):
         (["dataset", "--imagesize", "72", "--resize", "72", "--fg", "0", "-d", "toy", "mvtec", str(data), str(aug)],
          "--imagesize"),
         (["dataset", "--fg", "0", "-d", "nope", "mvtec", str(data), str(aug)], "nope"),
-        (["dataset", "--las_strokes", "1.5", "--fg", "0", "-d", "toy", "mvtec", str(data), str(aug)],
-         "--las_strokes"),
     ]
     for args, needle in cases:
         code = main.cli(["--results_path", str(tmp_path / "r"), *net_args(1), *args])

@@ -143,39 +143,3 @@ def test_las_mask_pooled_non_empty_and_consistent() -> None:
 def test_las_mask_empty_foreground_raises() -> None:
     with pytest.raises(ValueError, match="foreground mask is empty"):
         perlin.las_mask((32, 32), np.random.default_rng(0), 8, np.zeros((32, 32)))
-
-
-@pytest.mark.parametrize("shape", [(256, 256), (200, 320)])
-def test_stroke_masks_are_thin_binary_lines(shape: tuple[int, int]) -> None:
-    """Strokes are 1-5 px wide at 256 px: few pixels survive a 3x3 erosion of a 5 px wide line's worth, and their
-    area is a small share of the image, unlike a Perlin blob's."""
-    import cv2
-
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        mask = perlin.stroke_mask(shape, rng)
-        assert mask.shape == shape and mask.dtype == np.float32
-        assert set(np.unique(mask)) <= {0.0, 1.0} and mask.any()
-        area = mask.sum()
-        assert area < 0.05 * mask.size  # a few thin lines
-        # Width: pixels surviving erosion by a 7x7 square lie more than 3 px inside; a line of at most 5 px
-        # has none, wherever strokes do not cross.
-        eroded = cv2.erode(mask, np.ones((7, 7), np.uint8))
-        assert eroded.sum() < 0.05 * area
-
-
-def test_stroke_masks_same_seed_same_mask_and_inside_foreground() -> None:
-    a = perlin.stroke_mask((128, 128), np.random.default_rng(4))
-    np.testing.assert_array_equal(a, perlin.stroke_mask((128, 128), np.random.default_rng(4)))
-    assert not np.array_equal(a, perlin.stroke_mask((128, 128), np.random.default_rng(5)))
-    fg = np.zeros((128, 128), np.float32)
-    fg[:, :64] = 1
-    rng = np.random.default_rng(0)
-    inside = [perlin.stroke_mask((128, 128), rng, fg) for _ in range(10)]
-    assert all(not m[:, 64:].any() for m in inside) and any(m.any() for m in inside)
-
-
-def test_las_mask_with_strokes_pools_to_a_non_empty_grid() -> None:
-    mask, pooled = perlin.las_mask((64, 64), np.random.default_rng(1), 8, strokes=True)
-    np.testing.assert_array_equal(pooled, perlin.max_pool_mask(mask, 8))
-    assert pooled.any() and mask.sum() < 0.1 * mask.size

@@ -26,7 +26,7 @@ from datasets.base import (
     worker_init_fn,
 )
 from datasets.registry import build_dataset
-from perlin import las_mask, max_pool_mask
+from perlin import max_pool_mask
 from tests.datasets.tiny_data import (
     CLASS,
     DOWN,
@@ -87,25 +87,6 @@ def test_las_mask_pooling_and_clean_outside_mask(mvtec: tuple[Path, Path]) -> No
         item = ds[idx]
         changed = (item["aug"] != item["image"]).any(dim=0).numpy().astype(np.float32)
         np.testing.assert_array_equal(max_pool_mask(changed, DOWN), item["mask_s"].numpy())
-
-
-def test_las_strokes_share_of_items_get_thin_masks(mvtec: tuple[Path, Path]) -> None:
-    """--las_strokes 1: every synthetic anomaly is thin strokes (a small share of the image); 0: the Perlin masks
-    of the reference, drawn from the same random stream as without the option."""
-    clean = build_dataset(config(*mvtec, fg=0), CLASS, "train", MEAN, STD, seed=3)[0]["image"].numpy()
-    strokes = build_dataset(config(*mvtec, fg=0, las_strokes=1.0), CLASS, "train", MEAN, STD, seed=3)
-    rng = np.random.default_rng(0)
-    shares = [strokes.synthesize(clean, None, rng)[1].mean() for _ in range(10)]
-    assert max(shares) < 0.1
-    # At 0 no extra number is drawn: the mask is the reference's Perlin draw right after the texture's.
-    zero = build_dataset(config(*mvtec, fg=0, las_strokes=0.0), CLASS, "train", MEAN, STD, seed=3)
-    for seed in range(3):
-        literal = np.random.default_rng(seed)
-        zero._texture(literal)
-        expected = las_mask(clean.shape[1:], literal, DOWN)[0]
-        np.testing.assert_array_equal(zero.synthesize(clean, None, np.random.default_rng(seed))[1], expected)
-    with pytest.raises(DatasetError, match="--las_strokes"):
-        config(*mvtec, las_strokes=1.5)
 
 
 def test_las_blend_factor_within_beta_range(mvtec: tuple[Path, Path]) -> None:
