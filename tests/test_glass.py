@@ -338,7 +338,9 @@ def test_glass_numbers_are_unchanged_by_the_method_interface(tmp_path):
     one method among others (values recorded with commit 9c13983, the last before methods/, on this machine;
     its results.csv had no method column). The pixel threshold was re-recorded when maps came to be smoothed by
     OpenCV instead of scipy (float32 sums: 0.9212015153895747 -> 0.9212014564059329, the metrics unchanged), and
-    again when they came to be upsampled by OpenCV instead of torch (-> 0.9212015418173567, the metrics unchanged)."""
+    again when they came to be upsampled by OpenCV instead of torch (-> 0.9212015418173567, the metrics unchanged).
+    The threshold is compared to 1e-5, not 1e-12: OpenCV's float32 resize and blur take the CPU's SIMD path, and
+    on a CPU with AVX-512 (2026-12-03) they gave 0.921208739545904 from the same weights, which stay exact."""
     import csv
 
     import main
@@ -355,7 +357,7 @@ def test_glass_numbers_are_unchanged_by_the_method_interface(tmp_path):
         "0.0000", "0.3833", "0.1989", "0.0136", "0.0519"]
     stored = load_checkpoint(final_checkpoint_path(results / "models" / "backbone_0" / "mvtec_toy"))
     assert stored["method"] == "glass"
-    assert stored["calibration"]["pixel_threshold"] == pytest.approx(0.9212015418173567, abs=1e-12)
+    assert stored["calibration"]["pixel_threshold"] == pytest.approx(0.9212015418173567, abs=1e-5)
     assert float(stored["weights"]["discriminator"]["tail.0.weight"].sum()) == pytest.approx(-0.8442085981369019,
                                                                                              abs=1e-9)
 
