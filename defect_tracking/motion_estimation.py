@@ -239,7 +239,7 @@ def _to_gray(frame: np.ndarray) -> np.ndarray:
 def _windowed(gray: np.ndarray, window: np.ndarray) -> np.ndarray:
     """Zero-mean float32 image times the Hanning window."""
     work = gray.astype(np.float32)
-    work -= float(work.mean())
+    work -= float(work.mean(dtype=np.float64))  # float64: exact, whatever the summation order
     return work * window
 
 

@@ -126,7 +126,7 @@ def test_killed_run_leaves_a_whole_table_with_the_old_rows(tmp_path, tiny_model,
     results, data, aug = results_with_models(tmp_path, tiny_model, ("a", "b", "c"), n_good=6, n_bad=6)
     old = [HEADER, old_row("mvtec_old", "0.5000"), old_row("Mean", "0.5000").replace(",3,", ",,")]
     (results / "results.csv").write_text("\n".join(old) + "\n")
-    delay = random.uniform(0.0, 1.5 if how == "SIGKILL" else 0.2)  # SIGTERM: while the second class runs
+    delay = random.uniform(0.0, 0.5 if how == "SIGKILL" else 0.2)  # while the second class runs
     proc = subprocess.Popen([sys.executable, "main.py", *only_test_args(results, data, aug, "a", "b", "c")], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -139,8 +139,8 @@ def test_killed_run_leaves_a_whole_table_with_the_old_rows(tmp_path, tiny_model,
         proc.send_signal(getattr(signal, how))
         code = proc.wait(timeout=60)
     rows = read_rows(results)  # whole: parses, old row kept byte for byte, first class present
-    if how == "SIGKILL":
-        assert code == -signal.SIGKILL
+    if how == "SIGKILL":  # 0: a fast CPU finished the other two classes before the signal came
+        assert code == -signal.SIGKILL or (code == 0 and {"mvtec_a", "mvtec_b", "mvtec_c"} <= set(rows)), (code, rows)
     elif code != 143:  # the signal came after the command (while the interpreter shut down, or after it exited)
         assert code in (0, -signal.SIGTERM) and {"mvtec_a", "mvtec_b", "mvtec_c"} <= set(rows), (code, rows)
     assert (results / "results.csv").read_text().splitlines()[1] == old[1], delay
