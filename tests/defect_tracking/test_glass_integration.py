@@ -176,8 +176,8 @@ def assert_same_report(a: object, b: object, path: str = "report") -> None:
 
 def test_report_is_json_and_deterministic(conveyor: Conveyor) -> None:
     """Same video, same report: every count, box, area and id exactly; the motion figures to 1e-9 (on a CPU with
-    AVX-512, 2026-12-03, two runs in one process now and then differed by up to 4e-11 px per frame, about 1e-12
-    relative; the estimator alone gave the same bits over 200 runs)."""
+    AVX-512, 2026-12-03, two runs in one process now and then differed by up to 4e-11 px per frame, from
+    a source not found: the estimator alone gave the same bits over 200 runs)."""
     first, _ = run_tracker(conveyor)
     second, _ = run_tracker(conveyor)
     report = first.report(fabric_speed=5.0)
