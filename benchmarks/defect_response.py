@@ -60,7 +60,7 @@ class Response:
 
     def verdict(self, threshold: float) -> str:
         """above threshold / below threshold / not above the surface (see the module docstring)."""
-        peak, surface = float(np.median(self.inside)), float(np.median(self.outside))
+        peak, surface = float(np.median(self.inside)), float(np.nanmedian(self.outside))
         if peak >= threshold:
             return "above threshold"
         return "below threshold" if peak > surface else "not above the surface"

@@ -38,18 +38,23 @@ def test_verdict_against_the_threshold_and_the_surface(inside, outside, verdict)
     assert result.verdict(threshold=0.72) == verdict
 
 
-def test_one_row_per_painted_defect_on_a_conveyor(belt, tiny_model, capsys):
+def test_one_row_per_painted_defect_on_a_conveyor(belt, tiny_model, capsys, tmp_path):
+    """On 96x64 frames (smaller than a picture tile): one row per defect, and a picture of two tiles."""
     code = response.cli([str(belt), "--model_path", str(tiny_model.model_path), "--class_name",
-                         tiny_model.class_name, "--device", "cpu", "--samples", "3"])
+                         tiny_model.class_name, "--device", "cpu", "--samples", "3",
+                         "--picture", str(tmp_path / "tiles.png")])
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.startswith("region threshold ")
-    rows = out.strip().splitlines()[2:]
+    lines = out.strip().splitlines()
+    assert lines[-1] == f"picture {tmp_path / 'tiles.png'}"
+    rows = lines[2:-1]
     assert [row.split()[0] for row in rows] == ["1", "2"]  # the belt's two defects, in order
     for row in rows:
         assert row.endswith(("above threshold", "below threshold", "not above the surface")), row
         peak = float(row.split()[3])
         assert 0.0 <= peak <= 1.0
+    assert cv2.imread(str(tmp_path / "tiles.png")).shape == (512, 2 * 256, 3)
 
 
 def test_a_video_without_ground_truth_is_one_line_and_exit_2(tmp_path, tiny_model, capsys):
