@@ -66,6 +66,19 @@ class Response:
         return "below threshold" if peak > surface else "not above the surface"
 
 
+def check_defects(truth: dict[str, Any]) -> None:
+    """VideoError naming the first defect entry (or frame entry) of the ground truth without an id or a box."""
+    for number, defect in enumerate(truth.get("defects", [])):
+        if not isinstance(defect, dict) or "defect_id" not in defect:
+            raise video_io.VideoError(f"ground truth defect #{number} has no defect_id; give every defect an id "
+                                      "(as preprocessing/create_conveyor_video.py writes)")
+    for index, frame in enumerate(truth["frames"]):
+        for seen in frame.get("defects", []):
+            if not {"defect_id", "box"} <= set(seen) or len(seen["box"]) != 4:
+                raise video_io.VideoError(f"ground truth frame {index}: a defect entry without defect_id and a "
+                                          "4-number box; give each one both (x0, y0, x1, y1)")
+
+
 def frame_boxes(truth: dict[str, Any]) -> list[dict[int, Box]]:
     """Per frame of the sidecar, each visible defect's box in that frame."""
     return [{int(seen["defect_id"]): tuple(int(v) for v in seen["box"]) for seen in frame.get("defects", [])}
@@ -125,8 +138,8 @@ def measure(engine: InferenceEngine, video: Path, truth: dict[str, Any], pixel_s
         inside, outside = (np.array(values, np.float64) for values in zip(*pairs)) if pairs else (np.zeros(0),) * 2
         middle = len(picks) // 2
         view = (frames[picks[middle]], results[middle].anomaly_map, boxes[picks[middle]][defect_id]) if picks else None
-        responses.append(Response(defect_id, str(defect["defect_type"]),
-                                  float(defect["area_pixels"]) * pixel_size ** 2, inside, outside, view))
+        area = float(defect.get("area_pixels", float("nan"))) * pixel_size ** 2  # nan: the sidecar gives none
+        responses.append(Response(defect_id, str(defect.get("defect_type", "defect")), area, inside, outside, view))
     return responses
 
 
@@ -195,6 +208,7 @@ def main(video: Path, pixel_size: float, samples: int, margin: int, picture_path
          **options: Any) -> None:
     """Print how strongly the model answers each painted defect of a conveyor video."""
     truth = video_io.conveyor_truth(video)
+    check_defects(truth)
     if picture_path is not None:
         check_picture_path(picture_path)
     engine_cfg = shared.engine_config(options)

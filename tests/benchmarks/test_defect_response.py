@@ -1,6 +1,11 @@
 """benchmarks/defect_response.py: how strongly a model's map answers each painted defect, and the verdict."""
 from __future__ import annotations
 
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -62,6 +67,42 @@ def test_a_video_without_ground_truth_is_one_line_and_exit_2(tmp_path, tiny_mode
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "none.mp4.json" in err and "create_conveyor_video.py" in err
+
+
+def edited_copy(belt: Path, folder: Path, edit: Callable[[dict], object]) -> Path:
+    """The belt video copied into folder with its ground truth changed by edit (the shared belt stays as it is)."""
+    video = folder / belt.name
+    shutil.copy(belt, video)
+    truth = json.loads(belt.with_name(belt.name + ".json").read_text())
+    edit(truth)
+    video.with_name(video.name + ".json").write_text(json.dumps(truth))
+    return video
+
+
+def test_a_sidecar_without_areas_or_types_still_gives_rows(belt, tiny_model, capsys, tmp_path):
+    """Ground truth from elsewhere may lack area_pixels and defect_type: the row says nan and 'defect'."""
+    def strip(truth: dict) -> None:
+        for defect in truth["defects"]:
+            defect.pop("area_pixels"), defect.pop("defect_type")
+
+    video = edited_copy(belt, tmp_path, strip)
+    code = response.cli([str(video), "--model_path", str(tiny_model.model_path), "--class_name",
+                         tiny_model.class_name, "--device", "cpu", "--samples", "2"])
+    rows = capsys.readouterr().out.strip().splitlines()[2:]
+    assert code == 0
+    assert [row.split()[:3] for row in rows] == [["1", "defect", "nan"], ["2", "defect", "nan"]]
+
+
+@pytest.mark.parametrize(("broken", "named"), [
+    (lambda truth: truth["defects"][0].pop("defect_id"), "defect #0 has no defect_id"),
+    (lambda truth: next(f for f in truth["frames"] if f["defects"])["defects"][0].pop("box"), "without defect_id"),
+])
+def test_a_sidecar_without_ids_or_boxes_is_one_line_and_exit_2(belt, tiny_model, capsys, tmp_path, broken, named):
+    video = edited_copy(belt, tmp_path, broken)
+    code = response.cli([str(video), "--model_path", str(tiny_model.model_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and named in err
 
 
 def test_picture_tiles_frame_over_map_per_defect(tmp_path):
