@@ -15,12 +15,12 @@ To time another commit side by side, check it out in a worktree and run its copy
 `PYTHONPATH=<worktree>`: without it, the editable install (`pip install -e .`) imports this checkout's modules
 into the worktree's scripts, and both runs time the same code.
 
-Models: `lite0` is the trained demo model (`bash shell/run-demo.sh`, efficientnet_lite0 at
-256 px); `wrn50` is wideresnet50 at 288 px with the paper's dimensions and random weights
-(pretrained ones when found locally): timing does not depend on weight values. The table also
-says how many tracks were reported for the painted defects that crossed the view, and the mean
-motion estimate against the true belt motion (for trained models only: random weights give
-random maps).
+Models: `lite0` is a trained model, by default the demo's (`bash shell/run-demo.sh`, efficientnet_lite0
+at 256 px; any other with `--model_path`/`--class_name`, its backbone named in the table); `wrn50` is
+wideresnet50 at 288 px with the paper's dimensions and random weights (pretrained ones when found
+locally): timing does not depend on weight values. The table also says how many tracks were reported
+for the painted defects that crossed the view, and the mean motion estimate against the true belt
+motion (for trained models only: random weights give random maps).
 """
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             frames = min(args.frames or len(sidecar["frames"]), len(sidecar["frames"]))
             if key == "lite0":
                 engine, weights = lite0_engine(args, backend), f"trained ({args.class_name})"
-                label = f"efficientnet_lite0 {engine.info.resize}"
+                label = f"{engine.info.backbone} {engine.info.resize}"
             else:
                 engine, weights = wrn50_engine(args, backend, folder)
                 label = "wideresnet50 288"
