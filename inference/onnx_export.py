@@ -603,11 +603,17 @@ def export_model(net: AnomalyModel, info: ModelInfo, target: Path, settings: Exp
         **info.to_dict(), **_export_facts(settings, info), "form": chosen,
         "form_macs": form_macs(geometry) if geometry is not None else None,
         "simplified": simplified, "max_abs_diff_vs_torch": difference, "export_seconds": round(seconds, 3),
-        "torch_version": torch.__version__, **(extra or {}),
+        "torch_version": torch.__version__, "memory_bank_rows": memory_bank_rows(net), **(extra or {}),
     }
     utils.atomic_write_text(json_path, json.dumps(description, indent=2) + "\n")
     LOGGER.info("exported %s (%s form, max |onnx - torch| %.1e) in %.1f s", target, chosen, difference, seconds)
     return target, json_path
+
+
+def memory_bank_rows(net: AnomalyModel) -> int | None:
+    """Rows of the memory bank every patch is compared with (PatchCore); None for models without one."""
+    bank = getattr(getattr(net, "head", None), "memory_bank", None)
+    return int(bank.shape[0]) if isinstance(bank, torch.Tensor) else None
 
 
 def _verified_payload(net: AnomalyModel, module: nn.Module, settings: ExportSettings
@@ -679,7 +685,10 @@ def _is_fresh(onnx_path: Path, checkpoint: Path) -> bool:
         return False
     try:
         description = json.loads(json_path.read_text(encoding="utf-8"))
+        # Exports from before "memory_bank_rows" was recorded are made again once: without it a PatchCore
+        # export's runs cannot be sized to bound memory (onnx_runtime.DISTANCE_BUDGET_BYTES).
         return (isinstance(description, dict) and description.get("format") == EXPORT_FORMAT
+                and "memory_bank_rows" in description
                 and description.get("source_checkpoint_sha256") == file_sha256(checkpoint))
     except (OSError, ValueError):
         return False

@@ -19,6 +19,11 @@ from errors import first_line
 from inference.onnx_export import IMAGE_OUTPUT_NAME, INPUT_NAME, OUTPUT_NAME, OnnxModelError, read_model_description
 
 LOGGER = logging.getLogger(__name__)
+# A PatchCore export compares every patch with the whole memory bank in one matrix: ONNX Runtime holds
+# patches x bank distances (float32, about three copies: product, norms added, minimum) at once. A batch
+# is split into runs that stay within this budget (the PyTorch backend scores in row blocks instead).
+DISTANCE_BUDGET_BYTES = 1 << 30
+DISTANCE_COPIES = 3
 
 PROVIDERS = ("cpu", "cuda")
 
@@ -97,6 +102,8 @@ class OnnxBackend:
                                  "height and width; export the model again with python onnx/pth2onnx.py")
         self.fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self.outputs = names  # patch scores, and the image-score grid where it differs (PatchCore)
+        self.bank_rows = int(self.description.get("memory_bank_rows") or 0)  # PatchCore's bank; 0: none
+        self._warned_sizes: set[tuple[int, int]] = set()
         LOGGER.info("ONNX model %s on %s (batch %s, %s form)", self.path, self.session.get_providers()[0],
                     self.fixed_batch or "dynamic", self.description.get("form"))
 
@@ -120,16 +127,30 @@ class OnnxBackend:
         if count == 0:
             empty = np.empty((0, batch.shape[2] // self.info.stride, batch.shape[3] // self.info.stride), np.float32)
             return empty, empty
-        if self.fixed_batch is None or count == self.fixed_batch:
+        step = self.fixed_batch or self.images_per_run(batch.shape[2], batch.shape[3]) or count
+        if count == step:
             return _split(self._run(batch))
-        step = self.fixed_batch
         chunks = []
         for start in range(0, count, step):
             chunk = batch[start:start + step]
-            if len(chunk) < step:
+            if self.fixed_batch is not None and len(chunk) < step:
                 chunk = np.concatenate([chunk, np.zeros((step - len(chunk), *chunk.shape[1:]), np.float32)])
             chunks.append(self._run(chunk))
         return _split(np.concatenate(chunks)[:count])
+
+    def images_per_run(self, height: int, width: int) -> int | None:
+        """How many height x width inputs one run may score: PatchCore's patch x bank distances within
+        DISTANCE_BUDGET_BYTES (at least one; warns once per size beyond it); None: no limit."""
+        if not self.bank_rows:
+            return None
+        patches = (height // self.info.stride) * (width // self.info.stride)
+        per_image = patches * self.bank_rows * 4 * DISTANCE_COPIES
+        if per_image > DISTANCE_BUDGET_BYTES and (height, width) not in self._warned_sizes:
+            self._warned_sizes.add((height, width))
+            LOGGER.warning("a %dx%d input compares %d patches with %d memory-bank patches: about %.1f GB at once "
+                           "in ONNX Runtime; if memory runs out, use --backend torch (it scores in blocks) or a "
+                           "model with a smaller --coreset", width, height, patches, self.bank_rows, per_image / 1e9)
+        return max(1, DISTANCE_BUDGET_BYTES // per_image)
 
 
 def _split(stacked: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

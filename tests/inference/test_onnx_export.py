@@ -142,6 +142,24 @@ def test_sidecar_describes_the_model(exports, tiny_model):
     assert dynamic["batch"] == "dynamic" and dynamic["input_shape"][0] == "batch"
 
 
+def test_cached_export_from_before_memory_bank_rows_is_made_again_once(model_copy, tiny_model):
+    """An export whose description lacks memory_bank_rows (made before the key existed) is exported again;
+    then it is fresh. A GLASS model has no memory bank: the key is null."""
+    class_dir = model_copy / tiny_model.class_name
+    path = onnx_export.cached_export(class_dir)
+    sidecar = onnx_export.sidecar_path(path)
+    description = json.loads(sidecar.read_text())
+    assert description["memory_bank_rows"] is None
+    del description["memory_bank_rows"]
+    sidecar.write_text(json.dumps(description))
+    stamp = path.stat().st_mtime_ns
+    onnx_export.cached_export(class_dir)
+    assert "memory_bank_rows" in json.loads(sidecar.read_text()) and path.stat().st_mtime_ns != stamp
+    stamp = path.stat().st_mtime_ns
+    onnx_export.cached_export(class_dir)
+    assert path.stat().st_mtime_ns == stamp
+
+
 def test_cached_export_reuses_a_fresh_file_and_redoes_a_stale_one(model_copy, tiny_model):
     """Freshness is by content: a touched checkpoint with the same bytes keeps the export; a different
     checkpoint copied over it with old times and the same name (cp -p, rsync -a, tar) is exported again,

@@ -99,3 +99,35 @@ def test_the_engines_onnx_backend_exports_a_patchcore_folder_on_first_use(fitted
     engine = InferenceEngine.from_config(EngineConfig(str(class_dir), device="cpu", backend="onnx"))
     assert (class_dir / onnx_export.ONNX_FILE_NAME).is_file() and engine.info.method == "patchcore"
     assert engine.backend.outputs == ["patch_scores", "image_grid"]
+
+
+def test_patchcore_batches_are_split_to_bound_the_distance_matrix(fitted_methods, exported, monkeypatch, caplog):
+    """ONNX Runtime holds patches x memory bank distances at once: a batch runs in parts whose distances fit
+    the budget, with the scores of one run; an input too large for the budget alone runs alone, warned once."""
+    from inference import onnx_runtime
+
+    net, _ = load_trained_model(fitted_methods.class_dir("patchcore"))
+    bank = len(net.head.memory_bank)
+    description = json.loads(exported["patchcore"].with_suffix(".onnx.json").read_text())
+    assert description["memory_bank_rows"] == bank > 0
+    assert json.loads(exported["padim"].with_suffix(".onnx.json").read_text())["memory_bank_rows"] is None
+    backend = onnx_runtime.OnnxBackend(exported["patchcore"])
+    images = np.random.default_rng(2).normal(size=(5, 3, 64, 96)).astype(np.float32)
+    whole = backend.score_grids(images)
+    runs: list[int] = []
+    run = backend._run
+    monkeypatch.setattr(backend, "_run", lambda batch: runs.append(len(batch)) or run(batch))
+    per_image = (64 // 8) * (96 // 8) * bank * 4 * onnx_runtime.DISTANCE_COPIES
+    monkeypatch.setattr(onnx_runtime, "DISTANCE_BUDGET_BYTES", 2 * per_image)
+    parts = backend.score_grids(images)
+    assert runs == [2, 2, 1]
+    for a, b in zip(parts, whole):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    monkeypatch.setattr(onnx_runtime, "DISTANCE_BUDGET_BYTES", per_image // 2)
+    runs.clear()
+    with caplog.at_level("WARNING", logger="inference.onnx_runtime"):
+        backend.score_grids(images[:3])
+        backend.score_grids(images[:2])
+    assert runs == [1, 1, 1, 1, 1]
+    warnings = [r.getMessage() for r in caplog.records if "memory-bank patches" in r.getMessage()]
+    assert len(warnings) == 1 and "96x64" in warnings[0] and "--backend torch" in warnings[0]
