@@ -10,12 +10,15 @@ the frames), the peak of the same frames outside every painted defect's box (wid
 defect-free surface around it), the single-frame region threshold a tracking run cuts with (the surface
 calibration's when the class has one, else the model's held-out one) and a verdict:
 
-- `above threshold`: the map marks the defect in a frame alone;
-- `below threshold`: it answers (its peak exceeds the surface's) but too weakly for a frame alone
-  (averaging on the surface, `--surface_window`, may find it);
 - `not above the surface`: its peak is no higher than the defect-free surface's in the same frames: no
   threshold marks it in a frame alone without marking defect-free surface too (the map may still trace it
-  faintly: see the picture).
+  faintly: see the picture);
+- `above threshold`: its peak exceeds the surface's and the threshold: the map marks the defect in a frame alone;
+- `below threshold`: it answers (its peak exceeds the surface's) but too weakly for a frame alone
+  (averaging on the surface, `--surface_window`, may find it).
+
+A note follows the table when the surface itself peaks at or above the threshold (a threshold not calibrated
+on this surface).
 
 `--picture PATH` also writes one tile per defect: the middle sampled frame around the defect's box (red)
 over the map there (JET colours, the threshold at the middle of the scale: red above, blue well below).
@@ -61,9 +64,9 @@ class Response:
     def verdict(self, threshold: float) -> str:
         """above threshold / below threshold / not above the surface (see the module docstring)."""
         peak, surface = float(np.median(self.inside)), float(np.nanmedian(self.outside))
-        if peak >= threshold:
-            return "above threshold"
-        return "below threshold" if peak > surface else "not above the surface"
+        if peak <= surface:  # first: a threshold below the surface's peak marks the surface as well
+            return "not above the surface"
+        return "above threshold" if peak >= threshold else "below threshold"
 
 
 def check_defects(truth: dict[str, Any]) -> None:
@@ -153,6 +156,11 @@ def table(responses: Sequence[Response], threshold: float) -> str:
         span = f"{np.median(r.inside):.3f} ({r.inside.min():.3f}-{r.inside.max():.3f})"
         rows.append(f"{r.defect_id:>4}  {r.defect_type:<16}{r.area_mm2:>10.2f}  {span:<22}"
                     f"{np.nanmedian(r.outside):>13.3f}  {r.verdict(threshold)}")
+    flooded = [r.defect_id for r in responses if r.outside.size and np.nanmedian(r.outside) >= threshold]
+    if flooded:
+        rows.append(f"note: the defect-free surface peaks at or above the threshold beside defects "
+                    f"{', '.join(map(str, flooded))}: this threshold flags surface too; calibrate it on a recording "
+                    "of this surface (inference/calibrate_surface.py)")
     return "\n".join(rows)
 
 

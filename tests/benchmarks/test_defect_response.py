@@ -37,10 +37,20 @@ def test_sample_frames_spread_over_the_frames_showing_the_defect_whole():
     ([0.80, 0.75, 0.90], [0.6, 0.6, 0.6], "above threshold"),
     ([0.65, 0.66, 0.70], [0.6, 0.6, 0.6], "below threshold"),
     ([0.58, 0.61, 0.59], [0.6, 0.6, 0.6], "not above the surface"),
+    ([0.80, 0.81, 0.79], [0.85, 0.8, 0.9], "not above the surface"),  # above a threshold the surface exceeds too
 ])
 def test_verdict_against_the_threshold_and_the_surface(inside, outside, verdict):
     result = response.Response(1, "scratch", 5.0, np.array(inside), np.array(outside))
     assert result.verdict(threshold=0.72) == verdict
+
+
+def test_table_notes_a_threshold_the_surface_exceeds():
+    responses = [response.Response(1, "hole", 5.0, np.array([0.9]), np.array([0.6])),
+                 response.Response(2, "scratch", 5.0, np.array([0.7]), np.array([0.75, 0.8, 0.7]))]
+    assert "note" not in response.table(responses, threshold=0.8)
+    rows = response.table(responses, threshold=0.74).splitlines()
+    assert rows[1].endswith("above threshold") and rows[2].endswith("not above the surface")
+    assert rows[3].startswith("note:") and "beside defects 2:" in rows[3] and "calibrate_surface.py" in rows[3]
 
 
 def test_one_row_per_painted_defect_on_a_conveyor(belt, tiny_model, capsys, tmp_path):
@@ -53,7 +63,7 @@ def test_one_row_per_painted_defect_on_a_conveyor(belt, tiny_model, capsys, tmp_
     assert out.startswith("region threshold ")
     lines = out.strip().splitlines()
     assert lines[-1] == f"picture {tmp_path / 'tiles.png'}"
-    rows = lines[2:-1]
+    rows = [line for line in lines[2:-1] if not line.startswith("note:")]  # the tiny model's threshold may note
     assert [row.split()[0] for row in rows] == ["1", "2"]  # the belt's two defects, in order
     for row in rows:
         assert row.endswith(("above threshold", "below threshold", "not above the surface")), row
@@ -88,7 +98,7 @@ def test_a_sidecar_without_areas_or_types_still_gives_rows(belt, tiny_model, cap
     video = edited_copy(belt, tmp_path, strip)
     code = response.cli([str(video), "--model_path", str(tiny_model.model_path), "--class_name",
                          tiny_model.class_name, "--device", "cpu", "--samples", "2"])
-    rows = capsys.readouterr().out.strip().splitlines()[2:]
+    rows = [line for line in capsys.readouterr().out.strip().splitlines()[2:] if not line.startswith("note:")]
     assert code == 0
     assert [row.split()[:3] for row in rows] == [["1", "defect", "nan"], ["2", "defect", "nan"]]
 
