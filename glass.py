@@ -240,6 +240,12 @@ def changed_dataset_options(before: dict[str, Any], now: dict[str, Any]) -> list
     return [f"--{name} {then[name]} -> {asked[name]}" for name in then if name in asked and then[name] != asked[name]]
 
 
+def unrecorded_dataset_options(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`--flag` for each dataset option this run records that a checkpoint's meta does not (older checkpoints)."""
+    then = dataset_options(before)
+    return [f"--{name}" for name in dataset_options(now) if name not in then]
+
+
 def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise dot products of two (N, K) matrices, without an (N, K) temporary."""
     return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).reshape(-1)
@@ -645,6 +651,10 @@ class GLASS:
         if changed:
             raise CheckpointError(f"{latest}: was trained with other dataset options ({', '.join(changed)}); use "
                                   f"the same ones, or delete {self.class_dir} to start over")
+        unchecked = unrecorded_dataset_options(state.get("meta") or {}, header["meta"])
+        if unchecked:
+            LOGGER.warning("%s: made before %s were recorded in checkpoints, so they cannot be compared; resuming "
+                           "assumes this run uses the values it was trained with", latest, ", ".join(unchecked))
         self.model.load_head_state(state["weights"], str(latest))
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])

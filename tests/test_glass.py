@@ -388,7 +388,7 @@ def test_resume_requires_the_same_train_crop(tmp_path: Path) -> None:
         _glass_with_crop(tmp_path, "random")._resume(latest, torch.Generator())
 
 
-def test_resume_requires_the_same_dataset_options(tmp_path: Path) -> None:
+def test_resume_requires_the_same_dataset_options(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     latest = tmp_path / "ckpt.pth"
     _glass_with_crop(tmp_path, "centre", hflip=0.0)._save_latest(latest, 1, None, torch.Generator(), finished=False)
     assert _glass_with_crop(tmp_path, "centre", hflip=0.0)._resume(latest, torch.Generator())["epoch"] == 1
@@ -397,9 +397,12 @@ def test_resume_requires_the_same_dataset_options(tmp_path: Path) -> None:
     assert "\n" not in str(info.value) and "delete" in str(info.value)
     with pytest.raises(CheckpointError, match=r"--hflip 0\.0 -> 0\.5, --train_crop centre -> random"):
         _glass_with_crop(tmp_path, "random", hflip=0.5)._resume(latest, torch.Generator())
-    # Last version's checkpoints recorded --train_crop alone: only it is compared.
+    # Last version's checkpoints recorded --train_crop alone: only it is compared, the rest named in a warning.
     _glass_with_crop(tmp_path, "random")._save_latest(latest, 1, None, torch.Generator(), finished=False)
-    assert _glass_with_crop(tmp_path, "random", hflip=0.5)._resume(latest, torch.Generator())["epoch"] == 1
+    with caplog.at_level("WARNING", logger="glass"):
+        assert _glass_with_crop(tmp_path, "random", hflip=0.5)._resume(latest, torch.Generator())["epoch"] == 1
+    warned = [r.getMessage() for r in caplog.records if "cannot be compared" in r.getMessage()]
+    assert len(warned) == 1 and "--hflip" in warned[0] and "--train_crop" not in warned[0]
     # A finished run is tested, not trained again: its options are not compared.
     _glass_with_crop(tmp_path, "centre", hflip=0.0)._save_latest(latest, 2, None, torch.Generator(), finished=True)
     assert _glass_with_crop(tmp_path, "centre", hflip=0.5)._resume(latest, torch.Generator())["finished"]
