@@ -23,6 +23,7 @@ from model import CHECKPOINT_FORMAT, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 
+LATEST_NAME = "ckpt.pth"  # the training state between epochs, as GLASS's
 FIT_EPOCH = 1  # a one-pass method's checkpoint is ckpt_best_1.pth: one pass over the training images
 
 
@@ -82,7 +83,8 @@ def fit_class(model: AnomalyModel, loader: torch.utils.data.DataLoader, class_di
     model.to(device)
     utils.fix_seeds(seed)
     started = time.perf_counter()
-    facts = model.fit_loader(loader, seed=seed)
+    latest = class_dir / LATEST_NAME  # epochs' training state (pixel methods): an interrupted run resumes
+    facts = model.fit_loader(loader, seed=seed, latest=latest, header=header)
     seconds = time.perf_counter() - started
     epochs = int(facts.get("epochs", FIT_EPOCH))
     LOGGER.info("%s: fitted %s in %.1f s", class_dir.name, model.method, seconds)
@@ -95,4 +97,5 @@ def fit_class(model: AnomalyModel, loader: torch.utils.data.DataLoader, class_di
              "calibration": calibrated, "timing": {"epochs": epochs, "train_seconds": seconds, "fit": facts}}
     path = class_dir / f"ckpt_best_{epochs}.pth"
     utils.atomic_torch_save(state, path)
+    latest.unlink(missing_ok=True)  # the final checkpoint holds what a rerun needs
     return path

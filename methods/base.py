@@ -25,6 +25,7 @@ tools work on one scale for every method.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -112,8 +113,10 @@ class AnomalyModel(nn.Module):
         """Fits on batches of normalised defect-free images; returns facts for the checkpoint."""
         raise NotImplementedError
 
-    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int) -> dict[str, Any]:
-        """Fits on a class's training loader (one pass over its images); returns fit facts."""
+    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, latest: Path | None = None,
+                   header: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Fits on a class's training loader (one pass over its images); returns fit facts. `latest` and `header`
+        (where methods trained for epochs keep and check their training state) are not needed by one pass."""
         return self.fit((batch["image"] for batch in loader), seed=seed)
 
     def weights(self) -> dict[str, Any]:

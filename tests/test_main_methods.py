@@ -6,6 +6,7 @@ import logging
 import shutil
 
 import pytest
+import torch
 
 import main
 from model import load_checkpoint
@@ -209,3 +210,34 @@ def test_random_train_crops_warn_padim_only(tmp_path, method, warned, caplog):
     assert code == 0
     messages = [r.getMessage() for r in caplog.records if "--train_crop random" in r.getMessage()]
     assert len(messages) == (1 if warned else 0) and (not warned or "per-position" in messages[0])
+
+
+def test_an_interrupted_pixel_method_training_resumes_to_the_uninterrupted_model(fitted_methods, tmp_path,
+                                                                                 monkeypatch):
+    """Ctrl-C after DRAEM's first epoch: exit 130, its training state kept in ckpt.pth; the same command again
+    resumes and ends with the weights, loss curve and row of the uninterrupted run (fitted_methods)."""
+    from methods import pixel
+
+    results = tmp_path / "results"
+    command = ["--results_path", str(results), "--seed", "0", *DRAEM_ARGS,
+               *dataset_args(fitted_methods.data_path, fitted_methods.aug_path)]
+    save = pixel.utils.atomic_torch_save
+
+    def stop_after_first_epoch(state, path):
+        save(state, path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pixel.utils, "atomic_torch_save", stop_after_first_epoch)
+    assert main.cli(command) == 130
+    class_dir = results / "models" / "draem" / "backbone_0" / METHOD_CLASS
+    assert sorted(p.name for p in class_dir.iterdir()) == ["ckpt.pth"]
+    monkeypatch.setattr(pixel.utils, "atomic_torch_save", save)
+    assert main.cli(command) == 0
+    assert sorted(p.name for p in class_dir.iterdir()) == ["ckpt_best_2.pth"]
+    resumed = load_checkpoint(class_dir / "ckpt_best_2.pth")
+    whole = load_checkpoint(fitted_methods.class_dir("draem") / "ckpt_best_2.pth")
+    assert resumed["timing"]["fit"]["loss"] == whole["timing"]["fit"]["loss"]
+    assert all(torch.equal(resumed["weights"][name], whole["weights"][name]) for name in whole["weights"])
+    row, expected = rows_by_method(results)[("draem", METHOD_CLASS)], rows_by_method(fitted_methods.results)[
+        ("draem", METHOD_CLASS)]
+    assert all(row[name] == expected[name] for name in METRICS)
