@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +69,12 @@ def set_distance_scale(model: AnomalyModel, device: torch.device, paths: Sequenc
 
 
 def fit_class(model: AnomalyModel, loader: torch.utils.data.DataLoader, class_dir: Path,
-              device: torch.device, seed: int, heldout: Sequence[Path] = (), meta: dict[str, Any] | None = None
-              ) -> Path:
+              device: torch.device, seed: int, heldout: Sequence[Path] = (), meta: dict[str, Any] | None = None,
+              checkpoint_saved: Callable[[Path], None] | None = None) -> Path:
     """Fits `model` on a training loader (unless already fitted alike; `AnomalyModel.fit_loader`: one pass,
     or a pixel method's epochs), calibrates the thresholds on the
-    held-out images and writes ckpt_best_1.pth atomically; returns the checkpoint path."""
+    held-out images and writes ckpt_best_1.pth atomically; returns the checkpoint path. `checkpoint_saved(path)`
+    follows each epoch's training state of a method trained for epochs (scale_out sends it to the driver)."""
     meta = {**(meta or {}), "heldout": [Path(p).name for p in heldout]}
     header = checkpoint_header(model, seed, meta)
     class_dir.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ def fit_class(model: AnomalyModel, loader: torch.utils.data.DataLoader, class_di
     utils.fix_seeds(seed)
     started = time.perf_counter()
     latest = class_dir / LATEST_NAME  # epochs' training state (pixel methods): an interrupted run resumes
-    facts = model.fit_loader(loader, seed=seed, latest=latest, header=header)
+    facts = model.fit_loader(loader, seed=seed, latest=latest, header=header, after_epoch=checkpoint_saved)
     seconds = time.perf_counter() - started
     epochs = int(facts.get("epochs", FIT_EPOCH))
     LOGGER.info("%s: fitted %s in %.1f s", class_dir.name, model.method, seconds)

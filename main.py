@@ -614,7 +614,8 @@ def job_dataset_config(dataset_cfg: data.DatasetConfig, job: Job) -> data.Datase
 def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device: torch.device,
             checkpoint_saved: Callable[[Path], None] | None = None) -> dict[str, Any]:
     """Trains or fits (when asked) and tests one class with one method and backbone; returns its results row.
-    `checkpoint_saved(path)` is called after each GLASS epoch's ckpt.pth (scale_out sends it to the driver)."""
+    `checkpoint_saved(path)` is called after each epoch's ckpt.pth of GLASS, DRAEM and the autoencoder (scale_out
+    sends it to the driver)."""
     utils.fix_seeds(opts.seed)
     key = f"{dataset_cfg.name}_{job.classname}"
     LOGGER.info("class %s, %s (%s)", key, job.tag, job.net.backbone)
@@ -640,7 +641,8 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
                                        pin_memory=pin)
         fit_class(model, loader, job.class_dir, device, opts.seed, train_set.heldout_paths,
                   meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
-                        "holdout": sized.holdout, "dataset_options": sized.training_options()})
+                        "holdout": sized.holdout, "dataset_options": sized.training_options()},
+                  checkpoint_saved=checkpoint_saved)
     vis_dir = opts.results_path / "eval" / job.tag / key
     outcome: ClassOutcome = evaluate_class(model, job.class_dir, test_loader, device, vis_dir)
     if outcome.calibration:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -114,9 +115,11 @@ class AnomalyModel(nn.Module):
         raise NotImplementedError
 
     def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, latest: Path | None = None,
-                   header: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Fits on a class's training loader (one pass over its images); returns fit facts. `latest` and `header`
-        (where methods trained for epochs keep and check their training state) are not needed by one pass."""
+                   header: dict[str, Any] | None = None,
+                   after_epoch: Callable[[Path], None] | None = None) -> dict[str, Any]:
+        """Fits on a class's training loader (one pass over its images); returns fit facts. `latest`, `header`
+        and `after_epoch` (where methods trained for epochs keep and check their training state, and who hears
+        of each save) are not needed by one pass."""
         return self.fit((batch["image"] for batch in loader), seed=seed)
 
     def weights(self) -> dict[str, Any]:

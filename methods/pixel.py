@@ -12,6 +12,7 @@ import json
 import logging
 import pickle
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -76,11 +77,13 @@ class PixelModel(AnomalyModel):
                                   f"({str(err).splitlines()[0]}); delete the folder and train again") from None
 
     def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, latest: Path | None = None,
-                   header: dict[str, Any] | None = None) -> dict[str, Any]:
+                   header: dict[str, Any] | None = None,
+                   after_epoch: Callable[[Path], None] | None = None) -> dict[str, Any]:
         """Trains for cfg.epochs over the loader (Adam, lr cfg.lr; the learning rate drops to a fifth at 80 %
         and again at 90 % of the epochs, as DRAEM's schedule); returns the loss per epoch. With `latest`, the
         training state is written there atomically after every epoch, and a state already there (written with
-        the same `header`) is resumed: the same numbers as an uninterrupted run."""
+        the same `header`) is resumed: the same numbers as an uninterrupted run; `after_epoch(latest)` follows
+        each write (scale_out sends the file to the driver)."""
         epochs = self.cfg.epochs
         device = next(self.parameters()).device
         optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
@@ -118,6 +121,8 @@ class PixelModel(AnomalyModel):
                     "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                     "generator": generator.get_state(), "rng": utils.capture_rng_state(loader_generator),
                 }, latest)
+                if after_epoch is not None:
+                    after_epoch(latest)
         self.eval()
         LOGGER.info("%s: %d epochs in %.1f s, loss %.4f -> %.4f", self.method, epochs, time.perf_counter() - started,
                     curve[0] if curve else float("nan"), curve[-1] if curve else float("nan"))

@@ -69,8 +69,9 @@ def test_an_interrupted_training_resumes_to_the_same_numbers(tmp_path: Path, mon
 
     utils.fix_seeds(123)  # a new process: other global random states, restored from the file
     resumed = model()
-    facts = resumed.fit_loader(loader(), seed=0, latest=latest, header=HEADER)
-    assert saved == [1, 2, 3, 4]
+    heard: list[Path] = []
+    facts = resumed.fit_loader(loader(), seed=0, latest=latest, header=HEADER, after_epoch=heard.append)
+    assert saved == [1, 2, 3, 4] and heard == [latest, latest]  # told of each save (scale_out sends the file)
     assert facts["loss"] == expected["loss"] and len(facts["loss"]) == 4
     mine, theirs = resumed.weights(), whole.weights()
     assert all(torch.equal(mine[name], theirs[name]) for name in theirs)
