@@ -8,10 +8,12 @@ flags parsed by that command itself) over an uploaded video, written into a fold
         tracking.mp4                 the annotated video (+ tracking_frames.csv, tracking_timeline.png)
         tracking_report.json         the tracking report
         defects/defect_<id>_frame_<n>.png   one annotated frame per defect
+        job.json                     the job's settings and how it ended (written atomically)
 
-The job's state lives in memory (a service restart forgets the jobs; their folders stay). Progress comes from
-the runner's per-frame callback; stopping the service ends a running job through that callback, so the run
-cleans up as after Ctrl-C (no partial output).
+Progress lives in memory and comes from the runner's per-frame callback; stopping the service ends a running
+job through that callback, so the run cleans up as after Ctrl-C (no partial output). A job's `job.json` is
+written when it is queued and when it ends: a restarted service answers for every earlier job of its jobs
+folder (one that was queued or running when the service died is failed, with the reason).
 """
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ import queue
 import re
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
+import utils
 from errors import UserError, first_line
 from inference.modes import build_command
 from inference.tracking_run import run_tracking
@@ -39,6 +42,8 @@ MAX_WAITING_JOBS = 32  # queued, not yet running
 VIDEO_NAME = "tracking.mp4"
 DEFECTS_FOLDER = "defects"
 REPORT_SUFFIX = "report.json"  # the tracking report beside the video: tracking_report.json
+JOB_FILE = "job.json"
+INTERRUPTED = "the service stopped before the job finished; send the video again"
 
 
 class JobStopped(Exception):
@@ -99,6 +104,29 @@ class Job:
             "report_url": self.file_url(report_name()) if done else None,
         }
 
+    def save(self) -> None:
+        """Writes job.json into the job's folder (atomically): its settings and state, no report."""
+        settings = {key: str(value) if isinstance(value, Path) else value
+                    for key, value in asdict(self.settings).items()}
+        record = {"job_id": self.job_id, "video": self.video.name, "settings": settings, "state": self.state,
+                  "frames_done": self.frames_done, "frames_total": self.frames_total, "error": self.error}
+        utils.atomic_write_text(self.folder / JOB_FILE, json.dumps(record, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Job:
+        """The job of a folder's job.json, its report read back when done; one that never ended is failed."""
+        record = json.loads((folder / JOB_FILE).read_text(encoding="utf-8"))
+        settings = dict(record["settings"])
+        settings["class_dir"] = Path(settings["class_dir"])
+        job = cls(folder.name, folder, folder / record["video"], JobSettings(**settings), record["state"],
+                  int(record["frames_done"]), int(record["frames_total"]), record.get("error"))
+        if job.state in ("queued", "running"):
+            job.state, job.error = "failed", INTERRUPTED
+            job.save()
+        elif job.state == "done":
+            job.report = json.loads((folder / report_name()).read_text(encoding="utf-8"))
+        return job
+
     def file_url(self, name: str) -> str:
         """The URL of a file of this job's folder (name relative to it, POSIX)."""
         return f"/api/jobs/{self.job_id}/files/{name}"
@@ -119,13 +147,29 @@ def report_name() -> str:
     return f"{Path(VIDEO_NAME).stem}_{REPORT_SUFFIX}"
 
 
+def recover_jobs(jobs_dir: Path) -> dict[str, Job]:
+    """The jobs an earlier service left in jobs_dir, by id (folders without a readable job.json are skipped,
+    with a warning)."""
+    jobs: dict[str, Job] = {}
+    for folder in sorted(jobs_dir.iterdir()) if jobs_dir.is_dir() else []:
+        if not (JOB_ID.fullmatch(folder.name) and (folder / JOB_FILE).is_file()):
+            continue
+        try:
+            jobs[folder.name] = Job.load(folder)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            LOGGER.warning("video job folder %s: not recovered (%s)", folder, first_line(err))
+    if jobs:
+        LOGGER.info("%d earlier video jobs recovered from %s", len(jobs), jobs_dir)
+    return jobs
+
+
 class JobQueue:
     """The jobs and the one worker thread that runs them in order (started with the first job)."""
 
     def __init__(self, jobs_dir: Path) -> None:
         self.jobs_dir = Path(jobs_dir)
         self._lock = threading.Lock()
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, Job] = recover_jobs(self.jobs_dir)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stopping = threading.Event()
         self._worker: threading.Thread | None = None
@@ -145,6 +189,7 @@ class JobQueue:
                 raise ApiError(503, f"{waiting} video jobs are waiting already; send this one later")
             if self._stopping.is_set():
                 raise ApiError(503, "the service is stopping; send the video again once it is back")
+            job.save()
             self._jobs[job.job_id] = job
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="video-jobs", daemon=True)
@@ -179,6 +224,7 @@ class JobQueue:
             for job in self._jobs.values():
                 if job.state == "queued":
                     job.state, job.error = "failed", "the service stopped before the job ran"
+                    job.save()
 
     def _work(self) -> None:
         """The worker loop: runs the queued jobs one after the other until stop()."""
@@ -220,4 +266,5 @@ class JobQueue:
             job.state, job.error, job.report = state, error, report
             if state == "done":
                 job.frames_total = job.frames_done
+            job.save()
         LOGGER.info("video job %s %s%s", job.job_id, state, f": {error}" if error else "")

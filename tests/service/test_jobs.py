@@ -123,3 +123,35 @@ def test_a_jobs_flags_parse_as_the_tracking_commands(tmp_path):
     plain = build_command("tracking").make_context("t", JobSettings(tmp_path, "cpu", "torch").argv(
         tmp_path / "in.mp4", tmp_path)).params
     assert plain["threshold"] is None and plain["max_frames"] is None and plain["physical_unit"] == "mm"
+
+
+def test_a_restarted_service_answers_for_its_earlier_jobs(tmp_path, monkeypatch):
+    """job.json is written when a job is queued and when it ends: a new queue on the same folder knows the done
+    and failed jobs (with the done one's report and defects) and fails the ones that never ended."""
+    fake = FakeTracking()
+    monkeypatch.setattr(jobs_module, "run_tracking", fake)
+    first = JobQueue(tmp_path)
+    done, failing = make_job(first), make_job(first, "fail.mp4")
+    for job in (done, failing):
+        first.submit(job)
+    fake.release.set()
+    wait_for(first, failing.job_id, ("done", "failed"))
+    before = {job.job_id: first.status(job.job_id) for job in (done, failing)}
+    first.stop()
+    cut_off = make_job(first)  # queued by a service that died before running it: job.json says "queued"
+    cut_off.save()
+    (tmp_path / ("0" * 32)).mkdir()  # a folder without job.json (died while creating it): not a job
+    (tmp_path / ("f" * 32)).mkdir()
+    (tmp_path / ("f" * 32) / "job.json").write_text("{broken")  # unreadable: skipped with a warning
+
+    restarted = JobQueue(tmp_path)
+    for job_id, status in before.items():
+        assert restarted.status(job_id) == status
+    assert restarted.status(done.job_id)["state"] == "done" and restarted.status(done.job_id)["defects"]
+    lost = restarted.status(cut_off.job_id)
+    assert lost["state"] == "failed" and "send the video again" in lost["error"]
+    assert json.loads((cut_off.folder / "job.json").read_text())["state"] == "failed"
+    assert restarted.folder(done.job_id) == done.folder
+    for job_id in ("0" * 32, "f" * 32):
+        with pytest.raises(ApiError):
+            restarted.status(job_id)
