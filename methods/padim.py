@@ -23,6 +23,7 @@ features of every training image (h * w * features * 4 B each, 1.6 MB there).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -36,7 +37,7 @@ from torch import nn
 
 import backbones
 import common
-from methods.base import FittedHead, HeadModel, ModelConfig, squash
+from methods.base import CheckpointError, FittedHead, HeadModel, ModelConfig, squash
 
 LOGGER = logging.getLogger(__name__)
 
@@ -80,7 +81,9 @@ def position_statistics(features: torch.Tensor, covariance: str, epsilon: float)
         else:
             centred = block - block.mean(dim=1, keepdim=True)
             cov = centred.transpose(1, 2) @ centred / max(count - 1, 1) + epsilon * identity
-        inverse[start:start + len(block)] = torch.linalg.inv(cov.double()).float()
+        inv = torch.linalg.inv(cov.double())
+        # Exactly symmetric (inversion leaves last-bit asymmetry): checkpoints store the upper triangle only.
+        inverse[start:start + len(block)] = ((inv + inv.transpose(1, 2)) / 2).float()
     return mean, inverse
 
 
@@ -107,6 +110,30 @@ class PadimHead(FittedHead):
         self.register_buffer("mean_map", torch.zeros(0, 1, 1))
         self.register_buffer("inverse_map", torch.zeros(1, 1, 0, 0))
         self.register_buffer("scale", torch.ones(()))
+
+    def weights(self) -> dict[str, Any]:
+        """The fitted buffers, the symmetric inverse covariances as their upper triangles (h, w, d(d+1)/2):
+        about half the checkpoint."""
+        state = super().weights()
+        inverse = state.pop("inverse_map")
+        rows, cols = torch.triu_indices(inverse.shape[-1], inverse.shape[-1])
+        state["inverse_triangle"] = inverse[..., rows, cols].clone()
+        return state
+
+    def load_weights(self, state: dict[str, Any], source: str) -> None:
+        """Loads weights() (upper triangles, or the whole matrices of checkpoints written before)."""
+        triangle = state.get("inverse_triangle")
+        if isinstance(triangle, torch.Tensor) and "inverse_map" not in state:
+            dim = int(round((math.sqrt(8 * triangle.shape[-1] + 1) - 1) / 2))
+            if dim * (dim + 1) // 2 != triangle.shape[-1]:
+                raise CheckpointError(f"{source}: inverse_triangle of {triangle.shape[-1]} values is no triangle; "
+                                      "delete the folder and fit again")
+            rows, cols = torch.triu_indices(dim, dim)
+            inverse = triangle.new_zeros(*triangle.shape[:-1], dim, dim)
+            inverse[..., rows, cols] = triangle
+            inverse[..., cols, rows] = triangle
+            state = {**state, "inverse_map": inverse}
+        super().load_weights(state, source)
 
     def features_from_maps(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """The selected channels (B, d, h, w) of the concatenated maps."""

@@ -138,3 +138,26 @@ def test_more_features_than_the_layers_have_is_an_error(images):
     net = PadimModel.build(dataclasses.replace(TINY, features=65))  # blocks.1 + blocks.2: 24 + 40 channels
     with pytest.raises(ValueError, match="features 65 > 64 channels"):
         net.fit([images], seed=0)
+
+
+def test_checkpoints_store_the_symmetric_inverses_as_triangles_and_load_them_exactly(images):
+    """The fitted inverse covariances are exactly symmetric; weights() keeps their upper triangles (d(d+1)/2 of
+    d^2 values) and loading them rebuilds the same matrices bit for bit (and the same scores); weights of the
+    earlier form (whole matrices) still load; a triangle of a wrong length is one line."""
+    net = PadimModel.build(TINY)
+    net.fit([images], seed=0)
+    inverse = net.head.inverse_map.clone()
+    assert torch.equal(inverse, inverse.transpose(-1, -2))
+    state = net.weights()
+    assert "inverse_map" not in state and state["inverse_triangle"].shape == (16, 16, 20 * 21 // 2)
+    with torch.no_grad():
+        expected = net.score_grids(images)[0]
+    for stored in (state, {**{k: v for k, v in state.items() if k != "inverse_triangle"}, "inverse_map": inverse}):
+        loaded = PadimModel.build(TINY)
+        loaded.load_weights(stored, "ckpt.pth")
+        assert torch.equal(loaded.head.inverse_map, inverse)
+        with torch.no_grad():
+            assert torch.equal(loaded.score_grids(images)[0], expected)
+    broken = {**state, "inverse_triangle": state["inverse_triangle"][..., :-1]}
+    with pytest.raises(padim.CheckpointError, match="ckpt.pth: inverse_triangle of 209 values is no triangle"):
+        PadimModel.build(TINY).load_weights(broken, "ckpt.pth")
