@@ -147,6 +147,15 @@ def report_name() -> str:
     return f"{Path(VIDEO_NAME).stem}_{REPORT_SUFFIX}"
 
 
+def _record(job: Job) -> None:
+    """Writes a job's job.json; a failed write is logged (the job's state stays right in memory)."""
+    try:
+        job.save()
+    except OSError as err:
+        LOGGER.warning("video job %s: cannot write %s (%s); a restarted service will not know how it ended",
+                       job.job_id, job.folder / JOB_FILE, err.strerror)
+
+
 def recover_jobs(jobs_dir: Path) -> dict[str, Job]:
     """The jobs an earlier service left in jobs_dir, by id (folders without a readable job.json are skipped,
     with a warning)."""
@@ -189,7 +198,11 @@ class JobQueue:
                 raise ApiError(503, f"{waiting} video jobs are waiting already; send this one later")
             if self._stopping.is_set():
                 raise ApiError(503, "the service is stopping; send the video again once it is back")
-            job.save()
+            try:
+                job.save()
+            except OSError as err:
+                raise ApiError(507, f"cannot write the job's state into {job.folder} ({err.strerror}); free space "
+                                    "in --jobs_dir and send the video again") from None
             self._jobs[job.job_id] = job
             if self._worker is None:
                 self._worker = threading.Thread(target=self._work, name="video-jobs", daemon=True)
@@ -224,7 +237,7 @@ class JobQueue:
             for job in self._jobs.values():
                 if job.state == "queued":
                     job.state, job.error = "failed", "the service stopped before the job ran"
-                    job.save()
+                    _record(job)
 
     def _work(self) -> None:
         """The worker loop: runs the queued jobs one after the other until stop()."""
@@ -266,5 +279,5 @@ class JobQueue:
             job.state, job.error, job.report = state, error, report
             if state == "done":
                 job.frames_total = job.frames_done
-            job.save()
+            _record(job)
         LOGGER.info("video job %s %s%s", job.job_id, state, f": {error}" if error else "")

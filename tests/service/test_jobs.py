@@ -155,3 +155,34 @@ def test_a_restarted_service_answers_for_its_earlier_jobs(tmp_path, monkeypatch)
     for job_id in ("0" * 32, "f" * 32):
         with pytest.raises(ApiError):
             restarted.status(job_id)
+
+
+def test_job_json_that_cannot_be_written_never_stops_the_queue(tmp_path, monkeypatch, caplog):
+    """Queueing: a 507 naming the folder; at a job's end: a warning, the job's state kept, the next job runs."""
+    fake = FakeTracking()
+    monkeypatch.setattr(jobs_module, "run_tracking", fake)
+    queue = JobQueue(tmp_path)
+    save = Job.save
+
+    def disk_full(job):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Job, "save", disk_full)
+    refused = make_job(queue)
+    with pytest.raises(ApiError) as error:
+        queue.submit(refused)
+    assert error.value.status == 507 and str(refused.folder) in str(error.value)
+    monkeypatch.setattr(Job, "save", save)
+    first = make_job(queue)
+    queue.submit(first)
+    wait_for(queue, first.job_id, ("running",))
+    monkeypatch.setattr(Job, "save", disk_full)  # the disk fills while it runs
+    with caplog.at_level("WARNING", logger="service.jobs"):
+        fake.release.set()
+        assert wait_for(queue, first.job_id, ("done", "failed"))["state"] == "done"
+    assert any("cannot write" in r.getMessage() and first.job_id in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(Job, "save", save)
+    second = make_job(queue)
+    queue.submit(second)
+    assert wait_for(queue, second.job_id, ("done", "failed"))["state"] == "done"  # the worker lives on
+    queue.stop()
