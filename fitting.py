@@ -19,11 +19,10 @@ import torch
 import utils
 from inference import calibration
 from methods.base import AnomalyModel, CheckpointError
-from model import CHECKPOINT_FORMAT, final_checkpoint_path, load_checkpoint
+from model import CHECKPOINT_FORMAT, LATEST_NAME, final_checkpoint_path, load_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 
-LATEST_NAME = "ckpt.pth"  # the training state between epochs, as GLASS's
 FIT_EPOCH = 1  # a one-pass method's checkpoint is ckpt_best_1.pth: one pass over the training images
 
 
@@ -44,6 +43,19 @@ def _already_fitted(class_dir: Path, header: dict[str, Any]) -> bool:
             raise CheckpointError(f"{path}: was fitted with different '{key}' settings; use the same flags, or "
                                   f"delete {class_dir} to fit again")
     return True
+
+
+def unfinished_training(latest: Path, header: dict[str, Any]) -> dict[str, Any] | None:
+    """The training state an interrupted run left in `latest` (None when there is none); a state of other
+    settings or data raises CheckpointError."""
+    if not latest.is_file():
+        return None
+    state = load_checkpoint(latest)
+    for key in ("method", "net", "train", "meta"):
+        if state.get(key) != header[key]:
+            raise CheckpointError(f"{latest}: an unfinished {header['method']} training with other '{key}' settings "
+                                  f"or data; use the same flags, or delete {latest.parent} to start over")
+    return state
 
 
 def set_distance_scale(model: AnomalyModel, device: torch.device, paths: Sequence[str | Path],
@@ -84,8 +96,14 @@ def fit_class(model: AnomalyModel, loader: torch.utils.data.DataLoader, class_di
     model.to(device)
     utils.fix_seeds(seed)
     started = time.perf_counter()
-    latest = class_dir / LATEST_NAME  # epochs' training state (pixel methods): an interrupted run resumes
-    facts = model.fit_loader(loader, seed=seed, latest=latest, header=header, after_epoch=checkpoint_saved)
+    latest = class_dir / LATEST_NAME  # the training state between epochs (pixel methods), as GLASS's
+
+    def save_epoch(state: dict[str, Any]) -> None:
+        utils.atomic_torch_save({**header, **state}, latest)
+        if checkpoint_saved is not None:
+            checkpoint_saved(latest)
+
+    facts = model.fit_loader(loader, seed=seed, resume=unfinished_training(latest, header), on_epoch=save_epoch)
     seconds = time.perf_counter() - started
     epochs = int(facts.get("epochs", FIT_EPOCH))
     LOGGER.info("%s: fitted %s in %.1f s", class_dir.name, model.method, seconds)

@@ -25,7 +25,6 @@ tools work on one scale for every method.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -114,12 +113,10 @@ class AnomalyModel(nn.Module):
         """Fits on batches of normalised defect-free images; returns facts for the checkpoint."""
         raise NotImplementedError
 
-    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, latest: Path | None = None,
-                   header: dict[str, Any] | None = None,
-                   after_epoch: Callable[[Path], None] | None = None) -> dict[str, Any]:
-        """Fits on a class's training loader (one pass over its images); returns fit facts. `latest`, `header`
-        and `after_epoch` (where methods trained for epochs keep and check their training state, and who hears
-        of each save) are not needed by one pass."""
+    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, resume: dict[str, Any] | None = None,
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Fits on a class's training loader (one pass over its images); returns fit facts. `resume` and
+        `on_epoch` (a training state between epochs, for methods trained for epochs) are not used by one pass."""
         return self.fit((batch["image"] for batch in loader), seed=seed)
 
     def weights(self) -> dict[str, Any]:

@@ -8,12 +8,10 @@ are), as both papers' networks do.
 """
 from __future__ import annotations
 
-import json
+import copy
 import logging
-import pickle
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -22,7 +20,6 @@ import tqdm
 from torch import nn
 
 import utils
-from errors import first_line
 from methods.base import AnomalyModel, CheckpointError
 
 LOGGER = logging.getLogger(__name__)
@@ -76,14 +73,12 @@ class PixelModel(AnomalyModel):
             raise CheckpointError(f"{source}: weights do not fit this {self.method} model "
                                   f"({str(err).splitlines()[0]}); delete the folder and train again") from None
 
-    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, latest: Path | None = None,
-                   header: dict[str, Any] | None = None,
-                   after_epoch: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    def fit_loader(self, loader: torch.utils.data.DataLoader, seed: int, resume: dict[str, Any] | None = None,
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Trains for cfg.epochs over the loader (Adam, lr cfg.lr; the learning rate drops to a fifth at 80 %
-        and again at 90 % of the epochs, as DRAEM's schedule); returns the loss per epoch. With `latest`, the
-        training state is written there atomically after every epoch, and a state already there (written with
-        the same `header`) is resumed: the same numbers as an uninterrupted run; `after_epoch(latest)` follows
-        each write (scale_out sends the file to the driver)."""
+        and again at 90 % of the epochs, as DRAEM's schedule); returns the loss per epoch. `on_epoch(state)`
+        gets the training state after every epoch; given back as `resume`, training goes on from there to the
+        same numbers as an uninterrupted run."""
         epochs = self.cfg.epochs
         device = next(self.parameters()).device
         optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr)
@@ -92,8 +87,14 @@ class PixelModel(AnomalyModel):
         generator = torch.Generator(device=device).manual_seed(seed)
         loader_generator = getattr(loader, "generator", None)
         curve: list[float] = []
-        if latest is not None and latest.is_file():
-            curve = self._resume(latest, header, optimizer, schedule, generator, loader_generator)
+        if resume is not None:
+            self.load_weights(resume["weights"], "the training state")
+            optimizer.load_state_dict(resume["optimizer"])
+            schedule.load_state_dict(resume["schedule"])
+            generator.set_state(resume["generator"])
+            utils.restore_rng_state(resume["rng"], loader_generator)
+            curve = list(resume["loss"])
+            LOGGER.info("%s: resuming after epoch %d", self.method, len(curve))
         self.train()
         started = time.perf_counter()
         progress = tqdm.trange(len(curve), epochs, initial=len(curve), total=epochs, desc=f"{self.method} epochs",
@@ -115,40 +116,15 @@ class PixelModel(AnomalyModel):
             progress.set_postfix(loss=f"{curve[-1]:.4f}")
             LOGGER.debug("%s epoch %d: loss %.5f (%s)", self.method, epoch + 1, curve[-1],
                          ", ".join(f"{k} {v:.4f}" for k, v in parts.items()))
-            if latest is not None:
-                utils.atomic_torch_save({
-                    "header": header or {}, "epoch": epoch + 1, "loss": curve, "weights": self.weights(),
-                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                    "generator": generator.get_state(), "rng": utils.capture_rng_state(loader_generator),
-                }, latest)
-                if after_epoch is not None:
-                    after_epoch(latest)
+            if on_epoch is not None:
+                on_epoch({"epoch": epoch + 1, "loss": list(curve), "weights": self.weights(),
+                          # copies: the optimiser's live moment tensors change in the next epoch
+                          "optimizer": copy.deepcopy(optimizer.state_dict()), "schedule": schedule.state_dict(),
+                          "generator": generator.get_state(), "rng": utils.capture_rng_state(loader_generator)})
         self.eval()
         LOGGER.info("%s: %d epochs in %.1f s, loss %.4f -> %.4f", self.method, epochs, time.perf_counter() - started,
                     curve[0] if curve else float("nan"), curve[-1] if curve else float("nan"))
         return {"epochs": epochs, "loss": curve}
-
-    def _resume(self, latest: Path, header: dict[str, Any] | None, optimizer: torch.optim.Optimizer,
-                schedule: torch.optim.lr_scheduler.LRScheduler, generator: torch.Generator,
-                loader_generator: torch.Generator | None) -> list[float]:
-        """Loads the training state of an interrupted run into the model, optimiser, schedule and random
-        generators; returns its loss curve so far. A state of other settings raises CheckpointError."""
-        try:
-            state = torch.load(latest, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-            raise CheckpointError(f"{latest}: unreadable training state ({first_line(err)}); delete it to train "
-                                  "from the start") from None
-        if json.dumps(state.get("header"), sort_keys=True, default=str) != json.dumps(header or {}, sort_keys=True,
-                                                                                     default=str):
-            raise CheckpointError(f"{latest}: an unfinished {self.method} training with other settings or data; use "
-                                  f"the same flags, or delete {latest.parent} to start over")
-        self.load_weights(state["weights"], str(latest))
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        utils.restore_rng_state(state["rng"], loader_generator)
-        LOGGER.info("%s: resuming after epoch %d", latest.parent.name, state["epoch"])
-        return list(state["loss"])
 
 
 class ScoreGrids(nn.Module):

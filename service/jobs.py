@@ -122,7 +122,7 @@ class Job:
                   int(record["frames_done"]), int(record["frames_total"]), record.get("error"))
         if job.state in ("queued", "running"):
             job.state, job.error = "failed", INTERRUPTED
-            job.save()
+            _record(job)  # an unwritable folder must not lose the job: its state is right in memory
         elif job.state == "done":
             job.report = json.loads((folder / report_name()).read_text(encoding="utf-8"))
         return job
