@@ -111,6 +111,14 @@ def main(argv: list[str] | None = None) -> int:
                              "the training video's from one half of the photo, the other two videos' from the other "
                              "half (--surface) with their own seeds: surface the model has never seen")
     parser.add_argument("--noise", type=float, default=0.0, help="camera noise of every video (grey levels)")
+    parser.add_argument("--turn", choices=("left_to_right", "bottom_to_top", "top_to_bottom"), default=None,
+                        help="every video mirrored or turned a quarter (benchmarks/turn_video.py); --width/--height "
+                             "are the frames before turning (along/across the motion): --width 256 --height 640 "
+                             "--turn top_to_bottom gives 640x256 frames with the belt moving down, as a line-scan "
+                             "camera across a belt sees it")
+    parser.add_argument("--vignette", type=float, default=0.0,
+                        help="every video's light falling off to 1 - V at the frame corners "
+                             "(benchmarks/relight_video.py, written losslessly as .avi)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
     if args.surface_window < 1:
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "bench_line.log"
-    videos = {name: out / "videos" / f"{name}.mp4" for name in ("normal", "normal_new", "defects")}
+    videos = {name: video_path(args, out, name) for name in ("normal", "normal_new", "defects")}
     times = {"record": 0.0, "dataset": 0.0, "train": 0.0}
     model = ["--model_path", str(out / "results" / "models" / "backbone_0"), "--class_name", "custom_line"]
     reuse = args.reuse and (out / "results" / "models" / "backbone_0" / "custom_line").is_dir()
@@ -140,17 +148,19 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results" / "models" / "backbone_0" / "custom_line" / "surface_calibration.json").unlink(missing_ok=True)
     if calibrate:
         # On new surface, calibrate on a recording of surface that neither training nor the tests saw.
-        calibration = out / "videos" / "calibration.mp4" if args.calibrate_from == "other" else videos["normal"]
+        calibration = video_path(args, out, "calibration") if args.calibrate_from == "other" else videos["normal"]
         if not calibration.exists():
-            run([sys.executable, "preprocessing/create_conveyor_video.py", *surface_flags(args, "calibration"),
-                 "--speed", str(args.speed), "--defects", "0", "--frames", str(args.normal_frames // 2),
-                 "--seed", str(args.seed + 3), "--output", str(calibration)], log)
+            record(args, log, calibration, [*surface_flags(args, "calibration"), "--speed", str(args.speed),
+                                            "--defects", "0", "--frames", str(args.normal_frames // 2),
+                                            "--seed", str(args.seed + 3)])
         start = rest_start(args) if args.calibrate_from == "rest" else 0
         run([sys.executable, "inference/calibrate_surface.py", *model, "--video_path", str(calibration),
              "--surface_window", str(args.surface_window), "--start", str(start)], log)
     model += ["--pixel_size", str(args.pixel_size), "--no_organized_output", "--surface_window",
               str(args.surface_window)]
-    print(f"line: {args.texture} {args.width}x{args.height}, {args.speed} px/frame, pixel {args.pixel_size} mm; "
+    print(f"line: {args.texture} {args.width}x{args.height}{f' turned {args.turn}' if args.turn else ''}"
+          f"{f', vignette {args.vignette}' if args.vignette else ''}, {args.speed} px/frame, "
+          f"pixel {args.pixel_size} mm; "
           f"record {times['record']:.0f} s, dataset {times['dataset']:.0f} s, train {times['train']:.0f} s"
           f"{' (reused)' if reuse else ''}; surface window {args.surface_window}")
     print("| video | frames flagged | share | defects reported | FPS (end to end) |")
@@ -187,6 +197,27 @@ def surface_flags(args: argparse.Namespace, video: str) -> list[str]:
     return flags
 
 
+def video_path(args: argparse.Namespace, out: Path, name: str) -> Path:
+    """Where the line's video `name` lies once recorded (.avi when relit: lossless)."""
+    return out / "videos" / f"{name}{'.avi' if args.vignette else '.mp4'}"
+
+
+def record(args: argparse.Namespace, log: Path, target: Path, flags: list[str]) -> float:
+    """Writes one video of the line to target: the generator with flags, then --turn and --vignette; wall seconds."""
+    py = sys.executable
+    raw = target.with_name(f"{target.stem}_generated.mp4") if args.turn or args.vignette else target
+    seconds, _ = run([py, "preprocessing/create_conveyor_video.py", *flags, "--output", str(raw)], log)
+    if args.turn:
+        turned = target.with_name(f"{target.stem}_turned.mp4") if args.vignette else target
+        seconds += run([py, "benchmarks/turn_video.py", str(raw), "--turn", args.turn, "--output", str(turned)],
+                       log)[0]
+        raw = turned
+    if args.vignette:
+        seconds += run([py, "benchmarks/relight_video.py", str(raw), "--vignette", str(args.vignette),
+                        "--output", str(target)], log)[0]
+    return seconds
+
+
 def dataset_end(args: argparse.Namespace) -> int:
     """video_to_dataset --end: the whole training recording, or its first --train_share with --calibrate_from rest."""
     return int(args.normal_frames * args.train_share) if args.calibrate_from == "rest" else args.normal_frames
@@ -203,14 +234,13 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
     py = sys.executable
     recorded, tested, defects = (surface_flags(args, name) for name in ("normal", "normal_new", "defects"))
     times = {}
-    times["record"], _ = run([py, "preprocessing/create_conveyor_video.py", *recorded, "--speed",
-                              str(args.speed), "--defects", "0", "--frames", str(args.normal_frames), "--seed",
-                              str(args.seed), "--output", str(videos["normal"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", *tested, "--speed", str(max(1, args.speed // 2)),
-         "--defects", "0", "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1),
-         "--output", str(videos["normal_new"])], log)
-    run([py, "preprocessing/create_conveyor_video.py", "--preset", "wide", *defects, "--speed",
-         str(args.speed), "--seed", str(args.seed), "--output", str(videos["defects"])], log)
+    times["record"] = record(args, log, videos["normal"], [*recorded, "--speed", str(args.speed), "--defects", "0",
+                                                           "--frames", str(args.normal_frames), "--seed",
+                                                           str(args.seed)])
+    record(args, log, videos["normal_new"], [*tested, "--speed", str(max(1, args.speed // 2)), "--defects", "0",
+                                             "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1)])
+    record(args, log, videos["defects"], ["--preset", "wide", *defects, "--speed", str(args.speed), "--seed",
+                                          str(args.seed)])
     times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
                                "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),
                                "--end", str(dataset_end(args)), "--overwrite"], log)
