@@ -634,6 +634,7 @@ def run_job(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, device:
         train_set = build_dataset(sized, job.classname, "train", *norm, seed=opts.seed,
                                   las=model.synthesises_anomalies)
         _warn_without_holdout(key, train_set, sized)
+        _warn_centre_crop(key, train_set, sized)
         if job.method == "padim" and sized.train_crop == "random":
             LOGGER.warning("%s: --train_crop random with padim: its per-position statistics then mix every place "
                            "in the frame (right for a surface moving past the camera, not for aligned objects)", key)
@@ -666,6 +667,28 @@ def _warn_without_holdout(key: str, train_set: Any, sized: data.DatasetConfig) -
         LOGGER.warning("%s: %s", key, warning)
 
 
+def centre_crop_share(width: int, height: int, resize: int, imagesize: int) -> float:
+    """Share of an image's area that the centre --imagesize square keeps once its shorter side is scaled to --resize."""
+    scale = resize / min(width, height)
+    scaled_width, scaled_height = max(round(width * scale), 1), max(round(height * scale), 1)
+    return min(imagesize, scaled_width) * min(imagesize, scaled_height) / (scaled_width * scaled_height)
+
+
+def _warn_centre_crop(key: str, train_set: Any, sized: data.DatasetConfig) -> None:
+    """Says when the centre crop hides much of each training image (frames wider than the square, e.g. from
+    video_to_dataset): the engine scores whole frames, so their edges were never learnt."""
+    if sized.train_crop != "centre" or not train_set.samples:
+        return
+    with PIL.Image.open(train_set.samples[0].image_path) as image:  # the header only
+        width, height = image.size
+    share = centre_crop_share(width, height, sized.resize, sized.imagesize)
+    if share < 0.9:
+        LOGGER.warning("%s: training images are %dx%d: the centre crop shows the model %.0f %% of each; frames are "
+                       "scored whole, so the rest (frame edges) is never learnt: --train_crop random learns whole "
+                       "frames (right for a moving surface; keep centre for objects aligned in the middle)",
+                       key, width, height, 100.0 * share)
+
+
 def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, sized: data.DatasetConfig,
                 model: GlassModel, device: torch.device, test_loader: torch.utils.data.DataLoader,
                 checkpoint_saved: Callable[[Path], None] | None = None) -> None:
@@ -677,6 +700,7 @@ def train_glass(job: Job, opts: RunOptions, dataset_cfg: data.DatasetConfig, siz
     svd, how = decide_svd(opts, dataset_cfg, job, clean_set)
     LOGGER.info("%s: %s (svd=%d)", key, how, svd)
     _warn_without_holdout(key, train_set, sized)
+    _warn_centre_crop(key, train_set, sized)
     trainer = GLASS(model, job.train, device, job.class_dir, svd,
                     meta={"dataset": sized.name, "class": job.classname, "train_images": len(train_set),
                           "holdout": sized.holdout, "dataset_options": sized.training_options()},
