@@ -667,24 +667,26 @@ def _warn_without_holdout(key: str, train_set: Any, sized: data.DatasetConfig) -
         LOGGER.warning("%s: %s", key, warning)
 
 
-def centre_crop_share(width: int, height: int, resize: int, imagesize: int) -> float:
-    """Share of an image's area that the centre --imagesize square keeps once its shorter side is scaled to --resize."""
-    scale = resize / min(width, height)
-    scaled_width, scaled_height = max(round(width * scale), 1), max(round(height * scale), 1)
-    return min(imagesize, scaled_width) * min(imagesize, scaled_height) / (scaled_width * scaled_height)
+def centre_crop_share(width: int, height: int) -> float:
+    """Share of an image that a centred square of its shorter side keeps (what the frame's shape hides from the
+    centre crop, before the --resize/--imagesize margin that square images lose too)."""
+    return min(width, height) / max(width, height)
 
 
 def _warn_centre_crop(key: str, train_set: Any, sized: data.DatasetConfig) -> None:
-    """Says when the centre crop hides much of each training image (frames wider than the square, e.g. from
-    video_to_dataset): the engine scores whole frames, so their edges were never learnt."""
+    """Says when the centre crop hides much of each training image (frames much wider than tall, e.g. from
+    video_to_dataset; judged on the first image): the engine scores whole frames, so their sides were never learnt."""
     if sized.train_crop != "centre" or not train_set.samples:
         return
-    with PIL.Image.open(train_set.samples[0].image_path) as image:  # the header only
-        width, height = image.size
-    share = centre_crop_share(width, height, sized.resize, sized.imagesize)
-    if share < 0.9:
-        LOGGER.warning("%s: training images are %dx%d: the centre crop shows the model %.0f %% of each; frames are "
-                       "scored whole, so the rest (frame edges) is never learnt: --train_crop random learns whole "
+    try:
+        with PIL.Image.open(train_set.samples[0].image_path) as image:  # the header only
+            width, height = image.size
+    except OSError:  # unreadable: loading the dataset says so in one line
+        return
+    share = centre_crop_share(width, height)
+    if share < 2 / 3:
+        LOGGER.warning("%s: training images are %dx%d: the centre crop shows the model at most %.0f %% of each; "
+                       "frames are scored whole, so their sides are never learnt: --train_crop random learns whole "
                        "frames (right for a moving surface; keep centre for objects aligned in the middle)",
                        key, width, height, 100.0 * share)
 

@@ -411,19 +411,21 @@ def test_bad_train_crop_exits_2_naming_the_flag(tmp_path, tiny_mvtec, capsys):
 
 
 def test_centre_crop_share_known_answers():
-    """The centre square's share of an image scaled to --resize: whole for squares, 256/640 for 640x256 frames."""
-    assert main.centre_crop_share(256, 256, 256, 256) == 1.0
-    assert main.centre_crop_share(640, 256, 256, 256) == pytest.approx(0.4)
-    assert main.centre_crop_share(256, 640, 256, 256) == pytest.approx(0.4)
-    assert main.centre_crop_share(1280, 720, 288, 256) == pytest.approx(256 * 256 / (512 * 288))
+    """The centred square's share of an image: whole for squares, 256/640 for 640x256 frames, either way up."""
+    assert main.centre_crop_share(256, 256) == 1.0
+    assert main.centre_crop_share(640, 256) == pytest.approx(0.4)
+    assert main.centre_crop_share(256, 640) == pytest.approx(0.4)
+    assert main.centre_crop_share(1280, 720) == pytest.approx(0.5625)
 
 
 @pytest.mark.parametrize(("size", "crop", "warned"), [((640, 256), "centre", True), ((640, 256), "random", False),
-                                                      ((300, 280), "centre", False)])
+                                                      ((300, 280), "centre", False),
+                                                      ((1500, 1000), "centre", False)])
 def test_centre_crop_warning_on_wide_training_images(tmp_path, caplog, size, crop, warned):
     """Wide training frames under the centre crop get a warning naming their size and --train_crop random."""
     image = tmp_path / "frame.png"
     PIL.Image.new("RGB", size).save(image)
+    (tmp_path / "corrupt.png").write_bytes(b"not a png")
     train_set = SimpleNamespace(samples=[SimpleNamespace(image_path=image)])
     sized = SimpleNamespace(train_crop=crop, resize=256, imagesize=256)
     with caplog.at_level("WARNING", logger="glass"):
@@ -432,3 +434,6 @@ def test_centre_crop_warning_on_wide_training_images(tmp_path, caplog, size, cro
     assert bool(messages) == warned
     if warned:
         assert "640x256" in messages[0] and "40 %" in messages[0] and "--train_crop random" in messages[0]
+    # An unreadable first image is left to the dataset's own one-line error.
+    corrupt = SimpleNamespace(samples=[SimpleNamespace(image_path=tmp_path / "corrupt.png")])
+    main._warn_centre_crop("custom_line", corrupt, sized)
