@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--resize must lie between 32 and 4 times the frame's shorter side")
     if args.imagesize is not None and not (args.imagesize % 32 == 0 and 32 <= args.imagesize <= (args.resize or 0)):
         parser.error("--imagesize must be a multiple of 32 between 32 and --resize (give --resize too)")
+    if not 0.0 <= args.vignette < 1.0:
+        parser.error("--vignette must lie in [0, 1): the light's loss at the frame corners")
     if not 0.0 < args.train_share < 1.0:
         parser.error("--train_share must lie between 0 and 1")
     if args.calibrate_from is None:

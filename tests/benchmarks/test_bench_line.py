@@ -1,0 +1,40 @@
+"""benchmarks/bench_line.py: how the line's videos are recorded (the whole workflow runs for minutes: README)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import cv2
+import pytest
+
+from benchmarks import bench_line
+
+
+def test_a_turned_vignetted_video_is_wide_lossless_and_keeps_its_ground_truth(tmp_path):
+    """--width 48 --height 96 --turn top_to_bottom --vignette 0.3: 96x48 frames in an .avi with its sidecar,
+    corners darker than the middle; the intermediate videos lie beside it."""
+    args = argparse.Namespace(turn="top_to_bottom", vignette=0.3)
+    target = bench_line.video_path(args, tmp_path, "defects")
+    target.parent.mkdir()
+    flags = ["--width", "48", "--height", "96", "--texture", "gravel", "--speed", "4", "--defects", "1",
+             "--seed", "1"]
+    assert bench_line.record(args, tmp_path / "log.txt", target, flags) > 0.0
+    assert target.suffix == ".avi"
+    capture = cv2.VideoCapture(str(target))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frame.shape == (48, 96, 3)
+    truth = json.loads(target.with_name(target.name + ".json").read_text())
+    assert truth["turn"] == "top_to_bottom" and truth["relight"]["vignette"] == pytest.approx(0.3)
+    assert truth["defects"]
+    assert (tmp_path / "videos" / "defects_generated.mp4").exists()
+    assert (tmp_path / "videos" / "defects_turned.mp4").exists()
+
+
+def test_a_bad_vignette_is_a_usage_error(tmp_path, capsys):
+    """--vignette 1.5 stops before recording anything, naming the flag."""
+    with pytest.raises(SystemExit) as stop:
+        bench_line.main(["--vignette", "1.5", "--out", str(tmp_path / "line")])
+    assert stop.value.code == 2
+    assert "--vignette" in capsys.readouterr().err
+    assert not (tmp_path / "line").exists()
