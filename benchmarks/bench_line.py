@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vignette", type=float, default=0.0,
                         help="every video's light falling off to 1 - V at the frame corners "
                              "(benchmarks/relight_video.py, written losslessly as .avi)")
+    parser.add_argument("--motion_blur", type=int, default=0,
+                        help="every video smeared over L px of belt travel while the shutter is open "
+                             "(benchmarks/relight_video.py, written losslessly as .avi; 0: none)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
     if args.surface_window < 1:
@@ -129,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--imagesize must be a multiple of 32 between 32 and --resize (give --resize too)")
     if not 0.0 <= args.vignette < 1.0:
         parser.error("--vignette must lie in [0, 1): the light's loss at the frame corners")
+    if not 0 <= args.motion_blur <= 64:
+        parser.error("--motion_blur must lie in 0..64 (pixels of belt travel while the shutter is open)")
     if not 0.0 < args.train_share < 1.0:
         parser.error("--train_share must lie between 0 and 1")
     if args.calibrate_from is None:
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     model += ["--pixel_size", str(args.pixel_size), "--no_organized_output", "--surface_window",
               str(args.surface_window)]
     print(f"line: {args.texture} {args.width}x{args.height}{f' turned {args.turn}' if args.turn else ''}"
-          f"{f', vignette {args.vignette}' if args.vignette else ''}, {args.speed} px/frame, "
+          f"{f', vignette {args.vignette}' if args.vignette else ''}"
+          f"{f', motion blur {args.motion_blur} px' if args.motion_blur else ''}, {args.speed} px/frame, "
           f"pixel {args.pixel_size} mm; "
           f"record {times['record']:.0f} s, dataset {times['dataset']:.0f} s, train {times['train']:.0f} s"
           f"{' (reused)' if reuse else ''}; surface window {args.surface_window}")
@@ -199,24 +205,30 @@ def surface_flags(args: argparse.Namespace, video: str) -> list[str]:
     return flags
 
 
+def relit(args: argparse.Namespace) -> bool:
+    """True when every video goes through relight_video.py (--vignette or --motion_blur)."""
+    return bool(args.vignette or args.motion_blur)
+
+
 def video_path(args: argparse.Namespace, out: Path, name: str) -> Path:
     """Where the line's video `name` lies once recorded (.avi when relit: lossless)."""
-    return out / "videos" / f"{name}{'.avi' if args.vignette else '.mp4'}"
+    return out / "videos" / f"{name}{'.avi' if relit(args) else '.mp4'}"
 
 
 def record(args: argparse.Namespace, log: Path, target: Path, flags: list[str]) -> float:
-    """Writes one video of the line to target: the generator with flags, then --turn and --vignette; wall seconds."""
+    """Writes one video of the line to target: the generator with flags, then --turn, then --vignette and
+    --motion_blur; wall seconds."""
     py = sys.executable
-    raw = target.with_name(f"{target.stem}_generated.mp4") if args.turn or args.vignette else target
+    raw = target.with_name(f"{target.stem}_generated.mp4") if args.turn or relit(args) else target
     seconds, _ = run([py, "preprocessing/create_conveyor_video.py", *flags, "--output", str(raw)], log)
     if args.turn:
-        turned = target.with_name(f"{target.stem}_turned.mp4") if args.vignette else target
+        turned = target.with_name(f"{target.stem}_turned.mp4") if relit(args) else target
         seconds += run([py, "benchmarks/turn_video.py", str(raw), "--turn", args.turn, "--output", str(turned)],
                        log)[0]
         raw = turned
-    if args.vignette:
+    if relit(args):
         seconds += run([py, "benchmarks/relight_video.py", str(raw), "--vignette", str(args.vignette),
-                        "--output", str(target)], log)[0]
+                        "--motion_blur", str(args.motion_blur), "--output", str(target)], log)[0]
     return seconds
 
 

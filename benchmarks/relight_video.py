@@ -1,4 +1,5 @@
-"""A conveyor video as a camera on a real line sees it: light that drifts and flickers, uneven light, a shaking mount.
+"""A conveyor video as a camera on a real line sees it: light that drifts and flickers, uneven light, a shaking
+mount, motion blur.
 
     python benchmarks/relight_video.py VIDEO --drift 0.15 --flicker 0.03 --vignette 0.3 --shake 1 --output OUT.mp4
 
@@ -7,9 +8,12 @@ neither: daylight and lamps drift (`--drift F`: the light's gain moves by up to 
 frames, default one cycle over the video), mains-powered lamps and exposure control flicker (`--flicker F`: a
 gain drawn per frame in 1 +- F), lamps light the middle of the view more than its edges (`--vignette V`: the
 gain falls to 1 - V at the frame's corners) and a mount on a running machine vibrates (`--shake A`: every
-frame moved by a whole number of pixels drawn in -A..A across the motion, the border mirrored). The sidecar
-`<output>.json` keeps the ground truth (each frame's boxes moved by that frame's shake; the defects' surface
-boxes and positions unchanged) and records the settings under "relight". Write `.avi` to compare light alone:
+frame moved by a whole number of pixels drawn in -A..A across the motion, the border mirrored) and an exposure
+long enough for the belt to travel while the shutter is open smears the surface along the motion (`--motion_blur
+L`: each frame the mean of the surface over L pixels of travel, a box of L pixels along the motion; L = the
+belt's pixels per frame is a shutter open the whole frame interval). The sidecar `<output>.json` keeps the
+ground truth (each frame's boxes moved by that frame's shake; the defects' surface boxes, positions and areas
+unchanged: the physical defects) and records the settings under "relight". Write `.avi` to compare light alone:
 its frames are stored losslessly (FFV1), while `.mp4` encodes the decoded frames a second time, and that second
 encoding's blocks alone move a model's scores at borderline surface spots. A line set up from footage of a
 steady camera under steady light and run on such footage should flag no more frames and find the same defects
@@ -43,6 +47,7 @@ class Relight:
     vignette: float = 0.0  # gain lost at the frame's corners (fraction)
     shake: int = 0  # largest per-frame displacement across the motion (pixels)
     seed: int = 0
+    motion_blur: int = 0  # belt travel while the shutter is open (pixels along the motion; 0 or 1: none)
 
     def validate(self) -> None:
         """Raises UserError naming the flag of the first value out of range."""
@@ -54,6 +59,8 @@ class Relight:
             raise errors.UserError(f"--period {self.period}: use a positive number of frames (0: the video's length)")
         if not 0 <= self.shake <= 16:
             raise errors.UserError(f"--shake {self.shake}: use 0 to 16 pixels")
+        if not 0 <= self.motion_blur <= 64:
+            raise errors.UserError(f"--motion_blur {self.motion_blur}: use 0 to 64 pixels of belt travel")
 
 
 def frame_gains(cfg: Relight, frames: int) -> np.ndarray:
@@ -81,6 +88,15 @@ def across_motion_axis(truth: dict) -> int:
     """0 when the shake moves frames along x (the belt moves along y), 1 along y."""
     dx, dy = (abs(float(v)) for v in truth.get("motion_px_per_frame", [1.0, 0.0]))
     return 0 if dy > dx else 1
+
+
+def blur_along_motion(frame: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """The frame averaged over `length` pixels along the motion (a box along y for axis 0, along x for axis 1:
+    `axis` is the across-motion axis of across_motion_axis), borders mirrored; length 0 or 1: as it is."""
+    if length <= 1:
+        return frame
+    size = (1, length) if axis == 0 else (length, 1)  # OpenCV's ksize is (width, height)
+    return cv2.blur(frame, size, borderType=cv2.BORDER_REFLECT_101)
 
 
 def shift_frame(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:
@@ -152,7 +168,8 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
 
     def relight(frame: np.ndarray, index: int) -> np.ndarray:
         step = min(index, frames - 1)
-        lit = frame.astype(np.float32) * (light * np.float32(gains[step]))
+        # The shutter integrates the moving surface first; the lens's vignetting and the light then scale it.
+        lit = blur_along_motion(frame.astype(np.float32), cfg.motion_blur, axis) * (light * np.float32(gains[step]))
         return shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis)
 
     with video_writer(output, info.fps, (info.width, info.height)) as writer:
@@ -162,7 +179,7 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] --output OUT.mp4."""
+    """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] [--motion_blur L] --output OUT.mp4."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="a conveyor video with its sidecar VIDEO.json")
     parser.add_argument("--drift", type=float, default=0.0, help="slow light change: gain 1 +- F along a sine")
@@ -170,11 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flicker", type=float, default=0.0, help="per-frame light gain drawn in 1 +- F")
     parser.add_argument("--vignette", type=float, default=0.0, help="gain lost at the frame corners")
     parser.add_argument("--shake", type=int, default=0, help="per-frame displacement across the motion (px)")
+    parser.add_argument("--motion_blur", type=int, default=0,
+                        help="belt travel while the shutter is open (px along the motion; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, required=True,
                         help="the relit video: .avi (lossless FFV1: only the light differs) or .mp4 (encoded again)")
     args = parser.parse_args(argv)
-    cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed)
+    cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed, args.motion_blur)
 
     def run() -> None:
         cfg.validate()

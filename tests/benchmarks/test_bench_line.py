@@ -13,7 +13,7 @@ from benchmarks import bench_line
 def test_a_turned_vignetted_video_is_wide_lossless_and_keeps_its_ground_truth(tmp_path):
     """--width 48 --height 96 --turn top_to_bottom --vignette 0.3: 96x48 frames in an .avi with its sidecar,
     corners darker than the middle; the intermediate videos lie beside it."""
-    args = argparse.Namespace(turn="top_to_bottom", vignette=0.3)
+    args = argparse.Namespace(turn="top_to_bottom", vignette=0.3, motion_blur=0)
     target = bench_line.video_path(args, tmp_path, "defects")
     target.parent.mkdir()
     flags = ["--width", "48", "--height", "96", "--texture", "gravel", "--speed", "4", "--defects", "1",
@@ -37,4 +37,26 @@ def test_a_bad_vignette_is_a_usage_error(tmp_path, capsys):
         bench_line.main(["--vignette", "1.5", "--out", str(tmp_path / "line")])
     assert stop.value.code == 2
     assert "--vignette" in capsys.readouterr().err
+    assert not (tmp_path / "line").exists()
+
+
+def test_a_motion_blurred_video_is_lossless_and_records_the_blur(tmp_path):
+    """--motion_blur 3 alone: the line's videos go through relight_video.py too (.avi), the blur in the sidecar."""
+    args = argparse.Namespace(turn=None, vignette=0.0, motion_blur=3)
+    target = bench_line.video_path(args, tmp_path, "normal")
+    target.parent.mkdir()
+    flags = ["--width", "64", "--height", "32", "--texture", "brick", "--speed", "3", "--defects", "0",
+             "--frames", "6", "--seed", "2"]
+    assert bench_line.record(args, tmp_path / "log.txt", target, flags) > 0.0
+    assert target.name == "normal.avi"
+    truth = json.loads(target.with_name(target.name + ".json").read_text())
+    assert truth["relight"]["motion_blur"] == 3 and truth["relight"]["vignette"] == 0.0
+
+
+def test_a_bad_motion_blur_is_a_usage_error(tmp_path, capsys):
+    """--motion_blur -1 stops before recording anything, naming the flag."""
+    with pytest.raises(SystemExit) as stop:
+        bench_line.main(["--motion_blur", "-1", "--out", str(tmp_path / "line")])
+    assert stop.value.code == 2
+    assert "--motion_blur" in capsys.readouterr().err
     assert not (tmp_path / "line").exists()

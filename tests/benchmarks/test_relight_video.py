@@ -69,7 +69,37 @@ def test_the_relit_video_carries_each_frame_gain_and_shake(belt, tmp_path):
             assert after["box"] == [x1, y1 + shakes[index], x2, y2 + shakes[index]]
 
 
-@pytest.mark.parametrize("flag,value", [("--drift", "0.8"), ("--shake", "-1"), ("--vignette", "1.5")])
+def test_motion_blur_averages_along_the_motion_only():
+    """A bright column on a belt moving along x spreads into a box of L columns of 1/L its height (a moving
+    surface seen over L px of travel); a bright row on a belt moving along y stays sharp along x. 0 or 1: as it is."""
+    frame = np.zeros((9, 21, 3), np.float32)
+    frame[:, 10] = 210.0
+    smeared = relight.blur_along_motion(frame, 3, axis=1)  # axis 1: shakes along y, the belt moves along x
+    assert np.allclose(smeared[4, 8:13, 0], [0, 70, 70, 70, 0])
+    assert smeared.sum() == pytest.approx(frame.sum())
+    assert np.array_equal(relight.blur_along_motion(frame, 3, axis=0), frame)  # belt along y: columns stay
+    assert relight.blur_along_motion(frame, 1, axis=1) is frame
+
+
+def test_the_motion_blurred_video_keeps_the_physical_ground_truth(belt, tmp_path):
+    """--motion_blur 4 (.avi, lossless): every frame is the source's smeared over 4 px along the belt's x motion,
+    to rounding; the defects' boxes and areas stay the painted ones."""
+    out = tmp_path / "blurred.avi"
+    assert relight.main([str(belt), "--motion_blur", "4", "--output", str(out)]) == 0
+    truth = json.loads((tmp_path / "blurred.avi.json").read_text())
+    source = json.loads((belt.parent / "belt.mp4.json").read_text())
+    assert truth["relight"]["motion_blur"] == 4
+    assert truth["defects"] == source["defects"] and truth["frames"] == source["frames"]
+    capture, original = cv2.VideoCapture(str(out)), cv2.VideoCapture(str(belt))
+    ok, smeared = capture.read()
+    plain = original.read()[1].astype(np.float32)
+    expected = np.rint(cv2.blur(plain, (4, 1), borderType=cv2.BORDER_REFLECT_101))
+    assert ok and np.abs(smeared.astype(np.float32) - expected).max() <= 1
+    assert np.abs(np.diff(smeared.astype(np.float32), axis=1)).mean() < np.abs(np.diff(plain, axis=1)).mean()
+
+
+@pytest.mark.parametrize("flag,value", [("--drift", "0.8"), ("--shake", "-1"), ("--vignette", "1.5"),
+                                        ("--motion_blur", "-2")])
 def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(belt, tmp_path, capsys, flag, value):
     assert relight.main([str(belt), flag, value, "--output", str(tmp_path / "o.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
