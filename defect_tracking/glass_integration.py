@@ -7,8 +7,9 @@ half height from one connected region, into one detection (`surface.group_region
 branching crack), uses each detection's maximum map
 score as its confidence, updates `SurfaceByteTracker`, and keeps per track its life span, scores,
 largest area, representative frame and its footprint on the surface (`surface.Footprint`).
-`defects()` merges tracks whose footprints lie within the gap into one physical defect each,
-measured on the surface; `report()` is the JSON-ready result; `draw_tracks` annotates a frame.
+`defects()` merges tracks whose footprints lie within the gap into one physical defect each (also
+across a stretch in which the belt carried the defect out of view and back), measured on the
+surface; `report()` is the JSON-ready result; `draw_tracks` annotates a frame.
 """
 from __future__ import annotations
 
@@ -277,6 +278,7 @@ class GLASSDefectTracker:
         self._states: dict[int, _TrackState] = {}
         self._defects: tuple[int, list[PhysicalDefect]] | None = None  # (frames seen, defects then)
         self._last_index: int | None = None
+        self._views = surface.ViewHistory()  # every frame's view of the surface, for merging across a belt's stop
         # The library gives a track its id on its k-th consecutive detection (k = max(minimum_consecutive_frames,
         # 2), checked in tests): the defect was already detected in the k - 1 updates before, kept here.
         self._recent: deque[int] = deque(maxlen=max(int(self.config.minimum_consecutive_frames), 2) - 1)
@@ -306,6 +308,7 @@ class GLASSDefectTracker:
         self.stage_seconds = dict.fromkeys(self.stage_seconds, 0.0)
         self._states.clear()
         self._last_index = None
+        self._views.clear()
         self._recent.clear()
         self._defects = None
 
@@ -340,6 +343,7 @@ class GLASSDefectTracker:
             motion = self._motion(frame)
         measured = time.perf_counter()
         tracked = self.tracker.update(grouped.boxes, grouped.scores, motion)
+        self._views.add(frame_index, self.tracker.offset, frame.shape[:2])
         detections = sorted(
             (FrameTrack(item.track_id, tuple(int(v) for v in grouped.boxes[item.detection_index]),
                         item.score, int(grouped.areas_pixels[item.detection_index]),
@@ -399,7 +403,8 @@ class GLASSDefectTracker:
 
     def defects(self) -> list[PhysicalDefect]:
         """One entry per physical defect: tracks whose surface footprints lie within the merge gap (and
-        whose frame spans meet within the lost-track budget) merged, measured on the surface. Computed
+        whose frame spans meet within the lost-track budget, or whose place was in view for no longer than
+        that budget between them) merged, measured on the surface. Computed
         once per frame seen (the report, the defect frames and the summary all ask at the end)."""
         if self._defects is None or self._defects[0] != self.tracker.frame_count:
             self._defects = (self.tracker.frame_count, self._merged_defects())
@@ -410,7 +415,7 @@ class GLASSDefectTracker:
         states = {track_id: state for track_id, state in self._states.items() if state.footprint.views}
         groups = surface.merge_groups({k: v.footprint for k, v in states.items()},
                                       {k: (v.first_frame, v.last_frame) for k, v in states.items()},
-                                      self.merge_gap_px, self.tracker.max_missed_frames)
+                                      self.merge_gap_px, self.tracker.max_missed_frames, self._views)
         direction = self._motion_direction()
         result = []
         for members in groups:

@@ -13,7 +13,9 @@ through the view; frame 0's pixels are the origin):
   defect was tracked. Its area is the defect's area on the surface (a defect longer than the
   view is assembled from the frames that each show a part), robust to a frame where the
   threshold cut a little more or less. Tracks whose footprints lie within the gap of each
-  other are merged (`merge_footprints`).
+  other are merged (`merge_groups`): when their frame spans meet within the tracker's lost-track
+  budget, or when the place was in view for no more than that budget between them (`ViewHistory`:
+  a belt that stopped, ran back and forth or jogged carried the defect out of view and back).
 
 Written with NumPy/OpenCV/SciPy rather than taken from a library: no tracking library keeps
 masks in moving surface coordinates.
@@ -21,6 +23,7 @@ masks in moving surface coordinates.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import dataclass, field
 
 import cv2
@@ -228,12 +231,59 @@ def footprints_touch(a: Footprint, b: Footprint, gap_px: float) -> bool:
     return bool((canvases[0] & canvases[1]).any())
 
 
+class ViewHistory:
+    """Each frame's view of the surface (surface pixels x0, y0, x1, y1, exclusive), in frame order; compact
+    (40 bytes a frame) so that a day of video costs megabytes."""
+
+    def __init__(self) -> None:
+        self._columns = tuple(array("q") for _ in range(5))  # frame index, x0, y0, x1, y1
+
+    def add(self, frame_index: int, offset: tuple[float, float], frame_shape: tuple[int, int]) -> None:
+        """Records the view of a frame whose surface offset is `offset` (frame = surface + offset) and size
+        `frame_shape` (h, w); frames come in increasing order."""
+        shift_x, shift_y = int(round(offset[0])), int(round(offset[1]))
+        height, width = frame_shape
+        for column, value in zip(self._columns, (frame_index, -shift_x, -shift_y, width - shift_x, height - shift_y)):
+            column.append(int(value))
+
+    def frames_showing(self, box: tuple[int, int, int, int], after: int, before: int) -> int:
+        """How many recorded frames with index strictly between `after` and `before` showed any of the surface
+        box (x0, y0, x1, y1, exclusive)."""
+        frames = np.frombuffer(self._columns[0], np.int64) if len(self._columns[0]) else np.zeros(0, np.int64)
+        start, stop = np.searchsorted(frames, after, side="right"), np.searchsorted(frames, before, side="left")
+        if stop <= start:
+            return 0
+        x0, y0, x1, y1 = (np.frombuffer(column, np.int64)[start:stop] for column in self._columns[1:])
+        bx0, by0, bx1, by1 = box
+        return int(np.count_nonzero((x0 < bx1) & (bx0 < x1) & (y0 < by1) & (by0 < y1)))
+
+    def clear(self) -> None:
+        """Forgets every frame."""
+        for column in self._columns:
+            del column[:]
+
+
+def canvas_box(footprint: Footprint) -> tuple[int, int, int, int]:
+    """The surface box (x0, y0, x1, y1, exclusive) of a footprint's vote canvas (its voted mask lies inside)."""
+    ox, oy = footprint.origin
+    return ox, oy, ox + footprint.hits.shape[1], oy + footprint.hits.shape[0]
+
+
+def boxes_within(a: tuple[int, int, int, int], b: tuple[int, int, int, int], gap_px: float) -> bool:
+    """True when two surface boxes overlap or lie within gap_px of each other along both axes."""
+    return a[0] - gap_px < b[2] and b[0] - gap_px < a[2] and a[1] - gap_px < b[3] and b[1] - gap_px < a[3]
+
+
 def merge_groups(footprints: dict[int, Footprint], spans: dict[int, tuple[int, int]], gap_px: float,
-                 max_frame_gap: int) -> list[list[int]]:
+                 max_frame_gap: int, history: ViewHistory | None = None) -> list[list[int]]:
     """Track ids grouped into physical defects: tracks whose footprints touch (within gap_px) and whose
-    frame spans overlap or lie within max_frame_gap frames are one defect (transitively)."""
+    frame spans overlap or lie within max_frame_gap frames are one defect (transitively). With the `history` of
+    the views, tracks further apart in time are one defect too when, between them, their place was in view in
+    at most max_frame_gap frames: the belt carried the defect out of view and back (a stop, a run backwards),
+    not a defect the tracker lost while it was in view."""
     ids = sorted(footprints)
     parent = {track_id: track_id for track_id in ids}
+    boxes = {track_id: canvas_box(footprints[track_id]) for track_id in ids}
 
     def root(track_id: int) -> int:
         while parent[track_id] != track_id:
@@ -241,12 +291,22 @@ def merge_groups(footprints: dict[int, Footprint], spans: dict[int, tuple[int, i
             track_id = parent[track_id]
         return track_id
 
+    def one_passage(first: int, second: int) -> bool:
+        """Their spans meet within the lost-track budget, or their place was hardly in view in between."""
+        (f0, f1), (s0, s1) = sorted((spans[first], spans[second]))
+        if s0 <= f1 + max_frame_gap:
+            return True
+        if history is None or not boxes_within(boxes[first], boxes[second], gap_px):
+            return False
+        a, b = boxes[first], boxes[second]
+        place = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        return history.frames_showing(place, f1, s0) <= max_frame_gap
+
     for i, first in enumerate(ids):
         for second in ids[i + 1:]:
-            (f0, f1), (s0, s1) = spans[first], spans[second]
-            if s0 > f1 + max_frame_gap or f0 > s1 + max_frame_gap:
+            if root(first) == root(second) or not one_passage(first, second):
                 continue
-            if root(first) != root(second) and footprints_touch(footprints[first], footprints[second], gap_px):
+            if footprints_touch(footprints[first], footprints[second], gap_px):
                 parent[root(second)] = root(first)
     groups: dict[int, list[int]] = {}
     for track_id in ids:

@@ -345,3 +345,38 @@ def test_first_frame_is_the_first_detection_whatever_the_confirmation_delay(cons
     assert confirmed_at == 3 + max(consecutive, 2) - 1
     (summary,) = tracker.summaries()
     assert summary.first_frame == 3 and summary.last_frame == 9 and summary.hits == 7
+
+
+def back_and_forth(hidden: bool) -> GLASSDefectTracker:
+    """A belt that runs 20 frames forward, 50 back (the disc leaves the view), 60 forward again (it returns),
+    4 px a frame, with the disc's true map; `hidden`: the belt only jogs (the disc stays in view) and its map is
+    blank for the 50 middle frames instead (a defect the tracker lost while it was in view)."""
+    photo = data.gravel()[100:100 + FRAME]
+    strip = np.hstack([photo, photo[:, ::-1]])
+    cv2.circle(strip, (300, 64), 9, 30, cv2.FILLED)
+    truth = np.zeros(strip.shape, np.float32)
+    cv2.circle(truth, (300, 64), 9, 1.0, cv2.FILLED)
+    steps = [4] * 20 + ([-4] * 50 if not hidden else [-1, 1] * 25) + [4] * 60
+    analyzer = DefectSizeAnalyzer(pixel_size=PIXEL_SIZE, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5, fps=25.0)
+    left = 200
+    for index, step in enumerate(steps):
+        frame = cv2.cvtColor(strip[:, left:left + FRAME], cv2.COLOR_GRAY2BGR)
+        anomaly_map = truth[:, left:left + FRAME].copy()
+        if hidden and 20 <= index < 70:
+            anomaly_map[:] = 0.0
+        tracker.update(index, frame, anomaly_map)
+        left += step
+    return tracker
+
+
+def test_a_defect_carried_out_of_view_and_back_is_one_defect() -> None:
+    """The belt runs back and the disc leaves the view for longer than the lost-track budget: two tracks at one
+    surface place, one defect (its place was out of view in between); lost while in view, they stay two."""
+    tracker = back_and_forth(hidden=False)
+    assert tracker.num_tracks == 2
+    (defect,) = tracker.defects()
+    assert len(defect.track_ids) == 2
+    assert defect.area_px == pytest.approx(np.pi * 9 ** 2, rel=0.15)
+    tracker = back_and_forth(hidden=True)
+    assert tracker.num_tracks == 2 and tracker.num_defects == 2

@@ -11,7 +11,15 @@ from skimage import data
 
 from defect_tracking import GLASSDefectTracker, TrackingError
 from defect_tracking import surface
-from defect_tracking.surface import Footprint, SurfaceAverage, group_regions, measure, merge_groups, shifted
+from defect_tracking.surface import (
+    Footprint,
+    SurfaceAverage,
+    ViewHistory,
+    group_regions,
+    measure,
+    merge_groups,
+    shifted,
+)
 from size_analyzer import DefectSizeAnalyzer
 
 HEIGHT, WIDTH = 96, 160  # a wide frame
@@ -98,6 +106,36 @@ def test_tracks_whose_footprints_touch_merge_others_stay_apart():
     assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30) == [[1, 2], [3], [4]]
     assert merge_groups(footprints, spans, gap_px=1, max_frame_gap=30) == [[1], [2], [3], [4]]
     assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=1000) == [[1, 2, 4], [3]]
+
+
+def test_the_view_history_counts_the_frames_that_showed_a_place():
+    """Frames 0-9 at rest, 10-19 moved 50 px on (the view over surface x -50..14): a box at surface x 0..10 is
+    shown by 10 frames of 0-9 and by none of 10-19; counts are of frames strictly between the bounds."""
+    history = ViewHistory()
+    for index in range(20):
+        history.add(index, (0.0, 0.0) if index < 10 else (50.0, 0.0), (HEIGHT, 64))
+    assert history.frames_showing((0, 0, 10, 10), -1, 20) == 10
+    assert history.frames_showing((0, 0, 10, 10), 2, 5) == 2
+    assert history.frames_showing((-40, 0, -30, 10), -1, 20) == 10  # only the moved frames show it
+    assert history.frames_showing((100, 0, 110, 10), -1, 20) == 0
+    history.clear()
+    assert history.frames_showing((0, 0, 10, 10), -1, 20) == 0
+
+
+def test_tracks_at_one_place_merge_across_a_gap_only_while_the_place_was_out_of_view():
+    """Two tracks at one surface place 100 frames apart (budget 30): with the view history they are one defect
+    when the belt carried the place out of view in between, two when it stayed in view (the tracker lost it)."""
+    first, second = Footprint(), Footprint()
+    first.add(0, _square_mask(10), (10, 10), (0.0, 0.0), (HEIGHT, WIDTH))
+    second.add(100, _square_mask(10), (10, 10), (0.0, 0.0), (HEIGHT, WIDTH))
+    footprints, spans = {1: first, 2: second}, {1: (0, 0), 2: (100, 100)}
+    away, staying = ViewHistory(), ViewHistory()
+    for index in range(101):
+        away.add(index, (0.0, 0.0) if index in (0, 100) else (-500.0, 0.0), (HEIGHT, WIDTH))
+        staying.add(index, (0.0, 0.0), (HEIGHT, WIDTH))
+    assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30, history=away) == [[1, 2]]
+    assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30, history=staying) == [[1], [2]]
+    assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30) == [[1], [2]]
 
 
 # ----------------------------------------------------------------------------------------- tracker level
