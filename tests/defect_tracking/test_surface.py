@@ -109,15 +109,17 @@ def test_tracks_whose_footprints_touch_merge_others_stay_apart():
 
 
 def test_the_view_history_counts_the_frames_that_showed_a_place():
-    """Frames 0-9 at rest, 10-19 moved 50 px on (the view over surface x -50..14): a box at surface x 0..10 is
-    shown by 10 frames of 0-9 and by none of 10-19; counts are of frames strictly between the bounds."""
+    """Frames 0-9 at rest (the view over surface x 0..64), 10-19 with the surface 50 px on (frame = surface - 50:
+    the view over surface x 50..114): a box at surface x 0..10 is shown by frames 0-9 only, one at 100..110 by
+    10-19 only; counts are of frames strictly between the bounds."""
     history = ViewHistory()
     for index in range(20):
-        history.add(index, (0.0, 0.0) if index < 10 else (50.0, 0.0), (HEIGHT, 64))
+        history.add(index, (0.0, 0.0) if index < 10 else (-50.0, 0.0), (HEIGHT, 64))
     assert history.frames_showing((0, 0, 10, 10), -1, 20) == 10
     assert history.frames_showing((0, 0, 10, 10), 2, 5) == 2
-    assert history.frames_showing((-40, 0, -30, 10), -1, 20) == 10  # only the moved frames show it
-    assert history.frames_showing((100, 0, 110, 10), -1, 20) == 0
+    assert history.frames_showing((100, 0, 110, 10), -1, 20) == 10
+    assert history.frames_showing((100, 0, 110, 10), 5, 12) == 2
+    assert history.frames_showing((200, 0, 210, 10), -1, 20) == 0
     history.clear()
     assert history.frames_showing((0, 0, 10, 10), -1, 20) == 0
 
