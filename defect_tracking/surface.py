@@ -232,8 +232,8 @@ def footprints_touch(a: Footprint, b: Footprint, gap_px: float) -> bool:
 
 
 class ViewHistory:
-    """Each frame's view of the surface (surface pixels x0, y0, x1, y1, exclusive), in frame order; compact
-    (40 bytes a frame) so that a day of video costs megabytes."""
+    """Each frame's view of the surface (surface pixels x0, y0, x1, y1, exclusive), in frame order; 40 bytes a
+    frame (an hour at 25 FPS: 3.6 MB)."""
 
     def __init__(self) -> None:
         self._columns = tuple(array("q") for _ in range(5))  # frame index, x0, y0, x1, y1
