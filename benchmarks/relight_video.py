@@ -1,5 +1,5 @@
 """A conveyor video as a camera on a real line sees it: light that drifts and flickers, uneven light, a shaking
-mount, motion blur.
+mount, motion blur, dropped frames.
 
     python benchmarks/relight_video.py VIDEO --drift 0.15 --flicker 0.03 --vignette 0.3 --shake 1 --output OUT.mp4
 
@@ -11,12 +11,15 @@ gain falls to 1 - V at the frame's corners) and a mount on a running machine vib
 frame moved by a whole number of pixels drawn in -A..A across the motion, the border mirrored) and an exposure
 long enough for the belt to travel while the shutter is open smears the surface along the motion (`--motion_blur
 L`: each frame the mean of the surface over L pixels of travel, a box of L pixels along the motion; L = the
-belt's pixels per frame is a shutter open the whole frame interval). The sidecar `<output>.json` keeps the
-ground truth (each frame's boxes moved by that frame's shake; the defects' surface boxes, positions and areas
-unchanged: the physical defects) and records the settings under "relight". Write `.avi` to compare light alone:
-its frames are stored losslessly (FFV1), while `.mp4` encodes the decoded frames a second time, and that second
-encoding's blocks alone move a model's scores at borderline surface spots. A line set up from footage of a
-steady camera under steady light and run on such footage should flag no more frames and find the same defects
+belt's pixels per frame is a shutter open the whole frame interval), and a camera or link under load misses
+frames (`--drop P`: each frame but the first lost with probability P; the belt moves on meanwhile). The sidecar
+`<output>.json` keeps the ground truth (each frame's boxes moved by that frame's shake; the frames renumbered
+without the dropped ones, each defect's first and last frames with them; the defects' surface boxes, positions
+and areas unchanged: the physical defects) and records the settings under "relight". Write `.avi` to compare
+light alone: its frames are stored losslessly (FFV1), while `.mp4` encodes the decoded frames a second time, and
+that second encoding's blocks alone move a model's scores at borderline surface spots. A line set up from
+footage of a steady camera under steady light and run on such footage should flag no more frames and find the
+same defects
 (README, "Light and vibration").
 """
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Relight:
     shake: int = 0  # largest per-frame displacement across the motion (pixels)
     seed: int = 0
     motion_blur: int = 0  # belt travel while the shutter is open (pixels along the motion; 0 or 1: none)
+    drop: float = 0.0  # probability that the camera misses a frame (the first is always kept)
 
     def validate(self) -> None:
         """Raises UserError naming the flag of the first value out of range."""
@@ -61,6 +65,8 @@ class Relight:
             raise errors.UserError(f"--shake {self.shake}: use 0 to 16 pixels")
         if not 0 <= self.motion_blur <= 64:
             raise errors.UserError(f"--motion_blur {self.motion_blur}: use 0 to 64 pixels of belt travel")
+        if not 0.0 <= self.drop <= 0.5:
+            raise errors.UserError(f"--drop {self.drop}: use 0 to 0.5 (the share of frames the camera misses)")
 
 
 def frame_gains(cfg: Relight, frames: int) -> np.ndarray:
@@ -75,6 +81,13 @@ def frame_gains(cfg: Relight, frames: int) -> np.ndarray:
 def frame_shakes(cfg: Relight, frames: int) -> np.ndarray:
     """Each frame's displacement across the motion, in whole pixels."""
     return np.random.default_rng([cfg.seed, 2]).integers(-cfg.shake, cfg.shake + 1, frames)
+
+
+def kept_frames(cfg: Relight, frames: int) -> np.ndarray:
+    """Per frame, whether the camera delivers it: each lost with probability cfg.drop (seeded), the first kept."""
+    keep = np.random.default_rng([cfg.seed, 3]).random(frames) >= cfg.drop
+    keep[:1] = True
+    return keep
 
 
 def vignette_gain(cfg: Relight, width: int, height: int) -> np.ndarray:
@@ -143,8 +156,9 @@ def video_writer(output: Path, fps: float, size: tuple[int, int]) -> LosslessWri
     return video_io.AtomicVideoWriter(output, fps, size)
 
 
-def relit_truth(truth: dict, cfg: Relight, shakes: np.ndarray, video_name: str) -> dict:
-    """The sidecar of the relit video: each frame's boxes moved by its shake, the settings recorded."""
+def relit_truth(truth: dict, cfg: Relight, shakes: np.ndarray, keep: np.ndarray, video_name: str) -> dict:
+    """The sidecar of the relit video: each frame's boxes moved by its shake, the frames the camera missed left
+    out and the rest renumbered (each defect's first and last frames with them), the settings recorded."""
     relit = copy.deepcopy(truth)
     relit["video"] = video_name
     relit["relight"] = asdict(cfg)
@@ -154,7 +168,35 @@ def relit_truth(truth: dict, cfg: Relight, shakes: np.ndarray, video_name: str) 
             box = [int(v) for v in seen["box"]]
             box[axis], box[axis + 2] = box[axis] + int(shift), box[axis + 2] + int(shift)
             seen["box"] = box
+    if keep.all():
+        return relit
+    kept = np.flatnonzero(keep[:len(relit["frames"])])
+    relit["frames"] = [relit["frames"][old] for old in kept]
+    for new, frame in enumerate(relit["frames"]):
+        frame["index"] = new
+    relit["num_frames"] = len(relit["frames"])
+    for defect in relit.get("defects", []):
+        for first, last in (("first_visible_frame", "last_visible_frame"), ("first_full_frame", "last_full_frame")):
+            if defect.get(first) is None:
+                continue
+            start = int(np.searchsorted(kept, defect[first], side="left"))  # the first kept frame at or after it
+            stop = int(np.searchsorted(kept, defect[last], side="right")) - 1  # the last kept at or before it
+            defect[first], defect[last] = (start, stop) if start <= stop else (None, None)
     return relit
+
+
+class _Dropping:
+    """A writer that passes on only the frames the camera delivered (by the order they come in)."""
+
+    def __init__(self, writer: LosslessWriter | video_io.AtomicVideoWriter, keep: np.ndarray) -> None:
+        self.writer, self.keep, self.index, self.written = writer, keep, 0, 0
+
+    def write(self, frame: np.ndarray) -> None:
+        """Writes the frame unless the camera missed it."""
+        if self.index >= len(self.keep) or self.keep[self.index]:
+            self.writer.write(frame)
+            self.written += 1
+        self.index += 1
 
 
 def relight_video(video: Path, cfg: Relight, output: Path) -> int:
@@ -162,7 +204,7 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
     truth = video_io.conveyor_truth(video)
     info = video_io.probe_video(video)
     frames = int(truth.get("num_frames") or info.frame_count)
-    gains, shakes = frame_gains(cfg, frames), frame_shakes(cfg, frames)
+    gains, shakes, keep = frame_gains(cfg, frames), frame_shakes(cfg, frames), kept_frames(cfg, frames)
     light = vignette_gain(cfg, info.width, info.height)
     axis = across_motion_axis(truth)
 
@@ -173,13 +215,16 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
         return shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis)
 
     with video_writer(output, info.fps, (info.width, info.height)) as writer:
-        count = video_io.replay_video(video, writer, relight)
-    utils.atomic_write_text(Path(str(output) + ".json"), json.dumps(relit_truth(truth, cfg, shakes, output.name)))
-    return count
+        delivered = _Dropping(writer, keep)
+        video_io.replay_video(video, delivered, relight)
+    utils.atomic_write_text(Path(str(output) + ".json"),
+                            json.dumps(relit_truth(truth, cfg, shakes, keep, output.name)))
+    return delivered.written
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] [--motion_blur L] --output OUT.mp4."""
+    """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] [--motion_blur L] [--drop P]
+    --output OUT.mp4."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="a conveyor video with its sidecar VIDEO.json")
     parser.add_argument("--drift", type=float, default=0.0, help="slow light change: gain 1 +- F along a sine")
@@ -189,11 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shake", type=int, default=0, help="per-frame displacement across the motion (px)")
     parser.add_argument("--motion_blur", type=int, default=0,
                         help="belt travel while the shutter is open (px along the motion; 0: none)")
+    parser.add_argument("--drop", type=float, default=0.0,
+                        help="share of frames the camera misses (each but the first lost with this probability)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, required=True,
                         help="the relit video: .avi (lossless FFV1: only the light differs) or .mp4 (encoded again)")
     args = parser.parse_args(argv)
-    cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed, args.motion_blur)
+    cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed, args.motion_blur,
+                  args.drop)
 
     def run() -> None:
         cfg.validate()

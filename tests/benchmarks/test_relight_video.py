@@ -98,8 +98,36 @@ def test_the_motion_blurred_video_keeps_the_physical_ground_truth(belt, tmp_path
     assert np.abs(np.diff(smeared.astype(np.float32), axis=1)).mean() < np.abs(np.diff(plain, axis=1)).mean()
 
 
+def test_dropped_frames_leave_the_video_and_its_ground_truth_renumbered(belt, tmp_path):
+    """--drop 0.3 (.avi): the delivered frames are the source's frames the draw kept, in order, exactly; the
+    sidecar lists just those, renumbered, and each defect's first/last visible frame is the first/last delivered
+    frame that shows it."""
+    out = tmp_path / "dropped.avi"
+    assert relight.main([str(belt), "--drop", "0.3", "--seed", "4", "--output", str(out)]) == 0
+    source = json.loads((belt.parent / "belt.mp4.json").read_text())
+    truth = json.loads((tmp_path / "dropped.avi.json").read_text())
+    keep = relight.kept_frames(relight.Relight(drop=0.3, seed=4), len(source["frames"]))
+    kept = np.flatnonzero(keep)
+    assert keep[0] and 0 < len(kept) < len(source["frames"]) - 5
+    assert truth["num_frames"] == len(truth["frames"]) == len(kept)
+    assert [frame["index"] for frame in truth["frames"]] == list(range(len(kept)))
+    assert [frame["source"] for frame in truth["frames"]] == [source["frames"][old]["source"] for old in kept]
+    for defect in truth["defects"]:
+        shown = [new for new, frame in enumerate(truth["frames"])
+                 if any(seen["defect_id"] == defect["defect_id"] for seen in frame["defects"])]
+        assert (defect["first_visible_frame"], defect["last_visible_frame"]) == (shown[0], shown[-1])
+    capture, original = cv2.VideoCapture(str(out)), cv2.VideoCapture(str(belt))
+    originals = []
+    while (frame := original.read())[0]:
+        originals.append(frame[1])
+    for old in kept:
+        ok, delivered = capture.read()
+        assert ok and np.array_equal(delivered, originals[old]), old
+    assert not capture.read()[0]
+
+
 @pytest.mark.parametrize("flag,value", [("--drift", "0.8"), ("--shake", "-1"), ("--vignette", "1.5"),
-                                        ("--motion_blur", "-2")])
+                                        ("--motion_blur", "-2"), ("--drop", "0.9")])
 def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(belt, tmp_path, capsys, flag, value):
     assert relight.main([str(belt), flag, value, "--output", str(tmp_path / "o.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
