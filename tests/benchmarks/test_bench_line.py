@@ -31,12 +31,13 @@ def test_a_turned_vignetted_video_is_wide_lossless_and_keeps_its_ground_truth(tm
     assert (tmp_path / "videos" / "defects_turned.mp4").exists()
 
 
-def test_a_bad_vignette_is_a_usage_error(tmp_path, capsys):
-    """--vignette 1.5 stops before recording anything, naming the flag."""
+@pytest.mark.parametrize("flag,value", [("--vignette", "1.5"), ("--motion_blur", "-1")])
+def test_a_bad_relight_value_is_a_usage_error(tmp_path, capsys, flag, value):
+    """--vignette 1.5 or --motion_blur -1 stops before recording anything, naming the flag."""
     with pytest.raises(SystemExit) as stop:
-        bench_line.main(["--vignette", "1.5", "--out", str(tmp_path / "line")])
+        bench_line.main([flag, value, "--out", str(tmp_path / "line")])
     assert stop.value.code == 2
-    assert "--vignette" in capsys.readouterr().err
+    assert flag in capsys.readouterr().err
     assert not (tmp_path / "line").exists()
 
 
@@ -51,12 +52,3 @@ def test_a_motion_blurred_video_is_lossless_and_records_the_blur(tmp_path):
     assert target.name == "normal.avi"
     truth = json.loads(target.with_name(target.name + ".json").read_text())
     assert truth["relight"]["motion_blur"] == 3 and truth["relight"]["vignette"] == 0.0
-
-
-def test_a_bad_motion_blur_is_a_usage_error(tmp_path, capsys):
-    """--motion_blur -1 stops before recording anything, naming the flag."""
-    with pytest.raises(SystemExit) as stop:
-        bench_line.main(["--motion_blur", "-1", "--out", str(tmp_path / "line")])
-    assert stop.value.code == 2
-    assert "--motion_blur" in capsys.readouterr().err
-    assert not (tmp_path / "line").exists()

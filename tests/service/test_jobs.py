@@ -48,10 +48,11 @@ def make_job(queue: JobQueue, video: str = "in.mp4") -> Job:
     return Job(job_id, folder, folder / video, JobSettings(Path("m"), "cpu", "torch"), frames_total=4)
 
 
-def wait_for(queue: JobQueue, job_id: str, states: tuple[str, ...]) -> dict:
-    """Polls a job until it is in one of the states."""
+def wait_for(queue: JobQueue, job_id: str, states: tuple[str, ...], frames_done: int = 0) -> dict:
+    """Polls a job until it is in one of the states with at least `frames_done` frames done (a job is running
+    before its first progress report)."""
     deadline = time.monotonic() + 30
-    while (state := queue.status(job_id))["state"] not in states:
+    while (state := queue.status(job_id))["state"] not in states or state["frames_done"] < frames_done:
         assert time.monotonic() < deadline, state
         time.sleep(0.01)
     return state
@@ -64,7 +65,7 @@ def test_jobs_run_one_at_a_time_in_order_and_report(tmp_path, monkeypatch):
     first, second, failing = make_job(queue), make_job(queue), make_job(queue, "fail.mp4")
     for job in (first, second, failing):
         queue.submit(job)
-    running = wait_for(queue, first.job_id, ("running",))
+    running = wait_for(queue, first.job_id, ("running",), frames_done=1)
     assert running["frames_done"] == 1 and running["progress"] == 0.25 and running["video_url"] is None
     assert queue.status(second.job_id)["state"] == "queued"
     fake.release.set()
