@@ -19,8 +19,7 @@ and areas unchanged: the physical defects) and records the settings under "relig
 light alone: its frames are stored losslessly (FFV1), while `.mp4` encodes the decoded frames a second time, and
 that second encoding's blocks alone move a model's scores at borderline surface spots. A line set up from
 footage of a steady camera under steady light and run on such footage should flag no more frames and find the
-same defects (README,
-"Light and vibration").
+same defects (README, "Light and vibration").
 """
 from __future__ import annotations
 
