@@ -343,7 +343,7 @@ class GLASSDefectTracker:
             motion = self._motion(frame)
         measured = time.perf_counter()
         tracked = self.tracker.update(grouped.boxes, grouped.scores, motion)
-        self._views.add(frame_index, self.tracker.offset, frame.shape[:2])
+        self._views.add(frame_index, self.tracker.offset, self.surface_view or (0, 0, frame.shape[1], frame.shape[0]))
         detections = sorted(
             (FrameTrack(item.track_id, tuple(int(v) for v in grouped.boxes[item.detection_index]),
                         item.score, int(grouped.areas_pixels[item.detection_index]),

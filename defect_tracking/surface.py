@@ -238,12 +238,13 @@ class ViewHistory:
     def __init__(self) -> None:
         self._columns = tuple(array("q") for _ in range(5))  # frame index, x0, y0, x1, y1
 
-    def add(self, frame_index: int, offset: tuple[float, float], frame_shape: tuple[int, int]) -> None:
-        """Records the view of a frame whose surface offset is `offset` (frame = surface + offset) and size
-        `frame_shape` (h, w); frames come in increasing order."""
+    def add(self, frame_index: int, offset: tuple[float, float], view: tuple[int, int, int, int]) -> None:
+        """Records the view of a frame whose surface offset is `offset` (frame = surface + offset): `view` is the
+        part of the frame scored (x0, y0, x1, y1 in frame pixels: the whole frame, or its region of interest).
+        Frames come in increasing order."""
         shift_x, shift_y = int(round(offset[0])), int(round(offset[1]))
-        height, width = frame_shape
-        for column, value in zip(self._columns, (frame_index, -shift_x, -shift_y, width - shift_x, height - shift_y)):
+        x0, y0, x1, y1 = view
+        for column, value in zip(self._columns, (frame_index, x0 - shift_x, y0 - shift_y, x1 - shift_x, y1 - shift_y)):
             column.append(int(value))
 
     def frames_showing(self, box: tuple[int, int, int, int], after: int, before: int) -> int:

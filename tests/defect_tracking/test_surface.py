@@ -114,7 +114,7 @@ def test_the_view_history_counts_the_frames_that_showed_a_place():
     10-19 only; counts are of frames strictly between the bounds."""
     history = ViewHistory()
     for index in range(20):
-        history.add(index, (0.0, 0.0) if index < 10 else (-50.0, 0.0), (HEIGHT, 64))
+        history.add(index, (0.0, 0.0) if index < 10 else (-50.0, 0.0), (0, 0, 64, HEIGHT))
     assert history.frames_showing((0, 0, 10, 10), -1, 20) == 10
     assert history.frames_showing((0, 0, 10, 10), 2, 5) == 2
     assert history.frames_showing((100, 0, 110, 10), -1, 20) == 10
@@ -122,6 +122,8 @@ def test_the_view_history_counts_the_frames_that_showed_a_place():
     assert history.frames_showing((200, 0, 210, 10), -1, 20) == 0
     history.clear()
     assert history.frames_showing((0, 0, 10, 10), -1, 20) == 0
+    history.add(0, (0.0, 0.0), (20, 0, 64, HEIGHT))  # a region of interest: the box left of it is not shown
+    assert history.frames_showing((0, 0, 10, 10), -1, 1) == 0 and history.frames_showing((30, 0, 40, 10), -1, 1) == 1
 
 
 def test_tracks_at_one_place_merge_across_a_gap_only_while_the_place_was_out_of_view():
@@ -133,8 +135,8 @@ def test_tracks_at_one_place_merge_across_a_gap_only_while_the_place_was_out_of_
     footprints, spans = {1: first, 2: second}, {1: (0, 0), 2: (100, 100)}
     away, staying = ViewHistory(), ViewHistory()
     for index in range(101):
-        away.add(index, (0.0, 0.0) if index in (0, 100) else (-500.0, 0.0), (HEIGHT, WIDTH))
-        staying.add(index, (0.0, 0.0), (HEIGHT, WIDTH))
+        away.add(index, (0.0, 0.0) if index in (0, 100) else (-500.0, 0.0), (0, 0, WIDTH, HEIGHT))
+        staying.add(index, (0.0, 0.0), (0, 0, WIDTH, HEIGHT))
     assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30, history=away) == [[1, 2]]
     assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30, history=staying) == [[1], [2]]
     assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30) == [[1], [2]]
