@@ -106,6 +106,13 @@ def group_regions(label_map: np.ndarray, count: int, gap_px: float,
     return dense.reshape(-1)
 
 
+def on_surface(box: tuple[int, int, int, int], offset: tuple[float, float]) -> tuple[int, int, int, int]:
+    """A frame box (x0, y0, x1, y1) in surface pixels, for a frame whose surface offset is `offset` (frame =
+    surface + offset, rounded to whole pixels)."""
+    shift_x, shift_y = int(round(offset[0])), int(round(offset[1]))
+    return box[0] - shift_x, box[1] - shift_y, box[2] - shift_x, box[3] - shift_y
+
+
 @dataclass
 class Footprint:
     """One defect's mask votes in surface coordinates (x right, y down; frame 0's pixels)."""
@@ -118,13 +125,12 @@ class Footprint:
             frame_shape: tuple[int, int]) -> None:
         """Votes for the pixels of `mask` (bool, its top-left at frame pixel `corner` = (x, y)) seen in a
         frame whose surface offset is `offset` (frame = surface + offset) and size `frame_shape` (h, w)."""
-        shift_x, shift_y = int(round(offset[0])), int(round(offset[1]))
-        x0, y0 = corner[0] - shift_x, corner[1] - shift_y
+        x0, y0, _, _ = on_surface((corner[0], corner[1], 0, 0), offset)
         self._cover(x0, y0, x0 + mask.shape[1], y0 + mask.shape[0])
         ox, oy = self.origin
         self.hits[y0 - oy:y0 - oy + mask.shape[0], x0 - ox:x0 - ox + mask.shape[1]] += mask
         height, width = frame_shape
-        self.views[frame_index] = (-shift_x, -shift_y, width - shift_x, height - shift_y)
+        self.views[frame_index] = on_surface((0, 0, width, height), offset)
 
     def _cover(self, x0: int, y0: int, x1: int, y1: int) -> None:
         """Grows the vote canvas to include the surface box [x0, x1) x [y0, y1)."""
@@ -242,9 +248,7 @@ class ViewHistory:
         """Records the view of a frame whose surface offset is `offset` (frame = surface + offset): `view` is the
         part of the frame scored (x0, y0, x1, y1 in frame pixels: the whole frame, or its region of interest).
         Frames come in increasing order."""
-        shift_x, shift_y = int(round(offset[0])), int(round(offset[1]))
-        x0, y0, x1, y1 = view
-        for column, value in zip(self._columns, (frame_index, x0 - shift_x, y0 - shift_y, x1 - shift_x, y1 - shift_y)):
+        for column, value in zip(self._columns, (frame_index, *on_surface(view, offset))):
             column.append(int(value))
 
     def frames_showing(self, box: tuple[int, int, int, int], after: int, before: int) -> int:
