@@ -26,6 +26,8 @@ from glass import GLASS, TrainConfig
 from model import GlassModel, NetConfig
 import backbones
 import common
+from inference.backends import resolve_device
+from inference.model_info import EngineError
 from preprocessing.make_demo_dataset import DemoDatasetConfig, build_demo_dataset
 
 
@@ -51,8 +53,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--aug_path", type=Path, help="DTD images folder (default: demo textures)")
     parser.add_argument("--classname", default="brick")
     parser.add_argument("--data_root", type=Path, help="where to build the demo data (default: a temp folder)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return parser.parse_args(argv)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    args = parser.parse_args(argv)
+    try:
+        args.device = resolve_device(args.device)
+    except EngineError as error:
+        parser.error(str(error))
+    return args
 
 
 def demo_paths(args: argparse.Namespace, root: Path) -> tuple[Path, Path]:
@@ -83,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     common.keep_freed_memory()
     args = parse_args(argv)
-    device = torch.device(args.device)
+    device = args.device
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if args.data_path is not None:
