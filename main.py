@@ -378,6 +378,9 @@ def ae(**kw: Any) -> tuple[str, PixelOptions]:
 @click.option("--gray", default=0.0, type=float, callback=_fraction)
 @click.option("--hflip", default=0.0, type=float, callback=_fraction)
 @click.option("--vflip", default=0.0, type=float, callback=_fraction)
+@click.option("--jpeg", default=0, type=click.IntRange(0, 100), show_default=True,
+              help="JPEG-compress half the training images at a quality drawn in JPEG..100 (e.g. 30), so that "
+                   "video compressed harder than the training footage is not flagged; 0: none.")
 @click.option("--distribution", default=0, type=click.IntRange(0, 4), show_default=True,
               help="0 table, 1 judge now (and save), 2 manifold, 3 hypersphere, 4 opposite of table.")
 @click.option("--mean", default=0.5, type=float, show_default=True)

@@ -35,6 +35,14 @@ def scale_short_side(image: PIL.Image.Image, short_side: int) -> PIL.Image.Image
     return TF.resize(image, short_side, interpolation=InterpolationMode.BILINEAR)
 
 
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """A BGR (or grey) uint8 image after JPEG compression at `quality` (1-100) and decoding."""
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not JPEG-encode an image of shape {image.shape}")
+    return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
+
+
 def training_view(image: PIL.Image.Image, resize: int, imagesize: int) -> PIL.Image.Image:
     """The view training and testing use: shorter side to `resize`, centre crop of `imagesize`."""
     return TF.center_crop(scale_short_side(image, resize), imagesize)

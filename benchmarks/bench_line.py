@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                              "[--resize]; smaller with --train_crop random trains large frames at full resolution")
     parser.add_argument("--train_crop", choices=("centre", "random"), default="centre",
                         help="main.py dataset --train_crop: where the square is cut (random: anywhere in the frame)")
+    parser.add_argument("--jpeg", type=int, default=0,
+                        help="main.py dataset --jpeg: half the training frames JPEG-compressed at a quality drawn in "
+                             "JPEG..100 (0: none)")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="main.py net -b (e.g. efficientnet_lite2)")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--vignette must lie in [0, 1): the light's loss at the frame corners")
     if not 0 <= args.motion_blur <= 64:
         parser.error("--motion_blur must lie in 0..64 (pixels of belt travel while the shutter is open)")
+    if not 0 <= args.jpeg <= 100:
+        parser.error("--jpeg must be a JPEG quality in 1..100 (0: none)")
     if not 0.0 < args.train_share < 1.0:
         parser.error("--train_share must lie between 0 and 1")
     if args.calibrate_from is None:
@@ -266,6 +271,7 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
                              "dataset", "--downsampling", str(args.downsampling),
                              "--fg", "0", "--distribution", "1", "--resize", short,
                              "--imagesize", str(args.imagesize or short), "--train_crop", args.train_crop,
+                             "--jpeg", str(args.jpeg),
                              "-d", "line", "custom", str(out / "data"), str(args.aug_path)], log)
     return times
 

@@ -12,7 +12,10 @@ frame moved by a whole number of pixels drawn in -A..A across the motion, the bo
 long enough for the belt to travel while the shutter is open smears the surface along the motion (`--motion_blur
 L`: each frame the mean of the surface over L pixels of travel, a box of L pixels along the motion; L = the
 belt's pixels per frame is a shutter open the whole frame interval), and a camera or link under load misses
-frames (`--drop P`: each frame but the first lost with probability P; the belt moves on meanwhile). The sidecar
+frames (`--drop P`: each frame but the first lost with probability P; the belt moves on meanwhile), and a camera,
+recorder or link that compresses the stream harder than the training footage was leaves blocky, ringing frames
+(`--jpeg Q`: each frame JPEG-compressed at quality Q, 1-100, the 8x8-block DCT of H.264's and MPEG-4's intra frames,
+after the light and the shake; 0: not compressed). The sidecar
 `<output>.json` keeps the ground truth (each frame's boxes moved by that frame's shake; the frames renumbered
 without the dropped ones, each defect's first and last frames with them; the defects' surface boxes, positions
 and areas unchanged: the physical defects) and records the settings under "relight". Write `.avi` to compare
@@ -35,6 +38,7 @@ import cv2
 import numpy as np
 
 import errors
+import preprocess
 import utils
 import video_io
 
@@ -51,6 +55,7 @@ class Relight:
     seed: int = 0
     motion_blur: int = 0  # belt travel while the shutter is open (pixels along the motion; 0 or 1: none)
     drop: float = 0.0  # probability that the camera misses a frame (the first is always kept)
+    jpeg: int = 0  # JPEG quality each frame is compressed at (1-100; 0: none)
 
     def validate(self) -> None:
         """Raises UserError naming the flag of the first value out of range."""
@@ -66,6 +71,8 @@ class Relight:
             raise errors.UserError(f"--motion_blur {self.motion_blur}: use 0 to 64 pixels of belt travel")
         if not 0.0 <= self.drop <= 0.5:
             raise errors.UserError(f"--drop {self.drop}: use 0 to 0.5 (the share of frames the camera misses)")
+        if not 0 <= self.jpeg <= 100:
+            raise errors.UserError(f"--jpeg {self.jpeg}: use a JPEG quality of 1 to 100 (0: no compression)")
 
 
 def frame_gains(cfg: Relight, frames: int) -> np.ndarray:
@@ -109,6 +116,11 @@ def blur_along_motion(frame: np.ndarray, length: int, axis: int) -> np.ndarray:
         return frame
     size = (1, length) if axis == 0 else (length, 1)  # OpenCV's ksize is (width, height)
     return cv2.blur(frame, size, borderType=cv2.BORDER_REFLECT_101)
+
+
+def compress_frame(frame: np.ndarray, quality: int) -> np.ndarray:
+    """The frame after a JPEG round trip at `quality` (0: unchanged)."""
+    return frame if quality == 0 else preprocess.jpeg_round_trip(frame, quality)
 
 
 def shift_frame(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:
@@ -211,7 +223,8 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
         step = min(index, frames - 1)
         # The shutter integrates the moving surface first; the lens's vignetting and the light then scale it.
         lit = blur_along_motion(frame.astype(np.float32), cfg.motion_blur, axis) * (light * np.float32(gains[step]))
-        return shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis)
+        moved = shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis)
+        return compress_frame(moved, cfg.jpeg)
 
     with video_writer(output, info.fps, (info.width, info.height)) as writer:
         delivered = _Dropping(writer, keep)
@@ -223,7 +236,7 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] [--motion_blur L] [--drop P]
-    --output OUT.mp4."""
+    [--jpeg Q] --output OUT.mp4."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="a conveyor video with its sidecar VIDEO.json")
     parser.add_argument("--drift", type=float, default=0.0, help="slow light change: gain 1 +- F along a sine")
@@ -235,12 +248,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="belt travel while the shutter is open (px along the motion; 0: none)")
     parser.add_argument("--drop", type=float, default=0.0,
                         help="share of frames the camera misses (each but the first lost with this probability)")
+    parser.add_argument("--jpeg", type=int, default=0,
+                        help="JPEG quality each frame is compressed at (1-100: lower is blockier; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, required=True,
                         help="the relit video: .avi (lossless FFV1: only the light differs) or .mp4 (encoded again)")
     args = parser.parse_args(argv)
     cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed, args.motion_blur,
-                  args.drop)
+                  args.drop, args.jpeg)
 
     def run() -> None:
         cfg.validate()

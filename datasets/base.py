@@ -45,7 +45,7 @@ TRAIN_CROPS = ("centre", "random")  # `dataset --train_crop`: where training cut
 # The `dataset` options that change what a model learns from its training images (batches, augmentation,
 # anomaly synthesis, crops): recorded in checkpoints, and a resumed run must keep them.
 TRAINING_OPTIONS = ("batch_size", "rotate_degrees", "translate", "scale", "brightness", "contrast", "saturation",
-                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop")
+                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop", "jpeg")
 
 
 class DatasetError(UserError):
@@ -120,6 +120,10 @@ class DatasetConfig:
     # reference), or a place drawn per item and epoch, so that frames wider or taller than the square are
     # learnt whole (test images keep the centre crop; the engine scores whole frames either way).
     train_crop: str = "centre"
+    # Lowest JPEG quality of the compression applied to half the training images (each time at a quality drawn in
+    # jpeg..100, at the image's own scale), so that a line whose video is compressed harder than its training
+    # footage does not see the codec's blocks as defects; 0: none (the reference).
+    jpeg: int = 0
 
     def __post_init__(self) -> None:
         """Coerce paths/tuples and validate the values."""
@@ -177,6 +181,8 @@ class DatasetConfig:
             raise DatasetError(f"--rand_aug must be 0 or 1, got {self.rand_aug}")
         if self.train_crop not in TRAIN_CROPS:
             raise DatasetError(f"--train_crop must be one of {', '.join(TRAIN_CROPS)}, got {self.train_crop!r}")
+        if not 0 <= self.jpeg <= 100:
+            raise DatasetError(f"--jpeg must be a JPEG quality in [1, 100] (0: no compression), got {self.jpeg}")
         if not 0.0 <= self.holdout <= MAX_HOLDOUT:
             raise DatasetError(f"--holdout must be in [0, {MAX_HOLDOUT}] (the fraction of train/good held out for "
                                f"calibration; 0 holds out none), got {self.holdout}")
@@ -189,7 +195,7 @@ class DatasetConfig:
     def augments_clean_images(self) -> bool:
         """True when any train-time transform changes the clean image between epochs."""
         return any((self.rotate_degrees, self.translate, self.scale, self.brightness, self.contrast,
-                    self.saturation, self.gray, self.hflip, self.vflip, self.train_crop == "random"))
+                    self.saturation, self.gray, self.hflip, self.vflip, self.train_crop == "random", self.jpeg))
 
     @property
     def feature_size(self) -> int:
@@ -391,6 +397,8 @@ class GlassDataset(torch.utils.data.Dataset):
                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Reference train transform (resize, jitter, flips, grey, affine, crop); fg follows the geometry."""
         cfg = self.cfg
+        if cfg.jpeg and torch.rand(1).item() < 0.5:
+            img = self._compress(img)
         img = preprocess.scale_short_side(img, cfg.resize)
         if fg is not None:
             fg = preprocess.scale_short_side(fg, cfg.resize)
@@ -415,6 +423,12 @@ class GlassDataset(torch.utils.data.Dataset):
             # Like the reference (ceil after bilinear resize): any partially covered pixel is foreground.
             fg_array = (np.asarray(fg) > 0).astype(np.float32)
         return self._to_normalized(img), fg_array
+
+    def _compress(self, img: PIL.Image.Image) -> PIL.Image.Image:
+        """The image after JPEG compression at a quality drawn in cfg.jpeg..100 (the item-seeded torch RNG)."""
+        quality = int(torch.randint(self.cfg.jpeg, 101, (1,)).item())
+        bgr = np.ascontiguousarray(np.asarray(img.convert("RGB"))[:, :, ::-1])
+        return PIL.Image.fromarray(np.ascontiguousarray(preprocess.jpeg_round_trip(bgr, quality)[:, :, ::-1]))
 
     def _crop(self, img: PIL.Image.Image, fg: PIL.Image.Image | None
               ) -> tuple[PIL.Image.Image, PIL.Image.Image | None]:

@@ -31,9 +31,9 @@ def test_a_turned_vignetted_video_is_wide_lossless_and_keeps_its_ground_truth(tm
     assert (tmp_path / "videos" / "defects_turned.mp4").exists()
 
 
-@pytest.mark.parametrize("flag,value", [("--vignette", "1.5"), ("--motion_blur", "-1")])
+@pytest.mark.parametrize("flag,value", [("--vignette", "1.5"), ("--motion_blur", "-1"), ("--jpeg", "101")])
 def test_a_bad_relight_value_is_a_usage_error(tmp_path, capsys, flag, value):
-    """--vignette 1.5 or --motion_blur -1 stops before recording anything, naming the flag."""
+    """--vignette 1.5, --motion_blur -1 or --jpeg 101 stops before recording anything, naming the flag."""
     with pytest.raises(SystemExit) as stop:
         bench_line.main([flag, value, "--out", str(tmp_path / "line")])
     assert stop.value.code == 2

@@ -126,8 +126,36 @@ def test_dropped_frames_leave_the_video_and_its_ground_truth_renumbered(belt, tm
     assert not capture.read()[0]
 
 
+def test_compression_departs_from_the_frame_more_at_lower_quality():
+    """A JPEG round trip of a busy frame: quality 0 returns it unchanged, 95 changes it little, 20 more, both keep
+    its shape and type; 8x8 blocks show at 20 (the jumps across block borders exceed those within)."""
+    frame = np.random.default_rng(0).integers(0, 256, (64, 96, 3)).astype(np.uint8)
+    frame = cv2.GaussianBlur(frame, (5, 5), 1.5)
+    assert relight.compress_frame(frame, 0) is frame
+    errors = {}
+    for quality in (95, 20):
+        out = relight.compress_frame(frame, quality)
+        assert out.shape == frame.shape and out.dtype == np.uint8
+        errors[quality] = np.abs(out.astype(np.float32) - frame).mean()
+    assert 0 < errors[95] < errors[20]
+    steps = np.abs(np.diff(relight.compress_frame(frame, 20).astype(np.float32), axis=1)).mean(axis=(0, 2))
+    assert steps[7::8].mean() > steps[np.arange(len(steps)) % 8 != 7].mean()
+
+
+def test_the_compressed_video_keeps_the_ground_truth(belt, tmp_path):
+    """--jpeg 30 (.avi): each frame is the source's JPEG round trip at quality 30; the ground truth unchanged."""
+    out = tmp_path / "blocky.avi"
+    assert relight.main([str(belt), "--jpeg", "30", "--output", str(out)]) == 0
+    truth = json.loads((tmp_path / "blocky.avi.json").read_text())
+    source = json.loads((belt.parent / "belt.mp4.json").read_text())
+    assert truth["relight"]["jpeg"] == 30 and truth["frames"] == source["frames"]
+    ok, blocky = cv2.VideoCapture(str(out)).read()
+    plain = cv2.VideoCapture(str(belt)).read()[1]
+    assert ok and np.array_equal(blocky, relight.compress_frame(plain, 30))
+
+
 @pytest.mark.parametrize("flag,value", [("--drift", "0.8"), ("--shake", "-1"), ("--vignette", "1.5"),
-                                        ("--motion_blur", "-2"), ("--drop", "0.9")])
+                                        ("--motion_blur", "-2"), ("--drop", "0.9"), ("--jpeg", "101")])
 def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(belt, tmp_path, capsys, flag, value):
     assert relight.main([str(belt), flag, value, "--output", str(tmp_path / "o.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

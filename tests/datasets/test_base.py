@@ -183,6 +183,36 @@ def test_hflip_flips_image_and_foreground(mvtec: tuple[Path, Path]) -> None:
     assert changed.sum() > 0
 
 
+def test_jpeg_compresses_about_half_the_items_reproducibly(mvtec: tuple[Path, Path]) -> None:
+    """--jpeg 10: each item is the plain item or, drawn per (seed, epoch, item), its JPEG round trip at a quality
+    in 10..100; the same seed gives the same items, and about half of them are compressed."""
+    plain = build_dataset(config(*mvtec), CLASS, "train", MEAN, STD, seed=0)
+    compressed = build_dataset(config(*mvtec, jpeg=10), CLASS, "train", MEAN, STD, seed=0)
+    again = build_dataset(config(*mvtec, jpeg=10), CLASS, "train", MEAN, STD, seed=0)
+    changed = 0
+    for epoch in range(4):
+        for dataset in (plain, compressed, again):
+            dataset.set_epoch(epoch)
+        for index in range(len(plain)):
+            image, reference = compressed[index]["image"], plain[index]["image"]
+            assert torch.equal(image, again[index]["image"])
+            changed += not torch.equal(image, reference)
+    total = 4 * len(plain)
+    assert 0.2 * total <= changed <= 0.8 * total
+
+
+def test_jpeg_round_trip_keeps_shape_and_type_and_loses_more_at_low_quality() -> None:
+    """A busy colour and a grey image: same shape and dtype back; quality 95 nearer the original than 20."""
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (40, 72, 3)).astype(np.uint8)
+    grey = colour[:, :, 1].copy()
+    for image in (colour, grey):
+        near, far = (preprocess.jpeg_round_trip(image, quality) for quality in (95, 20))
+        assert near.shape == far.shape == image.shape and near.dtype == far.dtype == np.uint8
+        error = [np.abs(out.astype(np.int16) - image).mean() for out in (near, far)]
+        assert 0 < error[0] < error[1]
+
+
 def test_augments_clean_images_flag(mvtec: tuple[Path, Path]) -> None:
     assert not config(*mvtec).augments_clean_images
     assert not config(*mvtec, augment=True).augments_clean_images  # unused by the reference
@@ -190,6 +220,7 @@ def test_augments_clean_images_flag(mvtec: tuple[Path, Path]) -> None:
                  "gray", "hflip", "vflip"):
         assert config(*mvtec, **{flag: 0.2 if flag != "rotate_degrees" else 10}).augments_clean_images
     assert config(*mvtec, train_crop="random").augments_clean_images  # (the clean features are not cached)
+    assert config(*mvtec, jpeg=30).augments_clean_images
     assert not config(*mvtec, train_crop="centre").augments_clean_images
 
 
@@ -416,6 +447,8 @@ def test_worker_error_summarised_to_one_line(tmp_path: Path) -> None:
     ({"holdout": 1.0}, "--holdout"),
     ({"holdout": float("nan")}, "--holdout"),
     ({"train_crop": "left"}, "--train_crop must be one of centre, random"),
+    ({"jpeg": 101}, "--jpeg must be a JPEG quality in [1, 100]"),
+    ({"jpeg": -1}, "--jpeg"),
 ])
 def test_config_validation(tmp_path: Path, changes: dict, match: str) -> None:
     fields = {"name": "mvtec", "data_path": tmp_path, "aug_path": tmp_path, "subdatasets": (CLASS,)}
