@@ -101,9 +101,9 @@ def main(argv: list[str] | None = None) -> int:
                              "[--resize]; smaller with --train_crop random trains large frames at full resolution")
     parser.add_argument("--train_crop", choices=("centre", "random"), default="centre",
                         help="main.py dataset --train_crop: where the square is cut (random: anywhere in the frame)")
-    parser.add_argument("--jpeg", type=int, default=0,
+    parser.add_argument("--jpeg", type=int, default=30,
                         help="main.py dataset --jpeg: half the training frames JPEG-compressed at a quality drawn in "
-                             "JPEG..100 (0: none)")
+                             "JPEG..100 (0: none, as every line trained before 2026-12-04's evening)")
     parser.add_argument("--backbone", default="efficientnet_lite0", help="main.py net -b (e.g. efficientnet_lite2)")
     parser.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4"],
                         help="backbone layers the model is trained on (main.py -le; blocks.1: 4 px cells)")
