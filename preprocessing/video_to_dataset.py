@@ -22,7 +22,9 @@ sidecar) shows the model every phase; ``--jitter 0`` keeps the frames exactly as
 frames are never moved.
 
 ``main.py`` trains on OUTPUT as any MVTec-layout dataset (``dataset ... -d steel mvtec data/ DTD``;
-pass ``--fg 0``: a recording has no foreground masks; for large frames with thin defects, train at the
+pass ``--fg 0``: a recording has no foreground masks, and ``--jpeg 30``: half the frames compressed in training, so
+that production video compressed harder than the recording is not flagged, README "Compressed video"; for large
+frames with thin defects, train at the
 camera's scale on squares cut anywhere in the frames: ``--resize <frame height> --imagesize 256 --train_crop
 random``, README "Large frames at full resolution"). The test split holds good images only, so
 image AUROC/AP are undefined (nan) until defective images are added under ``test/<defect>`` with
