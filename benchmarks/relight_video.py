@@ -11,7 +11,8 @@ gain falls to 1 - V at the frame's corners) and a mount on a running machine vib
 frame moved by a whole number of pixels drawn in -A..A across the motion, the border mirrored) and an exposure
 long enough for the belt to travel while the shutter is open smears the surface along the motion (`--motion_blur
 L`: each frame the mean of the surface over L pixels of travel, a box of L pixels along the motion; L = the
-belt's pixels per frame is a shutter open the whole frame interval), and a camera or link under load misses
+belt's pixels per frame is a shutter open the whole frame interval), a lens slightly out of focus blurs every
+direction alike (`--defocus S`: a Gaussian of S pixels' standard deviation), and a camera or link under load misses
 frames (`--drop P`: each frame but the first lost with probability P; the belt moves on meanwhile), and a camera,
 recorder or link that compresses the stream harder than the training footage was leaves blocky, ringing frames
 (`--jpeg Q`: each frame JPEG-compressed at quality Q, 1-100, the 8x8-block DCT of H.264's and MPEG-4's intra frames,
@@ -56,6 +57,7 @@ class Relight:
     motion_blur: int = 0  # belt travel while the shutter is open (pixels along the motion; 0 or 1: none)
     drop: float = 0.0  # probability that the camera misses a frame (the first is always kept)
     jpeg: int = 0  # JPEG quality each frame is compressed at (1-100; 0: none)
+    defocus: float = 0.0  # standard deviation of the lens's blur (pixels; 0: in focus)
 
     def validate(self) -> None:
         """Raises UserError naming the flag of the first value out of range."""
@@ -71,6 +73,8 @@ class Relight:
             raise errors.UserError(f"--motion_blur {self.motion_blur}: use 0 to 64 pixels of belt travel")
         if not 0.0 <= self.drop <= 0.5:
             raise errors.UserError(f"--drop {self.drop}: use 0 to 0.5 (the share of frames the camera misses)")
+        if not 0.0 <= self.defocus <= 8.0:
+            raise errors.UserError(f"--defocus {self.defocus}: use 0 to 8 pixels (the blur's standard deviation)")
         if not 0 <= self.jpeg <= 100:
             raise errors.UserError(f"--jpeg {self.jpeg}: use a JPEG quality of 1 to 100 (0: no compression)")
 
@@ -121,6 +125,11 @@ def blur_along_motion(frame: np.ndarray, length: int, axis: int) -> np.ndarray:
 def compress_frame(frame: np.ndarray, quality: int) -> np.ndarray:
     """The frame after a JPEG round trip at `quality` (0: unchanged)."""
     return frame if quality == 0 else preprocess.jpeg_round_trip(frame, quality)
+
+
+def defocus_frame(frame: np.ndarray, sigma: float) -> np.ndarray:
+    """The frame through a lens out of focus: a Gaussian blur of `sigma` pixels (0: unchanged)."""
+    return frame if sigma == 0 else cv2.GaussianBlur(frame, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
 def shift_frame(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:
@@ -222,7 +231,8 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
     def relight(frame: np.ndarray, index: int) -> np.ndarray:
         step = min(index, frames - 1)
         # The shutter integrates the moving surface first; the lens's vignetting and the light then scale it.
-        lit = blur_along_motion(frame.astype(np.float32), cfg.motion_blur, axis) * (light * np.float32(gains[step]))
+        sharp = blur_along_motion(frame.astype(np.float32), cfg.motion_blur, axis)
+        lit = defocus_frame(sharp, cfg.defocus) * (light * np.float32(gains[step]))
         moved = shift_frame(np.clip(np.rint(lit), 0, 255).astype(np.uint8), int(shakes[step]), axis)
         return compress_frame(moved, cfg.jpeg)
 
@@ -236,7 +246,7 @@ def relight_video(video: Path, cfg: Relight, output: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: VIDEO [--drift F] [--flicker F] [--vignette V] [--shake A] [--motion_blur L] [--drop P]
-    [--jpeg Q] --output OUT.mp4."""
+    [--defocus S] [--jpeg Q] --output OUT.mp4."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path, help="a conveyor video with its sidecar VIDEO.json")
     parser.add_argument("--drift", type=float, default=0.0, help="slow light change: gain 1 +- F along a sine")
@@ -248,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="belt travel while the shutter is open (px along the motion; 0: none)")
     parser.add_argument("--drop", type=float, default=0.0,
                         help="share of frames the camera misses (each but the first lost with this probability)")
+    parser.add_argument("--defocus", type=float, default=0.0,
+                        help="lens out of focus: Gaussian blur of S px standard deviation (0: in focus)")
     parser.add_argument("--jpeg", type=int, default=0,
                         help="JPEG quality each frame is compressed at (1-100: lower is blockier; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
@@ -255,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the relit video: .avi (lossless FFV1: only the light differs) or .mp4 (encoded again)")
     args = parser.parse_args(argv)
     cfg = Relight(args.drift, args.period, args.flicker, args.vignette, args.shake, args.seed, args.motion_blur,
-                  args.drop, args.jpeg)
+                  args.drop, args.jpeg, args.defocus)
 
     def run() -> None:
         cfg.validate()

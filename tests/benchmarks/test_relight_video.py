@@ -142,6 +142,24 @@ def test_compression_departs_from_the_frame_more_at_lower_quality():
     assert steps[7::8].mean() > steps[np.arange(len(steps)) % 8 != 7].mean()
 
 
+def test_defocus_blurs_every_direction_alike_and_keeps_the_ground_truth(belt, tmp_path):
+    """--defocus 1.5 (.avi): each frame is the source's Gaussian blur of sigma 1.5, to rounding; a point spreads as
+    far along as across; the ground truth unchanged."""
+    point = np.zeros((21, 21), np.float32)
+    point[10, 10] = 1.0
+    spread = relight.defocus_frame(point, 1.5)
+    assert spread.sum() == pytest.approx(1.0, abs=1e-4) and np.allclose(spread, spread.T, atol=1e-7)
+    assert relight.defocus_frame(point, 0.0) is point
+    out = tmp_path / "soft.avi"
+    assert relight.main([str(belt), "--defocus", "1.5", "--output", str(out)]) == 0
+    truth = json.loads((tmp_path / "soft.avi.json").read_text())
+    source = json.loads((belt.parent / "belt.mp4.json").read_text())
+    assert truth["relight"]["defocus"] == 1.5 and truth["frames"] == source["frames"]
+    ok, soft = cv2.VideoCapture(str(out)).read()
+    plain = cv2.VideoCapture(str(belt)).read()[1].astype(np.float32)
+    assert ok and np.abs(soft.astype(np.float32) - np.rint(relight.defocus_frame(plain, 1.5))).max() <= 1
+
+
 def test_the_compressed_video_keeps_the_ground_truth(belt, tmp_path):
     """--jpeg 30 (.avi): each frame is the source's JPEG round trip at quality 30; the ground truth unchanged."""
     out = tmp_path / "blocky.avi"
@@ -155,7 +173,8 @@ def test_the_compressed_video_keeps_the_ground_truth(belt, tmp_path):
 
 
 @pytest.mark.parametrize("flag,value", [("--drift", "0.8"), ("--shake", "-1"), ("--vignette", "1.5"),
-                                        ("--motion_blur", "-2"), ("--drop", "0.9"), ("--jpeg", "101")])
+                                        ("--motion_blur", "-2"), ("--drop", "0.9"), ("--jpeg", "101"),
+                                        ("--defocus", "-1")])
 def test_a_bad_value_is_one_line_naming_the_flag_and_exit_2(belt, tmp_path, capsys, flag, value):
     assert relight.main([str(belt), flag, value, "--output", str(tmp_path / "o.mp4")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
