@@ -378,6 +378,9 @@ def ae(**kw: Any) -> tuple[str, PixelOptions]:
 @click.option("--gray", default=0.0, type=float, callback=_fraction)
 @click.option("--hflip", default=0.0, type=float, callback=_fraction)
 @click.option("--vflip", default=0.0, type=float, callback=_fraction)
+@click.option("--blur", default=0.0, type=click.FloatRange(0.0, 8.0), show_default=True,
+              help="Blur half the training images with a Gaussian of standard deviation drawn in 0..BLUR pixels, "
+                   "so that a lens slightly out of focus is not flagged; 0: none.")
 @click.option("--jpeg", default=0, type=click.IntRange(0, 100), show_default=True,
               help="JPEG-compress half the training images at a quality drawn in JPEG..100 (e.g. 30), so that "
                    "video compressed harder than the training footage is not flagged; 0: none.")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import PIL.Image
 import torch
@@ -45,7 +46,8 @@ TRAIN_CROPS = ("centre", "random")  # `dataset --train_crop`: where training cut
 # The `dataset` options that change what a model learns from its training images (batches, augmentation,
 # anomaly synthesis, crops): recorded in checkpoints, and a resumed run must keep them.
 TRAINING_OPTIONS = ("batch_size", "rotate_degrees", "translate", "scale", "brightness", "contrast", "saturation",
-                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop", "jpeg")
+                    "gray", "hflip", "vflip", "distribution", "mean", "std", "fg", "rand_aug", "train_crop", "jpeg",
+                    "blur")
 
 
 class DatasetError(UserError):
@@ -124,6 +126,9 @@ class DatasetConfig:
     # jpeg..100, at the image's own scale), so that a line whose video is compressed harder than its training
     # footage does not see the codec's blocks as defects; 0: none (the reference).
     jpeg: int = 0
+    # Largest standard deviation (pixels, at the image's own scale) of the Gaussian blur applied to half the training
+    # images (each time drawn in 0..blur), so that a lens slightly out of focus is not taken for defects; 0: none.
+    blur: float = 0.0
 
     def __post_init__(self) -> None:
         """Coerce paths/tuples and validate the values."""
@@ -181,6 +186,8 @@ class DatasetConfig:
             raise DatasetError(f"--rand_aug must be 0 or 1, got {self.rand_aug}")
         if self.train_crop not in TRAIN_CROPS:
             raise DatasetError(f"--train_crop must be one of {', '.join(TRAIN_CROPS)}, got {self.train_crop!r}")
+        if not 0.0 <= self.blur <= 8.0:
+            raise DatasetError(f"--blur must be a standard deviation in [0, 8] pixels (0: no blur), got {self.blur}")
         if not 0 <= self.jpeg <= 100:
             raise DatasetError(f"--jpeg must be a JPEG quality in [1, 100] (0: no compression), got {self.jpeg}")
         if not 0.0 <= self.holdout <= MAX_HOLDOUT:
@@ -195,7 +202,8 @@ class DatasetConfig:
     def augments_clean_images(self) -> bool:
         """True when any train-time transform changes the clean image between epochs."""
         return any((self.rotate_degrees, self.translate, self.scale, self.brightness, self.contrast,
-                    self.saturation, self.gray, self.hflip, self.vflip, self.train_crop == "random", self.jpeg))
+                    self.saturation, self.gray, self.hflip, self.vflip, self.train_crop == "random", self.jpeg,
+                    self.blur))
 
     @property
     def feature_size(self) -> int:
@@ -397,6 +405,8 @@ class GlassDataset(torch.utils.data.Dataset):
                          ) -> tuple[np.ndarray, np.ndarray | None]:
         """Reference train transform (resize, jitter, flips, grey, affine, crop); fg follows the geometry."""
         cfg = self.cfg
+        if cfg.blur and torch.rand(1).item() < 0.5:
+            img = self._defocus(img)
         if cfg.jpeg and torch.rand(1).item() < 0.5:
             img = self._compress(img)
         img = preprocess.scale_short_side(img, cfg.resize)
@@ -423,6 +433,14 @@ class GlassDataset(torch.utils.data.Dataset):
             # Like the reference (ceil after bilinear resize): any partially covered pixel is foreground.
             fg_array = (np.asarray(fg) > 0).astype(np.float32)
         return self._to_normalized(img), fg_array
+
+    def _defocus(self, img: PIL.Image.Image) -> PIL.Image.Image:
+        """The image blurred as by a lens out of focus, sigma drawn in 0..cfg.blur (the item-seeded torch RNG)."""
+        sigma = float(torch.rand(1).item()) * self.cfg.blur
+        if sigma < 0.05:
+            return img
+        blurred = cv2.GaussianBlur(np.asarray(img), (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+        return PIL.Image.fromarray(blurred)
 
     def _compress(self, img: PIL.Image.Image) -> PIL.Image.Image:
         """The image after JPEG compression at a quality drawn in cfg.jpeg..100 (the item-seeded torch RNG)."""

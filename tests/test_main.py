@@ -402,7 +402,8 @@ def test_random_train_crops_train_and_are_recorded_in_the_checkpoint(tmp_path, t
     assert 0.0 <= float(read_results(results)["mvtec_toy"]["image_auroc"]) <= 1.0
 
 
-@pytest.mark.parametrize("flag,value", [("--train_crop", "left"), ("--jpeg", "101"), ("--jpeg", "-5")])
+@pytest.mark.parametrize("flag,value", [("--train_crop", "left"), ("--jpeg", "101"), ("--jpeg", "-5"),
+                                        ("--blur", "9")])
 def test_bad_train_crop_or_jpeg_exits_2_naming_the_flag(tmp_path, tiny_mvtec, capsys, flag, value):
     code = main.cli(["--results_path", str(tmp_path / "r"), *net_args(1), *dataset_args(*tiny_mvtec, flag, value)])
     err = capsys.readouterr().err.strip().splitlines()

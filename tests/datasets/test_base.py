@@ -201,6 +201,26 @@ def test_jpeg_compresses_about_half_the_items_reproducibly(mvtec: tuple[Path, Pa
     assert 0.2 * total <= changed <= 0.8 * total
 
 
+def test_blur_softens_about_half_the_items_reproducibly(mvtec: tuple[Path, Path]) -> None:
+    """--blur 3: an item is the plain one or a blurred one (less pixel-to-pixel change than the plain item), drawn
+    per (seed, epoch, item); the same seed gives the same items."""
+    plain = build_dataset(config(*mvtec), CLASS, "train", MEAN, STD, seed=0)
+    blurred = build_dataset(config(*mvtec, blur=3.0), CLASS, "train", MEAN, STD, seed=0)
+    again = build_dataset(config(*mvtec, blur=3.0), CLASS, "train", MEAN, STD, seed=0)
+    softened = 0
+    for epoch in range(4):
+        for dataset in (plain, blurred, again):
+            dataset.set_epoch(epoch)
+        for index in range(len(plain)):
+            image, reference = blurred[index]["image"], plain[index]["image"]
+            assert torch.equal(image, again[index]["image"])
+            if not torch.equal(image, reference):
+                softened += 1
+                assert image.diff(dim=-1).abs().mean() < reference.diff(dim=-1).abs().mean()
+    total = 4 * len(plain)
+    assert 0.2 * total <= softened <= 0.8 * total
+
+
 def test_jpeg_round_trip_keeps_shape_and_type_and_loses_more_at_low_quality() -> None:
     """A busy colour and a grey image: same shape and dtype back; quality 95 nearer the original than 20."""
     rng = np.random.default_rng(0)
@@ -221,6 +241,7 @@ def test_augments_clean_images_flag(mvtec: tuple[Path, Path]) -> None:
         assert config(*mvtec, **{flag: 0.2 if flag != "rotate_degrees" else 10}).augments_clean_images
     assert config(*mvtec, train_crop="random").augments_clean_images  # (the clean features are not cached)
     assert config(*mvtec, jpeg=30).augments_clean_images
+    assert config(*mvtec, blur=2.0).augments_clean_images
     assert not config(*mvtec, train_crop="centre").augments_clean_images
 
 
@@ -449,6 +470,7 @@ def test_worker_error_summarised_to_one_line(tmp_path: Path) -> None:
     ({"train_crop": "left"}, "--train_crop must be one of centre, random"),
     ({"jpeg": 101}, "--jpeg must be a JPEG quality in [1, 100]"),
     ({"jpeg": -1}, "--jpeg"),
+    ({"blur": 9.0}, "--blur must be a standard deviation in [0, 8]"),
 ])
 def test_config_validation(tmp_path: Path, changes: dict, match: str) -> None:
     fields = {"name": "mvtec", "data_path": tmp_path, "aug_path": tmp_path, "subdatasets": (CLASS,)}
