@@ -43,6 +43,11 @@ def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
 
 
+def defocus(image: np.ndarray, sigma: float) -> np.ndarray:
+    """The image as a lens out of focus shows it: a Gaussian blur of `sigma` (> 0) pixels, borders mirrored."""
+    return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+
+
 def training_view(image: PIL.Image.Image, resize: int, imagesize: int) -> PIL.Image.Image:
     """The view training and testing use: shorter side to `resize`, centre crop of `imagesize`."""
     return TF.center_crop(scale_short_side(image, resize), imagesize)

@@ -129,7 +129,7 @@ def compress_frame(frame: np.ndarray, quality: int) -> np.ndarray:
 
 def defocus_frame(frame: np.ndarray, sigma: float) -> np.ndarray:
     """The frame through a lens out of focus: a Gaussian blur of `sigma` pixels (0: unchanged)."""
-    return frame if sigma == 0 else cv2.GaussianBlur(frame, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return frame if sigma == 0 else preprocess.defocus(frame, sigma)
 
 
 def shift_frame(frame: np.ndarray, shift: int, axis: int) -> np.ndarray:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import PIL.Image
 import torch
@@ -439,8 +438,7 @@ class GlassDataset(torch.utils.data.Dataset):
         sigma = float(torch.rand(1).item()) * self.cfg.blur
         if sigma < 0.05:
             return img
-        blurred = cv2.GaussianBlur(np.asarray(img), (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
-        return PIL.Image.fromarray(blurred)
+        return PIL.Image.fromarray(preprocess.defocus(np.asarray(img), sigma))
 
     def _compress(self, img: PIL.Image.Image) -> PIL.Image.Image:
         """The image after JPEG compression at a quality drawn in cfg.jpeg..100 (the item-seeded torch RNG)."""

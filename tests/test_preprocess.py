@@ -98,3 +98,24 @@ def test_compensate_light_takes_grey_frames_and_reads_the_roi_only():
     lit = preprocess.compensate_light(frame, 90.0, roi=(25, 0, 50, 30))  # right half: 120 -> 90
     assert lit.shape == (30, 50) and lit.dtype == np.uint8
     assert preprocess.light_level(lit, (25, 0, 50, 30)) == 90.0 and int(lit[0, 0]) == 15
+
+
+def test_jpeg_round_trip_keeps_shape_and_type_and_loses_more_at_low_quality() -> None:
+    """A busy colour and a grey image: same shape and dtype back; quality 95 nearer the original than 20."""
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (40, 72, 3)).astype(np.uint8)
+    grey = colour[:, :, 1].copy()
+    for image in (colour, grey):
+        near, far = (preprocess.jpeg_round_trip(image, quality) for quality in (95, 20))
+        assert near.shape == far.shape == image.shape and near.dtype == far.dtype == np.uint8
+        error = [np.abs(out.astype(np.int16) - image).mean() for out in (near, far)]
+        assert 0 < error[0] < error[1]
+
+
+def test_defocus_keeps_the_light_and_spreads_a_point_alike_in_every_direction() -> None:
+    """A point through a lens out of focus (sigma 2): its light kept, spread symmetrically, wider than at sigma 1."""
+    point = np.zeros((31, 31), np.float32)
+    point[15, 15] = 1.0
+    wide, narrow = preprocess.defocus(point, 2.0), preprocess.defocus(point, 1.0)
+    assert wide.sum() == pytest.approx(1.0, abs=1e-4) and np.allclose(wide, wide.T, atol=1e-7)
+    assert wide[15, 15] < narrow[15, 15] and wide[15, 19] > narrow[15, 19]
