@@ -43,6 +43,9 @@ import sys
 from pathlib import Path
 
 out = Path(sys.argv[1])
+missing = [dev for dev in ("cuda", "cpu") if not (out / f"evaluation_{dev}.json").exists()]
+if missing:
+    sys.exit(f"no comparison: no tracking report on {', '.join(missing)} (see {out}/track_<device>.log)")
 reports = {dev: json.loads((out / f"track_{dev}_report.json").read_text()) for dev in ("cuda", "cpu")}
 for dev, report in reports.items():
     print(dev, report["settings"]["backend"], report["performance"])
