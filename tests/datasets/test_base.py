@@ -207,6 +207,27 @@ def test_camera_augmentations_change_about_half_the_items_reproducibly(mvtec: tu
     assert 0.2 * total <= changed <= 0.8 * total
 
 
+def test_camera_augmentations_take_wide_grayscale_frames(mvtec: tuple[Path, Path]) -> None:
+    """Grey 40x100 frames (a line camera's, not the demo's colour squares) with --jpeg 20 --blur 2: every item a
+    finite (3, S, S) image, the same for the same seed, and (same centre crop) some differ from the plain items."""
+    root, aug = mvtec
+    rng = np.random.default_rng(5)
+    for path in sorted((root / CLASS / "train" / "good").glob("*.png")):
+        grey = PIL.Image.fromarray(rng.integers(0, 256, (40, 100), dtype=np.uint8), mode="L")
+        grey.save(path)
+    changes = {"fg": 0}
+    plain = build_dataset(config(root, aug, **changes), CLASS, "train", MEAN, STD, seed=2)
+    camera = build_dataset(config(root, aug, jpeg=20, blur=2.0, **changes), CLASS, "train", MEAN, STD, seed=2)
+    again = build_dataset(config(root, aug, jpeg=20, blur=2.0, **changes), CLASS, "train", MEAN, STD, seed=2)
+    differ = 0
+    for index in range(len(camera)):
+        image = camera[index]["image"]
+        assert image.shape == (3, SIZE, SIZE) and torch.isfinite(image).all()
+        assert torch.equal(image, again[index]["image"])
+        differ += not torch.equal(image, plain[index]["image"])
+    assert differ > 0
+
+
 def test_augments_clean_images_flag(mvtec: tuple[Path, Path]) -> None:
     assert not config(*mvtec).augments_clean_images
     assert not config(*mvtec, augment=True).augments_clean_images  # unused by the reference
