@@ -162,6 +162,7 @@ class GlassModel(AnomalyModel):
     """Backbone features -> aggregated patch features -> projection -> discriminator."""
 
     method: ClassVar[str] = "glass"
+    map_scale: ClassVar[str] = "logit"  # the discriminator's sigmoid
 
     def __init__(self, cfg: NetConfig, extractor: backbones.FeatureExtractor) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import subprocess
 import sys
 import time
@@ -69,7 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texture", default="gravel")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--speed", type=int, default=6)
+    parser.add_argument("--speed", type=float, default=6, help="belt travel in pixels per frame (whole pixels, "
+                        "but for --footage steel)")
+    parser.add_argument("--footage", choices=("conveyor", "steel"), default="conveyor",
+                        help="conveyor: preprocessing/create_conveyor_video.py (--texture; the defect video is its "
+                             "--preset wide); steel: benchmarks/steel_conveyor.py (brushed steel, crisp defects, a "
+                             "generator the toolkit was not developed on; every video new surface, --texture unused)")
+    parser.add_argument("--region_scale", choices=("auto", "linear", "logit", "distance"), default="auto",
+                        help="tracking's --region_scale")
     parser.add_argument("--normal_frames", type=int, default=600, help="frames of the defect-free recording")
     parser.add_argument("--every", type=int, default=3, help="video_to_dataset --every")
     parser.add_argument("--epochs", type=int, default=8)
@@ -127,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                              "(benchmarks/relight_video.py, written losslessly as .avi; 0: none)")
     parser.add_argument("--reuse", action="store_true", help="keep the videos, dataset and model already in --out")
     args = parser.parse_args(argv)
+    if args.footage == "conveyor" and args.speed != int(args.speed):
+        parser.error("--speed must be a whole number of pixels with --footage conveyor")
+    if args.footage == "conveyor":
+        args.speed = int(args.speed)
     if args.surface_window < 1:
         parser.error("--surface_window must be at least 1")
     if args.resize is not None and not 32 <= args.resize <= 4 * min(args.width, args.height):
@@ -169,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         run([sys.executable, "inference/calibrate_surface.py", *model, "--video_path", str(calibration),
              "--surface_window", str(args.surface_window), "--start", str(start)], log)
     model += ["--pixel_size", str(args.pixel_size), "--no_organized_output", "--surface_window",
-              str(args.surface_window)]
-    print(f"line: {args.texture} {args.width}x{args.height}{f' turned {args.turn}' if args.turn else ''}"
+              str(args.surface_window), "--region_scale", args.region_scale]
+    belt = args.texture if args.footage == "conveyor" else "steel_conveyor.py"
+    print(f"line: {belt} {args.width}x{args.height}{f' turned {args.turn}' if args.turn else ''}"
           f"{f', vignette {args.vignette}' if args.vignette else ''}"
           f"{f', motion blur {args.motion_blur} px' if args.motion_blur else ''}, {args.speed} px/frame, "
           f"pixel {args.pixel_size} mm; "
@@ -199,9 +212,13 @@ SURFACE_SEEDS = {"normal": 0, "normal_new": 1, "defects": 2, "calibration": 3}  
 
 
 def surface_flags(args: argparse.Namespace, video: str) -> list[str]:
-    """create_conveyor_video flags of one of the line's videos: frame, texture, noise and, with --new_surface, a
+    """Generator flags of one of the line's videos: frame, texture, noise and, with --new_surface, a
     belt that never repeats (quilted from random crops: 3/8 of the height), recorded for training on one half
-    of the photo and for everything else on the other, each video with its own surface seed."""
+    of the photo and for everything else on the other, each video with its own surface seed. With --footage steel:
+    frame and noise (the steel camera's own, 2 grey levels, unless --noise)."""
+    if args.footage == "steel":
+        return ["--width", str(args.width), "--height", str(args.height),
+                *(["--noise", str(args.noise)] if args.noise else [])]
     flags = ["--width", str(args.width), "--height", str(args.height), "--texture", args.texture,
              "--noise", str(args.noise)]
     if args.new_surface:
@@ -225,7 +242,8 @@ def record(args: argparse.Namespace, log: Path, target: Path, flags: list[str]) 
     --motion_blur; wall seconds."""
     py = sys.executable
     raw = target.with_name(f"{target.stem}_generated.mp4") if args.turn or relit(args) else target
-    seconds, _ = run([py, "preprocessing/create_conveyor_video.py", *flags, "--output", str(raw)], log)
+    generator = "benchmarks/steel_conveyor.py" if args.footage == "steel" else "preprocessing/create_conveyor_video.py"
+    seconds, _ = run([py, generator, *flags, "--output", str(raw)], log)
     if args.turn:
         turned = target.with_name(f"{target.stem}_turned.mp4") if relit(args) else target
         seconds += run([py, "benchmarks/turn_video.py", str(raw), "--turn", args.turn, "--output", str(turned)],
@@ -245,7 +263,7 @@ def dataset_end(args: argparse.Namespace) -> int:
 def rest_start(args: argparse.Namespace) -> int:
     """calibrate_surface --start with --calibrate_from rest: one frame width of belt travel after the dataset's end,
     so that no calibration frame shows surface a training frame showed."""
-    return dataset_end(args) + -(-args.width // args.speed)
+    return dataset_end(args) + math.ceil(args.width / args.speed)
 
 
 def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dict[str, Path]) -> dict[str, float]:
@@ -256,10 +274,13 @@ def record_and_train(args: argparse.Namespace, out: Path, log: Path, videos: dic
     times["record"] = record(args, log, videos["normal"], [*recorded, "--speed", str(args.speed), "--defects", "0",
                                                            "--frames", str(args.normal_frames), "--seed",
                                                            str(args.seed)])
-    record(args, log, videos["normal_new"], [*tested, "--speed", str(max(1, args.speed // 2)), "--defects", "0",
+    half = args.speed / 2 if args.footage == "steel" else max(1, args.speed // 2)
+    record(args, log, videos["normal_new"], [*tested, "--speed", str(half), "--defects", "0",
                                              "--frames", str(args.normal_frames // 2), "--seed", str(args.seed + 1)])
-    record(args, log, videos["defects"], ["--preset", "wide", *defects, "--speed", str(args.speed), "--seed",
-                                          str(args.seed)])
+    # The steel belt is new surface for every seed; the conveyor's photo is the same for every seed.
+    wide, seed = (["--defects", "8"], args.seed + SURFACE_SEEDS["defects"]) if args.footage == "steel" else \
+        (["--preset", "wide"], args.seed)
+    record(args, log, videos["defects"], [*wide, *defects, "--speed", str(args.speed), "--seed", str(seed)])
     times["dataset"], _ = run([py, "preprocessing/video_to_dataset.py", "--video", str(videos["normal"]),
                                "--class_name", "line", "--every", str(args.every), "--output", str(out / "data"),
                                "--end", str(dataset_end(args)), "--overwrite"], log)

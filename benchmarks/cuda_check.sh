@@ -9,8 +9,10 @@
 #   1. the GPU seen by PyTorch;
 #   2. tracking VIDEO with PyTorch on CUDA and on the CPU (same model, same settings), each report scored by
 #      inference/evaluate_tracking.py, and the two reports compared defect by defect (areas, frames, scores);
-#   3. the pipeline's frames per second on CUDA (benchmarks/bench_video.py, lite0 = MODEL_DIR, wrn50 random weights);
-#   4. GLASS training speed on CUDA (benchmarks/bench_train.py, lite0 and wideresnet50, seconds per epoch).
+#   3. the pipeline's frames per second on CUDA and where the time goes (benchmarks/bench_video.py, lite0 = MODEL_DIR);
+#   4. GLASS training speed on CUDA (benchmarks/bench_train.py, lite0 and wideresnet50 with random weights, seconds
+#      per epoch over EPOCHS (default 10) epochs), this toolkit's path with and without torch.compile and the
+#      reference-style one (--literal) side by side on the same data.
 # Each step has a time limit so that one slow step cannot take the others' time; all four take about 10 minutes
 # on an H200 machine (its CPU stages are slower than a desktop's), so STEPS="2 3" runs only those.
 set -uo pipefail
@@ -60,16 +62,22 @@ print("summary cpu: ", evals["cpu"]["summary"])
 EOF
 fi
 
-if want 3; then echo "== 3. pipeline speed on cuda (bench_video)"
-timeout 300 $PY benchmarks/bench_video.py --models lite0 wrn50 --backends torch --model_path "$MODEL_DIR" \
-    --class_name "$CLASS" --texture gravel --sizes 320x256 1280x720 --frames 300 2>&1 \
-    | grep -v "it/s\]\|s/it\]" | tee "$OUT_DIR/bench_video.txt" | tail -20
+if want 3; then echo "== 3. pipeline speed on cuda (bench_video, lite0 = MODEL_DIR)"
+timeout 240 $PY benchmarks/bench_video.py --models lite0 --backends torch --model_path "$MODEL_DIR" \
+    --class_name "$CLASS" --texture gravel --sizes 320x256 1280x720 --frames 150 2>&1 \
+    | grep -v "it/s\]\|s/it\]" | tee "$OUT_DIR/bench_video.txt" | tail -12
 fi
 
-if want 4; then echo "== 4. training speed on cuda (bench_train)"
-timeout 90 $PY benchmarks/bench_train.py --device cuda --epochs 2 2>&1 | grep -v "it/s\]\|s/it\]" \
-    | tee "$OUT_DIR/bench_train_lite0.txt" | tail -12
-timeout 90 $PY benchmarks/bench_train.py --device cuda -b wideresnet50 --imagesize 288 --random_weights \
-    --n_train 20 --epochs 2 2>&1 | grep -v "it/s\]\|s/it\]" | tee "$OUT_DIR/bench_train_wrn50.txt" | tail -12
+if want 4; then echo "== 4. training speed on cuda (bench_train: this toolkit's path and the reference-style one)"
+for backbone in efficientnet_lite0 wideresnet50; do
+    flags=(-b $backbone --n_train 40 --epochs ${EPOCHS:-10})
+    [[ $backbone == wideresnet50 ]] && flags+=(--imagesize 288 --random_weights)
+    for path in optimised optimised_uncompiled literal; do
+        extra=(); [[ $path == literal ]] && extra=(--literal); [[ $path == *uncompiled ]] && extra=(--compile off)
+        timeout 100 $PY benchmarks/bench_train.py --device cuda --data_root "$OUT_DIR/demo_$backbone" "${flags[@]}" \
+            "${extra[@]}" 2>&1 | grep -v "it/s\]\|s/it\]" | tee "$OUT_DIR/bench_train_${backbone}_$path.txt" \
+            | grep -E "GLASS training|seconds per epoch|whole run"
+    done
+done
 fi
 echo "== done"

@@ -214,7 +214,7 @@ class GLASSDefectTracker:
                  threshold: float, motion_method: str | None = "phase", use_morphology: bool = True,
                  fps: float = 25.0, motion_downscale: int | None = None, min_hits: int = 1,
                  merge_gap_mm: float = 0.0, low_threshold: float | None = None,
-                 region_height: float = REGION_HEIGHT, surface_window: int = 1,
+                 region_height: float = REGION_HEIGHT, region_scale: str = "linear", surface_window: int = 1,
                  surface_min_frames: int | None = None, surface_view: tuple[int, int, int, int] | None = None,
                  surface_margin: int = 0) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
@@ -226,7 +226,8 @@ class GLASSDefectTracker:
         (surface.hysteresis_map); None: regions are cut at `threshold` alone.
         region_height: each region is then measured where the map is at least this fraction of the way
         from the frame's background to the region's peak (surface.cut_at_height; 0.5: full width at half
-        maximum, 0: the whole region).
+        maximum, 0: the whole region); region_scale: on the map itself ("linear") or on the model's evidence
+        before it squashed its scores ("logit": GLASS's sigmoid; "distance"; surface.REGION_SCALES).
         surface_window: above 1, each frame's map is first averaged with the maps of the last
         surface_window - 1 frames at the same surface points (surface.SurfaceAverage), and the thresholds
         apply to that average (calibrate them on a defect-free recording: inference/calibrate_surface.py);
@@ -244,6 +245,9 @@ class GLASSDefectTracker:
                 or not 0.0 <= region_height < 1.0:
             raise TrackingError(f"region_height must be a number in [0, 1), got {region_height!r}")
         self.region_height = float(region_height)
+        if region_scale not in surface.REGION_SCALES:
+            raise TrackingError(f"region_scale must be one of {', '.join(surface.REGION_SCALES)}, got {region_scale!r}")
+        self.region_scale = region_scale
         self.surface_view = None if surface_view is None else tuple(int(v) for v in surface_view)
         self.surface_window, self.surface_min_frames = check_surface_window(surface_window, surface_min_frames)
         self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames, surface_view,
@@ -334,7 +338,8 @@ class GLASSDefectTracker:
         if self.low_threshold < self.threshold:
             regions = surface.hysteresis_map(full_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
         uncut = np.where(regions >= self.low_threshold, regions, 0)
-        anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height, self.surface_view)
+        anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height, self.surface_view,
+                                            self.region_scale)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px, uncut > 0)
@@ -494,6 +499,7 @@ class GLASSDefectTracker:
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""
         return {"threshold": self.threshold, "low_threshold": self.low_threshold, "region_height": self.region_height,
+                "region_scale": self.region_scale,
                 "use_morphology": self.use_morphology, "min_hits": self.min_hits,
                 "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,

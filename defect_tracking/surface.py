@@ -31,6 +31,10 @@ import numpy as np
 from scipy import ndimage
 
 VOTE = 0.5  # share of the frames showing a surface pixel in which the map must mark it
+# Where cut_at_height measures a region's height: the map as it is, or the model's evidence before it squashed
+# it into [0, 1] (a sigmoid: GLASS, DRAEM; a distance d -> d / (d + scale): PatchCore, PaDiM, autoencoder).
+REGION_SCALES = ("linear", "logit", "distance")
+_EDGE = 1e-6  # map scores are clipped to [_EDGE, 1 - _EDGE] before logit or distance
 
 
 def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: bool = False) -> np.ndarray:
@@ -53,17 +57,40 @@ def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: 
     return np.where(keep[labels], anomaly_map, 0).astype(anomaly_map.dtype, copy=False)
 
 
+def to_evidence(scores: np.ndarray, scale: str) -> np.ndarray:
+    """Map scores in [0, 1] as the model's evidence before squashing: logit(p), the distance p / (1 - p) in
+    units of the squash scale, or (linear) as they are."""
+    if scale == "linear":
+        return np.asarray(scores, np.float64)
+    p = np.clip(np.asarray(scores, np.float64), _EDGE, 1.0 - _EDGE)
+    return np.log(p / (1.0 - p)) if scale == "logit" else p / (1.0 - p)
+
+
+def from_evidence(evidence: np.ndarray, scale: str) -> np.ndarray:
+    """The map score of an evidence value (the inverse of to_evidence)."""
+    evidence = np.asarray(evidence, np.float64)
+    if scale == "linear":
+        return evidence
+    if scale == "logit":
+        return 1.0 / (1.0 + np.exp(-evidence))
+    return evidence / (1.0 + evidence)
+
+
 def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: float,
-                  view: tuple[int, int, int, int] | None = None) -> np.ndarray:
+                  view: tuple[int, int, int, int] | None = None, scale: str = "linear") -> np.ndarray:
     """`region_map` (an anomaly map zeroed outside its regions) with each 8-connected region cut where
     `anomaly_map` falls below `fraction` of the way from the frame's background (the map's median over the
-    scored `view`) up to the region's peak; 0 leaves it as it is, 0.5 measures each region at its full width
-    at half maximum.
+    scored `view`) up to the region's peak, the way measured on `scale` (REGION_SCALES: the map itself, or the
+    model's evidence before its squashing, to_evidence); 0 leaves it as it is, 0.5 measures each region at
+    its full width at half maximum.
 
     Why: the map is the defect blurred at the model's patch scale (8 px cells, Gaussian sigma 4), so a
     fixed cutting level measures a strong defect as large as the blur's tail above that level and a
     weak one too small; for a blurred step the half-height contour lies on the step's edge whatever its
-    strength. Regions only shrink (the level is at least the region's own), their peaks stay."""
+    strength. But the blur acts on the model's evidence, and the squashing into [0, 1] flattens a strong
+    defect's top, which moves the half-height contour of the map itself outside the edge (a saturated
+    defect looks wider than it is); measured on the evidence, the contour is back on the edge.
+    Regions only shrink (the level is at least the region's own), their peaks stay."""
     if fraction <= 0.0 or not region_map.any():
         return region_map
     inside = region_map > 0
@@ -71,8 +98,11 @@ def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: flo
     # Peaks over the region pixels only (ndimage.maximum sorts the whole frame: 30 ms at 640x256).
     peaks = np.zeros(count + 1, np.float64)
     np.maximum.at(peaks, labels[inside], region_map[inside])
-    background = map_background(anomaly_map, view)
-    levels = background + fraction * np.maximum(peaks - background, 0.0)
+    if scale not in REGION_SCALES:
+        raise ValueError(f"scale {scale!r}: use one of {', '.join(REGION_SCALES)}")
+    background = to_evidence(np.float64(map_background(anomaly_map, view)), scale)
+    heights = to_evidence(peaks, scale)
+    levels = from_evidence(background + fraction * np.maximum(heights - background, 0.0), scale)
     levels[0] = np.inf  # the background label keeps nothing
     level_of = levels[labels]
     return np.where(region_map >= level_of, region_map, 0).astype(region_map.dtype, copy=False)

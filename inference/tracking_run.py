@@ -47,11 +47,13 @@ import preprocess
 import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
 from defect_tracking.glass_integration import REGION_HEIGHT
+from defect_tracking.surface import REGION_SCALES
 import drawing
 from inference import calibrate_surface
 from inference import cli as shared
 from inference import runner
 from inference.engine import FrameResult, InferenceEngine, frame_shifts, surface_edges
+from methods.registry import map_scale_of
 
 LOGGER = logging.getLogger(__name__)
 
@@ -396,7 +398,9 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
         tracker = GLASSDefectTracker(analyzer, threshold=levels.threshold, low_threshold=levels.low_threshold,
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
-                                     region_height=options["region_height"], surface_window=levels.window,
+                                     region_height=options["region_height"],
+                                     region_scale=region_scale(options.get("region_scale", "auto"), engine),
+                                     surface_window=levels.window,
                                      surface_min_frames=levels.min_frames,
                                      **surface_edges(engine, (info.height, info.width)))
         run_cfg = replace(run_cfg, grid_shifts=averaging_shifts(engine, tracker))
@@ -422,6 +426,12 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
     click.echo(summary.report())
     click.echo(f"report         {layout.report}")
     return summary, layout
+
+
+def region_scale(choice: str, engine: InferenceEngine) -> str:
+    """The scale regions are measured on: the chosen one, or with "auto" the model's own (AnomalyModel.map_scale:
+    logit for GLASS and DRAEM, distance for the distance methods)."""
+    return map_scale_of(engine.info.method) if choice == "auto" else choice
 
 
 def averaging_shifts(engine: InferenceEngine, tracker: GLASSDefectTracker
@@ -456,6 +466,12 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
                      help="Measure each region where the map is at least this fraction of the way from the frame's "
                           "background to the region's peak (0.5: full width at half maximum; 0: down to the "
                           "region threshold)."),
+        click.option("--region_scale", type=click.Choice(("auto", *REGION_SCALES)), default="auto",
+                     show_default=True,
+                     help="Where --region_height is measured: auto = on the model's evidence before it squashed its "
+                          "scores into [0, 1] (logit for GLASS's sigmoid, distance for PatchCore/PaDiM/autoencoder), "
+                          "where a strong defect's half height lies on its edge; linear = on the map itself (earlier "
+                          "versions: strong defects measured larger)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--surface_window", type=click.IntRange(min=1), default=None,

@@ -79,6 +79,9 @@ class AnomalyModel(nn.Module):
     method: ClassVar[str] = ""
     image_score_rule: ClassVar[str] = "peak"  # or "map_max", "grid_max" (see the module docstring)
     synthesises_anomalies: ClassVar[bool] = False  # trains on LAS images (DRAEM)
+    # How its scores were squashed into [0, 1] (defect_tracking.surface.REGION_SCALES): "logit" for a sigmoid,
+    # "distance" for squash(); tracking measures regions on the evidence before it (surface.cut_at_height).
+    map_scale: ClassVar[str] = "distance"
     cfg: Any
     extractor: backbones.FeatureExtractor | None
 

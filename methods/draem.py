@@ -144,6 +144,7 @@ class DraemModel(PixelModel):
     method: ClassVar[str] = "draem"
     image_score_rule: ClassVar[str] = "grid_max"
     synthesises_anomalies: ClassVar[bool] = True
+    map_scale: ClassVar[str] = "logit"  # a softmax over two classes: a sigmoid of their difference
 
     def __init__(self, cfg: DraemConfig) -> None:
         super().__init__()

@@ -48,6 +48,11 @@ def method_of(data: dict[str, Any], source: str = "checkpoint") -> str:
     return name
 
 
+def map_scale_of(method: str) -> str:
+    """How a method squashed its map scores into [0, 1] (AnomalyModel.map_scale: "logit" or "distance")."""
+    return METHODS[method].model.map_scale
+
+
 def method_of_config(cfg: Any) -> str:
     """The method whose config class `cfg` is an instance of."""
     return next(name for name, method in METHODS.items() if isinstance(cfg, method.config))

@@ -319,6 +319,38 @@ def test_cut_at_half_height_measures_a_blurred_disk_at_its_edge_whatever_its_str
     assert (strong >= 0.5).sum() > 1.2 * (weak >= 0.5).sum()  # what a fixed level does instead
 
 
+@pytest.mark.parametrize("scale", ["logit", "distance"])
+def test_cut_on_the_evidence_measures_a_squashed_disk_at_its_edge(scale):
+    """A strong blurred disk squashed into [0, 1] as the model squashes its evidence (a sigmoid; d / (1 + d)): cut
+    at half height on that evidence its area is the disk's within 6 %; cut on the map itself (linear), the
+    flattened top puts the contour outside the edge and the area comes out over 15 % too large."""
+    from defect_tracking.surface import cut_at_height, from_evidence
+
+    radius = 25.0
+    evidence = blurred_disk(radius, 6.0 if scale == "logit" else 20.0, -0.2 if scale == "logit" else 0.8)
+    amap = from_evidence(evidence, scale).astype(np.float32)
+    region = np.where(amap >= 0.6, amap, 0)
+    on_evidence = (cut_at_height(region, amap, 0.5, scale=scale) > 0).sum() / (math.pi * radius ** 2)
+    on_map = (cut_at_height(region, amap, 0.5) > 0).sum() / (math.pi * radius ** 2)
+    assert abs(on_evidence - 1) < 0.06
+    assert on_map > 1.15
+
+
+def test_evidence_round_trips_and_refuses_an_unknown_scale():
+    from defect_tracking.surface import REGION_SCALES, cut_at_height, from_evidence, to_evidence
+
+    scores = np.array([0.01, 0.3, 0.5, 0.9, 0.999])
+    for scale in REGION_SCALES:
+        assert np.allclose(from_evidence(to_evidence(scores, scale), scale), scores)
+        assert (np.diff(to_evidence(scores, scale)) > 0).all()  # order kept
+    assert np.isfinite(to_evidence(np.array([0.0, 1.0]), "logit")).all()  # the map's ends are clipped
+    assert to_evidence(np.array([0.5]), "distance")[0] == pytest.approx(1.0)  # d / (d + scale) = 1/2 at d = scale
+    with pytest.raises(ValueError, match="scale 'log'"):
+        cut_at_height(np.ones((4, 4)), np.ones((4, 4)), 0.5, scale="log")
+    with pytest.raises(TrackingError, match="region_scale"):
+        GLASSDefectTracker(analyzer(), threshold=0.5, region_scale="log")
+
+
 def test_cut_at_height_takes_the_background_inside_the_view():
     """The blurred disk as the scored quarter of a frame zero elsewhere (an ROI): with the view its area as
     alone; without, the zeros make the background 0 and the half-height cut takes in the blur's tail."""

@@ -95,6 +95,7 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert totals["mean_speed_per_second"] == pytest.approx(10.0, rel=0.2)
     assert report["settings"]["pixel_size"] == 0.5 and report["settings"]["image_threshold"] == 0.5
     assert report["settings"]["threshold"] == 0.5  # --threshold also cuts the regions unless --pixel_threshold
+    assert report["settings"]["region_scale"] == "logit"  # --region_scale auto: GLASS's sigmoid
     # --backend auto on a CPU runs the ONNX export
     assert report["settings"]["backend"] == "onnx" and report["model"]["class_name"] == tiny_model.class_name
     perf = report["performance"]
@@ -176,6 +177,7 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     ("roi outside the frames", "--roi"),
     ("bad merge gap", "--merge_gap"),
     ("bad region height", "--region_height"),
+    ("bad region scale", "--region_scale"),
     ("bad pixel threshold", "--pixel_threshold"),
     ("surface window without calibration", "calibrate_surface.py"),
     ("surface min frames above the window", "--surface_min_frames"),
@@ -216,6 +218,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--merge_gap", "-2"]
     elif case == "bad region height":
         extra = ["--region_height", "1"]
+    elif case == "bad region scale":
+        extra = ["--region_scale", "log"]
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
     elif case == "surface window without calibration":
@@ -324,6 +328,8 @@ def test_tracking_runs_with_a_model_of_another_method(fitted_methods, method, tm
     report = json.loads(report_path.read_text())
     assert report["model"]["method"] == method and report["model"]["class_name"] == model.class_name
     assert report["settings"]["class_dir"] == str(model.class_dir) and report["settings"]["backend"] == "torch"
+    # regions measured on the evidence the method squashed: DRAEM's softmax, the others' distances
+    assert report["settings"]["region_scale"] == ("logit" if method == "draem" else "distance")
     assert report["performance"]["frames"] == 6 and report["totals"]["total_frames"] == 6
     # the calibrated thresholds are the checkpoint's, and the dark square is found as one defect
     calibration = load_checkpoint(next(model.class_dir.glob("ckpt_best_*.pth")))["calibration"]
