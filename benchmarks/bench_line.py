@@ -25,6 +25,8 @@ it all three videos show the same surface; with `--surface_window`, the surface 
 recording, of the second half with a seed of its own); `--noise` adds camera noise to all of them.
 `--calibrate_from rest` trains on the first `--train_share` (default half) of the training recording and
 calibrates on what follows one frame width of travel later (the single-recording workflow).
+`--footage steel` records the three videos with `benchmarks/steel_conveyor.py` instead (brushed steel, crisp
+defects: footage the toolkit was not developed on; `--speed` may be fractional); `--region_scale` is tracking's.
 """
 from __future__ import annotations
 

@@ -38,3 +38,12 @@ def test_bad_device_is_a_usage_error(bench_train, device: str, message: str,
         bench_train.parse_args(["--device", device])
     assert stop.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_compile_takes_main_py_modes(bench_train, capsys: pytest.CaptureFixture[str]) -> None:
+    """--compile takes main.py's modes (default auto, as training) and refuses others with exit 2."""
+    assert bench_train.parse_args([]).compile == "auto"
+    assert bench_train.parse_args(["--compile", "off"]).compile == "off"
+    with pytest.raises(SystemExit) as stop:
+        bench_train.parse_args(["--compile", "maybe"])
+    assert stop.value.code == 2 and "--compile" in capsys.readouterr().err
