@@ -5,7 +5,12 @@ surface content from the previous frame to this one: content at x in the previou
 x + dx now. Three selectable methods, all OpenCV:
 
 - "phase": phase correlation (cv2.phaseCorrelate) of Hanning-windowed gray frames. Default:
-  fastest, exact to a fraction of a pixel, follows shifts up to half the frame size.
+  fastest, exact to a fraction of a pixel, follows shifts up to half the frame size. Each frame is
+  compared with a keyframe rather than with the previous frame, and the keyframe moves on once the
+  surface has travelled a quarter of the view: the sub-pixel estimate's small bias (a fraction of a
+  pixel, towards whole pixels) then enters once per keyframe instead of once per frame, so positions
+  along the belt no longer drift (measured on brushed steel at 2.3 px/frame: 1.8 % of the distance
+  travelled frame to frame, 0.06 % against keyframes; tests/defect_tracking/test_motion_estimation.py).
 - "flow": dense Farneback optical flow (cv2.calcOpticalFlowFarneback) of the residual motion
   after the phase-correlation shift; the answer is that shift plus the median residual, so
   local outliers (a defect or a fold moving on its own) do not pull it.
@@ -83,6 +88,9 @@ class SurfaceMotionEstimator:
         self._work_size: tuple[int, int] = (0, 0)  # (width, height) after downscaling
         self._window: np.ndarray | None = None
         self._previous: np.ndarray | None = None
+        self._key: np.ndarray | None = None  # phase: the keyframe (prepared) and its position, working px
+        self._key_position = (0.0, 0.0)
+        self._position = (0.0, 0.0)  # phase: the previous frame's position (frame 0 at (0, 0)), working px
         self._last_reliable = (0.0, 0.0)
         self.confidence = 0.0  # of the latest estimate
         self.reliable = True  # False: the latest estimate repeats the last reliable one
@@ -93,6 +101,8 @@ class SurfaceMotionEstimator:
         self._frame_shape = None
         self._window = None
         self._previous = None
+        self._key = None
+        self._key_position = self._position = (0.0, 0.0)
         self._last_reliable = (0.0, 0.0)
         self.confidence = 0.0
         self.reliable = True
@@ -117,9 +127,12 @@ class SurfaceMotionEstimator:
         previous, self._previous = self._previous, current
         if previous is None:
             self.confidence, self.reliable = 1.0, True
+            self._key, self._key_position, self._position = current, (0.0, 0.0), (0.0, 0.0)
             return 0.0, 0.0
         if self.method == "phase":
-            (dx, dy), confidence = _phase_shift(previous, current)
+            (kx, ky), confidence = _phase_shift(self._key, current)
+            position = (self._key_position[0] + kx, self._key_position[1] + ky)
+            dx, dy = position[0] - self._position[0], position[1] - self._position[1]
         elif self.method == "flow":
             (dx, dy), confidence = self._flow_shift(previous, current)
         else:
@@ -127,13 +140,21 @@ class SurfaceMotionEstimator:
         self.confidence = float(confidence) if math.isfinite(confidence) else 0.0
         self.reliable = (self.confidence >= MIN_CONFIDENCE[self.method]
                          and math.isfinite(dx) and math.isfinite(dy))
+        scale_x = self._frame_shape[1] / self._work_size[0]
+        scale_y = self._frame_shape[0] / self._work_size[1]
         if not self.reliable:
             self.unreliable_count += 1
             LOGGER.debug("unreliable %s motion estimate (confidence %.3f): keeping %s",
                          self.method, self.confidence, self._last_reliable)
+            if self.method == "phase":  # the keyframe link is broken: start again from this frame
+                self._position = (self._position[0] + self._last_reliable[0] / scale_x,
+                                  self._position[1] + self._last_reliable[1] / scale_y)
+                self._key, self._key_position = current, self._position
             return self._last_reliable
-        scale_x = self._frame_shape[1] / self._work_size[0]
-        scale_y = self._frame_shape[0] / self._work_size[1]
+        if self.method == "phase":
+            self._position = position
+            if abs(kx) > self._work_size[0] / 4 or abs(ky) > self._work_size[1] / 4:
+                self._key, self._key_position = current, position
         self._last_reliable = (float(dx * scale_x), float(dy * scale_y))
         return self._last_reliable
 
