@@ -7,10 +7,12 @@ x + dx now. Three selectable methods, all OpenCV:
 - "phase": phase correlation (cv2.phaseCorrelate) of Hanning-windowed gray frames. Default:
   fastest, exact to a fraction of a pixel, follows shifts up to half the frame size. Each frame is
   compared with a keyframe rather than with the previous frame, and the keyframe moves on once the
-  surface has travelled a quarter of the view: the sub-pixel estimate's small bias (a fraction of a
-  pixel, towards whole pixels) then enters once per keyframe instead of once per frame, so positions
-  along the belt no longer drift (measured on brushed steel at 2.3 px/frame: 1.8 % of the distance
-  travelled frame to frame, 0.06 % against keyframes; tests/defect_tracking/test_motion_estimation.py).
+  surface has travelled a quarter of the view. What does not move with the belt (the lens's light
+  falloff) correlates at zero shift and pulled each frame-to-frame estimate a few hundredths of a pixel
+  short; a quarter view away that peak lies far from the belt's, and a keyframe's small error enters
+  once per keyframe instead of once per frame, so positions along the belt no longer drift (measured
+  on brushed steel at 2.3 px/frame: 1.8 % of the distance travelled frame to frame, 0.06 % against
+  keyframes; tests/defect_tracking/test_motion_estimation.py).
 - "flow": dense Farneback optical flow (cv2.calcOpticalFlowFarneback) of the residual motion
   after the phase-correlation shift; the answer is that shift plus the median residual, so
   local outliers (a defect or a fold moving on its own) do not pull it.
