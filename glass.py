@@ -193,7 +193,8 @@ class GasGradient:
     for large batches when asked: Inductor fuses its dozen element-wise passes over the (N, H)
     activations into a few loops (benchmarks/bench_gas.py: about 1.5x per ascent step at the paper's
     dims on a 2-core CPU; the same values to round-off, tested).
-    mode "auto" compiles batches of at least COMPILE_MIN_ELEMENTS, "on" every batch, "off" none.
+    mode "auto" compiles CPU batches of at least COMPILE_MIN_ELEMENTS, "on" every batch, "off" none: on a GPU
+    (an H200, README "Speed of ours alone") compiling saved nothing per epoch and cost about 6 s once per class.
     Without a working compiler it says so once and stays eager."""
 
     def __init__(self, mode: str = "auto") -> None:
@@ -202,11 +203,15 @@ class GasGradient:
         self.mode = mode
         self._compiled: Callable[..., torch.Tensor] | None = None
 
+    def compiles(self, hidden: torch.Tensor) -> bool:
+        """Whether a step on these hidden activations runs compiled."""
+        return self.mode == "on" or (self.mode == "auto" and hidden.device.type == "cpu"
+                                     and hidden.numel() >= COMPILE_MIN_ELEMENTS)
+
     def __call__(self, disc: nn.Module, hidden: torch.Tensor, companion: Any) -> torch.Tensor:
         """delta for one ascent step; see Discriminator.anomaly_gradient_beside."""
         eager = type(disc).anomaly_gradient_beside
-        wanted = self.mode == "on" or (self.mode == "auto" and hidden.numel() >= COMPILE_MIN_ELEMENTS)
-        if not wanted:
+        if not self.compiles(hidden):
             return eager(disc, hidden, companion)
         if self._compiled is None:
             self._compiled = torch.compile(eager)

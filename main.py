@@ -200,7 +200,8 @@ def main(**kwargs: Any) -> None:
               help="Input normalisation: ImageNet mean/std for every backbone (the reference's), or the "
                    "backbone's own (mean = std = 0.5 for efficientnet_lite0; timm's for others).")
 @click.option("--compile", "compile_mode", type=click.Choice(COMPILE_MODES), default="auto", show_default=True,
-              help="torch.compile the GAS gradient: auto = for large batches only; same numbers to round-off.")
+              help="torch.compile the GAS gradient: auto = for large batches on the CPU only (on a GPU it gained "
+                   "nothing); same numbers to round-off.")
 def net(**kw: Any) -> tuple[str, NetOptions]:
     """Backbone, patch features, projection, discriminator and training settings."""
     names = tuple(kw["backbone_names"])

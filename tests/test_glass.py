@@ -319,7 +319,7 @@ def test_compiled_gas_gradient_gives_the_eager_ascent():
         assert torch.allclose(compiled_disc.state_dict()[name].float(), buffer.float(), atol=1e-5), name
 
 
-def test_gas_gradient_auto_compiles_large_batches_only(monkeypatch):
+def test_gas_gradient_auto_compiles_large_cpu_batches_only(monkeypatch):
     calls: list[int] = []
     gradient = GasGradient("auto")
     monkeypatch.setattr(torch, "compile", lambda fn: lambda disc, hidden, comp: calls.append(hidden.numel()) or
@@ -329,6 +329,9 @@ def test_gas_gradient_auto_compiles_large_batches_only(monkeypatch):
     gradient(disc, torch.randn(64, 1024), companion)       # 64 K elements: eager
     gradient(disc, torch.randn(1024, 1024), companion)     # 1 M elements: compiled
     assert calls == [1024 * 1024]
+    on_gpu = torch.empty(1024, 1024, device="meta")  # a batch off the CPU (the device only matters here)
+    assert not gradient.compiles(on_gpu) and GasGradient("on").compiles(on_gpu)
+    assert not GasGradient("off").compiles(torch.empty(1024, 1024))
     with pytest.raises(ValueError, match="--compile"):
         GasGradient("sometimes")
 
