@@ -145,8 +145,7 @@ def draw_defect(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
             lines = [(_walk(rng, np.zeros(2), rng.uniform(-0.4, 0.4), 180), 3)]
         canvas, size = _lines_canvas(lines)
         shade = np.full((*size, 3), -65.0 if kind == "branching_crack" else 55.0, np.float32)
-        texture = 1.0 + 0.15 * smooth_noise(rng, size, (1.0, 1.0))[..., None]
-        return _coverage(canvas), shade * texture
+        return _coverage(canvas), _textured(shade, rng)
     size = {"pit_cluster": (70, 70), "oil_stain": (100, 100), "faint_rust": (100, 100)}.get(kind, (60, 60))
     canvas = _canvas(size)
     centre = np.array([size[1] / 2, size[0] / 2])
@@ -176,9 +175,12 @@ def draw_defect(kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.nda
         shade[:] = -60.0
     else:
         raise UserError(f"defect type {kind}: unknown; use one of {', '.join(DEFECT_TYPES)}")
-    coverage = _coverage(canvas)
-    texture = 1.0 + 0.15 * smooth_noise(rng, size, (1.0, 1.0))[..., None]  # not flat inside
-    return coverage, shade * texture
+    return _coverage(canvas), _textured(shade, rng)
+
+
+def _textured(shade: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A defect's colour change varied by 15 % from pixel to pixel (not flat inside)."""
+    return shade * (1.0 + 0.15 * smooth_noise(rng, shade.shape[:2], (1.0, 1.0))[..., None])
 
 
 @dataclass(frozen=True)

@@ -399,7 +399,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
                                      region_height=options["region_height"],
-                                     region_scale=region_scale(options.get("region_scale", "auto"), engine),
+                                     region_scale=region_scale(options["region_scale"], engine),
                                      surface_window=levels.window,
                                      surface_min_frames=levels.min_frames,
                                      **surface_edges(engine, (info.height, info.width)))
