@@ -99,6 +99,7 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
     # --surface_window: the averaging's cost only (its thresholds come from calibrate_surface.py on a line)
     tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=high, low_threshold=low,
                                  fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM,
+                                 min_presence=tracking.MIN_PRESENCE,
                                  region_scale=tracking.region_scale("auto", engine), surface_window=surface_window,
                                  **surface_edges(engine, (info.height, info.width)))
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})

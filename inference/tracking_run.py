@@ -46,7 +46,7 @@ import paths
 import preprocess
 import video_io
 from defect_tracking import METHODS, FrameTracks, GLASSDefectTracker, draw_tracks
-from defect_tracking.glass_integration import REGION_HEIGHT
+from defect_tracking.glass_integration import MIN_PRESENCE, REGION_HEIGHT
 from defect_tracking.surface import REGION_SCALES
 import drawing
 from inference import calibrate_surface
@@ -398,6 +398,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
         tracker = GLASSDefectTracker(analyzer, threshold=levels.threshold, low_threshold=levels.low_threshold,
                                      motion_method=options["motion_method"], fps=fps,
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
+                                     min_presence=options["min_presence"],
                                      region_height=options["region_height"],
                                      region_scale=region_scale(options["region_scale"], engine),
                                      surface_window=levels.window,
@@ -458,6 +459,10 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
                           "with the measured one."),
         click.option("--min_track_frames", type=click.IntRange(min=1), default=3, show_default=True,
                      help="Report only defects detected in at least this many frames (shorter ones are map flicker)."),
+        click.option("--min_presence", type=click.FloatRange(0.0, 1.0), default=MIN_PRESENCE, show_default=True,
+                     help="Report only defects detected in at least this share of the frames that showed their place "
+                          "on the surface from their first detection on: the belt carries a defect through the "
+                          "whole view, flicker of the map near its threshold lasts a few frames (0: report all)."),
         click.option("--merge_gap", type=click.FloatRange(min=0.0), default=DEFAULT_MERGE_GAP_MM, show_default=True,
                      help="Regions and tracks closer than this many mm on the surface are one defect (the pieces "
                           "of a branching crack, a stain seen as several blobs); 0 merges only touching ones."),

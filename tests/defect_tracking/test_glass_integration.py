@@ -380,3 +380,48 @@ def test_a_defect_carried_out_of_view_and_back_is_one_defect() -> None:
     assert defect.area_px == pytest.approx(np.pi * 9 ** 2, rel=0.15)
     tracker = back_and_forth(hidden=True)
     assert tracker.num_tracks == 2 and tracker.num_defects == 2
+
+
+def flicker_run(min_presence: float) -> GLASSDefectTracker:
+    """The 3 px/frame conveyor with a blob on the map in frames 10-13 only, at a surface place that stays in
+    view until frame 50 (map flicker near the threshold, not a defect on the belt)."""
+    video = make_conveyor(3)
+    analyzer = DefectSizeAnalyzer(pixel_size=PIXEL_SIZE, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5, fps=25.0, min_presence=min_presence)
+    for index, (frame, truth) in enumerate(zip(video.frames, video.maps)):
+        anomaly_map = truth.copy()
+        if 10 <= index < 14:
+            cv2.circle(anomaly_map, (150 - 3 * index, 60), 5, 0.9, cv2.FILLED)  # surface x 150
+        tracker.update(index, frame, anomaly_map)
+    return tracker
+
+
+def test_flicker_seen_in_few_of_the_frames_showing_its_place_is_left_out() -> None:
+    everything, kept = flicker_run(0.0), flicker_run(0.25)
+    presences = sorted(defect.presence for defect in everything.defects())
+    assert len(presences) == 5 and everything.num_flicker == 0
+    # The blob: 4 detections of ~41 frames (10..50) that showed its place; the painted defects: nearly all.
+    assert 0.05 < presences[0] < 0.15 and presences[1] > 0.9
+    assert kept.num_defects == 4 and kept.num_flicker == 1
+    report = kept.report()
+    assert report["totals"]["flicker_left_out"] == 1 and [d["defect_id"] for d in report["defects"]] == [1, 2, 3, 4]
+    assert all(d["presence"] > 0.9 for d in report["defects"]) and kept.settings()["min_presence"] == 0.25
+    # Left out: the blob (surface centre 150, 60), not a painted defect.
+    (blob,) = [d.surface_box_px for d in everything.defects() if d.presence < 0.25]
+    assert blob[0] < 150 < blob[2] and blob[1] < 60 < blob[3]
+    assert blob not in [d.surface_box_px for d in kept.defects()]
+    with pytest.raises(TrackingError, match="min_presence"):
+        GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.5, min_presence=1.5)
+
+
+def test_a_defect_that_appears_in_front_of_a_still_camera_counts_from_its_first_frame() -> None:
+    frame = cv2.cvtColor(data.gravel()[:96, :96], cv2.COLOR_GRAY2BGR)
+    analyzer = DefectSizeAnalyzer(pixel_size=1.0, physical_unit="mm", min_defect_area=10)
+    tracker = GLASSDefectTracker(analyzer, threshold=0.5, motion_method=None, fps=10.0, min_presence=0.25)
+    for index in range(40):
+        anomaly_map = np.zeros((96, 96), np.float32)
+        if index >= 30:  # in view for the last 10 of 40 frames: present in all the frames since it appeared
+            cv2.circle(anomaly_map, (48, 48), 8, 0.9, cv2.FILLED)
+        tracker.update(index, frame, anomaly_map)
+    (defect,) = tracker.defects()
+    assert defect.presence == 1.0
