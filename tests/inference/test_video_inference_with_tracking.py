@@ -96,6 +96,8 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert report["settings"]["pixel_size"] == 0.5 and report["settings"]["image_threshold"] == 0.5
     assert report["settings"]["threshold"] == 0.5  # --threshold also cuts the regions unless --pixel_threshold
     assert report["settings"]["region_scale"] == "logit"  # --region_scale auto: GLASS's sigmoid
+    assert report["settings"]["min_presence"] == 0.25 and totals["flicker_left_out"] >= 0
+    assert all(0.25 <= defect["presence"] <= 1.0 for defect in report["defects"])
     # --backend auto on a CPU runs the ONNX export
     assert report["settings"]["backend"] == "onnx" and report["model"]["class_name"] == tiny_model.class_name
     perf = report["performance"]
@@ -178,6 +180,7 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     ("bad merge gap", "--merge_gap"),
     ("bad region height", "--region_height"),
     ("bad region scale", "--region_scale"),
+    ("bad min presence", "--min_presence"),
     ("bad pixel threshold", "--pixel_threshold"),
     ("surface window without calibration", "calibrate_surface.py"),
     ("surface min frames above the window", "--surface_min_frames"),
@@ -220,6 +223,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--region_height", "1"]
     elif case == "bad region scale":
         extra = ["--region_scale", "log"]
+    elif case == "bad min presence":
+        extra = ["--min_presence", "1.5"]
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
     elif case == "surface window without calibration":
