@@ -32,7 +32,7 @@ LOGGER = logging.getLogger(__name__)
 REGION_HEIGHT = 0.5  # regions measured at half their height above the frame's background (surface.cut_at_height)
 # The tracking CLI's --min_presence: a defect must be detected in at least a quarter of the frames that showed its
 # place (one that catches the light in only part of the view still counts). Measured (README, "Flicker left out"):
-# defects on the belt 0.955-1.0 on five lines (GLASS on four, PatchCore on one), GLASS's flicker 0.02-0.05.
+# defects on the belt 0.955-1.0 on five lines (GLASS on four, PatchCore on one), GLASS's flicker 0.10-0.19.
 MIN_PRESENCE = 0.25
 
 
@@ -130,7 +130,7 @@ class PhysicalDefect:
     across: float
     physical_unit: str
     severity: str
-    presence: float = 1.0  # share of the frames showing its place, from its first detection on, that detected it
+    presence: float = 1.0  # share of the frames showing its place, first detection to given up, that detected it
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -236,8 +236,8 @@ class GLASSDefectTracker:
         maximum, 0: the whole region); region_scale: on the map itself ("linear") or on the model's evidence
         before it squashed its scores ("logit": GLASS's sigmoid; "distance"; surface.REGION_SCALES).
         min_presence: defects detected in less than this share of the frames that showed their place on the
-        surface, from their first detection on, are left out of reports (map flicker, not a defect the surface
-        carried through the view; 0: none left out; the CLI uses MIN_PRESENCE).
+        surface, from their first detection until the tracker gave them up, are left out of reports (map
+        flicker, not a defect the surface carried through the view; 0: none left out; the CLI uses MIN_PRESENCE).
         surface_window: above 1, each frame's map is first averaged with the maps of the last
         surface_window - 1 frames at the same surface points (surface.SurfaceAverage), and the thresholds
         apply to that average (calibrate them on a defect-free recording: inference/calibrate_surface.py);
@@ -464,10 +464,13 @@ class GLASSDefectTracker:
         return result
 
     def _presence(self, parts: list[_TrackState], box: tuple[int, int, int, int]) -> float:
-        """Share of the frames that showed the surface box, from the parts' first detection to the last frame
-        seen, in which they detected it (at most 1: pieces of one defect may be tracked in one frame)."""
+        """Share of the frames that showed the surface box, from the parts' first detection until the tracker
+        gave them up (their last detection + its lost-track budget, or the last frame seen), in which they
+        detected it (at most 1: pieces of one defect may be tracked in one frame). The budget bounds the wait:
+        in a scene that does not move, a part taken away after its defect was seen is not flicker."""
         first = min(part.first_frame for part in parts)
-        showing = self._views.frames_showing(box, first - 1, self._last_index + 1)
+        given_up = min(max(part.last_frame for part in parts) + self.tracker.max_missed_frames, self._last_index)
+        showing = self._views.frames_showing(box, first - 1, given_up + 1)
         return min(1.0, sum(part.hits for part in parts) / showing) if showing else 1.0
 
     def _motion_direction(self) -> tuple[float, float]:

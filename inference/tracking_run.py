@@ -461,8 +461,9 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
                      help="Report only defects detected in at least this many frames (shorter ones are map flicker)."),
         click.option("--min_presence", type=click.FloatRange(0.0, 1.0), default=MIN_PRESENCE, show_default=True,
                      help="Report only defects detected in at least this share of the frames that showed their place "
-                          "on the surface from their first detection on: the belt carries a defect through the "
-                          "whole view, flicker of the map near its threshold lasts a few frames (0: report all)."),
+                          "on the surface from their first detection until the tracker gave them up (last detection "
+                          "+ lost-track budget): the belt carries a defect through the whole view, flicker of the "
+                          "map near its threshold lasts a few frames (0: report all)."),
         click.option("--merge_gap", type=click.FloatRange(min=0.0), default=DEFAULT_MERGE_GAP_MM, show_default=True,
                      help="Regions and tracks closer than this many mm on the surface are one defect (the pieces "
                           "of a branching crack, a stain seen as several blobs); 0 merges only touching ones."),
