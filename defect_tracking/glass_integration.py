@@ -295,7 +295,7 @@ class GLASSDefectTracker:
         self.stage_seconds = {"motion": 0.0, "average": 0.0, "analysis": 0.0, "tracking": 0.0}
         self._states: dict[int, _TrackState] = {}
         # (frames seen, defects then, defects left out as flicker then)
-        self._defects: tuple[int, list[PhysicalDefect], int] | None = None
+        self._defects: tuple[int, list[PhysicalDefect], list[PhysicalDefect]] | None = None
         self._last_index: int | None = None
         self._views = surface.ViewHistory()  # every frame's view of the surface, for merging across a belt's stop
         # The library gives a track its id on its k-th consecutive detection (k = max(minimum_consecutive_frames,
@@ -315,10 +315,14 @@ class GLASSDefectTracker:
 
     @property
     def num_flicker(self) -> int:
+        """Merged tracks left out of defects() as flicker (see flicker())."""
+        return len(self.flicker())
+
+    def flicker(self) -> list[PhysicalDefect]:
         """Merged tracks left out of defects() because they were detected in less than min_presence of the
-        frames that showed their place."""
+        frames that showed their place, measured as defects are (numbered 1.. among themselves)."""
         self.defects()
-        return self._defects[2]
+        return list(self._defects[2])
 
     @property
     def frames_seen(self) -> int:
@@ -436,9 +440,10 @@ class GLASSDefectTracker:
         once per frame seen (the report, the defect frames and the summary all ask at the end)."""
         if self._defects is None or self._defects[0] != self.tracker.frame_count:
             defects = self._merged_defects()
-            kept = [replace(defect, defect_id=number) for number, defect in
-                    enumerate((d for d in defects if d.presence >= self.min_presence), 1)]
-            self._defects = (self.tracker.frame_count, kept, len(defects) - len(kept))
+            kept, flicker = ([replace(defect, defect_id=number) for number, defect in
+                              enumerate((d for d in defects if (d.presence >= self.min_presence) == keep), 1)]
+                             for keep in (True, False))
+            self._defects = (self.tracker.frame_count, kept, flicker)
         return list(self._defects[1])
 
     def _merged_defects(self) -> list[PhysicalDefect]:
@@ -531,7 +536,8 @@ class GLASSDefectTracker:
             totals["fabric_speed"] = float(fabric_speed)
         defect_of = {track_id: defect.defect_id for defect in defects for track_id in defect.track_ids}
         tracks = [{**summary.to_dict(), "defect_id": defect_of.get(summary.track_id)} for summary in self.summaries()]
-        return {"defects": [defect.to_dict() for defect in defects], "tracks": tracks, "totals": totals}
+        return {"defects": [defect.to_dict() for defect in defects], "tracks": tracks, "totals": totals,
+                "flicker": [defect.to_dict() for defect in self.flicker()]}
 
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""

@@ -250,6 +250,7 @@ class TrackingRenderer(runner.BaseRenderer):
             "settings": {**self.settings, "image_threshold": self.engine.threshold, **self.tracker.settings()},
             "defects": tracking["defects"],
             "tracks": tracking["tracks"],
+            "flicker": tracking["flicker"],  # left out of defects by --min_presence, for review
             "totals": totals,
             "performance": {
                 "frames": summary.frames, "wall_seconds": round(summary.wall_seconds, 3),

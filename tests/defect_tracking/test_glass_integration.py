@@ -410,6 +410,8 @@ def test_flicker_seen_in_few_of_the_frames_showing_its_place_is_left_out() -> No
     (blob,) = [d.surface_box_px for d in everything.defects() if d.presence < 0.25]
     assert blob[0] < 150 < blob[2] and blob[1] < 60 < blob[3]
     assert blob not in [d.surface_box_px for d in kept.defects()]
+    (left_out,) = report["flicker"]  # reported apart, measured as the defects are
+    assert left_out["surface_box_px"] == list(blob) and left_out["presence"] < 0.25 and left_out["hits"] == 4
     with pytest.raises(TrackingError, match="min_presence"):
         GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.5, min_presence=1.5)
 

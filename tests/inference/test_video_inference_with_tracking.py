@@ -98,6 +98,8 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert report["settings"]["region_scale"] == "logit"  # --region_scale auto: GLASS's sigmoid
     assert report["settings"]["min_presence"] == 0.25 and totals["flicker_left_out"] >= 0
     assert all(0.25 <= defect["presence"] <= 1.0 for defect in report["defects"])
+    assert len(report["flicker"]) == totals["flicker_left_out"]
+    assert all(0.0 < defect["presence"] < 0.25 for defect in report["flicker"])
     # --backend auto on a CPU runs the ONNX export
     assert report["settings"]["backend"] == "onnx" and report["model"]["class_name"] == tiny_model.class_name
     perf = report["performance"]
