@@ -440,10 +440,9 @@ class GLASSDefectTracker:
         once per frame seen (the report, the defect frames and the summary all ask at the end)."""
         if self._defects is None or self._defects[0] != self.tracker.frame_count:
             defects = self._merged_defects()
-            kept, flicker = ([replace(defect, defect_id=number) for number, defect in
-                              enumerate((d for d in defects if (d.presence >= self.min_presence) == keep), 1)]
-                             for keep in (True, False))
-            self._defects = (self.tracker.frame_count, kept, flicker)
+            kept = [defect for defect in defects if defect.presence >= self.min_presence]
+            flicker = [defect for defect in defects if defect.presence < self.min_presence]
+            self._defects = (self.tracker.frame_count, _numbered(kept), _numbered(flicker))
         return list(self._defects[1])
 
     def _merged_defects(self) -> list[PhysicalDefect]:
@@ -576,6 +575,11 @@ def check_surface_window(window: Any, min_frames: Any) -> tuple[int, int]:
         raise TrackingError(f"surface_min_frames must be an integer from 1 to surface_window ({window}), "
                             f"got {min_frames!r}")
     return int(window), int(min_frames)
+
+
+def _numbered(defects: list[PhysicalDefect]) -> list[PhysicalDefect]:
+    """The defects with ids 1, 2, ... in their order."""
+    return [replace(defect, defect_id=number) for number, defect in enumerate(defects, 1)]
 
 
 def _clear_of_edges(box: tuple[int, int, int, int], shape: tuple[int, int]) -> bool:
