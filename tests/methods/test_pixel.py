@@ -1,10 +1,15 @@
-"""methods/pixel.py: the pixel methods' training loop keeps its state between epochs and resumes exactly."""
+"""methods/pixel.py: the pixel methods' training loop keeps its state between epochs, resumes exactly, and
+fitting.fit_class hands each epoch's state on."""
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import torch
 
+import fitting
 import utils
 from methods.draem import DraemConfig, DraemModel
+from model import LATEST_NAME
 
 
 class Squares(torch.utils.data.Dataset):
@@ -57,3 +62,26 @@ def test_an_interrupted_training_resumes_to_the_same_numbers():
     assert facts["loss"] == expected["loss"] and len(facts["loss"]) == 4
     mine, theirs = resumed.weights(), whole.weights()
     assert all(torch.equal(mine[name], theirs[name]) for name in theirs)
+
+
+def test_fit_class_reports_each_epochs_state_as_it_is_written(tmp_path):
+    """fit_class hands every epoch's ckpt.pth to checkpoint_saved while the file holds that epoch (scale_out
+    sends it to the driver then), and removes it once the final checkpoint is written."""
+    class_dir = tmp_path / "toy"
+    seen: list[tuple[str, int]] = []
+
+    def saved(path):
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        seen.append((path.name, int(state["epoch"])))
+
+    paths = []
+    for index in range(8):  # the images the thresholds are calibrated on: 4 held out, 4 as the training images
+        path = tmp_path / f"good_{index}.png"
+        cv2.imwrite(str(path), np.random.default_rng(index).integers(120, 140, (32, 32, 3), dtype=np.uint8))
+        paths.append(path)
+    training = loader()
+    training.dataset.image_paths = paths[4:]
+    final = fitting.fit_class(model(), training, class_dir, torch.device("cpu"), seed=0, heldout=paths[:4],
+                              checkpoint_saved=saved)
+    assert seen == [(LATEST_NAME, epoch) for epoch in (1, 2, 3, 4)]
+    assert final.name == "ckpt_best_4.pth" and final.is_file() and not (class_dir / LATEST_NAME).exists()
