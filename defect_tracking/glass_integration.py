@@ -534,7 +534,9 @@ class GLASSDefectTracker:
         if fabric_speed is not None:
             totals["fabric_speed"] = float(fabric_speed)
         defect_of = {track_id: defect.defect_id for defect in defects for track_id in defect.track_ids}
-        tracks = [{**summary.to_dict(), "defect_id": defect_of.get(summary.track_id)} for summary in self.summaries()]
+        flicker_of = {track_id: item.defect_id for item in self.flicker() for track_id in item.track_ids}
+        tracks = [{**summary.to_dict(), "defect_id": defect_of.get(summary.track_id),
+                   "flicker_id": flicker_of.get(summary.track_id)} for summary in self.summaries()]
         return {"defects": [defect.to_dict() for defect in defects], "tracks": tracks, "totals": totals,
                 "flicker": [defect.to_dict() for defect in self.flicker()]}
 

@@ -412,6 +412,9 @@ def test_flicker_seen_in_few_of_the_frames_showing_its_place_is_left_out() -> No
     assert blob not in [d.surface_box_px for d in kept.defects()]
     (left_out,) = report["flicker"]  # reported apart, measured as the defects are
     assert left_out["surface_box_px"] == list(blob) and left_out["presence"] < 0.25 and left_out["hits"] == 4
+    (blip,) = [track for track in report["tracks"] if track["defect_id"] is None]
+    assert blip["flicker_id"] == left_out["defect_id"] == 1 and [blip["track_id"]] == left_out["track_ids"]
+    assert all(track["flicker_id"] is None for track in report["tracks"] if track["defect_id"] is not None)
     with pytest.raises(TrackingError, match="min_presence"):
         GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.5, min_presence=1.5)
 
