@@ -400,7 +400,8 @@ def test_flicker_seen_in_few_of_the_frames_showing_its_place_is_left_out() -> No
     everything, kept = flicker_run(0.0), flicker_run(0.25)
     presences = sorted(defect.presence for defect in everything.defects())
     assert len(presences) == 5 and everything.num_flicker == 0
-    # The blob: 4 detections of ~41 frames (10..50) that showed its place; the painted defects: nearly all.
+    # The blob: 4 detections in the 29 frames 10..38 (its last detection + the 25-frame lost-track budget at
+    # 25 FPS), all of which showed its place; the painted defects: nearly all the frames.
     assert 0.05 < presences[0] < 0.15 and presences[1] > 0.9
     assert kept.num_defects == 4 and kept.num_flicker == 1
     report = kept.report()
