@@ -101,6 +101,7 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
                                  fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM,
                                  min_presence=tracking.MIN_PRESENCE,
                                  region_scale=tracking.region_scale("auto", engine), surface_window=surface_window,
+                                 thin_cell_px=tracking.thin_cell_px("image", engine, (info.height, info.width)),
                                  **surface_edges(engine, (info.height, info.width)))
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)

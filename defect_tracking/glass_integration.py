@@ -27,6 +27,7 @@ import drawing
 from defect_tracking import surface
 from defect_tracking.motion_estimation import SurfaceMotionEstimator
 from defect_tracking.surface_bytetrack import SurfaceByteTracker, TrackerConfig, TrackingError
+from defect_tracking.thin_regions import refine_thin_regions
 
 LOGGER = logging.getLogger(__name__)
 REGION_HEIGHT = 0.5  # regions measured at half their height above the frame's background (surface.cut_at_height)
@@ -223,7 +224,7 @@ class GLASSDefectTracker:
                  region_height: float = REGION_HEIGHT, region_scale: str = "linear", min_presence: float = 0.0,
                  surface_window: int = 1,
                  surface_min_frames: int | None = None, surface_view: tuple[int, int, int, int] | None = None,
-                 surface_margin: int = 0) -> None:
+                 surface_margin: int = 0, thin_cell_px: float | None = None) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
         min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
@@ -245,6 +246,9 @@ class GLASSDefectTracker:
         surface_view, surface_margin: the scored part of the frame (where the surface motion is measured, too)
         and the band at its ends along the motion whose pixels are not averaged (surface.SurfaceAverage;
         InferenceEngine.edge_band gives both).
+        thin_cell_px: the map's patch cell in frame pixels; regions no wider than two cells are then measured
+        on the frame itself (thin_regions.refine_thin_regions: the map does not resolve their width); None:
+        every region as the map cuts it.
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
@@ -263,6 +267,10 @@ class GLASSDefectTracker:
         self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames, surface_view,
                                                int(surface_margin))
                         if self.surface_window > 1 else None)
+        if thin_cell_px is not None and (isinstance(thin_cell_px, bool) or not isinstance(thin_cell_px, (int, float))
+                                         or not math.isfinite(thin_cell_px) or thin_cell_px <= 0):
+            raise TrackingError(f"thin_cell_px must be a positive number or None, got {thin_cell_px!r}")
+        self.thin_cell_px = None if thin_cell_px is None else float(thin_cell_px)
         self.min_hits = min_hits
         if isinstance(min_presence, bool) or not isinstance(min_presence, (int, float)) \
                 or not 0.0 <= min_presence <= 1.0:
@@ -367,6 +375,8 @@ class GLASSDefectTracker:
         uncut = np.where(regions >= self.low_threshold, regions, 0)
         anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height, self.surface_view,
                                             self.region_scale)
+        if self.thin_cell_px is not None:
+            anomaly_map = refine_thin_regions(anomaly_map, frame, self.thin_cell_px, self.surface_view)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px, uncut > 0)
@@ -543,7 +553,7 @@ class GLASSDefectTracker:
     def settings(self) -> dict[str, Any]:
         """JSON-ready tracking settings, for a run report."""
         return {"threshold": self.threshold, "low_threshold": self.low_threshold, "region_height": self.region_height,
-                "region_scale": self.region_scale,
+                "region_scale": self.region_scale, "thin_cell_px": self.thin_cell_px,
                 "use_morphology": self.use_morphology, "min_hits": self.min_hits, "min_presence": self.min_presence,
                 "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,

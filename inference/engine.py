@@ -113,6 +113,15 @@ class InferenceEngine:
         except preprocess.PreprocessError as err:
             raise EngineError(str(err)) from None
 
+    def cell_px(self, frame_shape: Sequence[int]) -> float:
+        """The map's patch cell (its grid's stride at the training scale) in frame pixels, for frames of this
+        shape (or their ROI)."""
+        try:
+            geometry = self.info.geometry(frame_shape, self.roi)
+        except preprocess.PreprocessError as err:
+            raise EngineError(str(err)) from None
+        return self.info.stride * geometry.roi_size[0] / geometry.scaled[0]
+
     def edge_band(self, frame_shape: Sequence[int]) -> tuple[preprocess.Roi, int]:
         """(the scored part of a frame of this shape, the width in frame pixels of the band at its edges where
         the network's own border shows in the maps: EDGE_STRIDES of the backbone's largest stride at the

@@ -413,6 +413,17 @@ def test_regions_extend_to_the_typical_defect_free_peak(tiny_model):
     assert checkpoint_thresholds(old) == (fallback, fallback, None)
 
 
+def test_cell_px_is_the_grid_stride_in_frame_pixels():
+    """Known answers: stride 8 at the training scale, times the frame's (or its ROI's) scale."""
+    engine = InferenceEngine(_CellMean(), dataclasses.replace(_CELL_INFO, resize=320, imagesize=320))
+    assert engine.cell_px((320, 768)) == pytest.approx(8.0)
+    assert engine.cell_px((640, 1536)) == pytest.approx(16.0)  # twice the training scale
+    assert engine.cell_px((200, 900)) == pytest.approx(5.0)
+    with_roi = InferenceEngine(_CellMean(), dataclasses.replace(_CELL_INFO, resize=320, imagesize=320),
+                               roi=(0, 0, 900, 160))
+    assert with_roi.cell_px((320, 900)) == pytest.approx(4.0)  # the ROI's 160 rows are scored at 320
+
+
 def test_edge_band_is_four_strides_at_the_training_scale_within_a_quarter_of_the_region():
     """Known answers: 4 x pad_to (16) = 64 training-scale pixels, times the frame's scale; capped at a quarter of
     the region's shorter side; the region is the ROI when one is set."""

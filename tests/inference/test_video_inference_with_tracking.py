@@ -97,6 +97,7 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert report["settings"]["threshold"] == 0.5  # --threshold also cuts the regions unless --pixel_threshold
     assert report["settings"]["region_scale"] == "logit"  # --region_scale auto: GLASS's sigmoid
     assert report["settings"]["min_presence"] == 0.25 and totals["flicker_left_out"] >= 0
+    assert report["settings"]["thin_cell_px"] == pytest.approx(8.0)  # --thin_regions image: the map's 8 px cell
     assert all(0.25 <= defect["presence"] <= 1.0 for defect in report["defects"])
     assert len(report["flicker"]) == totals["flicker_left_out"]
     assert all(0.0 < defect["presence"] < 0.25 for defect in report["flicker"])
@@ -183,6 +184,7 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     ("bad region height", "--region_height"),
     ("bad region scale", "--region_scale"),
     ("bad min presence", "--min_presence"),
+    ("bad thin regions", "--thin_regions"),
     ("bad pixel threshold", "--pixel_threshold"),
     ("surface window without calibration", "calibrate_surface.py"),
     ("surface min frames above the window", "--surface_min_frames"),
@@ -227,6 +229,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--region_scale", "log"]
     elif case == "bad min presence":
         extra = ["--min_presence", "1.5"]
+    elif case == "bad thin regions":
+        extra = ["--thin_regions", "pixels"]
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
     elif case == "surface window without calibration":

@@ -1,0 +1,93 @@
+"""Regions narrower than the anomaly map resolves, measured on the frame itself.
+
+The map is the model's evidence at patch cells (8 px at the training scale) blurred over them, so a defect
+narrower than about one cell (a crack, a scratch, a cluster of pits) comes out of the map as wide as the blur,
+whatever its real width: a 3 px line is cut 8-16 px wide and measured two to three times its area. Inside
+such a region the frame shows where the defect is: it is darker (or brighter) than the surface around it,
+and the map has already said it is there. So for each region whose half-width is at most one cell:
+
+1. the frame's contrast: its grey level minus the median of a window about twice the region's width (the
+   median of a window wider than a line is the surface without the line);
+2. the defect's sign: darker or brighter, the sign of the mean contrast over the region;
+3. the split: Otsu's threshold on the region's signed contrast (the level that best separates two classes
+   of pixels, the defect's and the surface's, with no parameter of its own);
+4. the defect: the region's pixels at or above that level, grown by up to one cell along connected pixels
+   above it (the map cuts a line's ends and branches short; the frame still shows them).
+
+A region whose frame shows no such pixels (fewer than its centre line's length) is left as the map cut it,
+as is every region wider than a cell: the map resolves those, and a wide defect's own texture would split
+under Otsu. Written with OpenCV/SciPy/scikit-image pieces (median, distance transform, skeleton, Otsu); no
+library measures a defect's extent inside a coarse detection map.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+from skimage.morphology import skeletonize
+
+_EIGHT = np.ones((3, 3), bool)
+
+
+def refine_thin_regions(region_map: np.ndarray, frame: np.ndarray, cell_px: float,
+                        view: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """`region_map` (an anomaly map zeroed outside its regions, at frame resolution) with every 8-connected
+    region no wider than two `cell_px` measured on `frame` (BGR or grey, same height and width): its pixels
+    kept where the frame shows the defect, grown along it by up to one cell inside `view` (x0, y0, x1, y1;
+    None: the whole frame); pixels it gains get the region's lowest kept score."""
+    if cell_px <= 0:
+        raise ValueError(f"cell_px {cell_px}: the map's patch cell in frame pixels must be positive")
+    inside = region_map > 0
+    if not inside.any():
+        return region_map
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else np.asarray(frame)
+    if grey.dtype != np.uint8:
+        grey = np.clip(grey, 0, 255).astype(np.uint8)
+    allowed = np.zeros(inside.shape, bool)
+    x0, y0, x1, y1 = view or (0, 0, inside.shape[1], inside.shape[0])
+    allowed[y0:y1, x0:x1] = True
+    grow = max(int(round(cell_px)), 1)
+    margin = 4 * grow + 2  # room for the median window and the growth around the region
+    labels, _ = ndimage.label(inside, structure=_EIGHT)
+    result = region_map.copy()
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        top, left = max(box[0].start - margin, 0), max(box[1].start - margin, 0)
+        window = (slice(top, min(box[0].stop + margin, inside.shape[0])),
+                  slice(left, min(box[1].stop + margin, inside.shape[1])))
+        region = labels[window] == label
+        defect = _defect_pixels(region, grey[window], cell_px, grow, allowed[window])
+        if defect is None:
+            continue
+        scores = result[window]
+        floor = scores[region & defect].min()
+        scores[region & ~defect] = 0
+        scores[defect & ~region & (scores == 0)] = floor
+    return result
+
+
+def _defect_pixels(region: np.ndarray, grey: np.ndarray, cell_px: float, grow: int,
+                   allowed: np.ndarray) -> np.ndarray | None:
+    """The pixels of a thin region (and its surroundings) where the frame shows the defect; None when the
+    region is wider than the map resolves or its frame shows no defect."""
+    centre_line = skeletonize(region)
+    length = int(centre_line.sum())
+    if length < 3:
+        return None
+    if np.percentile(ndimage.distance_transform_edt(region)[centre_line], 90) > cell_px:
+        return None  # wider than a cell somewhere along most of it: the map resolves it
+    half_width = region.sum() / length / 2.0
+    size = int(min(max(2 * round(2 * half_width) + 1, 5), 4 * grow + 1))
+    contrast = grey.astype(np.float32) - cv2.medianBlur(np.ascontiguousarray(grey), size).astype(np.float32)
+    if contrast[region].mean() < 0:
+        contrast = -contrast
+    values = contrast[region]
+    if values.min() == values.max():
+        return None  # a flat frame: nothing to split
+    above = contrast >= threshold_otsu(values)
+    kept = region & above
+    reach = ndimage.binary_dilation(region, iterations=grow) & above & allowed
+    pieces, _ = ndimage.label(reach, structure=_EIGHT)
+    touched = np.unique(pieces[kept])
+    defect = np.isin(pieces, touched[touched > 0])
+    return defect if defect.sum() >= length else None
