@@ -21,7 +21,9 @@ A note follows the table when the surface itself peaks at or above the threshold
 on this surface).
 
 `--picture PATH` also writes one tile per defect: the middle sampled frame around the defect's box (red)
-over the map there (JET colours, the threshold at the middle of the scale: red above, blue well below).
+over the map there (JET colours, the threshold at the middle of the scale: red above, blue well below). On the
+frame, the outlines of that frame's regions as tracking cuts them from the map (yellow: at half their height on
+the model's evidence) and as it measures them (green: thin ones on the frame, `--thin_regions image`).
 """
 from __future__ import annotations
 
@@ -42,11 +44,16 @@ import utils
 import video_io
 from inference import calibrate_surface
 from inference import cli as shared
-from inference.engine import InferenceEngine
+from defect_tracking import GLASSDefectTracker
+from inference import tracking_run
+from inference.engine import InferenceEngine, surface_edges
+from size_analyzer import DefectSizeAnalyzer
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
 TILE = 128  # frame pixels around a defect in the picture (shown at twice the size)
 RED = (0, 0, 255)
+YELLOW = (0, 255, 255)
+GREEN = (0, 255, 0)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -60,6 +67,7 @@ class Response:
     inside: np.ndarray  # per sampled frame: the map's peak in the defect's box
     outside: np.ndarray  # per sampled frame: the map's peak away from every painted defect
     view: tuple[np.ndarray, np.ndarray, Box] | None = None  # the middle sample's (frame, map, box), for the picture
+    regions: tuple[np.ndarray, np.ndarray] | None = None  # that frame's regions: cut from the map, measured
 
     def verdict(self, threshold: float) -> str:
         """above threshold / below threshold / not above the surface (see the module docstring)."""
@@ -126,8 +134,9 @@ def read_frames(video: Path, wanted: set[int]) -> dict[int, np.ndarray]:
 
 
 def measure(engine: InferenceEngine, video: Path, truth: dict[str, Any], pixel_size: float, samples: int,
-            margin: int) -> list[Response]:
-    """The map's response to every painted defect of a conveyor video."""
+            margin: int, tracker: GLASSDefectTracker | None = None) -> list[Response]:
+    """The map's response to every painted defect of a conveyor video (with `tracker`: also the middle sample's
+    regions as it cuts and measures them)."""
     boxes = frame_boxes(truth)
     plan = {int(d["defect_id"]): sample_frames(d, boxes, samples) for d in truth.get("defects", [])}
     frames = read_frames(video, {index for picks in plan.values() for index in picks})
@@ -141,8 +150,13 @@ def measure(engine: InferenceEngine, video: Path, truth: dict[str, Any], pixel_s
         inside, outside = (np.array(values, np.float64) for values in zip(*pairs)) if pairs else (np.zeros(0),) * 2
         middle = len(picks) // 2
         view = (frames[picks[middle]], results[middle].anomaly_map, boxes[picks[middle]][defect_id]) if picks else None
+        regions = None
+        if view is not None and tracker is not None:
+            _, cut, measured = tracker.region_maps(view[0], view[1], results[middle].is_defect)
+            regions = (cut, measured)
         area = float(defect.get("area_pixels", float("nan"))) * pixel_size ** 2  # nan: the sidecar gives none
-        responses.append(Response(defect_id, str(defect.get("defect_type", "defect")), area, inside, outside, view))
+        responses.append(Response(defect_id, str(defect.get("defect_type", "defect")), area, inside, outside, view,
+                                  regions))
     return responses
 
 
@@ -175,6 +189,10 @@ def tile(response: Response, threshold: float) -> np.ndarray:
         crop = np.s_[top:top + TILE, left:left + TILE]
         image = drawing.as_bgr(frame[crop])
         cv2.rectangle(image, (x0 - left - 2, y0 - top - 2), (x1 - left + 1, y1 - top + 1), RED, 1)
+        for regions, colour in zip(response.regions or (), (YELLOW, GREEN)):
+            outlines, _ = cv2.findContours((regions[crop] > 0).astype(np.uint8), cv2.RETR_LIST,
+                                           cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(image, outlines, -1, colour, 1)
         heat = drawing.colorize(amap[crop], threshold - 0.25, threshold + 0.25)
         canvas[:image.shape[0], :image.shape[1]] = image
         canvas[TILE:TILE + heat.shape[0], :heat.shape[1]] = heat
@@ -224,7 +242,12 @@ def main(video: Path, pixel_size: float, samples: int, margin: int, picture_path
     engine = InferenceEngine.from_config(engine_cfg)
     levels = calibrate_surface.tracking_levels(engine, class_dir, {**options, "surface_window": 1})
     click.echo(f"region threshold {levels.threshold:.4f} (single frames; from {levels.source})")
-    responses = measure(engine, video, truth, pixel_size, samples, margin)
+    frame_shape = (int(truth["height"]), int(truth["width"]))
+    tracker = GLASSDefectTracker(DefectSizeAnalyzer(pixel_size, "mm"), threshold=levels.threshold,
+                                 low_threshold=levels.low_threshold, motion_method=None,
+                                 region_scale=tracking_run.region_scale("auto", engine),
+                                 thin_cell_px=engine.cell_px(frame_shape), **surface_edges(engine, frame_shape))
+    responses = measure(engine, video, truth, pixel_size, samples, margin, tracker)
     click.echo(table(responses, levels.threshold))
     if picture_path is not None and responses:
         picture(responses, levels.threshold, picture_path)

@@ -369,14 +369,7 @@ class GLASSDefectTracker:
             flagged = False  # the frame's image score says nothing about the average
         # Otherwise the map is analysed first: a map the analyzer rejects leaves the motion state untouched.
         started = time.perf_counter()
-        regions = full_map
-        if self.low_threshold < self.threshold:
-            regions = surface.hysteresis_map(full_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
-        uncut = np.where(regions >= self.low_threshold, regions, 0)
-        anomaly_map = surface.cut_at_height(uncut, full_map, self.region_height, self.surface_view,
-                                            self.region_scale)
-        if self.thin_cell_px is not None:
-            anomaly_map = refine_thin_regions(anomaly_map, frame, self.thin_cell_px, self.surface_view)
+        uncut, _, anomaly_map = self.region_maps(frame, full_map, flagged)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px, uncut > 0)
@@ -413,6 +406,19 @@ class GLASSDefectTracker:
         self.stage_seconds["tracking"] += finished - measured
         return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
                            new_representative, len(metrics.defects), metrics, full_map)
+
+    def region_maps(self, frame: np.ndarray, anomaly_map: np.ndarray,
+                    flagged: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One frame's regions (the map zeroed outside them): as the thresholds find them, cut at their height
+        (region_height, region_scale), and as measured (thin ones on the frame when thin_cell_px is set)."""
+        regions = anomaly_map
+        if self.low_threshold < self.threshold:
+            regions = surface.hysteresis_map(anomaly_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
+        uncut = np.where(regions >= self.low_threshold, regions, 0)
+        cut = surface.cut_at_height(uncut, anomaly_map, self.region_height, self.surface_view, self.region_scale)
+        measured = cut if self.thin_cell_px is None else refine_thin_regions(cut, frame, self.thin_cell_px,
+                                                                             self.surface_view)
+        return uncut, cut, measured
 
     @property
     def surface_offset(self) -> tuple[float, float]:

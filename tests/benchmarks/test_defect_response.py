@@ -134,3 +134,23 @@ def test_picture_tiles_frame_over_map_per_defect(tmp_path):
     assert not image[512:, 256:].any()  # blank tiles
     with pytest.raises(response.video_io.VideoError, match="--picture"):
         response.picture(responses, 0.7, tmp_path / "tiles.txt")
+
+
+def test_a_tile_outlines_the_regions_as_cut_from_the_map_and_as_measured():
+    """Yellow: the region as the map cuts it; green: as tracking measures it (here a thin line inside it)."""
+    frame = np.full((128, 128, 3), 100, np.uint8)
+    amap = np.zeros((128, 128), np.float32)
+    cut = np.zeros_like(amap)
+    cut[50:70, 20:100] = 0.9
+    measured = np.zeros_like(amap)
+    measured[59:62, 24:96] = 0.9
+    result = response.Response(1, "scratch", 5.0, np.array([0.9]), np.array([0.5]),
+                               (frame, amap, (20, 50, 100, 70)), (cut, measured))
+    image = response.tile(result, threshold=0.7)[:256]  # the frame's half, shown at twice the size
+    yellow = np.all(image == response.YELLOW, axis=2)
+    green = np.all(image == response.GREEN, axis=2)
+    assert yellow[2 * 50:2 * 51, 2 * 30:2 * 90].all()  # the cut's top edge
+    assert green[2 * 59:2 * 60, 2 * 30:2 * 90].all() and not green[2 * 50:2 * 56].any()
+    plain = response.tile(response.Response(1, "scratch", 5.0, np.array([0.9]), np.array([0.5]),
+                                            (frame, amap, (20, 50, 100, 70))), threshold=0.7)
+    assert not np.all(plain == response.GREEN, axis=2).any()
