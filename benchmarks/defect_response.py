@@ -91,9 +91,24 @@ def check_defects(truth: dict[str, Any]) -> None:
 
 
 def frame_boxes(truth: dict[str, Any]) -> list[dict[int, Box]]:
-    """Per frame of the sidecar, each visible defect's box in that frame."""
-    return [{int(seen["defect_id"]): tuple(int(v) for v in seen["box"]) for seen in frame.get("defects", [])}
-            for frame in truth["frames"]]
+    """Per frame of the sidecar, each visible defect's box in that frame: as the frame lists it, or (sidecars
+    that give each defect's box on the belt and each frame's offset, as benchmarks/steel_conveyor.py writes)
+    the belt box moved by the frame's offset (frame x = belt x - offset), clipped to the frame."""
+    if any(frame.get("defects") for frame in truth["frames"]) or not truth.get("defects"):
+        return [{int(seen["defect_id"]): tuple(int(v) for v in seen["box"]) for seen in frame.get("defects", [])}
+                for frame in truth["frames"]]
+    width, height = int(truth["width"]), int(truth["height"])
+    boxes: list[dict[int, Box]] = []
+    for frame in truth["frames"]:
+        shift = int(round(float(frame.get("offset", 0.0))))
+        seen = {}
+        for defect in truth["defects"]:
+            x0, y0, x1, y1 = (int(v) for v in defect["box"])
+            box = (max(x0 - shift, 0), max(y0, 0), min(x1 - shift, width), min(y1, height))
+            if box[0] < box[2] and box[1] < box[3]:
+                seen[int(defect["defect_id"])] = box
+        boxes.append(seen)
+    return boxes
 
 
 def sample_frames(defect: dict[str, Any], boxes: Sequence[dict[int, Box]], samples: int) -> list[int]:

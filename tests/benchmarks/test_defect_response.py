@@ -154,3 +154,11 @@ def test_a_tile_outlines_the_regions_as_cut_from_the_map_and_as_measured():
     plain = response.tile(response.Response(1, "scratch", 5.0, np.array([0.9]), np.array([0.5]),
                                             (frame, amap, (20, 50, 100, 70))), threshold=0.7)
     assert not np.all(plain == response.GREEN, axis=2).any()
+
+
+def test_frame_boxes_from_belt_boxes_and_frame_offsets():
+    """A sidecar with belt boxes and frame offsets (steel_conveyor.py's): boxes moved by the offset, clipped."""
+    truth = {"width": 100, "height": 50, "frames": [{"index": i, "offset": 30.0 * i} for i in range(4)],
+             "defects": [{"defect_id": 1, "box": [90, 10, 120, 20]}, {"defect_id": 2, "box": [0, 45, 10, 60]}]}
+    assert response.frame_boxes(truth) == [{1: (90, 10, 100, 20), 2: (0, 45, 10, 50)}, {1: (60, 10, 90, 20)},
+                                           {1: (30, 10, 60, 20)}, {1: (0, 10, 30, 20)}]
