@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=utils.positive_int, default=8)
     parser.add_argument("--surface_window", type=utils.positive_int, default=1,
                         help="tracking's --surface_window (its cost; the model's own thresholds are kept)")
+    parser.add_argument("--thin_regions", nargs="+", choices=("image", "map"), default=["image"],
+                        help="tracking's --thin_regions (each one timed; image: thin regions measured on the frame)")
     parser.add_argument("--threads", type=utils.positive_int, default=None,
                         help="ONNX Runtime threads (default: physical cores)")
     return parser.parse_args(argv)
@@ -91,7 +93,7 @@ def wrn50_engine(args: argparse.Namespace, backend: str, folder: Path) -> tuple[
 
 
 def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
-             surface_window: int = 1) -> tuple[runner.RunSummary, dict]:
+             surface_window: int = 1, thin_regions: str = "image") -> tuple[runner.RunSummary, dict]:
     """One tracking run as the script does it; (run summary, tracking report)."""
     info = video_io.probe_video(video)
     layout = tracking.TrackingOutput(folder / "out.mp4", folder / "defects", folder / "report.json")
@@ -101,7 +103,7 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
                                  fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM,
                                  min_presence=tracking.MIN_PRESENCE,
                                  region_scale=tracking.region_scale("auto", engine), surface_window=surface_window,
-                                 thin_cell_px=tracking.thin_cell_px("image", engine, (info.height, info.width)),
+                                 thin_cell_px=tracking.thin_cell_px(thin_regions, engine, (info.height, info.width)),
                                  **surface_edges(engine, (info.height, info.width)))
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)
@@ -139,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [frame_size(text) for text in args.sizes]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        runs = [(key, backend, size) for size in sizes for key in args.models for backend in args.backends]
-        for key, backend, (width, height) in runs:
+        runs = [(key, backend, size, thin) for size in sizes for key in args.models for backend in args.backends
+                for thin in args.thin_regions]
+        for key, backend, (width, height), thin in runs:
             video = folder / f"conveyor_{width}x{height}.mp4"
             if not video.exists():
                 create_conveyor_video(video, ConveyorConfig(
@@ -154,21 +157,21 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 engine, weights = wrn50_engine(args, backend, folder)
                 label = "wideresnet50 288"
-            run_once(engine, video, folder / f"warm-{key}-{backend}-{width}", min(frames, 24),
-                     args.surface_window)  # warm-up
-            summary, report = run_once(engine, video, folder / f"{key}-{backend}-{width}", frames,
-                                       args.surface_window)
+            run_once(engine, video, folder / f"warm-{key}-{backend}-{width}-{thin}", min(frames, 24),
+                     args.surface_window, thin)  # warm-up
+            summary, report = run_once(engine, video, folder / f"{key}-{backend}-{width}-{thin}", frames,
+                                       args.surface_window, thin)
             perf = report["performance"]
             stages = perf["stage_ms_per_frame"]
             track_ms = perf["tracking_ms_per_frame"]
-            rows.append([label, weights, backend, f"{width}x{height}", str(summary.frames),
+            rows.append([label, weights, backend, thin, f"{width}x{height}", str(summary.frames),
                          f"{summary.measured_fps:.1f}",
                          *(f"{stages[s]:.1f}" for s in runner.STAGES),
                          f"{sum(track_ms.values()):.1f}",
                          *(truth_columns(report, sidecar, frames) if weights != "random" else ["n/a", "n/a"])])
-            print(f"done: {label} {backend} {width}x{height}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
-    header = ["model", "weights", "backend", "frame", "frames", "FPS", "decode ms", "score ms", "render ms",
-              "write ms", "(track ms)", "defects / painted", "dx / true dx"]
+            print(f"done: {label} {backend} {thin} {width}x{height}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
+    header = ["model", "weights", "backend", "thin regions", "frame", "frames", "FPS", "decode ms", "score ms",
+              "render ms", "write ms", "(track ms)", "defects / painted", "dx / true dx"]
     print(format_table(header, rows))
     print("render includes tracking (track ms: size analysis + motion + ByteTrack, and the surface average with "
           f"--surface_window {args.surface_window}), the overlay and the boxes; "

@@ -26,19 +26,21 @@ def _rows(text: str) -> list[list[str]]:
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[1:]]
 
 
-@pytest.mark.parametrize("window", [1, 5])
-def test_table_row_per_size_with_frames_fps_and_the_true_motion(bench, tiny_model, capsys, window):
-    """A 96x64 and a 64x96 conveyor (1 px/frame): one row each, the asked frames timed, a positive FPS, stage
-    times that add up to no more than the frame time, and the measured belt motion within 0.3 px of the
-    truth (the motion estimate does not depend on the model); with --surface_window 5 the averaging path."""
+@pytest.mark.parametrize(("window", "thin"), [(1, ["image"]), (5, ["image", "map"])])
+def test_table_row_per_size_with_frames_fps_and_the_true_motion(bench, tiny_model, capsys, window, thin):
+    """A 96x64 and a 64x96 conveyor (1 px/frame): one row each (and each --thin_regions), the asked frames
+    timed, a positive FPS, stage times that add up to no more than the frame time, and the measured belt motion
+    within 0.3 px of the truth (the motion estimate does not depend on the model); with --surface_window 5 the
+    averaging path."""
     code = bench.main(["--models", "lite0", "--backends", "torch", "--model_path", str(tiny_model.model_path),
                        "--class_name", tiny_model.class_name, "--texture", "gravel", "--sizes", "96x64", "64x96",
-                       "--frames", "12", "--batch_size", "4", "--surface_window", str(window)])
+                       "--frames", "12", "--batch_size", "4", "--surface_window", str(window), "--thin_regions",
+                       *thin])
     assert code == 0
     rows = _rows(capsys.readouterr().out)
-    assert [row[3] for row in rows] == ["96x64", "64x96"]
+    assert [(row[3], row[4]) for row in rows] == [(t, size) for size in ("96x64", "64x96") for t in thin]
     for row in rows:
-        model, weights, backend, _, frames, fps, *stages = row
+        model, weights, backend, _, _, frames, fps, *stages = row
         assert (backend, frames) == ("torch", "12") and weights.startswith("trained")
         assert float(fps) > 0
         decode, score, render, write = (float(v) for v in stages[:4])
