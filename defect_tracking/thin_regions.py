@@ -28,6 +28,7 @@ from skimage.filters import threshold_otsu
 from skimage.morphology import skeletonize
 
 _EIGHT = np.ones((3, 3), bool)
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # grown one pixel per step, as ndimage's default
 
 
 def refine_thin_regions(region_map: np.ndarray, frame: np.ndarray, cell_px: float,
@@ -49,12 +50,12 @@ def refine_thin_regions(region_map: np.ndarray, frame: np.ndarray, cell_px: floa
     allowed[y0:y1, x0:x1] = True
     grow = max(int(round(cell_px)), 1)
     margin = 4 * grow + 2  # room for the median window and the growth around the region
-    labels, _ = ndimage.label(inside, structure=_EIGHT)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
     result = region_map.copy()
-    for label, box in enumerate(ndimage.find_objects(labels), start=1):
-        top, left = max(box[0].start - margin, 0), max(box[1].start - margin, 0)
-        window = (slice(top, min(box[0].stop + margin, inside.shape[0])),
-                  slice(left, min(box[1].stop + margin, inside.shape[1])))
+    for label in range(1, count):
+        x, y, w, h = (int(v) for v in stats[label, :4])
+        top, left = max(y - margin, 0), max(x - margin, 0)
+        window = (slice(top, min(y + h + margin, inside.shape[0])), slice(left, min(x + w + margin, inside.shape[1])))
         region = labels[window] == label
         defect = _defect_pixels(region, grey[window], cell_px, grow, allowed[window])
         if defect is None:
@@ -74,7 +75,8 @@ def _defect_pixels(region: np.ndarray, grey: np.ndarray, cell_px: float, grow: i
     length = int(centre_line.sum())
     if length < 3:
         return None
-    if np.percentile(ndimage.distance_transform_edt(region)[centre_line], 90) > cell_px:
+    radius = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    if np.percentile(radius[centre_line], 90) > cell_px:
         return None  # wider than a cell somewhere along most of it: the map resolves it
     half_width = region.sum() / length / 2.0
     size = int(min(max(2 * round(2 * half_width) + 1, 5), 4 * grow + 1))
@@ -86,7 +88,7 @@ def _defect_pixels(region: np.ndarray, grey: np.ndarray, cell_px: float, grow: i
         return None  # a flat frame: nothing to split
     above = contrast >= threshold_otsu(values)
     kept = region & above
-    reach = ndimage.binary_dilation(region, iterations=grow) & above & allowed
+    reach = cv2.dilate(region.astype(np.uint8), _CROSS, iterations=grow).astype(bool) & above & allowed
     pieces, _ = ndimage.label(reach, structure=_EIGHT)
     touched = np.unique(pieces[kept])
     defect = np.isin(pieces, touched[touched > 0])
