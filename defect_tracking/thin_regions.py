@@ -18,8 +18,9 @@ and the map has already said it is there. So for each region whose half-width is
 A region whose frame shows no such pixels (fewer than its centre line's length) is left as the map cut it,
 as is every region whose half-width exceeds a cell: the map resolves those, and a wide defect's own texture
 would split under Otsu. What is measured is the part the frame sets apart from the surface: a defect whose
-extent includes a faint fringe comes out as its core (the grass line's doubled edge crack, -40 %). Written with OpenCV/SciPy/scikit-image pieces (median, distance transform, skeleton, Otsu); no
-library measures a defect's extent inside a coarse detection map.
+extent includes a faint fringe comes out as its core (the grass line's doubled edge crack, -40 %). Written with
+OpenCV/SciPy/scikit-image pieces (median, distance transform, skeleton, Otsu); no library measures a defect's
+extent inside a coarse detection map.
 """
 from __future__ import annotations
 

@@ -113,23 +113,24 @@ class InferenceEngine:
         except preprocess.PreprocessError as err:
             raise EngineError(str(err)) from None
 
+    def _whole_geometry(self, frame_shape: Sequence[int]) -> preprocess.FrameGeometry:
+        """How a frame of this shape is scored whole (its ROI), with no grid shift; EngineError for a bad shape."""
+        try:
+            return self.info.geometry(frame_shape, self.roi)
+        except preprocess.PreprocessError as err:
+            raise EngineError(str(err)) from None
+
     def cell_px(self, frame_shape: Sequence[int]) -> float:
         """The map's patch cell (its grid's stride at the training scale) in frame pixels, for frames of this
         shape (or their ROI)."""
-        try:
-            geometry = self.info.geometry(frame_shape, self.roi)
-        except preprocess.PreprocessError as err:
-            raise EngineError(str(err)) from None
+        geometry = self._whole_geometry(frame_shape)
         return self.info.stride * geometry.roi_size[0] / geometry.scaled[0]
 
     def edge_band(self, frame_shape: Sequence[int]) -> tuple[preprocess.Roi, int]:
         """(the scored part of a frame of this shape, the width in frame pixels of the band at its edges where
         the network's own border shows in the maps: EDGE_STRIDES of the backbone's largest stride at the
         training scale, at most a quarter of the region's shorter side so that half of it stays averaged)."""
-        try:
-            geometry = self.info.geometry(frame_shape, self.roi)
-        except preprocess.PreprocessError as err:
-            raise EngineError(str(err)) from None
+        geometry = self._whole_geometry(frame_shape)
         band = math.ceil(EDGE_STRIDES * self.info.pad_to * geometry.roi_size[0] / geometry.scaled[0])
         return geometry.roi, int(min(band, min(geometry.roi_size) // 4))
 
