@@ -40,7 +40,7 @@ def refine_thin_regions(region_map: np.ndarray, frame: np.ndarray, cell_px: floa
     region no wider than two `cell_px` measured on `frame` (BGR or grey, same height and width): its pixels
     kept where the frame shows the defect, grown along it by up to one cell inside `view` (x0, y0, x1, y1;
     None: the whole frame); pixels it gains get the region's lowest kept score."""
-    if cell_px <= 0:
+    if not cell_px > 0:  # NaN too
         raise ValueError(f"cell_px {cell_px}: the map's patch cell in frame pixels must be positive")
     inside = region_map > 0
     if not inside.any():

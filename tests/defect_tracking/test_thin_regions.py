@@ -101,5 +101,6 @@ def test_same_input_same_regions_and_bad_cell_size_is_refused():
     np.testing.assert_array_equal(refine_thin_regions(region, frame, CELL), refine_thin_regions(region, frame, CELL))
     empty = np.zeros_like(region)
     assert refine_thin_regions(empty, frame, CELL) is empty
-    with pytest.raises(ValueError, match="cell_px"):
-        refine_thin_regions(region, frame, 0.0)
+    for bad in (0.0, -8.0, float("nan")):
+        with pytest.raises(ValueError, match="cell_px"):
+            refine_thin_regions(region, frame, bad)
