@@ -42,7 +42,7 @@ from inference import cli as shared
 from inference import runner
 from inference import tracking_run as tracking
 from inference.backends import TorchBackend
-from inference.engine import EngineConfig, InferenceEngine, surface_edges
+from inference.engine import EngineConfig, InferenceEngine
 from inference.onnx_runtime import OnnxBackend
 from preprocessing.create_conveyor_video import ConveyorConfig, create_conveyor_video
 from size_analyzer import DefectSizeAnalyzer
@@ -102,9 +102,8 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
     tracker = GLASSDefectTracker(DefectSizeAnalyzer(0.1, "mm", 10), threshold=high, low_threshold=low,
                                  fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM,
                                  min_presence=tracking.MIN_PRESENCE,
-                                 region_scale=tracking.region_scale("auto", engine), surface_window=surface_window,
-                                 thin_cell_px=tracking.thin_cell_px(thin_regions, engine, (info.height, info.width)),
-                                 **surface_edges(engine, (info.height, info.width)))
+                                 surface_window=surface_window,
+                                 **tracking.model_settings(engine, (info.height, info.width), "auto", thin_regions))
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)
     try:  # averaging scores frames with grid shifts, as tracking does

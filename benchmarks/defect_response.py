@@ -46,7 +46,7 @@ from inference import calibrate_surface
 from inference import cli as shared
 from defect_tracking import GLASSDefectTracker
 from inference import tracking_run
-from inference.engine import InferenceEngine, surface_edges
+from inference.engine import InferenceEngine
 from size_analyzer import DefectSizeAnalyzer
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (exclusive)
@@ -260,8 +260,7 @@ def main(video: Path, pixel_size: float, samples: int, margin: int, picture_path
     frame_shape = (int(truth["height"]), int(truth["width"]))
     tracker = GLASSDefectTracker(DefectSizeAnalyzer(pixel_size, "mm"), threshold=levels.threshold,
                                  low_threshold=levels.low_threshold, motion_method=None,
-                                 region_scale=tracking_run.region_scale("auto", engine),
-                                 thin_cell_px=engine.cell_px(frame_shape), **surface_edges(engine, frame_shape))
+                                 **tracking_run.model_settings(engine, frame_shape))
     responses = measure(engine, video, truth, pixel_size, samples, margin, tracker)
     click.echo(table(responses, levels.threshold))
     if picture_path is not None and responses:

@@ -249,6 +249,8 @@ class GLASSDefectTracker:
         thin_cell_px: the map's patch cell in frame pixels; regions no wider than two cells are then measured
         on the frame itself (thin_regions.refine_thin_regions: the map does not resolve their width); None:
         every region as the map cuts it.
+        These defaults know no model: inference.tracking_run.model_settings(engine, frame_shape) gives the
+        region_scale, thin_cell_px, surface_view and surface_margin the tracking command uses.
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")

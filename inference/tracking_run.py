@@ -401,12 +401,10 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
                                      min_hits=options["min_track_frames"], merge_gap_mm=options["merge_gap"],
                                      min_presence=options["min_presence"],
                                      region_height=options["region_height"],
-                                     region_scale=region_scale(options["region_scale"], engine),
                                      surface_window=levels.window,
                                      surface_min_frames=levels.min_frames,
-                                     thin_cell_px=thin_cell_px(options["thin_regions"], engine,
-                                                               (info.height, info.width)),
-                                     **surface_edges(engine, (info.height, info.width)))
+                                     **model_settings(engine, (info.height, info.width), options["region_scale"],
+                                                      options["thin_regions"]))
         run_cfg = replace(run_cfg, grid_shifts=averaging_shifts(engine, tracker))
         settings = {
             "region_levels_from": levels.source,
@@ -442,6 +440,15 @@ def thin_cell_px(choice: str, engine: InferenceEngine, frame_shape: Sequence[int
     """GLASSDefectTracker's thin_cell_px for --thin_regions: the map's cell in frame pixels ("image": thin regions
     measured on the frame), or None ("map")."""
     return engine.cell_px(frame_shape) if choice == "image" else None
+
+
+def model_settings(engine: InferenceEngine, frame_shape: Sequence[int], scale: str = "auto",
+                   thin_regions: str = "image") -> dict[str, Any]:
+    """GLASSDefectTracker's settings that follow from the model and the frame shape, as tracking sets them by
+    default (--region_scale auto, --thin_regions image): region_scale, thin_cell_px, surface_view, surface_margin.
+    The tracker's own defaults (the map itself, every region as the map cuts it, the whole frame) know no model."""
+    return {"region_scale": region_scale(scale, engine),
+            "thin_cell_px": thin_cell_px(thin_regions, engine, frame_shape), **surface_edges(engine, frame_shape)}
 
 
 def averaging_shifts(engine: InferenceEngine, tracker: GLASSDefectTracker

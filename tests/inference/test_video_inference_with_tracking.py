@@ -367,3 +367,19 @@ def test_averaging_shifts_only_when_averaging_and_along_the_measured_motion():
     assert len(shifts) == 5 and {s.axis for s in shifts} == {1} and all(0 <= s.offset < 16 for s in shifts)
     averaging.tracker._offset[:] = (2.0, -30.0)  # the surface has moved up
     assert {s.axis for s in averaging_shifts(engine, averaging)(8, 5)} == {0}
+
+
+def test_model_settings_are_the_tracking_commands_defaults(tiny_model):
+    """The tracker's model-derived settings: GLASS's logit scale, the map's cell in frame pixels (8 px at the
+    training scale, 16 px in frames twice as large), the engine's surface edges; --thin_regions map: none."""
+    from inference.engine import EngineConfig, InferenceEngine, surface_edges
+
+    engine = InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name,
+                                                      device="cpu"))
+    settings = tracking.model_settings(engine, (128, 256))
+    assert settings["region_scale"] == "logit"
+    assert settings["thin_cell_px"] == pytest.approx(2 * engine.cell_px((SIZE, SIZE))) == pytest.approx(16.0)
+    assert {key: settings[key] for key in ("surface_view", "surface_margin")} == surface_edges(engine, (128, 256))
+    plain = tracking.model_settings(engine, (SIZE, SIZE), "linear", "map")
+    assert plain["region_scale"] == "linear" and plain["thin_cell_px"] is None
+    assert set(plain) == set(settings) == {"region_scale", "thin_cell_px", "surface_view", "surface_margin"}
