@@ -430,25 +430,17 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
     return summary, layout
 
 
-def region_scale(choice: str, engine: InferenceEngine) -> str:
-    """The scale regions are measured on: the chosen one, or with "auto" the model's own (AnomalyModel.map_scale:
-    logit for GLASS and DRAEM, distance for the distance methods)."""
-    return map_scale_of(engine.info.method) if choice == "auto" else choice
-
-
-def thin_cell_px(choice: str, engine: InferenceEngine, frame_shape: Sequence[int]) -> float | None:
-    """GLASSDefectTracker's thin_cell_px for --thin_regions: the map's cell in frame pixels ("image": thin regions
-    measured on the frame), or None ("map")."""
-    return engine.cell_px(frame_shape) if choice == "image" else None
-
-
 def model_settings(engine: InferenceEngine, frame_shape: Sequence[int], scale: str = "auto",
                    thin_regions: str = "image") -> dict[str, Any]:
     """GLASSDefectTracker's settings that follow from the model and the frame shape, as tracking sets them by
-    default (--region_scale auto, --thin_regions image): region_scale, thin_cell_px, surface_view, surface_margin.
-    The tracker's own defaults (the map itself, every region as the map cuts it, the whole frame) know no model."""
-    return {"region_scale": region_scale(scale, engine),
-            "thin_cell_px": thin_cell_px(thin_regions, engine, frame_shape), **surface_edges(engine, frame_shape)}
+    default (--region_scale auto, --thin_regions image): region_scale (with "auto" the model's own,
+    AnomalyModel.map_scale: logit for GLASS and DRAEM, distance for the distance methods), thin_cell_px (the map's
+    cell in frame pixels with "image": thin regions measured on the frame; None with "map"), surface_view and
+    surface_margin. The tracker's own defaults (the map itself, every region as the map cuts it, the whole frame)
+    know no model."""
+    return {"region_scale": map_scale_of(engine.info.method) if scale == "auto" else scale,
+            "thin_cell_px": engine.cell_px(frame_shape) if thin_regions == "image" else None,
+            **surface_edges(engine, frame_shape)}
 
 
 def averaging_shifts(engine: InferenceEngine, tracker: GLASSDefectTracker
