@@ -292,6 +292,16 @@ class ViewHistory:
         bx0, by0, bx1, by1 = box
         return int(np.count_nonzero((x0 < bx1) & (bx0 < x1) & (y0 < by1) & (by0 < y1)))
 
+    def travel(self, after: int, before: int) -> int:
+        """How far (surface pixels, the larger of x and y) the view moved over the surface from the first recorded
+        frame at or after `after` to any later one up to `before`: how far the surface carried a place meanwhile."""
+        frames = np.frombuffer(self._columns[0], np.int64) if len(self._columns[0]) else np.zeros(0, np.int64)
+        start, stop = np.searchsorted(frames, after, side="left"), np.searchsorted(frames, before, side="right")
+        if stop - start < 2:
+            return 0
+        x0, y0 = (np.frombuffer(column, np.int64)[start:stop] for column in self._columns[1:3])
+        return int(max(np.abs(x0 - x0[0]).max(), np.abs(y0 - y0[0]).max()))
+
     def clear(self) -> None:
         """Forgets every frame."""
         for column in self._columns:
@@ -313,9 +323,11 @@ def merge_groups(footprints: dict[int, Footprint], spans: dict[int, tuple[int, i
                  max_frame_gap: int, history: ViewHistory | None = None) -> list[list[int]]:
     """Track ids grouped into physical defects: tracks whose footprints touch (within gap_px) and whose
     frame spans overlap or lie within max_frame_gap frames are one defect (transitively). With the `history` of
-    the views, tracks further apart in time are one defect too when, between them, their place was in view in
-    at most max_frame_gap frames: the belt carried the defect out of view and back (a stop, a run backwards),
-    not a defect the tracker lost while it was in view."""
+    the views, tracks further apart in time are one defect too when, between them, the surface carried their
+    place: out of view and back (a stop, a run backwards: in view in at most max_frame_gap frames), or along the
+    view by at least the place's own size (a faint defect the tracker lost and found again while the belt carried
+    it through the view: one spot of the surface, seen at other places of the frame). Tracks at one place of a
+    surface that did not move in between (a still scene: nothing carried them) stay apart."""
     ids = sorted(footprints)
     parent = {track_id: track_id for track_id in ids}
     boxes = {track_id: canvas_box(footprints[track_id]) for track_id in ids}
@@ -335,7 +347,8 @@ def merge_groups(footprints: dict[int, Footprint], spans: dict[int, tuple[int, i
             return False
         a, b = boxes[first], boxes[second]
         place = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-        return history.frames_showing(place, f1, s0) <= max_frame_gap
+        size = max(place[2] - place[0], place[3] - place[1])
+        return history.frames_showing(place, f1, s0) <= max_frame_gap or history.travel(f1, s0) >= size
 
     for i, first in enumerate(ids):
         for second in ids[i + 1:]:

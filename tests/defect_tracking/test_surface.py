@@ -142,6 +142,36 @@ def test_tracks_at_one_place_merge_across_a_gap_only_while_the_place_was_out_of_
     assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30) == [[1], [2]]
 
 
+def test_the_view_history_measures_how_far_the_surface_carried_a_place():
+    """Known answers: at rest for frames 0-9, then 50 px on for 10-19 (the view's surface origin moves by 50)."""
+    history = ViewHistory()
+    for index in range(20):
+        history.add(index, (0.0, 0.0) if index < 10 else (-50.0, 0.0), (0, 0, 64, HEIGHT))
+    assert history.travel(0, 9) == 0 and history.travel(12, 19) == 0
+    assert history.travel(0, 19) == 50 and history.travel(5, 10) == 50
+    assert history.travel(30, 40) == 0  # no frames recorded there
+
+
+def test_tracks_lost_and_found_at_one_place_while_the_belt_carried_it_through_the_view_merge():
+    """Two tracks at one surface place 100 frames apart (budget 30) with the place in view all along: one defect
+    when the belt carried it 2 px a frame across the view (a faint defect found, lost, found again), two when the
+    surface stood still (a still scene: nothing carried them, as in the test above)."""
+    first, second = Footprint(), Footprint()
+    first.add(0, _square_mask(10), (10, 10), (0.0, 0.0), (HEIGHT, WIDTH))
+    second.add(100, _square_mask(10), (10, 10), (0.0, 0.0), (HEIGHT, WIDTH))
+    footprints, spans = {1: first, 2: second}, {1: (0, 0), 2: (100, 100)}
+    moving = ViewHistory()
+    for index in range(101):
+        moving.add(index, (2.0 * index, 0.0), (0, 0, 400, HEIGHT))  # the view's surface origin moves 2 px a frame
+    assert moving.frames_showing((10, 10, 20, 20), 0, 100) == 99  # the place stayed in view
+    assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30, history=moving) == [[1, 2]]
+    short = ViewHistory()
+    for index in range(101):
+        short.add(index, (0.02 * index, 0.0) if index < 100 else (2.0, 0.0), (0, 0, 400, HEIGHT))
+    assert short.travel(0, 100) == 2  # carried 2 px: less than the place's own size, so not known to be the surface's
+    assert merge_groups(footprints, spans, gap_px=3, max_frame_gap=30, history=short) == [[1], [2]]
+
+
 # ----------------------------------------------------------------------------------------- tracker level
 def branching_crack(height: int = 40, length: int = 60) -> np.ndarray:
     """A crack with two side branches, drawn 2 px wide (bool, length x height box)."""
