@@ -107,9 +107,11 @@ class InferenceEngine:
     def geometry(self, frame: np.ndarray, shift: preprocess.GridShift | None = None) -> preprocess.FrameGeometry:
         """How this frame is scored: its ROI, its size at the training scale, the padded input (with the
         input beginning `shift.offset` pixels into the region along its axis: see preprocess.grid_shift)."""
+        geometry = self._whole_geometry(frame.shape)
+        if shift is None:
+            return geometry
         try:
-            geometry = self.info.geometry(frame.shape, self.roi)
-            return geometry if shift is None else preprocess.shifted_geometry(geometry, shift, self.info.pad_to)
+            return preprocess.shifted_geometry(geometry, shift, self.info.pad_to)
         except preprocess.PreprocessError as err:
             raise EngineError(str(err)) from None
 
