@@ -66,8 +66,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=utils.positive_int, default=8)
     parser.add_argument("--surface_window", type=utils.positive_int, default=1,
                         help="tracking's --surface_window (its cost; the model's own thresholds are kept)")
-    parser.add_argument("--thin_regions", nargs="+", choices=("image", "map"), default=["image"],
-                        help="tracking's --thin_regions (each one timed; image: thin regions measured on the frame)")
+    parser.add_argument("--frame_regions", nargs="+", choices=("image", "map"), default=["image"],
+                        help="tracking's --thin_regions and --wide_regions, both set to each value in turn (each one "
+                             "timed; image: regions measured on the frame, map: as the map cuts them)")
     parser.add_argument("--threads", type=utils.positive_int, default=None,
                         help="ONNX Runtime threads (default: physical cores)")
     return parser.parse_args(argv)
@@ -93,7 +94,7 @@ def wrn50_engine(args: argparse.Namespace, backend: str, folder: Path) -> tuple[
 
 
 def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
-             surface_window: int = 1, thin_regions: str = "image") -> tuple[runner.RunSummary, dict]:
+             surface_window: int = 1, frame_regions: str = "image") -> tuple[runner.RunSummary, dict]:
     """One tracking run as the script does it; (run summary, tracking report)."""
     info = video_io.probe_video(video)
     layout = tracking.TrackingOutput(folder / "out.mp4", folder / "defects", folder / "report.json")
@@ -103,7 +104,8 @@ def run_once(engine: InferenceEngine, video: Path, folder: Path, frames: int,
                                  fps=info.fps, min_hits=3, merge_gap_mm=tracking.DEFAULT_MERGE_GAP_MM,
                                  min_presence=tracking.MIN_PRESENCE,
                                  surface_window=surface_window,
-                                 **tracking.model_settings(engine, (info.height, info.width), "auto", thin_regions))
+                                 **tracking.model_settings(engine, (info.height, info.width), "auto", frame_regions,
+                                                           frame_regions))
     renderer = tracking.TrackingRenderer(tracker, engine, layout, {"benchmark": True})
     layout.defects_dir.mkdir(parents=True)
     try:  # averaging scores frames with grid shifts, as tracking does
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         runs = [(key, backend, size, thin) for size in sizes for key in args.models for backend in args.backends
-                for thin in args.thin_regions]
+                for thin in args.frame_regions]
         for key, backend, (width, height), thin in runs:
             video = folder / f"conveyor_{width}x{height}.mp4"
             if not video.exists():
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{sum(track_ms.values()):.1f}",
                          *(truth_columns(report, sidecar, frames) if weights != "random" else ["n/a", "n/a"])])
             print(f"done: {label} {backend} {thin} {width}x{height}: {summary.measured_fps:.1f} FPS", file=sys.stderr)
-    header = ["model", "weights", "backend", "thin regions", "frame", "frames", "FPS", "decode ms", "score ms",
+    header = ["model", "weights", "backend", "regions on frame", "frame", "frames", "FPS", "decode ms", "score ms",
               "render ms", "write ms", "(track ms)", "defects / painted", "dx / true dx"]
     print(format_table(header, rows))
     print("render includes tracking (track ms: size analysis + motion + ByteTrack, and the surface average with "

@@ -28,6 +28,7 @@ from defect_tracking import surface
 from defect_tracking.motion_estimation import SurfaceMotionEstimator
 from defect_tracking.surface_bytetrack import SurfaceByteTracker, TrackerConfig, TrackingError
 from defect_tracking.thin_regions import refine_thin_regions
+from defect_tracking.wide_regions import CORE_HEIGHT, refine_wide_regions
 
 LOGGER = logging.getLogger(__name__)
 REGION_HEIGHT = 0.5  # regions measured at half their height above the frame's background (surface.cut_at_height)
@@ -224,7 +225,8 @@ class GLASSDefectTracker:
                  region_height: float = REGION_HEIGHT, region_scale: str = "linear", min_presence: float = 0.0,
                  surface_window: int = 1,
                  surface_min_frames: int | None = None, surface_view: tuple[int, int, int, int] | None = None,
-                 surface_margin: int = 0, thin_cell_px: float | None = None) -> None:
+                 surface_margin: int = 0, thin_cell_px: float | None = None,
+                 wide_cell_px: float | None = None) -> None:
         """tracker_config None: TrackerConfig.for_map_threshold(threshold); its frame_rate becomes fps.
 
         min_hits: defects detected in fewer frames are left out of summaries and reports (flicker
@@ -249,8 +251,10 @@ class GLASSDefectTracker:
         thin_cell_px: the map's patch cell in frame pixels; regions no wider than two cells are then measured
         on the frame itself (thin_regions.refine_thin_regions: the map does not resolve their width); None:
         every region as the map cuts it.
+        wide_cell_px: likewise; the regions wider than that are then measured where the frame shows their edge
+        (wide_regions.refine_wide_regions); None: as the map cuts them.
         These defaults know no model: inference.tracking_run.model_settings(engine, frame_shape) gives the
-        region_scale, thin_cell_px, surface_view and surface_margin the tracking command uses.
+        region_scale, thin_cell_px, wide_cell_px, surface_view and surface_margin the tracking command uses.
         """
         if isinstance(min_hits, bool) or not isinstance(min_hits, int) or min_hits < 1:
             raise TrackingError(f"min_hits must be an integer >= 1, got {min_hits!r}")
@@ -269,10 +273,8 @@ class GLASSDefectTracker:
         self.average = (surface.SurfaceAverage(self.surface_window, self.surface_min_frames, surface_view,
                                                int(surface_margin))
                         if self.surface_window > 1 else None)
-        if thin_cell_px is not None and (isinstance(thin_cell_px, bool) or not isinstance(thin_cell_px, (int, float))
-                                         or not math.isfinite(thin_cell_px) or thin_cell_px <= 0):
-            raise TrackingError(f"thin_cell_px must be a positive number or None, got {thin_cell_px!r}")
-        self.thin_cell_px = None if thin_cell_px is None else float(thin_cell_px)
+        self.thin_cell_px = _cell_px("thin_cell_px", thin_cell_px)
+        self.wide_cell_px = _cell_px("wide_cell_px", wide_cell_px)
         self.min_hits = min_hits
         if isinstance(min_presence, bool) or not isinstance(min_presence, (int, float)) \
                 or not 0.0 <= min_presence <= 1.0:
@@ -412,14 +414,19 @@ class GLASSDefectTracker:
     def region_maps(self, frame: np.ndarray, anomaly_map: np.ndarray,
                     flagged: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One frame's regions (the map zeroed outside them): as the thresholds find them, cut at their height
-        (region_height, region_scale), and as measured (thin ones on the frame when thin_cell_px is set)."""
+        (region_height, region_scale), and as measured (on the frame: thin ones when thin_cell_px is set, wide
+        ones when wide_cell_px is)."""
         regions = anomaly_map
         if self.low_threshold < self.threshold:
             regions = surface.hysteresis_map(anomaly_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
         uncut = np.where(regions >= self.low_threshold, regions, 0)
         cut = surface.cut_at_height(uncut, anomaly_map, self.region_height, self.surface_view, self.region_scale)
-        measured = cut if self.thin_cell_px is None else refine_thin_regions(cut, frame, self.thin_cell_px,
-                                                                             self.surface_view)
+        measured = cut
+        if self.thin_cell_px is not None:
+            measured = refine_thin_regions(measured, frame, self.thin_cell_px, self.surface_view)
+        if self.wide_cell_px is not None:  # after the thin ones: a wide region the frame shows as pits stays wide
+            core = surface.cut_at_height(cut, anomaly_map, CORE_HEIGHT, self.surface_view, self.region_scale) > 0
+            measured = refine_wide_regions(measured, uncut, core, frame, self.wide_cell_px)
         return uncut, cut, measured
 
     @property
@@ -562,6 +569,7 @@ class GLASSDefectTracker:
         """JSON-ready tracking settings, for a run report."""
         return {"threshold": self.threshold, "low_threshold": self.low_threshold, "region_height": self.region_height,
                 "region_scale": self.region_scale, "thin_cell_px": self.thin_cell_px,
+                "wide_cell_px": self.wide_cell_px,
                 "use_morphology": self.use_morphology, "min_hits": self.min_hits, "min_presence": self.min_presence,
                 "merge_gap_mm": self.merge_gap_mm, "merge_gap_px": self.merge_gap_px,
                 "motion_method": self.motion_method, "fps": self.fps,
@@ -583,6 +591,15 @@ class GLASSDefectTracker:
             raise TrackingError(
                 f"anomaly map shape {map_shape} differs from the frame's {frame.shape[:2]}: "
                 "pass the map at frame resolution")
+
+
+def _cell_px(name: str, value: object) -> float | None:
+    """A patch cell in frame pixels (a positive number) or None, checked."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise TrackingError(f"{name} must be a positive number or None, got {value!r}")
+    return float(value)
 
 
 def check_surface_window(window: Any, min_frames: Any) -> tuple[int, int]:

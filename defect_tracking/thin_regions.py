@@ -70,17 +70,25 @@ def refine_thin_regions(region_map: np.ndarray, frame: np.ndarray, cell_px: floa
     return result
 
 
-def _defect_pixels(region: np.ndarray, grey: np.ndarray, cell_px: float, grow: int,
-                   allowed: np.ndarray) -> np.ndarray | None:
-    """The pixels of a thin region (and its surroundings) where the frame shows the defect; None when the
-    region is wider than the map resolves or its frame shows no defect."""
+def thin_length(region: np.ndarray, cell_px: float) -> int | None:
+    """The length in pixels of a region's centre line when the region is thin (no wider than two cells along
+    most of it: the 90th percentile of its half-width there is at most `cell_px`); None for a wider region,
+    which the map resolves, or a speck whose centre line is shorter than 3 px."""
     centre_line = skeletonize(region)
     length = int(centre_line.sum())
     if length < 3:
         return None
     radius = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    if np.percentile(radius[centre_line], 90) > cell_px:
-        return None  # wider than a cell somewhere along most of it: the map resolves it
+    return None if np.percentile(radius[centre_line], 90) > cell_px else length
+
+
+def _defect_pixels(region: np.ndarray, grey: np.ndarray, cell_px: float, grow: int,
+                   allowed: np.ndarray) -> np.ndarray | None:
+    """The pixels of a thin region (and its surroundings) where the frame shows the defect; None when the
+    region is wider than the map resolves or its frame shows no defect."""
+    length = thin_length(region, cell_px)
+    if length is None:
+        return None
     half_width = region.sum() / length / 2.0
     size = int(min(max(2 * round(2 * half_width) + 1, 5), 4 * grow + 1))
     contrast = grey.astype(np.float32) - cv2.medianBlur(np.ascontiguousarray(grey), size).astype(np.float32)

@@ -404,7 +404,7 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
                                      surface_window=levels.window,
                                      surface_min_frames=levels.min_frames,
                                      **model_settings(engine, (info.height, info.width), options["region_scale"],
-                                                      options["thin_regions"]))
+                                                      options["thin_regions"], options["wide_regions"]))
         run_cfg = replace(run_cfg, grid_shifts=averaging_shifts(engine, tracker))
         settings = {
             "region_levels_from": levels.source,
@@ -431,15 +431,17 @@ def run_tracking(options: dict[str, Any], now: dt.datetime | None = None, side_r
 
 
 def model_settings(engine: InferenceEngine, frame_shape: Sequence[int], scale: str = "auto",
-                   thin_regions: str = "image") -> dict[str, Any]:
+                   thin_regions: str = "image", wide_regions: str = "image") -> dict[str, Any]:
     """GLASSDefectTracker's settings that follow from the model and the frame shape, as tracking sets them by
-    default (--region_scale auto, --thin_regions image): region_scale (with "auto" the model's own,
-    AnomalyModel.map_scale: logit for GLASS and DRAEM, distance for the distance methods), thin_cell_px (the map's
-    cell in frame pixels with "image": thin regions measured on the frame; None with "map"), surface_view and
-    surface_margin. The tracker's own defaults (the map itself, every region as the map cuts it, the whole frame)
-    know no model."""
+    default (--region_scale auto, --thin_regions image, --wide_regions image): region_scale (with "auto" the
+    model's own, AnomalyModel.map_scale: logit for GLASS and DRAEM, distance for the distance methods),
+    thin_cell_px and wide_cell_px (the map's cell in frame pixels with "image": those regions measured on the
+    frame; None with "map"), surface_view and surface_margin. The tracker's own defaults (the map itself, every
+    region as the map cuts it, the whole frame) know no model."""
+    cell_px = engine.cell_px(frame_shape)
     return {"region_scale": map_scale_of(engine.info.method) if scale == "auto" else scale,
-            "thin_cell_px": engine.cell_px(frame_shape) if thin_regions == "image" else None,
+            "thin_cell_px": cell_px if thin_regions == "image" else None,
+            "wide_cell_px": cell_px if wide_regions == "image" else None,
             **surface_edges(engine, frame_shape)}
 
 
@@ -491,6 +493,11 @@ def tracking_settings_options(command: Callable[..., Any]) -> Callable[..., Any]
                           "does not resolve a defect's width: image = keep the pixels where the frame shows the "
                           "defect (darker or brighter than the surface around it), grown along it by up to a cell; "
                           "map = as the map cuts them (earlier versions: such defects measured 2-3 times too large)."),
+        click.option("--wide_regions", type=click.Choice(("image", "map")), default="image", show_default=True,
+                     help="Wider regions (dents, stains, holes, spatter): image = where the frame shows the defect's "
+                          "edge, between the region's core and the surface around it, and the defect stands apart "
+                          "from that surface; map = as the map cuts them at --region_height (earlier versions: "
+                          "convex or unevenly answered defects measured up to a third too small)."),
         click.option("--motion_method", type=click.Choice(METHODS), default="phase", show_default=True,
                      help="Surface motion estimate: phase correlation, dense optical flow or template matching."),
         click.option("--surface_window", type=click.IntRange(min=1), default=None,

@@ -28,13 +28,13 @@ def _rows(text: str) -> list[list[str]]:
 
 @pytest.mark.parametrize(("window", "thin"), [(1, ["image"]), (5, ["image", "map"])])
 def test_table_row_per_size_with_frames_fps_and_the_true_motion(bench, tiny_model, capsys, window, thin):
-    """A 96x64 and a 64x96 conveyor (1 px/frame): one row each (and each --thin_regions), the asked frames
+    """A 96x64 and a 64x96 conveyor (1 px/frame): one row each (and each --frame_regions), the asked frames
     timed, a positive FPS, stage times that add up to no more than the frame time, and the measured belt motion
     within 0.3 px of the truth (the motion estimate does not depend on the model); with --surface_window 5 the
     averaging path."""
     code = bench.main(["--models", "lite0", "--backends", "torch", "--model_path", str(tiny_model.model_path),
                        "--class_name", tiny_model.class_name, "--texture", "gravel", "--sizes", "96x64", "64x96",
-                       "--frames", "12", "--batch_size", "4", "--surface_window", str(window), "--thin_regions",
+                       "--frames", "12", "--batch_size", "4", "--surface_window", str(window), "--frame_regions",
                        *thin])
     assert code == 0
     rows = _rows(capsys.readouterr().out)

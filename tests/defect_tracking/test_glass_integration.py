@@ -436,3 +436,29 @@ def test_in_front_of_a_still_camera_a_defect_counts_from_its_first_frame_until_g
         tracker.update(index, frame, anomaly_map)
     assert tracker.tracker.max_missed_frames == 10
     assert [round(defect.presence, 3) for defect in tracker.defects()] == [round(20 / 30, 3), 1.0]
+
+
+def test_wide_regions_are_measured_on_the_frame_when_the_tracker_knows_the_cell() -> None:
+    """A dent whose bright crescent the model answers twice as strongly as its body: cut at half its height the
+    region covers under 80 % of it; with wide_cell_px its area is measured within 12 % (its edge on the frame)."""
+    texture = cv2.resize(data.gravel(), (256, 128), interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey = 128.0 + 0.25 * (texture - texture.mean())
+    dent = np.zeros(grey.shape, np.uint8)
+    cv2.ellipse(dent, (128, 64), (22, 14), 30.0, 0, 360, 1, -1)
+    yy, xx = np.mgrid[:128, :256]
+    crescent = dent.astype(bool) & ((xx - 128) + (yy - 64) < -12)
+    grey += np.where(crescent, 30.0, np.where(dent > 0, -40.0, 0.0))
+    frame = cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    answer = cv2.GaussianBlur(dent + crescent.astype(np.float32), (0, 0), 6.0)
+    anomaly_map = (0.95 * answer / answer.max()).astype(np.float32)
+    areas = {}
+    for cell in (None, 8.0):
+        tracker = GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.5, low_threshold=0.05, motion_method=None,
+                                     wide_cell_px=cell)
+        assert tracker.settings()["wide_cell_px"] == cell
+        areas[cell] = int((tracker.region_maps(frame, anomaly_map)[2] > 0).sum())
+    assert areas[None] < 0.8 * dent.sum()
+    assert areas[8.0] == pytest.approx(dent.sum(), rel=0.12)
+    for bad in (0, -8.0, float("nan"), True):
+        with pytest.raises(TrackingError, match="wide_cell_px"):
+            GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.5, wide_cell_px=bad)

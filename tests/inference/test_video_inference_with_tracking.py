@@ -98,6 +98,7 @@ def test_default_run_writes_video_defect_frames_and_report_in_a_timestamped_fold
     assert report["settings"]["region_scale"] == "logit"  # --region_scale auto: GLASS's sigmoid
     assert report["settings"]["min_presence"] == 0.25 and totals["flicker_left_out"] >= 0
     assert report["settings"]["thin_cell_px"] == pytest.approx(8.0)  # --thin_regions image: the map's 8 px cell
+    assert report["settings"]["wide_cell_px"] == pytest.approx(8.0)  # --wide_regions image, likewise
     assert all(0.25 <= defect["presence"] <= 1.0 for defect in report["defects"])
     assert len(report["flicker"]) == totals["flicker_left_out"]
     assert all(0.0 < defect["presence"] < 0.25 for defect in report["flicker"])
@@ -185,6 +186,7 @@ def test_a_run_folder_taken_meanwhile_by_another_run_gives_the_next_name(moving_
     ("bad region scale", "--region_scale"),
     ("bad min presence", "--min_presence"),
     ("bad thin regions", "--thin_regions"),
+    ("bad wide regions", "--wide_regions"),
     ("bad pixel threshold", "--pixel_threshold"),
     ("surface window without calibration", "calibrate_surface.py"),
     ("surface min frames above the window", "--surface_min_frames"),
@@ -231,6 +233,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tiny_model, moving_c
         extra = ["--min_presence", "1.5"]
     elif case == "bad thin regions":
         extra = ["--thin_regions", "pixels"]
+    elif case == "bad wide regions":
+        extra = ["--wide_regions", "edges"]
     elif case == "bad pixel threshold":
         extra = ["--pixel_threshold", "1.5"]
     elif case == "surface window without calibration":
@@ -371,7 +375,8 @@ def test_averaging_shifts_only_when_averaging_and_along_the_measured_motion():
 
 def test_model_settings_are_the_tracking_commands_defaults(tiny_model):
     """The tracker's model-derived settings: GLASS's logit scale, the map's cell in frame pixels (8 px at the
-    training scale, 16 px in frames twice as large), the engine's surface edges; --thin_regions map: none."""
+    training scale, 16 px in frames twice as large) for thin and wide regions, the engine's surface edges;
+    --thin_regions map / --wide_regions map: none."""
     from inference.engine import EngineConfig, InferenceEngine, surface_edges
 
     engine = InferenceEngine.from_config(EngineConfig(str(tiny_model.model_path), tiny_model.class_name,
@@ -379,7 +384,10 @@ def test_model_settings_are_the_tracking_commands_defaults(tiny_model):
     settings = tracking.model_settings(engine, (128, 256))
     assert settings["region_scale"] == "logit"
     assert settings["thin_cell_px"] == pytest.approx(2 * engine.cell_px((SIZE, SIZE))) == pytest.approx(16.0)
+    assert settings["wide_cell_px"] == settings["thin_cell_px"]
     assert {key: settings[key] for key in ("surface_view", "surface_margin")} == surface_edges(engine, (128, 256))
-    plain = tracking.model_settings(engine, (SIZE, SIZE), "linear", "map")
-    assert plain["region_scale"] == "linear" and plain["thin_cell_px"] is None
-    assert set(plain) == set(settings) == {"region_scale", "thin_cell_px", "surface_view", "surface_margin"}
+    plain = tracking.model_settings(engine, (SIZE, SIZE), "linear", "map", "map")
+    assert plain["region_scale"] == "linear" and plain["thin_cell_px"] is None and plain["wide_cell_px"] is None
+    assert tracking.model_settings(engine, (SIZE, SIZE), "auto", "map")["wide_cell_px"] == pytest.approx(8.0)
+    assert set(plain) == set(settings) == {"region_scale", "thin_cell_px", "wide_cell_px", "surface_view",
+                                           "surface_margin"}
