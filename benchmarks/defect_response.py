@@ -23,7 +23,8 @@ on this surface).
 `--picture PATH` also writes one tile per defect: the middle sampled frame around the defect's box (red)
 over the map there (JET colours, the threshold at the middle of the scale: red above, blue well below). On the
 frame, the outlines of that frame's regions as tracking cuts them from the map (yellow: at half their height on
-the model's evidence) and as it measures them (green: thin ones on the frame, `--thin_regions image`).
+the model's evidence) and as it measures them (green: thin and wide ones on the frame, `--thin_regions image`,
+`--wide_regions image`).
 """
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ from skimage.segmentation import watershed
 from defect_tracking.thin_regions import thin_length
 
 # Markers and check, measured on six conveyor lines (README, "Wide regions measured on the frame"): the found
-# defects of steel's dents, stains, spatter and chips stood 1.2-9.6 standard deviations of the surface apart
+# defects of steel's dents, stains, pits, spatter and chips stood 2.8-9.6 standard deviations of the surface apart
 # from it, the faint rust and faint stains whose watershed lines followed the texture 0.1-0.7.
 CORE_HEIGHT = 0.75
 MIN_CONTRAST = 1.0
