@@ -30,6 +30,9 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.morphology import skeletonize
 
+# Regions are judged thin or wide, and wide ones measured, on the frame resized so that a cell is at most this
+# many pixels, the training scale's: a 1280x720 frame's regions then cost what they cost at 455x256.
+WORK_CELL_PX = 8.0
 _EIGHT = np.ones((3, 3), bool)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))  # grown one pixel per step, as ndimage's default
 
@@ -73,13 +76,17 @@ def refine_thin_regions(region_map: np.ndarray, frame: np.ndarray, cell_px: floa
 def thin_length(region: np.ndarray, cell_px: float) -> int | None:
     """The length in pixels of a region's centre line when the region is thin (no wider than two cells along
     most of it: the 90th percentile of its half-width there is at most `cell_px`); None for a wider region,
-    which the map resolves, or a speck whose centre line is shorter than 3 px."""
+    which the map resolves, or a speck whose centre line is shorter than 3 px. Judged with the region resized
+    so that a cell is at most WORK_CELL_PX (the skeleton of a large frame's region costs its area)."""
+    scale = min(1.0, WORK_CELL_PX / cell_px)
+    if scale < 1.0:
+        region = cv2.resize(region.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) >= 0.5
     centre_line = skeletonize(region)
     length = int(centre_line.sum())
     if length < 3:
         return None
     radius = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return None if np.percentile(radius[centre_line], 90) > cell_px else length
+    return None if np.percentile(radius[centre_line], 90) > cell_px * scale else int(round(length / scale))
 
 
 def _defect_pixels(region: np.ndarray, grey: np.ndarray, cell_px: float, grow: int,

@@ -31,7 +31,7 @@ from scipy import ndimage
 from skimage.filters import sobel
 from skimage.segmentation import watershed
 
-from defect_tracking.thin_regions import thin_length
+from defect_tracking.thin_regions import WORK_CELL_PX, thin_length
 
 # Markers and check, measured on six conveyor lines (README, "Wide regions measured on the frame"): the found
 # defects of steel's dents, stains, pits, spatter and chips stood 2.8-9.6 standard deviations of the surface apart
@@ -54,8 +54,8 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
     if not inside.any():
         return region_map
     colour = frame if frame.ndim == 3 else frame[..., None]
-    labels, count = ndimage.label(inside, structure=_EIGHT)
-    areas, _ = ndimage.label(uncut > 0, structure=_EIGHT)
+    count, labels = cv2.connectedComponents(inside.astype(np.uint8), connectivity=8)
+    _, areas = cv2.connectedComponents((uncut > 0).astype(np.uint8), connectivity=8)
     margin = 2 * int(np.ceil(cell_px))
     result = region_map.copy()
     for area, window in enumerate(ndimage.find_objects(areas), 1):
@@ -63,22 +63,43 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
             continue
         window = tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(window, inside.shape))
         within = areas[window] == area
-        wide = [label for label in np.unique(labels[window][within]) if label > 0
-                and thin_length(labels[window] == label, cell_px) is None]
+        regions = np.where(within, labels[window], 0)
+        wide = [label for label in np.unique(regions) if label > 0 and thin_length(regions == label, cell_px) is None]
         if not wide:
             continue
-        smooth = cv2.GaussianBlur(colour[window].astype(np.float32), (0, 0), cell_px / 4.0)
-        smooth = smooth if smooth.ndim == 3 else smooth[..., None]
-        found = _watershed(labels[window] * within, core[window] & within, ~within, smooth)
-        for label in wide:
-            defect = ndimage.binary_fill_holes(found == label)
-            if not _stands_apart(defect, ~within, smooth):
-                continue
-            scores, region = result[window], labels[window] == label
+        for label, defect in _frame_defects(colour[window], regions, core[window] & within, within, wide,
+                                            cell_px).items():
+            scores, region = result[window], regions == label
             floor = scores[region & defect].min() if (region & defect).any() else scores[region].min()
             scores[region & ~defect] = 0
             scores[defect & ~region] = floor
     return result
+
+
+def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, within: np.ndarray, wide: list[int],
+                   cell_px: float) -> dict[int, np.ndarray]:
+    """For each `wide` label of `regions` (one area of a frame window: `within`), the defect the frame shows
+    (a mask of the window) when it stands apart from the surface around the area."""
+    height, width = within.shape
+    scale = min(1.0, WORK_CELL_PX / cell_px)  # the watershed at the training scale; the defect resized back
+    size = (max(round(width * scale), 1), max(round(height * scale), 1))
+    if scale < 1.0:
+        colour = cv2.resize(colour.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        core = cv2.resize(core.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0  # no core lost
+        regions = cv2.resize(regions.astype(np.float32), size, interpolation=cv2.INTER_NEAREST).astype(np.int32)
+        within = cv2.resize(within.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    smooth = cv2.GaussianBlur(colour.astype(np.float32), (0, 0), cell_px * scale / 4.0)
+    smooth = smooth if smooth.ndim == 3 else smooth[..., None]
+    found = _watershed(regions, core & within, ~within, smooth)
+    defects = {}
+    for label in wide:
+        defect = ndimage.binary_fill_holes(found == label)
+        if not _stands_apart(defect, ~within, smooth):
+            continue
+        if scale < 1.0:
+            defect = cv2.resize(defect.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
+        defects[label] = defect
+    return defects
 
 
 def _watershed(regions: np.ndarray, core: np.ndarray, surface: np.ndarray, smooth: np.ndarray) -> np.ndarray:
