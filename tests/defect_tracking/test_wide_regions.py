@@ -76,6 +76,20 @@ def test_an_unevenly_answered_dent_is_measured_on_its_edge_not_inside_it():
     assert not (measured & (uncut == 0)).any()  # the region the thresholds found bounds it
 
 
+def test_a_part_the_frame_sets_far_apart_is_measured_with_the_defect_though_the_model_answers_it_least():
+    """The model answers the dent's dark body twice as strongly as its bright crescent: the core lies in the body,
+    and the edge between body and crescent (70 grey levels) would stop a flood from it; the crescent, more than
+    FAR_CONTRAST standard deviations of the (smoothed) surface from its mean, seeds the defect too: at least 90 %
+    of it is measured and the dent's area is within 12 %."""
+    grey = surface_frame(seed=6)
+    mask, crescent = dent(grey)
+    uncut, cut, core = regions(model_map(mask + 1.0 * (mask & ~crescent)))
+    assert not (core & crescent).any()
+    measured = refine_wide_regions(cut, uncut, core, bgr(grey), CELL) > 0
+    assert (measured & crescent).sum() >= 0.9 * crescent.sum()
+    assert measured.sum() == pytest.approx(mask.sum(), rel=0.12)
+
+
 def test_a_stain_the_frame_does_not_set_apart_stays_as_the_map_cut_it():
     """A stain 4 grey levels light on gravel at its full contrast: its strongest edges are the stones', so the
     region is left as the map cut it."""
