@@ -45,15 +45,15 @@ MIN_CONTRAST = 1.0
 # cluster (below 5 mm^2) 101 -> 120 %, the other steel defects within 8 points, the busy lines' within 2 but a hole's
 # (+5).
 FAR_CONTRAST = 4.0
-_EIGHT = np.ones((3, 3), bool)
 
 
 def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndarray, frame: np.ndarray,
                         cell_px: float) -> np.ndarray:
     """`region_map` (an anomaly map zeroed outside its regions, cut at their height; frame resolution) with
     every 8-connected region wider than the map resolves measured on `frame` (BGR or grey, same height and
-    width) where the frame shows its edge: the pixels a watershed from its `core` pixels (bool) reaches before
-    the surface outside `uncut` (the regions before they were cut, zero elsewhere) does. Pixels it gains get
+    width) where the frame shows its edge: the pixels a watershed from its `core` pixels (bool) and its pixels
+    far apart from the surface (FAR_CONTRAST) reaches before the surface outside `uncut` (the regions before they
+    were cut, zero elsewhere) does, when they stand apart from that surface (MIN_CONTRAST). Pixels it gains get
     the region's lowest score."""
     if not cell_px > 0:  # NaN too
         raise ValueError(f"cell_px {cell_px}: the map's patch cell in frame pixels must be positive")
@@ -61,7 +61,7 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
     if not inside.any():
         return region_map
     colour = frame if frame.ndim == 3 else frame[..., None]
-    count, labels = cv2.connectedComponents(inside.astype(np.uint8), connectivity=8)
+    _, labels = cv2.connectedComponents(inside.astype(np.uint8), connectivity=8)
     _, areas = cv2.connectedComponents((uncut > 0).astype(np.uint8), connectivity=8)
     margin = 2 * int(np.ceil(cell_px))
     result = region_map.copy()
