@@ -77,10 +77,11 @@ def thin_length(region: np.ndarray, cell_px: float) -> int | None:
     """The length in pixels of a region's centre line when the region is thin (no wider than two cells along
     most of it: the 90th percentile of its half-width there is at most `cell_px`); None for a wider region,
     which the map resolves, or a speck whose centre line is shorter than 3 px. Judged with the region resized
-    so that a cell is at most WORK_CELL_PX (the skeleton of a large frame's region costs its area)."""
+    so that a cell is at most WORK_CELL_PX (the skeleton of a large frame's region costs its area; every pixel
+    the region touches is kept, so that a line narrower than the resizing step stays a line)."""
     scale = min(1.0, WORK_CELL_PX / cell_px)
     if scale < 1.0:
-        region = cv2.resize(region.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) >= 0.5
+        region = cv2.resize(region.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) > 0
     centre_line = skeletonize(region)
     length = int(centre_line.sum())
     if length < 3:

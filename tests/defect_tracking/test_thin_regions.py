@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 from skimage import data
 
-from defect_tracking.thin_regions import refine_thin_regions
+from defect_tracking.thin_regions import refine_thin_regions, thin_length
 
 CELL = 8.0
 
@@ -104,3 +104,20 @@ def test_same_input_same_regions_and_bad_cell_size_is_refused():
     for bad in (0.0, -8.0, float("nan")):
         with pytest.raises(ValueError, match="cell_px"):
             refine_thin_regions(region, frame, bad)
+
+
+def test_thin_or_wide_is_judged_alike_on_a_frame_three_times_larger():
+    """thin_length on a large frame's region (judged at the training scale): a 3 px line three times larger
+    (9 px, cell 24) is thin with three times the length, as is a 1 px line there (narrower than the resizing
+    step: kept a line); a disc stays wide."""
+    line = np.zeros((90, 300), bool)
+    line[44:47, 30:270] = True
+    small = thin_length(line, CELL)
+    big_line = cv2.resize(line.astype(np.uint8), None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST).astype(bool)
+    assert thin_length(big_line, 3 * CELL) == pytest.approx(3 * small, rel=0.1)
+    hair = np.zeros((270, 900), bool)
+    hair[135, 90:810] = True
+    assert thin_length(hair, 3 * CELL) == pytest.approx(720, rel=0.1)
+    disc = np.zeros((300, 300), np.uint8)
+    cv2.circle(disc, (150, 150), 90, 1, -1)
+    assert thin_length(disc.astype(bool), 3 * CELL) is None
