@@ -592,3 +592,27 @@ def test_frame_tracks_carry_the_map_the_regions_were_cut_from():
                                    surface_min_frames=2)
     shown = averaging.update(0, frame, amap).anomaly_map
     assert shown.shape == amap.shape and np.allclose(shown, surface.map_background(amap))
+
+
+@pytest.mark.parametrize("scale", ["linear", "logit", "distance"])
+def test_cut_at_height_per_region_box_matches_the_whole_frame_literal_cut(scale):
+    """The cut works in each region's box; a literal version over the whole frame (every region labelled, its
+    peak, its level, each pixel compared with its region's level) gives the same map, on random maps with many
+    regions of every shape, inside and outside a view."""
+    rng = np.random.default_rng(7)
+    for trial in range(4):
+        amap = cv2.GaussianBlur(rng.random((96, 160)).astype(np.float32), (0, 0), 3.0)
+        amap = (amap - amap.min()) / (amap.max() - amap.min())
+        region = np.where(amap >= 0.55, amap, 0).astype(np.float32)
+        view = None if trial % 2 else (10, 5, 150, 90)
+        labels, count = ndimage.label(region > 0, structure=np.ones((3, 3), bool))
+        assert count >= 3
+        background = surface.to_evidence(np.float64(surface.map_background(amap, view)), scale)
+        literal = np.zeros_like(region)
+        for label in range(1, count + 1):
+            inside = labels == label
+            peak = surface.to_evidence(np.float64(region[inside].max()), scale)
+            level = surface.from_evidence(background + 0.5 * max(float(peak - background), 0.0), scale)
+            keep = inside & (region >= level)
+            literal[keep] = region[keep]
+        np.testing.assert_array_equal(surface.cut_at_height(region, amap, 0.5, view, scale), literal)
