@@ -93,28 +93,15 @@ def fill_enclosed_regions(region_map: np.ndarray, uncut: np.ndarray) -> np.ndarr
     something there too, answering it less than the region's edge. The pixels gained get the lowest score of the
     region around them. A loop of cracks, whose inside the model finds normal, keeps its hole."""
     inside = region_map > 0
-    # Most frames' regions have no hole: seen by flooding the background from outside the frame (a millisecond
-    # less per frame than labelling the regions).
-    background = np.pad((~inside).astype(np.uint8), 1, constant_values=1)
-    cv2.floodFill(background, None, (0, 0), 2, flags=4)
-    if not (background == 1).any():
+    holes = ndimage.binary_fill_holes(inside) & ~inside
+    if not holes.any():
         return region_map
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(inside.astype(np.uint8), connectivity=8)
-    result = region_map
-    for label in range(1, count):
-        x, y, w, h = (int(v) for v in stats[label, :4])
-        window = np.s_[y:y + h, x:x + w]
-        region = labels[window] == label
-        holes, found = ndimage.label(ndimage.binary_fill_holes(region) & ~region)  # 4-connected: 8-connected regions'
-        if not found:
-            continue
-        outside_uncut = np.unique(holes[(holes > 0) & (uncut[window] <= 0)])
-        fill = (holes > 0) & ~np.isin(holes, outside_uncut)
-        if not fill.any():
-            continue
-        result = region_map.copy() if result is region_map else result
-        scores = result[window]
-        scores[fill & (scores == 0)] = scores[region].min()  # a region it encloses keeps its own scores
+    _, hole_labels = cv2.connectedComponents(holes.astype(np.uint8), connectivity=4)  # 8-connected regions' holes
+    fill = holes & ~np.isin(hole_labels, np.unique(hole_labels[holes & (uncut <= 0)]))
+    count, grown = cv2.connectedComponents((inside | fill).astype(np.uint8), connectivity=8)
+    floor = ndimage.minimum(np.where(inside, region_map, np.inf), grown, np.arange(count))
+    result = region_map.copy()
+    result[fill] = np.asarray(floor)[grown[fill]]
     return result
 
 
