@@ -28,7 +28,7 @@ from defect_tracking import surface
 from defect_tracking.motion_estimation import SurfaceMotionEstimator
 from defect_tracking.surface_bytetrack import SurfaceByteTracker, TrackerConfig, TrackingError
 from defect_tracking.thin_regions import refine_thin_regions
-from defect_tracking.wide_regions import CORE_HEIGHT, fill_enclosed_regions, refine_wide_regions
+from defect_tracking.wide_regions import CORE_HEIGHT, refine_wide_regions
 
 LOGGER = logging.getLogger(__name__)
 REGION_HEIGHT = 0.5  # regions measured at half their height above the frame's background (surface.cut_at_height)
@@ -252,8 +252,7 @@ class GLASSDefectTracker:
         on the frame itself (thin_regions.refine_thin_regions: the map does not resolve their width); None:
         every region as the map cuts it.
         wide_cell_px: likewise; the regions wider than that are then measured where the frame shows their edge
-        (wide_regions.refine_wide_regions), their holes filled first where the thresholds found the hole too
-        (wide_regions.fill_enclosed_regions); None: as the map cuts them.
+        (wide_regions.refine_wide_regions); None: as the map cuts them.
         These defaults know no model: inference.tracking_run.model_settings(engine, frame_shape) gives the
         region_scale, thin_cell_px, wide_cell_px, surface_view and surface_margin the tracking command uses.
         """
@@ -423,8 +422,6 @@ class GLASSDefectTracker:
         uncut = np.where(regions >= self.low_threshold, regions, 0)
         cut = surface.cut_at_height(uncut, anomaly_map, self.region_height, self.surface_view, self.region_scale)
         measured = cut
-        if self.wide_cell_px is not None:  # before the thin ones: a ring-answered stain is a disc, not a line
-            measured = fill_enclosed_regions(measured, uncut)
         if self.thin_cell_px is not None:
             measured = refine_thin_regions(measured, frame, self.thin_cell_px, self.surface_view)
         if self.wide_cell_px is not None:  # after the thin ones: a wide region the frame shows as pits stays wide

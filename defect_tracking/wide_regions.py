@@ -20,10 +20,6 @@ edge. So for each region wider than the map resolves (not thin: thin_regions.thi
    mean grey level at least MIN_CONTRAST standard deviations of that surface from the surface's mean; else
    (a faint stain on a busy texture, whose strongest edge is the texture's) the region stays as the map cut it.
 
-Before any of this (and before thin regions are measured), the holes of the cut regions that the region before
-the cut covers are filled (fill_enclosed_regions): a stain whose darker ring the model answers more than its inside
-comes out of the cut as a ring, thin enough to be taken for a line, while the defect is the disc.
-
 The region found lies inside the region the thresholds found (the surface marker holds everything else),
 so the map bounds it from outside and says it is there. Holes inside it are filled (a defect's extent).
 Written with OpenCV/SciPy/scikit-image pieces (Gaussian, Sobel, watershed); no library measures a defect's
@@ -84,24 +80,6 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
             floor = scores[region & defect].min() if (region & defect).any() else scores[region].min()
             scores[region & ~defect] = 0
             scores[defect & ~region] = floor
-    return result
-
-
-def fill_enclosed_regions(region_map: np.ndarray, uncut: np.ndarray) -> np.ndarray:
-    """`region_map` (an anomaly map zeroed outside its regions, cut at their height) with every hole of its
-    regions filled where the hole lies wholly inside `uncut` (the regions before they were cut): the model found
-    something there too, answering it less than the region's edge. The pixels gained get the lowest score of the
-    region around them. A loop of cracks, whose inside the model finds normal, keeps its hole."""
-    inside = region_map > 0
-    holes = ndimage.binary_fill_holes(inside) & ~inside
-    if not holes.any():
-        return region_map
-    _, hole_labels = cv2.connectedComponents(holes.astype(np.uint8), connectivity=4)  # 8-connected regions' holes
-    fill = holes & ~np.isin(hole_labels, np.unique(hole_labels[holes & (uncut <= 0)]))
-    count, grown = cv2.connectedComponents((inside | fill).astype(np.uint8), connectivity=8)
-    floor = ndimage.minimum(np.where(inside, region_map, np.inf), grown, np.arange(count))
-    result = region_map.copy()
-    result[fill] = np.asarray(floor)[grown[fill]]
     return result
 
 

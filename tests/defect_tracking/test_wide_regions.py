@@ -4,12 +4,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from scipy import ndimage
 from skimage import data
 
 from defect_tracking import surface
-from defect_tracking.thin_regions import thin_length
-from defect_tracking.wide_regions import fill_enclosed_regions, refine_wide_regions
+from defect_tracking.wide_regions import refine_wide_regions
 
 CELL = 8.0
 SHAPE = (160, 320)
@@ -101,30 +99,6 @@ def test_a_stain_the_frame_does_not_set_apart_stays_as_the_map_cut_it():
     uncut, cut, core = regions(model_map(stain))
     np.testing.assert_array_equal(refine_wide_regions(cut, uncut, core, bgr(grey), CELL), cut)
 
-
-
-def test_a_stain_answered_along_its_ring_is_filled_but_a_loop_of_cracks_is_not():
-    """A stain whose darker ring the model answers more than its inside: cut at half height it is a ring (under
-    80 % of the stain, thin enough to be taken for a line); its inside is above the low threshold, so filled it is
-    within 15 % of the stain, the pixels gained at the ring's lowest score, a small region inside keeping its own
-    scores. A loop of crack lines, whose inside the model finds normal, keeps its hole."""
-    stain = ellipse((150, 80), (40, 32), 0.0)
-    ring = stain & ~ellipse((150, 80), (30, 22), 0.0)
-    speck = ellipse((150, 80), (3, 3), 0.0)
-    uncut, cut, _ = regions(np.maximum(model_map(0.4 * stain + ring, 4.0), model_map(speck, 1.5)), low=0.3)
-    assert thin_length(cut > 0, CELL) is not None and (cut > 0).sum() < 0.8 * int(stain.sum())
-    filled = fill_enclosed_regions(cut, uncut)
-    assert (filled > 0).sum() == pytest.approx(int(stain.sum()), rel=0.15)
-    gained = (filled > 0) & (cut == 0)
-    inner = speck & (cut > 0)
-    assert inner.any()
-    np.testing.assert_allclose(filled[gained], cut[(cut > 0) & ~inner].min())
-    np.testing.assert_array_equal(filled[inner], cut[inner])
-    loop = np.zeros(SHAPE, np.uint8)
-    cv2.polylines(loop, [np.array([[40, 40], [200, 60], [230, 120], [60, 110]], np.int32)], True, 1, 3)
-    uncut_loop, cut_loop, _ = regions(model_map(loop.astype(bool), 2.0), low=0.2)
-    assert (ndimage.binary_fill_holes(cut_loop > 0) & (cut_loop == 0)).any()
-    np.testing.assert_array_equal(fill_enclosed_regions(cut_loop, uncut_loop), cut_loop)
 
 def test_thin_regions_are_left_to_the_thin_refinement():
     """A region two cells wide along a line is not touched; the dent beside it is measured."""
