@@ -45,7 +45,8 @@ def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: 
     if low >= high:
         return anomaly_map
     above = anomaly_map >= low
-    labels, count = ndimage.label(above, structure=np.ones((3, 3), bool))
+    count, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)  # ndimage.label's, 2x faster
+    count -= 1  # label 0: below `low`
     if count == 0:
         return np.zeros_like(anomaly_map)
     seeds = labels[anomaly_map >= high]
@@ -77,12 +78,14 @@ def from_evidence(evidence: np.ndarray, scale: str) -> np.ndarray:
 
 
 def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: float,
-                  view: tuple[int, int, int, int] | None = None, scale: str = "linear") -> np.ndarray:
+                  view: tuple[int, int, int, int] | None = None, scale: str = "linear",
+                  background: float | None = None) -> np.ndarray:
     """`region_map` (an anomaly map zeroed outside its regions) with each 8-connected region cut where
     `anomaly_map` falls below `fraction` of the way from the frame's background (the map's median over the
     scored `view`) up to the region's peak, the way measured on `scale` (REGION_SCALES: the map itself, or the
     model's evidence before its squashing, to_evidence); 0 leaves it as it is, 0.5 measures each region at
-    its full width at half maximum.
+    its full width at half maximum. `background`: that level when already known (a part of a frame is cut: the
+    level is the whole frame's), else the map_background of `anomaly_map` over `view`.
 
     Why: the map is the defect blurred at the model's patch scale (8 px cells, Gaussian sigma 4), so a
     fixed cutting level measures a strong defect as large as the blur's tail above that level and a
@@ -96,7 +99,8 @@ def cut_at_height(region_map: np.ndarray, anomaly_map: np.ndarray, fraction: flo
     if scale not in REGION_SCALES:
         raise ValueError(f"scale {scale!r}: use one of {', '.join(REGION_SCALES)}")
     count, labels, boxes, _ = cv2.connectedComponentsWithStats((region_map > 0).astype(np.uint8), connectivity=8)
-    background = to_evidence(np.float64(map_background(anomaly_map, view)), scale)
+    background = to_evidence(np.float64(map_background(anomaly_map, view) if background is None else background),
+                             scale)
     result = region_map.copy()
     for label in range(1, count):  # each region in its own box: the cost is the regions', not the frame's
         x, y, width, height = (int(v) for v in boxes[label, :4])

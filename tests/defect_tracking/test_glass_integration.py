@@ -18,6 +18,9 @@ from defect_tracking import (
     TrackingError,
     draw_tracks,
 )
+from defect_tracking import surface
+from defect_tracking.thin_regions import refine_thin_regions
+from defect_tracking.wide_regions import CORE_HEIGHT, refine_wide_regions
 from size_analyzer import DefectSizeAnalyzer
 
 FRAME = 128  # frame side, px
@@ -462,3 +465,49 @@ def test_wide_regions_are_measured_on_the_frame_when_the_tracker_knows_the_cell(
     for bad in (0, -8.0, float("nan"), True):
         with pytest.raises(TrackingError, match="wide_cell_px"):
             GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.5, wide_cell_px=bad)
+
+
+def _literal_region_maps(tracker: GLASSDefectTracker, frame: np.ndarray,
+                         anomaly_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """region_maps as its steps read, each over the whole frame."""
+    regions = surface.hysteresis_map(anomaly_map, tracker.threshold, tracker.low_threshold)
+    uncut = np.where(regions >= tracker.low_threshold, regions, 0)
+    view, scale = tracker.surface_view, tracker.region_scale
+    cut = surface.cut_at_height(uncut, anomaly_map, tracker.region_height, view, scale)
+    measured = refine_thin_regions(cut, frame, tracker.thin_cell_px, view)
+    core = surface.cut_at_height(cut, anomaly_map, CORE_HEIGHT, view, scale) > 0
+    return uncut, cut, refine_wide_regions(measured, uncut, core, frame, tracker.wide_cell_px)
+
+
+@pytest.mark.parametrize("shape, cell, view", [((128, 320), 8.0, None), ((128, 320), 8.0, (24, 0, 300, 128)),
+                                               ((300, 720), 16.0, (0, 10, 720, 290))])
+def test_regions_measured_in_the_box_around_them_are_those_of_the_whole_frame(shape, cell, view) -> None:
+    """region_maps cuts and measures inside the box around the frame's regions: on blobs, lines and specks at
+    random places (at the frame's edges too), colour and grey, its three maps equal the steps run over the
+    whole frame (the background level the whole frame's); a frame without regions gives empty maps."""
+    texture = cv2.resize(data.gravel(), shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        grey = 128.0 + 0.3 * (texture - texture.mean())
+        answer = np.zeros(shape, np.float32)
+        for _ in range(int(rng.integers(1, 4))):
+            x, y = int(rng.integers(0, shape[1])), int(rng.integers(0, shape[0]))
+            if rng.random() < 0.5:
+                cv2.circle(answer, (x, y), int(rng.integers(3, 20)), float(rng.uniform(0.5, 1.0)), -1)
+            else:
+                end = (x + int(rng.integers(-80, 80)), y + int(rng.integers(-30, 30)))
+                cv2.line(answer, (x, y), end, float(rng.uniform(0.5, 1.0)), 3)
+        grey -= 50.0 * (answer > 0)
+        blurred = cv2.GaussianBlur(answer, (0, 0), cell / 2)
+        surface_level = 0.2 + 0.15 * np.linspace(0.0, 1.0, shape[1])[None, :]  # so a part's median is not the frame's
+        anomaly_map = (surface_level + 0.65 * blurred / max(float(blurred.max()), 1e-6)).astype(np.float32)
+        colour = cv2.cvtColor(np.clip(grey, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+        tracker = GLASSDefectTracker(DefectSizeAnalyzer(), threshold=0.6, low_threshold=0.4, motion_method=None,
+                                     region_scale="logit", thin_cell_px=cell, wide_cell_px=cell, surface_view=view)
+        for frame in (colour, cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)):
+            fast, literal = tracker.region_maps(frame, anomaly_map), _literal_region_maps(tracker, frame, anomaly_map)
+            assert (fast[0] > 0).any()
+            for got, expected in zip(fast, literal):
+                np.testing.assert_array_equal(got, expected)
+    quiet = np.full(shape, 0.3, np.float32)
+    assert not any((part > 0).any() for part in tracker.region_maps(colour, quiet))
