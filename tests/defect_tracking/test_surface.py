@@ -293,6 +293,30 @@ def test_hysteresis_keeps_low_areas_only_around_seeds():
     assert (hysteresis_map(amap, high=0.5, low=0.5) == amap).all()  # low == high: plain threshold, untouched
 
 
+
+def test_hysteresis_keeps_the_8_connected_areas_a_literal_labelling_keeps():
+    """On smoothed random maps (many areas, some touching only at a corner) the areas kept are those that
+    ndimage's 8-connected labelling keeps, with and without the peak's area."""
+    from scipy import ndimage
+
+    from defect_tracking.surface import hysteresis_map
+
+    def literal(amap: np.ndarray, high: float, low: float, seed_peak: bool) -> np.ndarray:
+        labels, count = ndimage.label(amap >= low, structure=np.ones((3, 3), bool))
+        seeds = set(labels[amap >= high].tolist()) | ({int(labels.flat[amap.argmax()])} if seed_peak else set())
+        keep = np.isin(labels, [label for label in seeds if label > 0])
+        return np.where(keep, amap, 0).astype(amap.dtype)
+
+    corner = np.zeros((6, 6), np.float32)
+    corner[1:3, 1:3], corner[3:5, 3:5], corner[1, 1] = 0.6, 0.6, 0.9  # two squares meeting at a corner
+    assert (hysteresis_map(corner, 0.8, 0.5)[3:5, 3:5] > 0).all()
+    for seed in range(5):
+        noise = np.random.default_rng(seed).random((64, 96)).astype(np.float32)
+        amap = cv2.GaussianBlur(noise, (0, 0), 2.0)
+        amap = (amap - amap.min()) / (amap.max() - amap.min())
+        for peak in (False, True):
+            np.testing.assert_array_equal(hysteresis_map(amap, 0.8, 0.55, peak), literal(amap, 0.8, 0.55, peak))
+
 def test_tracker_with_hysteresis_measures_the_whole_area_of_a_faint_defect():
     """A defect whose core alone passes `threshold` is measured down to `low_threshold`."""
     square = np.ones((16, 16), bool)
