@@ -11,7 +11,10 @@ edge. So for each region wider than the map resolves (not thin: thin_regions.thi
    background to the region's peak: surely the defect), with the region's pixels whose grey level lies
    FAR_CONTRAST standard deviations of the surface from its mean (surely not the surface), and the surface
    around it (every pixel outside the region as the thresholds found it before it was cut at its height:
-   surely not the defect);
+   surely not the defect). Such far pixels that the cut left out join the region they touch, or are pieces
+   of their own (a cluster's fainter pits, cut away at the height its strongest pits set); and where a region
+   has far pixels, its core seeds only where the frame sets it apart from the surface (MIN_CONTRAST), so that
+   the surface between a cluster's pits, which the map's blur puts in the core, is left to the surface;
 2. the edge: a marker-controlled watershed (scikit-image) on the frame's colour gradient, smoothed at a
    quarter of a cell so that the surface's fine texture does not make edges of its own: the line where the
    two floods meet lies on the strongest edge between core and surface, which is the defect's edge when the
@@ -54,7 +57,8 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
     width) where the frame shows its edge: the pixels a watershed from its `core` pixels (bool) and its pixels
     far apart from the surface (FAR_CONTRAST) reaches before the surface outside `uncut` (the regions before they
     were cut, zero elsewhere) does, when they stand apart from that surface (MIN_CONTRAST). Pixels it gains get
-    the region's lowest score."""
+    the region's lowest score; pieces far apart from the surface that the cut left out and that touch no region
+    are measured too, with the map's scores."""
     if not cell_px > 0:  # NaN too
         raise ValueError(f"cell_px {cell_px}: the map's patch cell in frame pixels must be positive")
     inside = region_map > 0
@@ -72,11 +76,12 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
         within = areas[window] == area
         regions = np.where(within, labels[window], 0)
         wide = [label for label in np.unique(regions) if label > 0 and thin_length(regions == label, cell_px) is None]
-        if not wide:
-            continue
         for label, defect in _frame_defects(colour[window], regions, core[window] & within, within, wide,
                                             cell_px).items():
             scores, region = result[window], regions == label
+            if not region.any():  # a piece the cut left out: the map's own scores there
+                scores[defect] = np.maximum(scores[defect], uncut[window][defect])
+                continue
             floor = scores[region & defect].min() if (region & defect).any() else scores[region].min()
             scores[region & ~defect] = 0
             scores[defect & ~region] = floor
@@ -101,9 +106,15 @@ def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, wi
     if np.count_nonzero(surface) < 2:
         return {}
     distance = _distance_from(smooth.mean(axis=2), surface)
+    far = np.abs(distance) >= FAR_CONTRAST
+    regions, wide = _with_pieces(regions, far & within, wide)
     # Seeds: the core, and the region's pixels the frame sets far apart from the surface (the bright crescent of
     # a dent whose dark body the model answered most: the edge between the two would stop a flood from the core).
-    seeds = (core | (np.abs(distance) >= FAR_CONTRAST)) & within & (regions > 0)
+    # Where a region has such pixels, the frame shows it plainly: its core seeds only where the frame sets it apart
+    # from the surface too (MIN_CONTRAST), so that the surface between a cluster's pits is left to the surface.
+    plain = np.isin(regions, np.unique(regions[far & (regions > 0)]))
+    surface_like = plain & (np.abs(distance) < MIN_CONTRAST)
+    seeds = ((core & ~surface_like) | far) & within & (regions > 0)
     found = _watershed(regions, seeds, surface, smooth)
     defects = {}
     for label in wide:
@@ -114,6 +125,20 @@ def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, wi
             defect = cv2.resize(defect.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
         defects[label] = defect
     return defects
+
+
+def _with_pieces(regions: np.ndarray, far: np.ndarray, wide: list[int]) -> tuple[np.ndarray, list[int]]:
+    """`regions` with the `far` pixels (bool) the cut left out: each 8-connected piece of them joins the region it
+    touches, or becomes a wide region of its own (a cluster's fainter pits, cut away at the height its strongest
+    pits set: grouping joins it to its neighbours); and `wide` with the new labels."""
+    count, pieces = cv2.connectedComponents((far & (regions == 0)).astype(np.uint8), connectivity=8)
+    if count < 2:
+        return regions, wide
+    touched = ndimage.maximum(ndimage.grey_dilation(regions, size=(3, 3)), pieces, np.arange(1, count))
+    touched = np.asarray(touched, np.int64)
+    new = int(regions.max()) + np.cumsum(touched == 0)
+    label_of = np.concatenate([[0], np.where(touched > 0, touched, new)])
+    return np.where(pieces > 0, label_of[pieces], regions), [*wide, *new[touched == 0].tolist()]
 
 
 def _watershed(regions: np.ndarray, core: np.ndarray, surface: np.ndarray, smooth: np.ndarray) -> np.ndarray:
