@@ -8,8 +8,8 @@ bright side the model answers most; an oil stain 21 % small). The frame itself s
 edge. So for each region wider than the map resolves (not thin: thin_regions.thin_length):
 
 1. markers: the region's core (where the evidence is at least CORE_HEIGHT of the way from the frame's
-   background to the region's peak: surely the defect), with the region's pixels whose grey level lies
-   FAR_CONTRAST standard deviations of the surface from its mean (surely not the surface), and the surface
+   background to the region's peak: surely the defect), with the region's pixels whose colour lies, in some
+   channel, FAR_CONTRAST standard deviations of the surface from its mean (surely not the surface), and the surface
    around it (every pixel outside the region as the thresholds found it before it was cut at its height:
    surely not the defect). Such far pixels that the cut left out join the region they touch, or are pieces
    of their own (a cluster's fainter pits, cut away at the height its strongest pits set); and where a region
@@ -19,9 +19,10 @@ edge. So for each region wider than the map resolves (not thin: thin_regions.thi
    quarter of a cell so that the surface's fine texture does not make edges of its own: the line where the
    two floods meet lies on the strongest edge between core and surface, which is the defect's edge when the
    frame shows one;
-3. the check: the defect so found is kept only when the frame sets it apart from the surface around it, its
-   mean grey level at least MIN_CONTRAST standard deviations of that surface from the surface's mean; else
-   (a faint stain on a busy texture, whose strongest edge is the texture's) the region stays as the map cut it.
+3. the check: a region with far pixels is shown plainly by the frame and kept as found; any other only when
+   the frame sets it apart from the surface around it, its mean grey level at least MIN_CONTRAST standard
+   deviations of that surface from the surface's mean; else (a faint stain on a busy texture, whose strongest
+   edge is the texture's) the region stays as the map cut it.
 
 The region found lies inside the region the thresholds found (the surface marker holds everything else),
 so the map bounds it from outside and says it is there. Holes inside it are filled (a defect's extent).
@@ -43,10 +44,10 @@ from defect_tracking.thin_regions import WORK_CELL_PX, thin_length
 # from it, the faint rust and faint stains whose watershed lines followed the texture 0.1-0.7.
 CORE_HEIGHT = 0.75
 MIN_CONTRAST = 1.0
-# Pixels of a region this many standard deviations of the surface from its mean seed the defect too (beyond the
-# surface's own variation); measured per frame: the 896x320 steel line's dent 71 -> 88 % of its mask, its pit
-# cluster (below 5 mm^2) 101 -> 120 %, the other steel defects within 8 points, the busy lines' within 2 but a hole's
-# (+5).
+# Pixels of a region this many standard deviations of the surface from its mean (in some channel) seed the defect
+# too (beyond the surface's own variation); measured per frame: the 896x320 steel line's dent 71 -> 88 % of its mask,
+# its pit cluster (below 5 mm^2) 101 -> 120 %, the other steel defects within 8 points, the busy lines' within 2 but
+# a hole's (+5); later the same seeds cut away measured as pieces (README, "A fourth steel line").
 FAR_CONTRAST = 4.0
 
 
@@ -105,21 +106,26 @@ def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, wi
     surface = ~within
     if np.count_nonzero(surface) < 2:
         return {}
-    distance = _distance_from(smooth.mean(axis=2), surface)
-    far = np.abs(distance) >= FAR_CONTRAST
+    distance = _distance_from(smooth, surface)
+    apart = np.abs(distance).max(axis=2)  # in the channel that sets the pixel furthest apart (a coloured speck)
+    far = apart >= FAR_CONTRAST
+    grey = _distance_from(smooth.mean(axis=2, keepdims=True), surface)[..., 0]
     regions, wide = _with_pieces(regions, far & within, wide)
     # Seeds: the core, and the region's pixels the frame sets far apart from the surface (the bright crescent of
     # a dent whose dark body the model answered most: the edge between the two would stop a flood from the core).
     # Where a region has such pixels, the frame shows it plainly: its core seeds only where the frame sets it apart
     # from the surface too (MIN_CONTRAST), so that the surface between a cluster's pits is left to the surface.
+    # Any other region is measured on the frame only when its grey level stands apart (the check; a faint stain's
+    # tint can stand apart in a channel while its flood follows the texture).
     plain = np.isin(regions, np.unique(regions[far & (regions > 0)]))
-    surface_like = plain & (np.abs(distance) < MIN_CONTRAST)
+    surface_like = plain & (apart < MIN_CONTRAST)
     seeds = ((core & ~surface_like) | far) & within & (regions > 0)
     found = _watershed(regions, seeds, surface, smooth)
     defects = {}
     for label in wide:
         defect = ndimage.binary_fill_holes(found == label)
-        if not defect.any() or abs(float(distance[defect].mean())) < MIN_CONTRAST:
+        shown = plain[regions == label].any() or (defect.any() and abs(float(grey[defect].mean())) >= MIN_CONTRAST)
+        if not defect.any() or not shown:
             continue
         if scale < 1.0:
             defect = cv2.resize(defect.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
@@ -153,8 +159,8 @@ def _watershed(regions: np.ndarray, core: np.ndarray, surface: np.ndarray, smoot
     return flooded
 
 
-def _distance_from(grey: np.ndarray, surface: np.ndarray) -> np.ndarray:
-    """Each pixel's grey level as a signed distance from the mean of the `surface` pixels, in their standard
-    deviations."""
-    spread = max(float(grey[surface].std()), 1e-6)
-    return (grey - float(grey[surface].mean())) / spread
+def _distance_from(colour: np.ndarray, surface: np.ndarray) -> np.ndarray:
+    """Each pixel's colour (h, w, channels) as signed distances from the mean of the `surface` pixels, channel by
+    channel, in their standard deviations."""
+    values = colour[surface]
+    return (colour - values.mean(axis=0)) / np.maximum(values.std(axis=0), 1e-6)
