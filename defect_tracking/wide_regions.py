@@ -57,9 +57,9 @@ def refine_wide_regions(region_map: np.ndarray, uncut: np.ndarray, core: np.ndar
     every 8-connected region wider than the map resolves measured on `frame` (BGR or grey, same height and
     width) where the frame shows its edge: the pixels a watershed from its `core` pixels (bool) and its pixels
     far apart from the surface (FAR_CONTRAST) reaches before the surface outside `uncut` (the regions before they
-    were cut, zero elsewhere) does, when they stand apart from that surface (MIN_CONTRAST). Pixels it gains get
-    the region's lowest score; pieces far apart from the surface that the cut left out and that touch no region
-    are measured too, with the map's scores."""
+    were cut, zero elsewhere) does, when the frame shows them plainly (far pixels) or their grey level stands apart
+    from that surface (MIN_CONTRAST). Pixels it gains get the region's lowest score; pieces far apart from the
+    surface that the cut left out and that touch no region are measured too, with the map's scores."""
     if not cell_px > 0:  # NaN too
         raise ValueError(f"cell_px {cell_px}: the map's patch cell in frame pixels must be positive")
     inside = region_map > 0
@@ -117,15 +117,14 @@ def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, wi
     # from the surface too (MIN_CONTRAST), so that the surface between a cluster's pits is left to the surface.
     # Any other region is measured on the frame only when its grey level stands apart (the check; a faint stain's
     # tint can stand apart in a channel while its flood follows the texture).
-    plain = np.isin(regions, np.unique(regions[far & (regions > 0)]))
-    surface_like = plain & (apart < MIN_CONTRAST)
+    plain = np.unique(regions[far & (regions > 0)])
+    surface_like = np.isin(regions, plain) & (apart < MIN_CONTRAST)
     seeds = ((core & ~surface_like) | far) & within & (regions > 0)
     found = _watershed(regions, seeds, surface, smooth)
     defects = {}
     for label in wide:
         defect = ndimage.binary_fill_holes(found == label)
-        shown = plain[regions == label].any() or (defect.any() and abs(float(grey[defect].mean())) >= MIN_CONTRAST)
-        if not defect.any() or not shown:
+        if not defect.any() or (label not in plain and abs(float(grey[defect].mean())) < MIN_CONTRAST):
             continue
         if scale < 1.0:
             defect = cv2.resize(defect.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR) >= 0.5
