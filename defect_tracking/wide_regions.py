@@ -111,6 +111,8 @@ def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, wi
     far = apart >= FAR_CONTRAST
     grey = _distance_from(smooth.mean(axis=2, keepdims=True), surface)[..., 0]
     regions, wide = _with_pieces(regions, far & within, wide)
+    if not wide:  # thin regions only, and no piece: nothing to measure here
+        return {}
     # Seeds: the core, and the region's pixels the frame sets far apart from the surface (the bright crescent of
     # a dent whose dark body the model answered most: the edge between the two would stop a flood from the core).
     # Where a region has such pixels, the frame shows it plainly: its core seeds only where the frame sets it apart
