@@ -355,10 +355,8 @@ class GLASSDefectTracker:
         self._recent.clear()
         self._defects = None
 
-    def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray,
-               flagged: bool = False) -> FrameTracks:
-        """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution); `flagged`: the
-        frame's image score is at or above the image threshold (its strongest region is then kept)."""
+    def update(self, frame_index: int, frame: np.ndarray, anomaly_map: np.ndarray) -> FrameTracks:
+        """Tracks the defect regions of one frame's anomaly map (H,W at frame resolution)."""
         self._check_frame(frame_index, frame, anomaly_map)
         full_map = np.asarray(anomaly_map, np.float32)
         motion = None
@@ -370,10 +368,9 @@ class GLASSDefectTracker:
             averaging = time.perf_counter()
             full_map = self.average.update(full_map, motion)
             self.stage_seconds["average"] += time.perf_counter() - averaging
-            flagged = False  # the frame's image score says nothing about the average
         # Otherwise the map is analysed first: a map the analyzer rejects leaves the motion state untouched.
         started = time.perf_counter()
-        uncut, _, anomaly_map = self.region_maps(frame, full_map, flagged)
+        uncut, _, anomaly_map = self.region_maps(frame, full_map)
         metrics = self.analyzer.analyze_defects(anomaly_map, self.low_threshold, self.use_morphology,
                                                 keep_label_map=True)
         grouped = _grouped_detections(metrics, self.merge_gap_px, uncut > 0)
@@ -411,14 +408,17 @@ class GLASSDefectTracker:
         return FrameTracks(frame_index, detections, (float(motion[0]), float(motion[1])),
                            new_representative, len(metrics.defects), metrics, full_map)
 
-    def region_maps(self, frame: np.ndarray, anomaly_map: np.ndarray,
-                    flagged: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def region_maps(self, frame: np.ndarray, anomaly_map: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One frame's regions (the map zeroed outside them): as the thresholds find them, cut at their height
         (region_height, region_scale), and as measured (on the frame: thin ones when thin_cell_px is set, wide
         ones when wide_cell_px is)."""
+        # Seeded at the pixel threshold alone: a frame's image score is its verdict, not a region (the peak of a
+        # frame it flagged while the map stayed below the pixel threshold was kept as a region until 2026-12-05: on
+        # ten lines it found no defect, made the 896x320 steel line's second false track and shrank a grass crack
+        # by 10 points; README, "A frame's verdict makes no region").
         regions = anomaly_map
         if self.low_threshold < self.threshold:
-            regions = surface.hysteresis_map(anomaly_map, self.threshold, self.low_threshold, seed_peak=bool(flagged))
+            regions = surface.hysteresis_map(anomaly_map, self.threshold, self.low_threshold)
         uncut = np.where(regions >= self.low_threshold, regions, 0)
         # Cut and measured inside the box around every region (and the room the refinements look around a region
         # in): the same regions as over the whole frame (tested), at the cost of the regions, not of the frame.

@@ -37,11 +37,10 @@ REGION_SCALES = ("linear", "logit", "distance")
 _EDGE = 1e-6  # map scores are clipped to [_EDGE, 1 - _EDGE] before logit or distance
 
 
-def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: bool = False) -> np.ndarray:
+def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float) -> np.ndarray:
     """The map with every pixel zeroed that is not in an 8-connected area at or above `low` holding a
-    pixel at or above `high` (hysteresis, as in Canny's edge linking); `seed_peak` also keeps the area
-    of the map's maximum (a frame whose image score is above the image threshold shows its strongest
-    region even when the smoothed map peaks below `high`). Cutting the result at `low` gives the regions."""
+    pixel at or above `high` (hysteresis, as in Canny's edge linking). Cutting the result at `low` gives the
+    regions."""
     if low >= high:
         return anomaly_map
     above = anomaly_map >= low
@@ -51,8 +50,6 @@ def hysteresis_map(anomaly_map: np.ndarray, high: float, low: float, seed_peak: 
     if count == 0:
         return np.zeros_like(anomaly_map)
     seeds = labels[anomaly_map >= high]
-    if seed_peak:
-        seeds = np.append(seeds, labels.flat[int(np.argmax(anomaly_map))])
     keep = np.zeros(count + 1, bool)
     keep[seeds] = True
     keep[0] = False

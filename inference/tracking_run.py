@@ -187,7 +187,7 @@ class TrackingRenderer(runner.BaseRenderer):
 
     def render(self, frame: np.ndarray, result: FrameResult, index: int) -> np.ndarray:
         """Tracks the frame's defects and draws them over the heatmap of the map they were cut from."""
-        tracks = self.tracker.update(index, frame, result.anomaly_map, flagged=result.is_defect)
+        tracks = self.tracker.update(index, frame, result.anomaly_map)
         if self.layout.defects_dir is not None:
             self._keep_representatives(frame, tracks, index)
         # The heatmap shows what the regions were cut from (the surface average when averaging).

@@ -277,7 +277,7 @@ def test_bad_merge_gap_is_refused():
 
 
 def test_hysteresis_keeps_low_areas_only_around_seeds():
-    """Areas above `low` survive only when they hold a pixel above `high` (or the peak, when asked)."""
+    """Areas above `low` survive only when they hold a pixel above `high`."""
     from defect_tracking.surface import hysteresis_map
 
     amap = np.zeros((20, 40), np.float32)
@@ -288,22 +288,20 @@ def test_hysteresis_keeps_low_areas_only_around_seeds():
     kept = hysteresis_map(amap, high=0.8, low=0.5)
     assert (kept[2:8, 2:8] == amap[2:8, 2:8]).all()
     assert not kept[12:16, 20:30].any() and not kept[2:5, 30:34].any()
-    peak = hysteresis_map(amap, high=0.95, low=0.5, seed_peak=True)  # no pixel reaches high: the peak's area
-    assert (peak[2:8, 2:8] > 0).all() and not peak[12:16, 20:30].any()
+    assert not hysteresis_map(amap, high=0.95, low=0.5).any()  # no pixel reaches high: no region, not even the peak's
     assert (hysteresis_map(amap, high=0.5, low=0.5) == amap).all()  # low == high: plain threshold, untouched
-
 
 
 def test_hysteresis_keeps_the_8_connected_areas_a_literal_labelling_keeps():
     """On smoothed random maps (many areas, some touching only at a corner) the areas kept are those that
-    ndimage's 8-connected labelling keeps, with and without the peak's area."""
+    ndimage's 8-connected labelling keeps."""
     from scipy import ndimage
 
     from defect_tracking.surface import hysteresis_map
 
-    def literal(amap: np.ndarray, high: float, low: float, seed_peak: bool) -> np.ndarray:
+    def literal(amap: np.ndarray, high: float, low: float) -> np.ndarray:
         labels, count = ndimage.label(amap >= low, structure=np.ones((3, 3), bool))
-        seeds = set(labels[amap >= high].tolist()) | ({int(labels.flat[amap.argmax()])} if seed_peak else set())
+        seeds = set(labels[amap >= high].tolist())
         keep = np.isin(labels, [label for label in seeds if label > 0])
         return np.where(keep, amap, 0).astype(amap.dtype)
 
@@ -314,8 +312,8 @@ def test_hysteresis_keeps_the_8_connected_areas_a_literal_labelling_keeps():
         noise = np.random.default_rng(seed).random((64, 96)).astype(np.float32)
         amap = cv2.GaussianBlur(noise, (0, 0), 2.0)
         amap = (amap - amap.min()) / (amap.max() - amap.min())
-        for peak in (False, True):
-            np.testing.assert_array_equal(hysteresis_map(amap, 0.8, 0.55, peak), literal(amap, 0.8, 0.55, peak))
+        np.testing.assert_array_equal(hysteresis_map(amap, 0.8, 0.55), literal(amap, 0.8, 0.55))
+
 
 def test_tracker_with_hysteresis_measures_the_whole_area_of_a_faint_defect():
     """A defect whose core alone passes `threshold` is measured down to `low_threshold`."""

@@ -391,3 +391,31 @@ def test_model_settings_are_the_tracking_commands_defaults(tiny_model):
     assert tracking.model_settings(engine, (SIZE, SIZE), "auto", "map")["wide_cell_px"] == pytest.approx(8.0)
     assert set(plain) == set(settings) == {"region_scale", "thin_cell_px", "wide_cell_px", "surface_view",
                                            "surface_margin"}
+
+
+def test_a_flagged_frame_makes_no_region_below_the_pixel_threshold(tmp_path):
+    """The frame's image verdict is drawn, but regions are seeded at the pixel threshold alone: a flagged frame
+    whose map peaks between the low and the pixel threshold adds no track; a peak at the pixel threshold does."""
+    import types
+
+    import numpy as np
+
+    from defect_tracking import GLASSDefectTracker
+    from inference.engine import FrameResult
+    from size_analyzer import DefectSizeAnalyzer
+
+    tracker = GLASSDefectTracker(DefectSizeAnalyzer(1.0, "mm"), threshold=0.9, low_threshold=0.5,
+                                 motion_method=None, min_hits=1)
+    layout = tracking.TrackingOutput(tmp_path / "v.mp4", None, tmp_path / "r.json")
+    renderer = tracking.TrackingRenderer(tracker, types.SimpleNamespace(threshold=0.5), layout, {})
+    frame = np.full((48, 80, 3), 128, np.uint8)
+    amap = np.zeros((48, 80), np.float32)
+    amap[16:28, 30:44] = 0.8  # above the low threshold, below the pixel threshold
+    for index in range(3):
+        canvas = renderer.render(frame, FrameResult(0.99, amap, True), index)
+        assert canvas.shape == frame.shape
+    assert tracker.num_tracks == 0
+    amap[22, 36] = 0.95  # one pixel at the pixel threshold seeds the whole area
+    for index in range(3, 6):
+        renderer.render(frame, FrameResult(0.99, amap, True), index)
+    assert tracker.num_tracks == 1
