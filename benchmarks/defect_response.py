@@ -168,7 +168,7 @@ def measure(engine: InferenceEngine, video: Path, truth: dict[str, Any], pixel_s
         view = (frames[picks[middle]], results[middle].anomaly_map, boxes[picks[middle]][defect_id]) if picks else None
         regions = None
         if view is not None and tracker is not None:
-            _, cut, measured = tracker.region_maps(view[0], view[1], results[middle].is_defect)
+            _, cut, measured = tracker.region_maps(view[0], view[1])
             regions = (cut, measured)
         area = float(defect.get("area_pixels", float("nan"))) * pixel_size ** 2  # nan: the sidecar gives none
         responses.append(Response(defect_id, str(defect.get("defect_type", "defect")), area, inside, outside, view,
