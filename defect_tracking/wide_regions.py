@@ -106,8 +106,8 @@ def _frame_defects(colour: np.ndarray, regions: np.ndarray, core: np.ndarray, wi
     surface = ~within
     if np.count_nonzero(surface) < 2:
         return {}
-    distance = _distance_from(smooth, surface)
-    apart = np.abs(distance).max(axis=2)  # in the channel that sets the pixel furthest apart (a coloured speck)
+    # In the channel that sets the pixel furthest apart (a coloured speck)
+    apart = np.abs(_distance_from(smooth, surface)).max(axis=2)
     far = apart >= FAR_CONTRAST
     grey = _distance_from(smooth.mean(axis=2, keepdims=True), surface)[..., 0]
     regions, wide = _with_pieces(regions, far & within, wide)

@@ -162,6 +162,11 @@ def test_same_input_same_regions_and_bad_cell_size_is_refused():
             refine_wide_regions(cut, uncut, core, frame, bad)
 
 
+def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
+    """The mask grown by `pixels` (a square)."""
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)) > 0
+
+
 def pit_cluster(grey: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Paints a cluster of dark pits (60 grey levels deep) into grey: two 8 px in radius in the middle, 8 px
     apart, and four 5 px in radius around them; the middle pits' masks and the outer pits' masks."""
@@ -203,11 +208,6 @@ def test_a_clusters_fainter_pits_are_measured_and_the_surface_between_its_pits_i
     pieces = measured & ~grown(cut > 0, 4)
     assert pieces.sum() >= np.sum(outer)
     np.testing.assert_array_equal(refined[pieces], uncut[pieces])
-
-
-def grown(mask: np.ndarray, pixels: int) -> np.ndarray:
-    """The mask grown by `pixels` (a square)."""
-    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * pixels + 1, 2 * pixels + 1), np.uint8)) > 0
 
 
 def test_coloured_specks_the_grey_level_does_not_set_apart_are_measured_one_by_one():
